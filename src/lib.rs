@@ -1,0 +1,21 @@
+//! slurm-ledger: Slurm accounting → a durable ledger → metered usage → the platforms that bill it.
+//!
+//! # Layout
+//! The flow is one direction, and so are the module dependencies:
+//!
+//! ```text
+//! slurm (run + parse Slurm) → collect (one poll) → ledger (SQLite: runs, cursors, quarantine)
+//!                                                    → meter / sinks / archive / report (later)
+//! cli (clap types, one file per subcommand) and config (TOML → validated Settings) sit at the edge.
+//! ```
+//!
+//! - [`model`]: shared vocabulary ([`model::JobRun`], [`model::JobKey`], [`model::Tres`]).
+//! - [`slurm`]: the only code that knows Slurm's formats or runs its commands.
+//! - [`ledger`]: the only code that knows the SQLite schema.
+//! - [`collect`]: one poll: Slurm source → ledger, with cursor and quarantine.
+//! - [`config`]: config file → pure validation → [`config::Settings`].
+//!
+//! See ARCHITECTURE.md for the invariants.
+
+pub mod model;
+pub mod slurm;

@@ -1,0 +1,492 @@
+//! Shared vocabulary: the types every module speaks.
+//!
+//! A [`JobRun`] is one run of one Slurm job: the unit the ledger stores, the meter bills and the
+//! sinks report. It is keyed by [`JobKey`] = (cluster, JobIDRaw, submit time), which is the key
+//! slurmdbd itself uses for a job record, so that a requeued job's earlier run and a reused job id
+//! never overwrite each other.
+//!
+//! Invariants:
+//! - Every instant is a [`UnixTime`] (UTC seconds). Local-time strings stop at the `slurm` module.
+//! - Every memory quantity is in bytes; every CPU time is in milliseconds; TRES counts are
+//!   integers in the unit named by [`Tres`].
+//! - Nothing here does I/O or reads a clock.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UnixTime(pub i64);
+
+impl UnixTime {
+    /// RFC 3339 in UTC, e.g. `2026-11-22T00:21:57Z`.
+    pub fn to_rfc3339(self) -> String {
+        match jiff::Timestamp::from_second(self.0) {
+            Ok(ts) => ts.to_string(),
+            Err(_) => format!("@{}", self.0),
+        }
+    }
+}
+
+impl fmt::Display for UnixTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// A Slurm cluster name as slurmdbd knows it (`ClusterName` in slurm.conf).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    /// A cluster name must be non-empty and free of whitespace and delimiters.
+    pub fn new(name: &str) -> Result<Self, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if ok {
+            Ok(Self(name.to_string()))
+        } else {
+            Err(format!(
+                "cluster name {name:?} is not valid: use 1-64 characters of letters, digits, '-', '_' or '.'"
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The identity of one job run: slurmdbd's own unique key for a job record.
+///
+/// `submit` tells runs apart: Slurm resets the submit time when it requeues a job, and a job id
+/// reused after a controller reset has a new submit time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct JobKey {
+    pub cluster: ClusterName,
+    pub job_id_raw: u64,
+    pub submit: UnixTime,
+}
+
+impl fmt::Display for JobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.cluster, self.job_id_raw, self.submit.0)
+    }
+}
+
+/// Slurm job states. `Other` keeps any state this version does not know, never dropping it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    Pending,
+    Running,
+    Suspended,
+    Completing,
+    Configuring,
+    Requeued,
+    RequeueHold,
+    RequeueFed,
+    Resizing,
+    Signaling,
+    StageOut,
+    Stopped,
+    SpecialExit,
+    Revoked,
+    Completed,
+    Cancelled,
+    Failed,
+    Timeout,
+    NodeFail,
+    Preempted,
+    BootFail,
+    Deadline,
+    OutOfMemory,
+    Other(String),
+}
+
+impl JobState {
+    /// Parses Slurm's state name (upper case, as sacct, squeue and the JSON formats print it).
+    pub fn from_slurm(name: &str) -> Self {
+        match name {
+            "PENDING" => Self::Pending,
+            "RUNNING" => Self::Running,
+            "SUSPENDED" => Self::Suspended,
+            "COMPLETING" => Self::Completing,
+            "CONFIGURING" => Self::Configuring,
+            "REQUEUED" => Self::Requeued,
+            "REQUEUE_HOLD" => Self::RequeueHold,
+            "REQUEUE_FED" => Self::RequeueFed,
+            "RESIZING" => Self::Resizing,
+            "SIGNALING" => Self::Signaling,
+            "STAGE_OUT" => Self::StageOut,
+            "STOPPED" => Self::Stopped,
+            "SPECIAL_EXIT" => Self::SpecialExit,
+            "REVOKED" => Self::Revoked,
+            "COMPLETED" => Self::Completed,
+            "CANCELLED" => Self::Cancelled,
+            "FAILED" => Self::Failed,
+            "TIMEOUT" => Self::Timeout,
+            "NODE_FAIL" => Self::NodeFail,
+            "PREEMPTED" => Self::Preempted,
+            "BOOT_FAIL" => Self::BootFail,
+            "DEADLINE" => Self::Deadline,
+            "OUT_OF_MEMORY" => Self::OutOfMemory,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// Slurm's name for the state.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Suspended => "SUSPENDED",
+            Self::Completing => "COMPLETING",
+            Self::Configuring => "CONFIGURING",
+            Self::Requeued => "REQUEUED",
+            Self::RequeueHold => "REQUEUE_HOLD",
+            Self::RequeueFed => "REQUEUE_FED",
+            Self::Resizing => "RESIZING",
+            Self::Signaling => "SIGNALING",
+            Self::StageOut => "STAGE_OUT",
+            Self::Stopped => "STOPPED",
+            Self::SpecialExit => "SPECIAL_EXIT",
+            Self::Revoked => "REVOKED",
+            Self::Completed => "COMPLETED",
+            Self::Cancelled => "CANCELLED",
+            Self::Failed => "FAILED",
+            Self::Timeout => "TIMEOUT",
+            Self::NodeFail => "NODE_FAIL",
+            Self::Preempted => "PREEMPTED",
+            Self::BootFail => "BOOT_FAIL",
+            Self::Deadline => "DEADLINE",
+            Self::OutOfMemory => "OUT_OF_MEMORY",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// True when this run of the job will not change any more: it ended (any terminal state),
+    /// or it was requeued (Slurm starts a new run with a new submit time and leaves this one).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed
+                | Self::Cancelled
+                | Self::Failed
+                | Self::Timeout
+                | Self::NodeFail
+                | Self::Preempted
+                | Self::BootFail
+                | Self::Deadline
+                | Self::OutOfMemory
+                | Self::Revoked
+                | Self::SpecialExit
+                | Self::Requeued
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `code:signal` as Slurm prints an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitCode {
+    pub code: u32,
+    pub signal: u32,
+}
+
+impl fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.code, self.signal)
+    }
+}
+
+/// Trackable resources as integer counts, sorted by name.
+///
+/// Units: `mem`, `vmem`, `fs/*` and other byte quantities in bytes; `cpu` in a usage string
+/// (TRESUsageIn*) in seconds; everything else a plain count (`cpu`, `node`, `billing`,
+/// `gres/gpu`, `gres/gpu:a100`, `energy` in joules).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tres(Vec<(String, u64)>);
+
+impl Tres {
+    /// Builds from pairs; later duplicates of a name replace earlier ones.
+    pub fn from_pairs<I: IntoIterator<Item = (String, u64)>>(pairs: I) -> Self {
+        let mut v: Vec<(String, u64)> = Vec::new();
+        for (k, n) in pairs {
+            match v.binary_search_by(|(name, _)| name.as_str().cmp(&k)) {
+                Ok(i) => v[i].1 = n,
+                Err(i) => v.insert(i, (k, n)),
+            }
+        }
+        Self(v)
+    }
+
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(k, n)| (k.as_str(), *n))
+    }
+
+    /// GPUs allocated, counted once: the untyped `gres/gpu` when present (Slurm adds it beside the
+    /// typed `gres/gpu:<type>` entries), else the sum of the typed entries.
+    pub fn gpus(&self) -> u64 {
+        if let Some(n) = self.get("gres/gpu") {
+            return n;
+        }
+        self.iter()
+            .filter(|(k, _)| k.starts_with("gres/gpu:"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Adds `other` into `self`: sums every entry, except the peak quantities (`mem`, `vmem`),
+    /// which keep the maximum. Used to aggregate step usage into a job run.
+    pub fn accumulate_usage(&mut self, other: &Tres) {
+        for (k, n) in other.iter() {
+            let peak = k == "mem" || k == "vmem";
+            match self.0.binary_search_by(|(name, _)| name.as_str().cmp(k)) {
+                Ok(i) => {
+                    let cur = &mut self.0[i].1;
+                    *cur = if peak { (*cur).max(n) } else { cur.saturating_add(n) };
+                }
+                Err(i) => self.0.insert(i, (k.to_string(), n)),
+            }
+        }
+    }
+
+    /// Canonical text `name=count,...` (sorted by name, plain integers), stored in the ledger.
+    pub fn to_canonical(&self) -> String {
+        let mut s = String::new();
+        for (i, (k, n)) in self.0.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(k);
+            s.push('=');
+            s.push_str(&n.to_string());
+        }
+        s
+    }
+
+    /// Reads the canonical text back. Returns `None` on anything but `name=integer` pairs.
+    pub fn from_canonical(s: &str) -> Option<Self> {
+        if s.is_empty() {
+            return Some(Self::default());
+        }
+        let mut pairs = Vec::new();
+        for part in s.split(',') {
+            let (k, v) = part.split_once('=')?;
+            pairs.push((k.to_string(), v.parse().ok()?));
+        }
+        Some(Self::from_pairs(pairs))
+    }
+}
+
+/// One run of one Slurm job, with its steps' usage aggregated into it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRun {
+    pub key: JobKey,
+    /// The id a person sees: `42`, `7_3`, `7_[2-3,5]`, `13+1`.
+    pub job_id: String,
+    pub array_job_id: Option<u64>,
+    pub array_task_id: Option<u32>,
+    pub het_job_id: Option<u64>,
+    pub het_job_offset: Option<u32>,
+    pub name: String,
+    pub user: String,
+    pub uid: Option<u32>,
+    pub group: String,
+    pub account: String,
+    pub partition: String,
+    pub qos: String,
+    pub state: JobState,
+    /// For `CANCELLED by <uid>`: who cancelled.
+    pub cancelled_by: Option<u32>,
+    pub exit_code: Option<ExitCode>,
+    pub derived_exit_code: Option<ExitCode>,
+    pub eligible: Option<UnixTime>,
+    pub start: Option<UnixTime>,
+    pub end: Option<UnixTime>,
+    /// Run time in seconds, suspended time excluded (Slurm's ElapsedRaw).
+    pub elapsed_secs: u64,
+    pub suspended_secs: u64,
+    /// Time limit in minutes; `None` when unlimited or unknown.
+    pub timelimit_mins: Option<u64>,
+    pub nnodes: u32,
+    pub alloc_cpus: u32,
+    pub req_cpus: u32,
+    /// Requested memory in bytes, per node or per CPU as `req_mem_per_cpu` says.
+    pub req_mem_bytes: Option<u64>,
+    pub req_mem_per_cpu: bool,
+    pub req_tres: Tres,
+    pub alloc_tres: Tres,
+    /// Compressed node list as Slurm prints it (`node[01-04]`); empty when none was assigned.
+    pub nodelist: String,
+    /// CPU time used by the job's steps, in milliseconds.
+    pub total_cpu_ms: u64,
+    pub user_cpu_ms: u64,
+    pub system_cpu_ms: u64,
+    /// Largest MaxRSS of any step, in bytes.
+    pub max_rss_bytes: Option<u64>,
+    /// TRESUsageInTot summed over steps (peaks `mem`/`vmem` take the maximum).
+    pub tres_usage_in_tot: Tres,
+    pub step_count: u32,
+    pub energy_joules: Option<u64>,
+    pub wckey: String,
+    pub reservation: String,
+    pub flags: String,
+    pub work_dir: String,
+    pub submit_line: String,
+    pub db_index: Option<u64>,
+}
+
+impl JobRun {
+    /// An empty run with only its key and id set; parsers fill in the rest.
+    pub fn new(key: JobKey, job_id: String) -> Self {
+        Self {
+            key,
+            job_id,
+            array_job_id: None,
+            array_task_id: None,
+            het_job_id: None,
+            het_job_offset: None,
+            name: String::new(),
+            user: String::new(),
+            uid: None,
+            group: String::new(),
+            account: String::new(),
+            partition: String::new(),
+            qos: String::new(),
+            state: JobState::Pending,
+            cancelled_by: None,
+            exit_code: None,
+            derived_exit_code: None,
+            eligible: None,
+            start: None,
+            end: None,
+            elapsed_secs: 0,
+            suspended_secs: 0,
+            timelimit_mins: None,
+            nnodes: 0,
+            alloc_cpus: 0,
+            req_cpus: 0,
+            req_mem_bytes: None,
+            req_mem_per_cpu: false,
+            req_tres: Tres::default(),
+            alloc_tres: Tres::default(),
+            nodelist: String::new(),
+            total_cpu_ms: 0,
+            user_cpu_ms: 0,
+            system_cpu_ms: 0,
+            max_rss_bytes: None,
+            tres_usage_in_tot: Tres::default(),
+            step_count: 0,
+            energy_joules: None,
+            wckey: String::new(),
+            reservation: String::new(),
+            flags: String::new(),
+            work_dir: String::new(),
+            submit_line: String::new(),
+            db_index: None,
+        }
+    }
+
+    /// GPUs allocated to the run, typed and untyped entries counted once.
+    pub fn gpus(&self) -> u64 {
+        self.alloc_tres.gpus()
+    }
+}
+
+/// Step usage that is folded into its job run. Steps are not stored on their own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepUsage {
+    pub total_cpu_ms: u64,
+    pub user_cpu_ms: u64,
+    pub system_cpu_ms: u64,
+    pub max_rss_bytes: Option<u64>,
+    pub tres_usage_in_tot: Tres,
+    pub energy_joules: Option<u64>,
+}
+
+impl JobRun {
+    /// Folds one step's usage into the run.
+    pub fn add_step(&mut self, s: &StepUsage) {
+        self.step_count += 1;
+        self.total_cpu_ms = self.total_cpu_ms.saturating_add(s.total_cpu_ms);
+        self.user_cpu_ms = self.user_cpu_ms.saturating_add(s.user_cpu_ms);
+        self.system_cpu_ms = self.system_cpu_ms.saturating_add(s.system_cpu_ms);
+        if let Some(r) = s.max_rss_bytes {
+            self.max_rss_bytes = Some(self.max_rss_bytes.map_or(r, |m| m.max(r)));
+        }
+        self.tres_usage_in_tot.accumulate_usage(&s.tres_usage_in_tot);
+        if let Some(e) = s.energy_joules {
+            self.energy_joules = Some(self.energy_joules.unwrap_or(0).saturating_add(e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpus_are_not_double_counted() {
+        // AllocTRES of the testbed's GPU job (capture/sacct-steps-parsable2.txt, job 11).
+        let t = Tres::from_pairs([
+            ("billing".into(), 1),
+            ("cpu".into(), 1),
+            ("gres/gpu:fake".into(), 1),
+            ("gres/gpu".into(), 1),
+        ]);
+        assert_eq!(t.gpus(), 1);
+        let typed_only = Tres::from_pairs([("gres/gpu:a100".into(), 2), ("gres/gpu:v100".into(), 1)]);
+        assert_eq!(typed_only.gpus(), 3);
+    }
+
+    #[test]
+    fn canonical_roundtrip_sorts() {
+        let t = Tres::from_pairs([("node".into(), 1), ("cpu".into(), 4), ("mem".into(), 1 << 30)]);
+        assert_eq!(t.to_canonical(), "cpu=4,mem=1073741824,node=1");
+        assert_eq!(Tres::from_canonical(&t.to_canonical()), Some(t));
+        assert_eq!(Tres::from_canonical("cpu=x"), None);
+    }
+
+    #[test]
+    fn usage_accumulates_sum_and_peak() {
+        let mut a = Tres::from_pairs([("cpu".into(), 10), ("mem".into(), 100)]);
+        a.accumulate_usage(&Tres::from_pairs([("cpu".into(), 5), ("mem".into(), 50), ("energy".into(), 3)]));
+        assert_eq!(a.to_canonical(), "cpu=15,energy=3,mem=100");
+    }
+
+    #[test]
+    fn requeued_run_is_final_but_running_is_not() {
+        assert!(JobState::Requeued.is_final());
+        assert!(JobState::OutOfMemory.is_final());
+        assert!(!JobState::Running.is_final());
+        assert!(!JobState::Suspended.is_final());
+        assert_eq!(JobState::from_slurm("WEIRD_NEW"), JobState::Other("WEIRD_NEW".into()));
+    }
+}

@@ -1,0 +1,1 @@
+//! `sacct --json` and `squeue --json` readers (placeholder, being written).

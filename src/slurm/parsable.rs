@@ -1,0 +1,431 @@
+//! Streaming reader for `sacct --parsable2` output (any delimiter), job and step rows.
+//!
+//! It reads line by line from any `BufRead`, so a day of a large cluster never sits in memory,
+//! and yields [`Item`]s: a [`JobRun`] with its steps folded in, or a [`Quarantined`] row.
+//!
+//! Rules that keep every record:
+//! - Columns are found by name (header line, or the `--format` list that was requested).
+//! - A row with too few fields is joined with the following line(s): a newline inside a job
+//!   name or SubmitLine. A row with too many fields holds the delimiter inside a field (`|` in a
+//!   job name under the default delimiter); it cannot be split safely and is quarantined.
+//! - Any value that does not parse quarantines the row with its text and the reason; the rest
+//!   of the stream goes on.
+//! - Steps follow their job row (sacct prints them so); a step whose job row was not seen just
+//!   before is quarantined.
+
+use std::io::BufRead;
+
+use crate::model::{ClusterName, JobKey, JobRun, StepUsage};
+
+use super::fields::{Field, FIELD_COUNT};
+use super::values::{self as v, TimeZone, TresKind, ValueError};
+
+/// The most lines one record may span before it is given up as malformed.
+const MAX_JOINED_LINES: usize = 64;
+
+/// A row that could not be read, kept with its text and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// 1-based line number of the row's first line in the stream.
+    pub line: u64,
+    pub raw: String,
+    pub reason: String,
+}
+
+/// What the reader yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Job(Box<JobRun>),
+    Quarantine(Quarantined),
+}
+
+/// Which column holds which field.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    idx: [Option<usize>; FIELD_COUNT],
+    ncols: usize,
+}
+
+/// Errors that stop the whole stream (as opposed to one row).
+#[derive(Debug, thiserror::Error)]
+pub enum ParsableError {
+    #[error("sacct output has no {0} column: it cannot be keyed; request it in --format")]
+    MissingColumn(&'static str),
+    #[error("sacct output is empty: expected a header line")]
+    NoHeader,
+    #[error("reading sacct output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Layout {
+    /// From column names, as in a header line or a `--format` list. Unknown names are skipped.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, ParsableError> {
+        let mut idx = [None; FIELD_COUNT];
+        for (i, n) in names.iter().enumerate() {
+            if let Some(f) = Field::from_name(n.as_ref().trim()) {
+                idx[f.index()].get_or_insert(i);
+            }
+        }
+        for required in [Field::JobIDRaw, Field::State, Field::Submit] {
+            if idx[required.index()].is_none() {
+                return Err(ParsableError::MissingColumn(required.name()));
+            }
+        }
+        Ok(Self { idx, ncols: names.len() })
+    }
+
+    pub fn from_fields(fields: &[Field]) -> Result<Self, ParsableError> {
+        Self::from_names(&fields.iter().map(|f| f.name()).collect::<Vec<_>>())
+    }
+
+    pub fn columns(&self) -> usize {
+        self.ncols
+    }
+}
+
+/// How to read a stream.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// The field delimiter: `|` for plain `--parsable2`, 0x1F for slurm-ledger's own calls.
+    pub delimiter: u8,
+    /// `None`: the first line is a header. `Some`: the columns, for `--noheader` output.
+    pub layout: Option<Layout>,
+    /// The zone sacct printed local times in.
+    pub tz: TimeZone,
+    /// Cluster for rows whose Cluster column is absent or empty.
+    pub default_cluster: ClusterName,
+}
+
+/// Streaming reader; see the module doc.
+pub struct SacctReader<R> {
+    input: R,
+    opts: ReadOptions,
+    layout: Option<Layout>,
+    line_no: u64,
+    buf: Vec<u8>,
+    /// A line read ahead while joining, to be processed next.
+    held: Option<(u64, String)>,
+    /// The job run being built, with its row's own CPU times as fallback when it has no steps.
+    current: Option<(Box<JobRun>, RowTotals)>,
+    /// Items ready to hand out.
+    out: std::collections::VecDeque<Item>,
+    done: bool,
+    ranges: Vec<(usize, usize)>,
+}
+
+impl<R: BufRead> SacctReader<R> {
+    pub fn new(input: R, opts: ReadOptions) -> Self {
+        let layout = opts.layout.clone();
+        Self {
+            input,
+            opts,
+            layout,
+            line_no: 0,
+            buf: Vec::with_capacity(4096),
+            held: None,
+            current: None,
+            out: Default::default(),
+            done: false,
+            ranges: Vec::with_capacity(64),
+        }
+    }
+
+    /// Reads one physical line (without its `\n`), lossily decoded: invalid UTF-8 becomes U+FFFD,
+    /// so a job name in Latin-1 still bills, and garbage in a numeric field still quarantines.
+    fn read_line(&mut self) -> Result<Option<(u64, String)>, ParsableError> {
+        if let Some(h) = self.held.take() {
+            return Ok(Some(h));
+        }
+        self.buf.clear();
+        let n = self.input.read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+            if self.buf.last() == Some(&b'\r') {
+                self.buf.pop();
+            }
+        }
+        let s = match String::from_utf8(std::mem::take(&mut self.buf)) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        Ok(Some((self.line_no, s)))
+    }
+
+    fn count_fields(&self, s: &str) -> usize {
+        s.bytes().filter(|&b| b == self.opts.delimiter).count() + 1
+    }
+
+    /// Assembles the next record: one line, or several joined at embedded newlines.
+    fn next_record(&mut self, ncols: usize) -> Result<Option<(u64, String)>, ParsableError> {
+        loop {
+            let Some((line_no, line)) = self.read_line()? else { return Ok(None) };
+            if line.is_empty() {
+                continue;
+            }
+            let n = self.count_fields(&line);
+            if n == ncols {
+                return Ok(Some((line_no, line)));
+            }
+            if n > ncols {
+                self.out.push_back(Item::Quarantine(Quarantined {
+                    line: line_no,
+                    reason: format!(
+                        "row has {n} fields but the header has {ncols}: a field contains the delimiter {:?} \
+                         (collect with slurm-ledger's own sacct call, which uses the 0x1F delimiter)",
+                        self.opts.delimiter as char
+                    ),
+                    raw: line,
+                }));
+                continue;
+            }
+            // Too few fields: join following lines while the count stays within the header's.
+            let (mut acc, mut count, mut lines) = (line, n, 1);
+            loop {
+                let next = self.read_line()?;
+                let Some((next_no, next_line)) = next else {
+                    self.quarantine_short(line_no, acc, count, ncols, "the stream ended");
+                    return Ok(None);
+                };
+                let more = self.count_fields(&next_line) - 1;
+                if count + more > ncols || lines >= MAX_JOINED_LINES {
+                    // The next line starts a record of its own: the accumulated one was truncated.
+                    self.quarantine_short(line_no, acc, count, ncols, "the next line starts a new row");
+                    self.held = Some((next_no, next_line));
+                    break;
+                }
+                acc.push('\n');
+                acc.push_str(&next_line);
+                count += more;
+                lines += 1;
+                if count == ncols {
+                    return Ok(Some((line_no, acc)));
+                }
+            }
+        }
+    }
+
+    fn quarantine_short(&mut self, line: u64, raw: String, count: usize, ncols: usize, why: &str) {
+        self.out.push_back(Item::Quarantine(Quarantined {
+            line,
+            raw,
+            reason: format!("truncated row: {count} fields where the header has {ncols}, and {why}"),
+        }));
+    }
+
+    /// Moves the finished current job, if any, to the output.
+    fn flush_current(&mut self) {
+        if let Some((mut job, row)) = self.current.take() {
+            if job.step_count == 0 {
+                [job.total_cpu_ms, job.user_cpu_ms, job.system_cpu_ms] = row.cpu_ms;
+            }
+            if job.energy_joules.is_none() {
+                job.energy_joules = row.energy_joules;
+            }
+            self.out.push_back(Item::Job(job));
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), ParsableError> {
+        let layout = match &self.layout {
+            Some(l) => l.clone(),
+            None => {
+                let Some((_, header)) = self.read_line()? else { return Err(ParsableError::NoHeader) };
+                // A recorded file tells its delimiter by its header.
+                if !header.as_bytes().contains(&self.opts.delimiter) && header.contains('\u{1f}') {
+                    self.opts.delimiter = 0x1f;
+                }
+                let names: Vec<&str> = header.split(self.opts.delimiter as char).collect();
+                let l = Layout::from_names(&names)?;
+                self.layout = Some(l.clone());
+                l
+            }
+        };
+        while self.out.is_empty() {
+            let Some((line_no, rec)) = self.next_record(layout.ncols)? else {
+                self.flush_current();
+                self.done = true;
+                return Ok(());
+            };
+            self.ranges.clear();
+            let mut start = 0;
+            for (i, b) in rec.bytes().enumerate() {
+                if b == self.opts.delimiter {
+                    self.ranges.push((start, i));
+                    start = i + 1;
+                }
+            }
+            self.ranges.push((start, rec.len()));
+            let row = Row { text: &rec, ranges: &self.ranges, layout: &layout };
+            let result = match row.is_step() {
+                Ok(false) => row.to_job(&self.opts).map(|(job, cpu)| {
+                    self.flush_current();
+                    self.current = Some((Box::new(job), cpu));
+                }),
+                Ok(true) => row.to_step().and_then(|(raw, step)| match &mut self.current {
+                    Some((job, _)) if job.key.job_id_raw == raw => {
+                        job.add_step(&step);
+                        Ok(())
+                    }
+                    _ => Err(ValueError(format!(
+                        "step of job {raw} does not follow its job row (the job row was missing or quarantined)"
+                    ))),
+                }),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                self.out.push_back(Item::Quarantine(Quarantined { line: line_no, raw: rec.clone(), reason: e.0 }));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Iterator for SacctReader<R> {
+    type Item = Result<Item, ParsableError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.out.is_empty() && !self.done {
+            if let Err(e) = self.fill() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        self.out.pop_front().map(Ok)
+    }
+}
+
+/// A job row's own totals, used when none of its steps reports them (`-X` output, old formats).
+#[derive(Debug, Clone, Copy)]
+struct RowTotals {
+    cpu_ms: [u64; 3],
+    energy_joules: Option<u64>,
+}
+
+/// One record split into fields.
+struct Row<'a> {
+    text: &'a str,
+    ranges: &'a [(usize, usize)],
+    layout: &'a Layout,
+}
+
+impl Row<'_> {
+    fn get(&self, f: Field) -> &str {
+        match self.layout.idx[f.index()] {
+            Some(i) => {
+                let (a, b) = self.ranges[i];
+                &self.text[a..b]
+            }
+            None => "",
+        }
+    }
+
+    fn has(&self, f: Field) -> bool {
+        self.layout.idx[f.index()].is_some()
+    }
+
+    fn is_step(&self) -> Result<bool, ValueError> {
+        let raw = self.get(Field::JobIDRaw);
+        if raw.is_empty() {
+            return Err(ValueError("JobIDRaw is empty".into()));
+        }
+        Ok(raw.contains('.'))
+    }
+
+    fn to_step(&self) -> Result<(u64, StepUsage), ValueError> {
+        let (raw, _) = v::parse_job_id_raw(self.get(Field::JobIDRaw))?;
+        let max_rss = self.get(Field::MaxRSS);
+        let energy = self.get(Field::ConsumedEnergyRaw);
+        Ok((
+            raw,
+            StepUsage {
+                total_cpu_ms: v::parse_duration_ms(self.get(Field::TotalCPU))?,
+                user_cpu_ms: v::parse_duration_ms(self.get(Field::UserCPU))?,
+                system_cpu_ms: v::parse_duration_ms(self.get(Field::SystemCPU))?,
+                max_rss_bytes: if max_rss.is_empty() { None } else { Some(v::parse_bytes(max_rss, 'K')?) },
+                tres_usage_in_tot: v::parse_tres(self.get(Field::TRESUsageInTot), TresKind::Usage)?,
+                energy_joules: if energy.is_empty() { None } else { v::parse_opt_u64("ConsumedEnergyRaw", energy)? },
+            },
+        ))
+    }
+
+    fn to_job(&self, opts: &ReadOptions) -> Result<(JobRun, RowTotals), ValueError> {
+        let tz = &opts.tz;
+        let (raw, _) = v::parse_job_id_raw(self.get(Field::JobIDRaw))?;
+        let job_id_text = if self.has(Field::JobID) { self.get(Field::JobID) } else { self.get(Field::JobIDRaw) };
+        let id = v::parse_job_id(job_id_text)?;
+        let cluster = match self.get(Field::Cluster) {
+            "" => opts.default_cluster.clone(),
+            c => ClusterName::new(c).map_err(ValueError)?,
+        };
+        let submit = v::parse_time(self.get(Field::Submit), tz)?
+            .ok_or_else(|| ValueError("Submit time is unknown: the run cannot be keyed".into()))?;
+        let mut job = JobRun::new(JobKey { cluster, job_id_raw: raw, submit }, id.job.clone());
+        job.array_job_id = (id.array_task.is_some() || id.array_range).then_some(id.base);
+        job.array_task_id = id.array_task;
+        job.het_job_id = id.het_offset.map(|_| id.base);
+        job.het_job_offset = id.het_offset;
+        job.name = self.get(Field::JobName).to_string();
+        job.user = self.get(Field::User).to_string();
+        job.uid = v::parse_opt_u64("UID", self.get(Field::UID))?.map(|u| u as u32);
+        job.group = self.get(Field::Group).to_string();
+        job.account = self.get(Field::Account).to_string();
+        job.partition = self.get(Field::Partition).to_string();
+        job.qos = self.get(Field::QOS).to_string();
+        (job.state, job.cancelled_by) = v::parse_state(self.get(Field::State))?;
+        job.exit_code = v::parse_exit_code(self.get(Field::ExitCode))?;
+        job.derived_exit_code = v::parse_exit_code(self.get(Field::DerivedExitCode))?;
+        job.eligible = v::parse_time(self.get(Field::Eligible), tz)?;
+        job.start = v::parse_time(self.get(Field::Start), tz)?;
+        job.end = v::parse_time(self.get(Field::End), tz)?;
+        job.elapsed_secs = if self.has(Field::ElapsedRaw) {
+            v::parse_opt_u64("ElapsedRaw", self.get(Field::ElapsedRaw))?.unwrap_or(0)
+        } else {
+            v::parse_duration_ms(self.get(Field::Elapsed))? / 1000
+        };
+        job.suspended_secs = v::parse_duration_ms(self.get(Field::Suspended))? / 1000;
+        job.timelimit_mins = if self.has(Field::TimelimitRaw) {
+            v::parse_timelimit_mins(self.get(Field::TimelimitRaw))?
+        } else {
+            v::parse_timelimit_mins(self.get(Field::Timelimit))?
+        };
+        let nodes = if self.has(Field::NNodes) { Field::NNodes } else { Field::AllocNodes };
+        job.nnodes = v::parse_count(nodes.name(), self.get(nodes))?;
+        let cpus = if self.has(Field::AllocCPUS) { Field::AllocCPUS } else { Field::NCPUS };
+        job.alloc_cpus = v::parse_count(cpus.name(), self.get(cpus))?;
+        job.req_cpus = v::parse_count("ReqCPUS", self.get(Field::ReqCPUS))?;
+        if let Some((bytes, per_cpu)) = v::parse_req_mem(self.get(Field::ReqMem))? {
+            job.req_mem_bytes = Some(bytes);
+            job.req_mem_per_cpu = per_cpu;
+        }
+        job.req_tres = v::parse_tres(self.get(Field::ReqTRES), TresKind::Alloc)?;
+        job.alloc_tres = v::parse_tres(self.get(Field::AllocTRES), TresKind::Alloc)?;
+        job.nodelist = match self.get(Field::NodeList) {
+            "None assigned" | "None" => String::new(),
+            n => n.to_string(),
+        };
+        job.wckey = self.get(Field::WCKey).to_string();
+        job.reservation = self.get(Field::Reservation).to_string();
+        job.flags = self.get(Field::Flags).to_string();
+        job.work_dir = self.get(Field::WorkDir).to_string();
+        job.submit_line = self.get(Field::SubmitLine).to_string();
+        job.db_index = v::parse_opt_u64("DBIndex", self.get(Field::DBIndex))?;
+        let totals = RowTotals {
+            cpu_ms: [
+                v::parse_duration_ms(self.get(Field::TotalCPU))?,
+                v::parse_duration_ms(self.get(Field::UserCPU))?,
+                v::parse_duration_ms(self.get(Field::SystemCPU))?,
+            ],
+            energy_joules: v::parse_opt_u64("ConsumedEnergyRaw", self.get(Field::ConsumedEnergyRaw))?,
+        };
+        Ok((job, totals))
+    }
+}
+
+/// Reads a whole stream into items; for tests and small inputs.
+pub fn read_all<R: BufRead>(input: R, opts: ReadOptions) -> Result<Vec<Item>, ParsableError> {
+    SacctReader::new(input, opts).collect()
+}

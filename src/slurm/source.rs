@@ -1,0 +1,221 @@
+//! The Slurm source: what the installed Slurm is, and the one sacct call per poll.
+//!
+//! Per poll slurm-ledger makes exactly one accounting query for all users and accounts:
+//! `sacct --allusers --duplicates --parsable2 --delimiter=<0x1F> --noconvert --format=<fields>
+//! -S <start> -E <end> --clusters <c>`, with steps (no `-X`: job rows under `-X` carry no CPU
+//! usage), requeued runs (`--duplicates`), a delimiter that cannot occur in data, exact units
+//! (`--noconvert`) and times pinned to UTC (`TZ=UTC`, `SLURM_TIME_FORMAT=standard`).
+//! `sacct --version`, `sacct --helpformat` and `scontrol show config` are local calls that do
+//! not query slurmdbd.
+
+use std::time::Duration;
+
+use crate::model::{ClusterName, UnixTime};
+
+use super::fields::{request_fields, Field};
+use super::parsable::{Layout, ParsableError, ReadOptions, SacctReader};
+use super::runner::{Invocation, RunError, Runner, Started};
+use super::values::{format_sacct_time, TimeZone};
+
+/// The field delimiter slurm-ledger asks sacct for: ASCII unit separator, never in job data.
+pub const DELIMITER: u8 = 0x1f;
+
+/// Oldest Slurm whose output formats slurm-ledger reads.
+pub const MIN_VERSION: SlurmVersion = SlurmVersion { major: 21, minor: 8, micro: 0 };
+
+/// A Slurm release number (`22.05.8` is major 22, minor 5, micro 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SlurmVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub micro: u32,
+}
+
+impl std::fmt::Display for SlurmVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:02}.{}", self.major, self.minor, self.micro)
+    }
+}
+
+impl SlurmVersion {
+    /// Reads `slurm 22.05.8`, `slurm-wlm 22.05.8`, `slurm 23.11.0-0rc1`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let word = text.split_whitespace().find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+        let mut it = word.split(['.', '-']);
+        Some(Self {
+            major: it.next()?.parse().ok()?,
+            minor: it.next()?.parse().ok()?,
+            micro: it.next().and_then(|m| m.parse().ok()).unwrap_or(0),
+        })
+    }
+}
+
+/// Errors of the Slurm source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot tell the Slurm version from `sacct --version` output {0:?}")]
+    Version(String),
+    #[error("Slurm {found} is older than {MIN_VERSION}, the oldest release slurm-ledger reads")]
+    TooOld { found: SlurmVersion },
+    #[error("`scontrol show config` printed no ClusterName; set [slurm] clusters in the config")]
+    NoClusterName,
+    #[error("the cluster name from `scontrol show config` is not usable: {0}")]
+    BadClusterName(String),
+    #[error(transparent)]
+    Parse(#[from] ParsableError),
+}
+
+/// What the installed Slurm is and can print.
+#[derive(Debug, Clone)]
+pub struct SlurmInfo {
+    pub version: SlurmVersion,
+    pub fields: Vec<Field>,
+}
+
+/// Reads Slurm through a [`Runner`].
+pub struct SlurmSource<'r> {
+    runner: &'r dyn Runner,
+    timeout: Duration,
+}
+
+/// A time window for sacct's `-S`/`-E`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: UnixTime,
+    pub end: UnixTime,
+}
+
+impl<'r> SlurmSource<'r> {
+    pub fn new(runner: &'r dyn Runner, timeout: Duration) -> Self {
+        Self { runner, timeout }
+    }
+
+    fn inv(&self, program: &str, args: &[&str]) -> Invocation {
+        let mut inv = Invocation::new(program, args, self.timeout);
+        inv.env = pinned_env();
+        inv
+    }
+
+    /// Asks sacct for its version and its field list.
+    pub fn detect(&self) -> Result<SlurmInfo, SourceError> {
+        let text = self.runner.run_to_string(&self.inv("sacct", &["--version"]))?;
+        let version = SlurmVersion::parse(&text).ok_or_else(|| SourceError::Version(text.trim().to_string()))?;
+        if version < MIN_VERSION {
+            return Err(SourceError::TooOld { found: version });
+        }
+        // An old or restricted sacct without --helpformat still gets the fields all versions have.
+        let help = self.runner.run_to_string(&self.inv("sacct", &["--helpformat"])).ok();
+        let fields = request_fields(help.as_deref());
+        Ok(SlurmInfo { version, fields })
+    }
+
+    /// The local cluster's name, from `scontrol show config` (asks slurmctld, not slurmdbd).
+    pub fn local_cluster(&self) -> Result<ClusterName, SourceError> {
+        let text = self.runner.run_to_string(&self.inv("scontrol", &["show", "config"]))?;
+        let name = text
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == "ClusterName").then(|| v.trim().to_string())
+            })
+            .ok_or(SourceError::NoClusterName)?;
+        ClusterName::new(&name).map_err(SourceError::BadClusterName)
+    }
+
+    /// The one accounting query of a poll.
+    pub fn sacct_invocation(&self, info: &SlurmInfo, cluster: &ClusterName, w: Window) -> Invocation {
+        let format = info.fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(",");
+        let args = vec![
+            "--allusers".to_string(),
+            "--duplicates".into(),
+            "--parsable2".into(),
+            "--noheader".into(),
+            format!("--delimiter={}", DELIMITER as char),
+            "--noconvert".into(),
+            format!("--format={format}"),
+            format!("--starttime={}", format_sacct_time(w.start)),
+            format!("--endtime={}", format_sacct_time(w.end)),
+            format!("--clusters={cluster}"),
+        ];
+        Invocation { program: "sacct".into(), args, env: pinned_env(), timeout: self.timeout }
+    }
+
+    /// Starts the poll's sacct and returns a streaming reader over its job runs.
+    pub fn poll(
+        &self,
+        info: &SlurmInfo,
+        cluster: &ClusterName,
+        w: Window,
+    ) -> Result<(SacctReader<Box<dyn std::io::BufRead + Send>>, PollHandle), SourceError> {
+        let inv = self.sacct_invocation(info, cluster, w);
+        let mut started = self.runner.start(&inv)?;
+        let stdout = std::mem::replace(&mut started.stdout, Box::new(std::io::empty()));
+        let opts = ReadOptions {
+            delimiter: DELIMITER,
+            layout: Some(Layout::from_fields(&info.fields)?),
+            tz: TimeZone::Utc,
+            default_cluster: cluster.clone(),
+        };
+        Ok((SacctReader::new(stdout, opts), PollHandle { started, command: inv.display() }))
+    }
+}
+
+/// Finishes a poll's command once its output has been read.
+pub struct PollHandle {
+    started: Started,
+    pub command: String,
+}
+
+impl PollHandle {
+    pub fn finish(self) -> Result<(), RunError> {
+        self.started.finish()
+    }
+}
+
+/// The environment every Slurm command runs with: times in UTC, ISO format.
+pub fn pinned_env() -> Vec<(String, String)> {
+    vec![("TZ".into(), "UTC".into()), ("SLURM_TIME_FORMAT".into(), "standard".into())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::runner::{Recording, ReplayRunner};
+
+    #[test]
+    fn versions() {
+        assert_eq!(SlurmVersion::parse("slurm 22.05.8\n"), Some(SlurmVersion { major: 22, minor: 5, micro: 8 }));
+        assert_eq!(SlurmVersion::parse("slurm-wlm 23.11.0-0rc1").map(|v| v.to_string()), Some("23.11.0".into()));
+        assert_eq!(SlurmVersion::parse("garbage"), None);
+    }
+
+    #[test]
+    fn detect_and_build_the_poll_command() {
+        let runner = ReplayRunner::new(vec![
+            Recording::ok("sacct", &["--version"], include_bytes!("../../tests/fixtures/testbed/scontrol-version.txt").to_vec()),
+            Recording::ok("sacct", &["--helpformat"], include_bytes!("../../tests/fixtures/testbed/sacct-helpformat.txt").to_vec()),
+            Recording::ok("scontrol", &["show", "config"], include_bytes!("../../tests/fixtures/testbed/scontrol-show-config.txt").to_vec()),
+        ]);
+        let src = SlurmSource::new(&runner, Duration::from_secs(5));
+        let info = src.detect().unwrap();
+        assert_eq!(info.version.to_string(), "22.05.8");
+        let cluster = src.local_cluster().unwrap();
+        assert_eq!(cluster.as_str(), "testcluster");
+        let inv = src.sacct_invocation(&info, &cluster, Window { start: UnixTime(1_795_305_600), end: UnixTime(1_795_309_200) });
+        let args = inv.args.join(" ");
+        assert!(!inv.args.iter().any(|a| a == "-X" || a == "--allocations"), "steps are needed");
+        for want in ["--allusers", "--duplicates", "--noconvert", "--delimiter=\u{1f}", "--starttime=2026-11-22T00:00:00", "--endtime=2026-11-22T01:00:00", "--clusters=testcluster"] {
+            assert!(args.contains(want), "{want} missing in {args}");
+        }
+        assert!(inv.env.contains(&("TZ".into(), "UTC".into())));
+    }
+
+    #[test]
+    fn too_old_is_refused_with_the_version() {
+        let runner = ReplayRunner::new(vec![Recording::ok("sacct", &["--version"], b"slurm 20.11.9\n".to_vec())]);
+        let err = SlurmSource::new(&runner, Duration::from_secs(5)).detect().unwrap_err();
+        assert!(err.to_string().contains("20.11.9"), "{err}");
+    }
+}
