@@ -18,4 +18,9 @@
 //! See ARCHITECTURE.md for the invariants.
 
 pub mod model;
+pub mod collect;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod ledger;
 pub mod slurm;

@@ -235,8 +235,10 @@ impl<R: BufRead> SacctReader<R> {
             None => {
                 let Some((_, header)) = self.read_line()? else { return Err(ParsableError::NoHeader) };
                 // A recorded file tells its delimiter by its header.
-                if !header.as_bytes().contains(&self.opts.delimiter) && header.contains('\u{1f}') {
-                    self.opts.delimiter = 0x1f;
+                if !header.as_bytes().contains(&self.opts.delimiter) {
+                    if let Some(d) = [0x1f, b'|'].into_iter().find(|d| header.as_bytes().contains(d)) {
+                        self.opts.delimiter = d;
+                    }
                 }
                 let names: Vec<&str> = header.split(self.opts.delimiter as char).collect();
                 let l = Layout::from_names(&names)?;

@@ -2,9 +2,10 @@
 //!
 //! Per poll slurm-ledger makes exactly one accounting query for all users and accounts:
 //! `sacct --allusers --duplicates --parsable2 --delimiter=<0x1F> --noconvert --format=<fields>
-//! -S <start> -E <end> --clusters <c>`, with steps (no `-X`: job rows under `-X` carry no CPU
-//! usage), requeued runs (`--duplicates`), a delimiter that cannot occur in data, exact units
-//! (`--noconvert`) and times pinned to UTC (`TZ=UTC`, `SLURM_TIME_FORMAT=standard`).
+//! --starttime=<start> --endtime=<end> --clusters=<c>`, with steps (no `-X`: job rows under `-X`
+//! carry no CPU usage), requeued runs (`--duplicates`), a delimiter that cannot occur in data,
+//! exact units (`--noconvert`), the header line kept (columns are found by name, not position)
+//! and times pinned to UTC (`TZ=UTC`, `SLURM_TIME_FORMAT=standard`).
 //! `sacct --version`, `sacct --helpformat` and `scontrol show config` are local calls that do
 //! not query slurmdbd.
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use crate::model::{ClusterName, UnixTime};
 
 use super::fields::{request_fields, Field};
-use super::parsable::{Layout, ParsableError, ReadOptions, SacctReader};
+use super::parsable::{ParsableError, ReadOptions, SacctReader};
 use super::runner::{Invocation, RunError, Runner, Started};
 use super::values::{format_sacct_time, TimeZone};
 
@@ -131,7 +132,6 @@ impl<'r> SlurmSource<'r> {
             "--allusers".to_string(),
             "--duplicates".into(),
             "--parsable2".into(),
-            "--noheader".into(),
             format!("--delimiter={}", DELIMITER as char),
             "--noconvert".into(),
             format!("--format={format}"),
@@ -154,7 +154,8 @@ impl<'r> SlurmSource<'r> {
         let stdout = std::mem::replace(&mut started.stdout, Box::new(std::io::empty()));
         let opts = ReadOptions {
             delimiter: DELIMITER,
-            layout: Some(Layout::from_fields(&info.fields)?),
+            // The header line names the columns: the reader checks them instead of trusting order.
+            layout: None,
             tz: TimeZone::Utc,
             default_cluster: cluster.clone(),
         };

@@ -1,0 +1,131 @@
+//! `slurm-ledger collect`: one poll of each cluster, or the import of a recorded sacct output.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::collect::{collect_cluster, import_file, CollectReport, Since, WindowPolicy};
+use crate::config::{parse_duration_secs, Settings};
+use crate::ledger::Ledger;
+use crate::model::{ClusterName, UnixTime};
+use crate::slurm::parsable::ReadOptions;
+use crate::slurm::runner::{CommandRunner, Runner};
+use crate::slurm::source::{SlurmSource, DELIMITER};
+use crate::slurm::values::TimeZone;
+
+use super::{open_ledger, parse_time_arg, settings, system_now, Cli, UsageError};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  slurm-ledger collect                       # from each cluster's cursor (cron: every 5-15 minutes)
+  slurm-ledger collect --lookback 30d        # backfill the last 30 days (the cursor never moves back)
+  slurm-ledger collect --cluster c1 --since 2026-11-01
+  slurm-ledger collect --from-file sacct.txt --file-cluster c1   # import a recorded `sacct --parsable2` output")]
+pub struct CollectArgs {
+    /// Cluster to collect (repeatable). Default: [slurm] clusters, else the local cluster.
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
+
+    /// Start of the window instead of the cursor: 2026-11-22, 2026-11-22T08:00:00 (UTC), now-2h.
+    #[arg(long, value_name = "TIME", conflicts_with = "lookback")]
+    pub since: Option<String>,
+
+    /// Start the window this long before now instead of at the cursor: 90m, 12h, 30d.
+    #[arg(long, value_name = "DURATION")]
+    pub lookback: Option<String>,
+
+    /// Import a recorded `sacct --parsable2` output (header line required, `|` or 0x1F delimited).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["since", "lookback"])]
+    pub from_file: Option<PathBuf>,
+
+    /// With --from-file: cluster for rows that have no Cluster column.
+    #[arg(long, value_name = "NAME", requires = "from_file")]
+    pub file_cluster: Option<String>,
+
+    /// With --from-file: the time zone the file's times are in (sacct prints local time).
+    #[arg(long, value_name = "TZ", default_value = "UTC", requires = "from_file")]
+    pub file_timezone: String,
+}
+
+fn cluster_arg(name: &str, what: &str) -> anyhow::Result<ClusterName> {
+    ClusterName::new(name).map_err(|e| anyhow::Error::new(UsageError(format!("{what}: {e}"))))
+}
+
+pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
+    let s = settings(cli)?;
+    let mut ledger = open_ledger(&s)?;
+    let now = system_now();
+    let out = &mut std::io::stdout();
+    if let Some(file) = &a.from_file {
+        let cluster = cluster_arg(a.file_cluster.as_deref().unwrap_or("imported"), "--file-cluster")?;
+        let tz = TimeZone::from_name(&a.file_timezone).map_err(|e| UsageError(format!("--file-timezone: {e}")))?;
+        let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let opts = ReadOptions { delimiter: DELIMITER, layout: None, tz, default_cluster: cluster };
+        let label = format!("file:{}", file.display());
+        let report = import_file(&mut ledger, std::io::BufReader::new(f), opts, &label, now)
+            .with_context(|| format!("importing {}", file.display()))?;
+        print_report(out, &report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let since = match (&a.since, &a.lookback) {
+        (Some(t), _) => Since::At(parse_time_arg(t, now).map_err(|e| UsageError(format!("--since: {e}")))?),
+        (None, Some(d)) => Since::At(UnixTime(now.0 - parse_duration_secs(d).map_err(|e| UsageError(format!("--lookback: {e}")))?)),
+        (None, None) => Since::Cursor,
+    };
+    let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
+    let clusters = if a.clusters.is_empty() { s.slurm.clusters.clone() } else { a.clusters.clone() };
+    let clusters = clusters.iter().map(|c| cluster_arg(c, "--cluster")).collect::<anyhow::Result<Vec<_>>>()?;
+    let failed = collect_all(&runner, &s, &mut ledger, clusters, since, now, out)?;
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Polls each cluster (the local one when `clusters` is empty); a failing cluster does not stop
+/// the others. Returns how many failed.
+pub(crate) fn collect_all(
+    runner: &dyn Runner,
+    s: &Settings,
+    ledger: &mut Ledger,
+    clusters: Vec<ClusterName>,
+    since: Since,
+    now: UnixTime,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
+    let source = SlurmSource::new(runner, Duration::from_secs(s.slurm.timeout_secs));
+    let info = source.detect().context("asking sacct for its version and fields")?;
+    tracing::info!(version = %info.version, fields = info.fields.len(), "Slurm detected");
+    let clusters = if clusters.is_empty() { vec![source.local_cluster()?] } else { clusters };
+    let policy = WindowPolicy { overlap_secs: s.slurm.overlap_secs, initial_lookback_secs: s.slurm.initial_lookback_secs };
+    let mut failed = 0;
+    for cluster in &clusters {
+        match collect_cluster(&source, &info, ledger, cluster, since, now, policy) {
+            Ok(report) => print_report(out, &report)?,
+            Err(e) => {
+                failed += 1;
+                tracing::error!(cluster = %cluster, error = %e, "collect failed");
+                writeln!(out, "{cluster}: FAILED: {e}")?;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+fn print_report(out: &mut dyn Write, r: &CollectReport) -> std::io::Result<()> {
+    let c = &r.counts;
+    let window = match r.window {
+        Some((a, b)) => format!("window {a} .. {b}: "),
+        None => String::new(),
+    };
+    write!(
+        out,
+        "{}: {window}{} runs read ({} new, {} updated, {} unchanged)",
+        r.cluster, c.runs_seen, c.runs_new, c.runs_updated, c.runs_unchanged
+    )?;
+    if c.quarantined > 0 {
+        write!(out, ", {} quarantined (see `slurm-ledger status`)", c.quarantined)?;
+    }
+    writeln!(out)
+}

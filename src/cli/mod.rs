@@ -1,0 +1,120 @@
+//! Command-line interface: clap types and one file per subcommand. The only place (with
+//! `main.rs`) that uses `anyhow`; library errors arrive here typed and leave as messages.
+
+mod collect;
+mod config_cmd;
+mod demo;
+mod jobs;
+mod status;
+mod timeargs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Settings, ENV_CONFIG, ENV_LEDGER};
+use crate::ledger::Ledger;
+
+pub use timeargs::{parse_time_arg, system_now};
+
+const ABOUT: &str = "Turn Slurm accounting into trustworthy usage.
+
+slurm-ledger reads every job run from Slurm with one sacct query per poll, keeps it in a durable
+SQLite ledger (nothing lost, nothing counted twice), and shows what it holds.
+
+Start with `slurm-ledger demo` (no Slurm needed), then `slurm-ledger config example`.";
+
+const AFTER: &str = "Exit status: 0 success (quarantined records are reported, not fatal), 1 failure, 2 bad usage or config.
+Environment: SLURM_LEDGER_CONFIG (config file), SLURM_LEDGER_DB (ledger file), RUST_LOG (log filter).";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "slurm-ledger", version, about = ABOUT, after_help = AFTER, propagate_version = true)]
+pub struct Cli {
+    /// Config file (TOML). Default: /etc/slurm-ledger/config.toml if it exists, else built-in defaults.
+    #[arg(short, long, global = true, env = ENV_CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Ledger database file, over the config's [ledger] path.
+    #[arg(long, global = true, env = ENV_LEDGER, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace). Logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read job runs from Slurm (one sacct call per cluster) into the ledger. For cron.
+    Collect(collect::CollectArgs),
+    /// List job runs in the ledger.
+    Jobs(jobs::JobsArgs),
+    /// Show the ledger: cursors, runs by state, quarantined records, last collects.
+    Status(status::StatusArgs),
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Run the whole pipeline on recorded real Slurm 22.05 output (no Slurm needed) and show the result.
+    Demo(demo::DemoArgs),
+}
+
+/// Sets up tracing to stderr: -q/-v, else RUST_LOG, else the config's level (read later).
+pub fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let filter = if cli.quiet {
+        EnvFilter::new("error")
+    } else if cli.verbose > 0 {
+        EnvFilter::new(if cli.verbose == 1 { "slurm_ledger=debug,info" } else { "trace" })
+    } else {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+}
+
+/// Loads settings, exiting with status 2 and the problems when the config is bad.
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let (mut s, _) = Settings::load(cli.config.as_deref()).map_err(|e| anyhow::Error::new(UsageError(e.to_string())))?;
+    if let Some(p) = &cli.ledger {
+        s.ledger_path = p.clone();
+    }
+    Ok(s)
+}
+
+fn open_ledger(s: &Settings) -> anyhow::Result<Ledger> {
+    Ledger::open(&s.ledger_path).with_context(|| format!("opening the ledger {}", s.ledger_path.display()))
+}
+
+/// An error that is the user's input: exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let result = match &cli.command {
+        Command::Collect(a) => collect::run(&cli, a),
+        Command::Jobs(a) => jobs::run(&cli, a),
+        Command::Status(a) => status::run(&cli, a),
+        Command::Config(c) => config_cmd::run(&cli, c),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,105 @@
+//! `slurm-ledger status`: cursors, runs by state, quarantined records, last collects.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+
+use crate::ledger::LedgerStatus;
+
+use super::{open_ledger, settings, Cli};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How many recent collects and quarantined records to show.
+    #[arg(long, default_value_t = 5)]
+    pub recent: u64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+pub fn run(cli: &Cli, a: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let s = settings(cli)?;
+    let ledger = open_ledger(&s)?;
+    let st = ledger.status(a.recent)?;
+    let mut out = std::io::stdout().lock();
+    match a.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &st)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            writeln!(out, "ledger {}", s.ledger_path.display())?;
+            write_status(&mut out, &st)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shortens a raw record for one table cell, keeping it recognisable.
+fn preview(raw: &str) -> String {
+    let one_line: String = raw.chars().map(|c| if c.is_control() { '·' } else { c }).collect();
+    if one_line.chars().count() > 60 {
+        format!("{}…", one_line.chars().take(60).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// The human-readable status.
+pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
+    writeln!(out, "schema v{}; {} job runs ({} not final); change sequence {}", st.schema_version, st.total_runs, st.open_runs, st.change_seq)?;
+    writeln!(out, "\nCollect cursors (next collect starts here, minus the overlap):")?;
+    if st.cursors.is_empty() {
+        writeln!(out, "  none yet: run `slurm-ledger collect`")?;
+    }
+    for c in &st.cursors {
+        writeln!(out, "  {:<16} {}   (moved {})", c.cluster, c.position, c.updated_at)?;
+    }
+    writeln!(out, "\nRuns by state:")?;
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(["CLUSTER", "STATE", "RUNS"]);
+    for s in &st.states {
+        t.add_row([s.cluster.clone(), s.state.clone(), s.runs.to_string()]);
+    }
+    writeln!(out, "{t}")?;
+    writeln!(out, "\nQuarantined records: {}", st.quarantined_total)?;
+    if !st.quarantined_recent.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY);
+        t.set_header(["ID", "CLUSTER", "SOURCE", "LINE", "SEEN", "REASON", "RECORD"]);
+        for q in &st.quarantined_recent {
+            t.add_row([q.id.to_string(), q.cluster.clone(), q.source.clone(), q.line.to_string(), q.times_seen.to_string(), q.reason.clone(), preview(&q.raw)]);
+        }
+        writeln!(out, "{t}")?;
+        writeln!(out, "  (`slurm-ledger status --format json` shows the full records)")?;
+    }
+    writeln!(out, "\nLast collects:")?;
+    if st.last_collects.is_empty() {
+        writeln!(out, "  none yet")?;
+    }
+    for r in &st.last_collects {
+        let window = match (r.window_start, r.window_end) {
+            (Some(a), Some(b)) => format!("{a} .. {b}"),
+            _ => "(file import)".into(),
+        };
+        let outcome = match &r.error {
+            Some(e) => format!("FAILED: {e}"),
+            None => "ok".into(),
+        };
+        writeln!(
+            out,
+            "  {} {} [{}] {}: {} read, {} new, {} updated, {} quarantined: {}",
+            r.started_at, r.cluster, r.source, window, r.runs_seen, r.runs_new, r.runs_updated, r.quarantined, outcome
+        )?;
+    }
+    Ok(())
+}

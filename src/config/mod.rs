@@ -1,0 +1,233 @@
+//! Configuration: TOML file → raw serde types → pure validation → [`Settings`].
+//!
+//! Validation does no I/O and reports every problem at once, each naming the key and the fix.
+//! Environment variable names live here, in one place.
+
+mod raw;
+
+use std::path::{Path, PathBuf};
+
+pub use raw::RawConfig;
+
+/// Config file used when none is named.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/slurm-ledger/config.toml";
+/// Ledger used when neither the config nor the command line names one.
+pub const DEFAULT_LEDGER_PATH: &str = "/var/lib/slurm-ledger/ledger.db";
+/// Names the config file.
+pub const ENV_CONFIG: &str = "SLURM_LEDGER_CONFIG";
+/// Names the ledger file, over the config.
+pub const ENV_LEDGER: &str = "SLURM_LEDGER_DB";
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Settings {
+    pub ledger_path: PathBuf,
+    pub slurm: SlurmSettings,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SlurmSettings {
+    /// Clusters to poll; empty means the local cluster as `scontrol show config` names it.
+    pub clusters: Vec<String>,
+    pub bin_dir: Option<PathBuf>,
+    pub command_wrapper: Vec<String>,
+    pub timeout_secs: u64,
+    pub overlap_secs: i64,
+    pub initial_lookback_secs: i64,
+}
+
+/// One problem with the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+/// Why the config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid TOML for slurm-ledger: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config file {path} has {} problem(s):\n{}", .problems.len(), .problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: String, problems: Vec<ConfigProblem> },
+}
+
+/// Reads a duration such as `90s`, `15m`, `2h`, `7d`, `1w` into seconds.
+pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().map_err(|_| format!("{s:?} is not a duration; write e.g. \"90s\", \"15m\", \"2h\", \"7d\""))?;
+    let mult = match unit.trim() {
+        "s" | "" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{s:?} has unknown unit {unit:?}; use s, m, h, d or w")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too long"))
+}
+
+impl Settings {
+    /// Parses TOML text; `path` is only for messages.
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+        Self::validate(raw).map_err(|problems| ConfigError::Invalid { path: path.into(), problems })
+    }
+
+    /// Loads the named config, or the default path if it exists, or built-in defaults.
+    /// Returns the settings and the file they came from.
+    pub fn load(explicit: Option<&Path>) -> Result<(Self, Option<PathBuf>), ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let d = PathBuf::from(DEFAULT_CONFIG_PATH);
+                if !d.exists() {
+                    return Ok((Self::validate(RawConfig::default()).expect("defaults are valid"), None));
+                }
+                d
+            }
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        Ok((Self::from_toml(&text, &shown)?, Some(path)))
+    }
+
+    /// Pure validation: every problem, each with its key and fix.
+    pub fn validate(raw: RawConfig) -> Result<Self, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| problems.push(ConfigProblem { key: key.into(), message });
+
+        let ledger_path = PathBuf::from(raw.ledger.path.clone().unwrap_or_else(|| DEFAULT_LEDGER_PATH.into()));
+        if ledger_path.as_os_str().is_empty() {
+            problem("ledger.path", "is empty; give a file path such as \"/var/lib/slurm-ledger/ledger.db\"".into());
+        }
+
+        let s = raw.slurm;
+        let clusters = s.clusters.unwrap_or_default();
+        for (i, c) in clusters.iter().enumerate() {
+            if let Err(e) = crate::model::ClusterName::new(c) {
+                problem(&format!("slurm.clusters[{i}]"), e);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &clusters {
+            if !seen.insert(c) {
+                problem("slurm.clusters", format!("lists {c:?} twice; list each cluster once"));
+            }
+        }
+        let bin_dir = s.bin_dir.map(PathBuf::from);
+        if let Some(d) = &bin_dir {
+            if !d.is_absolute() {
+                problem("slurm.bin_dir", format!("{:?} is relative; give an absolute directory such as \"/usr/bin\"", d));
+            }
+        }
+        let command_wrapper = s.command_wrapper.unwrap_or_default();
+        if command_wrapper.iter().any(|a| a.is_empty()) {
+            problem("slurm.command_wrapper", "has an empty argument; write it as a list such as [\"ssh\", \"slurm-head\"]".into());
+        }
+        let timeout_secs = s.timeout_secs.unwrap_or(600);
+        if !(1..=86_400).contains(&timeout_secs) {
+            problem("slurm.timeout_secs", format!("is {timeout_secs}; use 1 to 86400 seconds (default 600)"));
+        }
+        let mut dur = |key: &str, v: Option<String>, default: i64, max: i64| -> i64 {
+            match v.map(|t| parse_duration_secs(&t)) {
+                None => default,
+                Some(Ok(n)) if (0..=max).contains(&n) => n,
+                Some(Ok(n)) => {
+                    problem(key, format!("is {n} s; use at most {max} s"));
+                    default
+                }
+                Some(Err(e)) => {
+                    problem(key, e);
+                    default
+                }
+            }
+        };
+        let overlap_secs = dur("slurm.overlap", s.overlap, 15 * 60, 7 * 86_400);
+        let initial_lookback_secs = dur("slurm.initial_lookback", s.initial_lookback, 86_400, 3660 * 86_400);
+
+        let log_level = raw.log.level.unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            problem("log.level", format!("is {log_level:?}; use one of error, warn, info, debug, trace"));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            ledger_path,
+            slurm: SlurmSettings { clusters, bin_dir, command_wrapper, timeout_secs: timeout_secs as u64, overlap_secs, initial_lookback_secs },
+            log_level,
+        })
+    }
+}
+
+/// A commented example config; `config example` prints it and a test checks it validates.
+pub const EXAMPLE: &str = r#"# slurm-ledger configuration (TOML). Every key is optional; shown values are the defaults.
+
+[ledger]
+# The SQLite ledger file. Its directory must exist and be writable.
+path = "/var/lib/slurm-ledger/ledger.db"
+
+[slurm]
+# Clusters to collect, each with its own cursor. Empty: the local cluster (scontrol show config).
+clusters = []
+# Directory of sacct/scontrol; unset: PATH.
+# bin_dir = "/usr/bin"
+# Prefix for every Slurm command, for sites whose client lives elsewhere:
+# command_wrapper = ["ssh", "slurm-head"]
+# command_wrapper = ["docker", "exec", "slurmctld"]
+command_wrapper = []
+# Seconds one Slurm command may take before it is killed.
+timeout_secs = 600
+# How far each collect re-reads before the cursor (records reach slurmdbd late after outages).
+overlap = "15m"
+# How far the very first collect of a cluster reaches back.
+initial_lookback = "1d"
+
+[log]
+# error, warn, info, debug or trace. -v / -q on the command line override it.
+level = "info"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_is_valid_and_matches_defaults() {
+        let s = Settings::from_toml(EXAMPLE, "example").unwrap();
+        assert_eq!(s, Settings::validate(RawConfig::default()).unwrap());
+        assert_eq!(s.slurm.overlap_secs, 900);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Settings::from_toml("[slurm]\ncluster = \"a\"\n", "c.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown field `cluster`") && e.contains("clusters"), "{e}");
+        assert!(e.contains("c.toml"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_key_and_fix() {
+        let text = "[slurm]\nclusters = [\"ok\", \"bad name\"]\ntimeout_secs = 0\noverlap = \"10 parsecs\"\nbin_dir = \"bin\"\n[log]\nlevel = \"loud\"\n";
+        let e = Settings::from_toml(text, "c.toml").unwrap_err().to_string();
+        for key in ["slurm.clusters[1]", "slurm.timeout_secs", "slurm.overlap", "slurm.bin_dir", "log.level"] {
+            assert!(e.contains(key), "{key} missing in:\n{e}");
+        }
+        assert!(e.contains("5 problem(s)"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("90s"), Ok(90));
+        assert_eq!(parse_duration_secs("15m"), Ok(900));
+        assert_eq!(parse_duration_secs("7d"), Ok(604_800));
+        assert!(parse_duration_secs("2 fortnights").is_err());
+        assert!(parse_duration_secs("").is_err());
+    }
+}

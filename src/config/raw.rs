@@ -1,0 +1,37 @@
+//! The config file as written: serde types that mirror the TOML, nothing validated yet.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub ledger: RawLedger,
+    #[serde(default)]
+    pub slurm: RawSlurm,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlurm {
+    pub clusters: Option<Vec<String>>,
+    pub bin_dir: Option<String>,
+    pub command_wrapper: Option<Vec<String>>,
+    pub timeout_secs: Option<i64>,
+    pub overlap: Option<String>,
+    pub initial_lookback: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+}

@@ -1,0 +1,27 @@
+//! Embedded, append-only schema migrations, tracked in `PRAGMA user_version`.
+//!
+//! Invariant: a released migration is never edited; a change is a new file at the end of
+//! [`MIGRATIONS`]. A ledger newer than this binary is refused, not downgraded.
+
+use rusqlite::Connection;
+
+use super::LedgerError;
+
+/// (name, SQL) in order; the index + 1 is the schema version.
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+
+/// Brings the schema up to date inside one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> Result<u32, LedgerError> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let latest = MIGRATIONS.len() as u32;
+    if current > latest {
+        return Err(LedgerError::TooNew { found: current, supported: latest });
+    }
+    for (i, (_name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.commit()?;
+    }
+    Ok(latest)
+}
