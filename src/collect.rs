@@ -126,8 +126,11 @@ pub fn collect_cluster(
             result
         }
         Err(e) => {
-            // The stream broke (I/O); kill or reap sacct before reporting.
-            let _ = handle.finish();
+            // The stream broke; sacct's own failure, if any, is the real reason.
+            let e = match handle.finish() {
+                Err(source) => CollectError::Sacct { cluster: cluster.clone(), source },
+                Ok(()) => e,
+            };
             record.error = Some(e.to_string());
             Err(e)
         }

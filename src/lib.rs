@@ -24,3 +24,4 @@ pub mod config;
 pub mod demo;
 pub mod ledger;
 pub mod slurm;
+pub mod synth;

@@ -34,19 +34,19 @@ Environment: SLURM_LEDGER_CONFIG (config file), SLURM_LEDGER_DB (ledger file), R
 #[command(name = "slurm-ledger", version, about = ABOUT, after_help = AFTER, propagate_version = true)]
 pub struct Cli {
     /// Config file (TOML). Default: /etc/slurm-ledger/config.toml if it exists, else built-in defaults.
-    #[arg(short, long, global = true, env = ENV_CONFIG, value_name = "FILE")]
+    #[arg(short, long, global = true, env = ENV_CONFIG, value_name = "FILE", help_heading = "Global options")]
     pub config: Option<PathBuf>,
 
     /// Ledger database file, over the config's [ledger] path.
-    #[arg(long, global = true, env = ENV_LEDGER, value_name = "FILE")]
+    #[arg(long, global = true, env = ENV_LEDGER, value_name = "FILE", help_heading = "Global options")]
     pub ledger: Option<PathBuf>,
 
     /// More log output (-v debug, -vv trace). Logs go to stderr.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 
     /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
     pub quiet: bool,
 
     #[command(subcommand)]

@@ -219,7 +219,9 @@ impl<R: BufRead> SacctReader<R> {
     /// Moves the finished current job, if any, to the output.
     fn flush_current(&mut self) {
         if let Some((mut job, row)) = self.current.take() {
-            if job.step_count == 0 {
+            // Slurm's own job-row totals are exact (summed in microseconds); the step sum is
+            // rounded per step. The job row is empty under -X and in old outputs: use the steps.
+            if row.cpu_ms != [0, 0, 0] || job.step_count == 0 {
                 [job.total_cpu_ms, job.user_cpu_ms, job.system_cpu_ms] = row.cpu_ms;
             }
             if job.energy_joules.is_none() {
@@ -300,7 +302,8 @@ impl<R: BufRead> Iterator for SacctReader<R> {
     }
 }
 
-/// A job row's own totals, used when none of its steps reports them (`-X` output, old formats).
+/// A job row's own totals: CPU times preferred over the step sum when present; energy used
+/// when no step reports any.
 #[derive(Debug, Clone, Copy)]
 struct RowTotals {
     cpu_ms: [u64; 3],

@@ -1,1 +1,14 @@
+//! All integration tests, linked as one binary (`cargo test --test it`).
+//!
+//! - `parsers`: every recorded Slurm text output in tests/fixtures (see the PROVENANCE/INDEX files).
+//! - `collect_replay`: the collect pipeline on replayed recordings, with injected sacct faults.
+//! - `malformed`: bad input is quarantined with a reason, never a panic, never a lost row.
+//! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
+//! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 
+mod cli;
+mod collect_replay;
+mod common;
+mod malformed;
+mod parsers;
+mod testbed;

@@ -1,0 +1,132 @@
+//! The collect pipeline on replayed real recordings, with sacct faults injected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slurm_ledger::collect::{collect_cluster, Since, WindowPolicy};
+use slurm_ledger::demo::{replay_runner, RECORDED_AT, SACCT_HELPFORMAT, SLURM_VERSION};
+use slurm_ledger::ledger::{JobFilter, Ledger};
+use slurm_ledger::model::{ClusterName, JobState, UnixTime};
+use slurm_ledger::slurm::runner::{Recording, ReplayRunner};
+use slurm_ledger::slurm::source::SlurmSource;
+
+use crate::common::fixture_bytes;
+
+const POLICY: WindowPolicy = WindowPolicy { overlap_secs: 900, initial_lookback_secs: 86_400 };
+
+fn cluster() -> ClusterName {
+    ClusterName::new("testcluster").unwrap()
+}
+
+fn runner_with_poll(poll: Vec<u8>, exit_code: i32, stderr: &str) -> ReplayRunner {
+    let mut sacct = Recording::ok("sacct", &["--parsable2"], poll);
+    sacct.exit_code = exit_code;
+    sacct.stderr = stderr.into();
+    ReplayRunner::new(vec![
+        Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
+        Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
+        sacct,
+    ])
+}
+
+fn poll(runner: &ReplayRunner, ledger: &mut Ledger, now: UnixTime) -> Result<slurm_ledger::collect::CollectReport, slurm_ledger::collect::CollectError> {
+    let src = SlurmSource::new(runner, Duration::from_secs(5));
+    let info = src.detect().unwrap();
+    collect_cluster(&src, &info, ledger, &cluster(), Since::Cursor, now, POLICY)
+}
+
+#[test]
+fn second_collect_changes_nothing_and_window_follows_the_cursor() {
+    let mut l = Ledger::open_in_memory().unwrap();
+    let r = replay_runner();
+    let first = poll(&r, &mut l, RECORDED_AT).unwrap();
+    assert_eq!(first.counts.runs_new, 26);
+    assert_eq!(first.window.unwrap().0, UnixTime(RECORDED_AT.0 - 86_400), "first poll: initial lookback");
+    let seq = l.change_seq().unwrap();
+    let later = UnixTime(RECORDED_AT.0 + 300);
+    let second = poll(&r, &mut l, later).unwrap();
+    assert_eq!((second.counts.runs_new, second.counts.runs_updated, second.counts.runs_unchanged), (0, 0, 26));
+    assert_eq!(l.change_seq().unwrap(), seq, "nothing changed, so no consumer is woken");
+    assert_eq!(second.window.unwrap(), (UnixTime(RECORDED_AT.0 - 900), later), "cursor minus overlap");
+    assert_eq!(l.cursor(&cluster()).unwrap(), Some(later));
+    // Exactly one sacct accounting query per poll.
+    let polls = r.calls().iter().filter(|c| c.program == "sacct" && c.args.iter().any(|a| a == "--parsable2")).count();
+    assert_eq!(polls, 2);
+}
+
+#[test]
+fn failed_sacct_keeps_the_cursor_and_says_why() {
+    let mut l = Ledger::open_in_memory().unwrap();
+    poll(&replay_runner(), &mut l, RECORDED_AT).unwrap();
+    let before = l.jobs(&JobFilter::default()).unwrap();
+    // slurmdbd down: sacct prints its real error and exits 1.
+    let r = runner_with_poll(Vec::new(), 1, "sacct: error: Problem talking to the database: Connection refused");
+    let err = poll(&r, &mut l, UnixTime(RECORDED_AT.0 + 600)).unwrap_err().to_string();
+    assert!(err.contains("Connection refused") && err.contains("cursor"), "{err}");
+    assert_eq!(l.cursor(&cluster()).unwrap(), Some(RECORDED_AT), "cursor did not move");
+    assert_eq!(l.jobs(&JobFilter::default()).unwrap(), before, "nothing lost");
+    let st = l.status(5).unwrap();
+    assert!(st.last_collects[0].error.as_deref().unwrap_or("").contains("Connection refused"));
+}
+
+#[test]
+fn output_cut_off_midway_keeps_complete_rows_but_not_the_cursor() {
+    // sacct killed (timeout) after half its output: the rows that arrived are stored (re-read
+    // idempotently next time), the cut row is quarantined, and the window is retried.
+    let full = fixture_bytes("testbed/sacct-all-fields-duplicates.txt");
+    let cut = full[..full.len() / 2].to_vec();
+    let mut l = Ledger::open_in_memory().unwrap();
+    let err = poll(&runner_with_poll(cut, -9, ""), &mut l, RECORDED_AT).unwrap_err();
+    assert!(err.to_string().contains("exit status"), "{err}");
+    assert_eq!(l.cursor(&cluster()).unwrap(), None);
+    let stored = l.jobs(&JobFilter::default()).unwrap().len();
+    assert!(stored > 5 && stored < 26, "{stored}");
+    // The retry with the full output completes the set, nothing duplicated.
+    poll(&replay_runner(), &mut l, RECORDED_AT).unwrap();
+    assert_eq!(l.jobs(&JobFilter::default()).unwrap().len(), 26);
+}
+
+#[test]
+fn quarantined_rows_do_not_hold_back_the_batch_or_the_cursor() {
+    let mut poll_text = fixture_bytes("testbed/sacct-all-fields-duplicates.txt");
+    poll_text.extend_from_slice(b"this line is not sacct output\n");
+    let mut l = Ledger::open_in_memory().unwrap();
+    let rep = poll(&runner_with_poll(poll_text, 0, ""), &mut l, RECORDED_AT).unwrap();
+    assert_eq!(rep.counts.runs_new, 26);
+    assert!(rep.counts.quarantined >= 1);
+    assert_eq!(l.cursor(&cluster()).unwrap(), Some(RECORDED_AT));
+    let q = l.quarantined(10).unwrap();
+    assert!(q.iter().any(|x| x.raw == "this line is not sacct output" && x.reason.contains("fields")), "{q:#?}");
+}
+
+#[test]
+fn a_running_job_is_updated_when_it_ends() {
+    let recorded = String::from_utf8(fixture_bytes("testbed/sacct-all-fields-duplicates.txt")).unwrap();
+    let mut l = Ledger::open_in_memory().unwrap();
+    poll(&runner_with_poll(recorded.clone().into_bytes(), 0, ""), &mut l, RECORDED_AT).unwrap();
+    let filter = JobFilter { job_id_raw: Some(25), ..Default::default() };
+    let running = l.jobs(&filter).unwrap();
+    assert_eq!(running[0].state, JobState::Running);
+    // The same recorded row of job 25 as sacct prints it once the job ended (State, End, Elapsed
+    // changed; derived from the recorded row, the live testbed test checks the real transition).
+    let header: Vec<&str> = recorded.lines().next().unwrap().split('|').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let ended: String = recorded
+        .lines()
+        .map(|line| {
+            let mut f: Vec<String> = line.split('|').map(String::from).collect();
+            if f.len() == header.len() && f[col("JobIDRaw")] == "25" {
+                f[col("State")] = "COMPLETED".into();
+                f[col("End")] = "2026-11-22T00:40:06".into();
+                f[col("ElapsedRaw")] = "900".into();
+            }
+            f.join("|") + "\n"
+        })
+        .collect();
+    let rep = poll(&runner_with_poll(ended.into_bytes(), 0, ""), &mut l, UnixTime(RECORDED_AT.0 + 900)).unwrap();
+    assert_eq!(rep.counts.runs_updated, 1);
+    let done = l.jobs(&filter).unwrap();
+    assert_eq!(done.len(), 1, "same run updated, not a second run");
+    assert_eq!((done[0].state.clone(), done[0].elapsed_secs), (JobState::Completed, 900));
+    assert!(done[0].end.is_some());
+}

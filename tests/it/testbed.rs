@@ -1,0 +1,142 @@
+//! Against the live Slurm 22.05 testbed (`testbed/slurm-testbed.sh ensure`).
+//!
+//! These run when SLURM_LEDGER_TESTBED=1 (set by `scripts/test` once the testbed is up). Without
+//! it they print why they were skipped; with SLURM_LEDGER_REQUIRE_TESTBED=1 (CI) a missing
+//! testbed is a failure.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use slurm_ledger::ledger::{JobFilter, Ledger};
+use slurm_ledger::model::{JobRun, JobState};
+
+/// The seed's job ids, or None (skip) when no testbed is up.
+fn testbed() -> Option<HashMap<String, String>> {
+    let up = std::env::var("SLURM_LEDGER_TESTBED").as_deref() == Ok("1");
+    let required = std::env::var("SLURM_LEDGER_REQUIRE_TESTBED").as_deref() == Ok("1");
+    if !up {
+        assert!(!required, "SLURM_LEDGER_REQUIRE_TESTBED=1 but the Slurm testbed is not up (run testbed/slurm-testbed.sh ensure)");
+        eprintln!("SKIPPED: Slurm testbed not up (SLURM_LEDGER_TESTBED != 1); run scripts/test as root on Debian 12 to start it");
+        return None;
+    }
+    let text = std::fs::read_to_string("/var/lib/slurm-testbed/seed.env").expect("seed.env of the seeded testbed");
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            .collect(),
+    )
+}
+
+fn id(seed: &HashMap<String, String>, k: &str) -> u64 {
+    seed.get(k).unwrap_or_else(|| panic!("{k} missing in seed.env")).parse().unwrap_or_else(|_| panic!("{k} not a number"))
+}
+
+fn collect(db: &std::path::Path, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
+        .arg("--ledger")
+        .arg(db)
+        .arg("collect")
+        .args(extra)
+        .env_remove("SLURM_LEDGER_CONFIG")
+        .output()
+        .expect("run collect");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "collect failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+fn runs(db: &std::path::Path, raw: u64) -> Vec<JobRun> {
+    Ledger::open(db).unwrap().jobs(&JobFilter { job_id_raw: Some(raw), ..Default::default() }).unwrap()
+}
+
+#[test]
+fn live_collect_gives_the_facts_an_admin_checks() {
+    let Some(seed) = testbed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    let first = collect(&db, &["--lookback", "2d"]);
+    assert!(!first.contains("quarantined"), "our own sacct call quarantines nothing: {first}");
+
+    let rq = runs(&db, id(&seed, "JOB_REQUEUE"));
+    assert_eq!(rq.len(), 2, "requeued job has two runs: {rq:#?}");
+    assert!(rq.iter().any(|r| r.state == JobState::Requeued));
+    assert_ne!(rq[0].key.submit, rq[1].key.submit);
+
+    let s = &runs(&db, id(&seed, "JOB_SUSPEND"))[0];
+    assert!(s.suspended_secs >= 5, "{s:#?}");
+    let wall = (s.end.unwrap().0 - s.start.unwrap().0) as u64;
+    assert_eq!(s.elapsed_secs + s.suspended_secs, wall, "elapsed excludes suspension");
+
+    let p = &runs(&db, id(&seed, "JOB_PIPE_NAME"))[0];
+    assert_eq!(p.name, "pipe|name ünïcødé ✓");
+
+    let g = &runs(&db, id(&seed, "JOB_GPU"))[0];
+    assert_eq!(g.gpus(), 1, "typed and untyped gres/gpu counted once: {}", g.alloc_tres.to_canonical());
+
+    let ledger = Ledger::open(&db).unwrap();
+    let arr: Vec<JobRun> = ledger
+        .jobs(&JobFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.array_job_id == Some(id(&seed, "JOB_ARRAY")))
+        .collect();
+    let mut tasks: Vec<u32> = arr.iter().filter_map(|j| j.array_task_id).collect();
+    tasks.sort();
+    assert_eq!(tasks, [0, 1, 2, 3], "array tasks are distinct runs");
+    let mut raws: Vec<u64> = arr.iter().map(|j| j.key.job_id_raw).collect();
+    raws.dedup();
+    assert_eq!(raws.len(), 4);
+    assert!(arr.iter().any(|j| j.state == JobState::Failed));
+
+    let m = &runs(&db, id(&seed, "JOB_MULTISTEP"))[0];
+    assert!(m.step_count >= 4 && m.total_cpu_ms > 0, "{m:#?}");
+
+    // A second collect changes no finished run (running ones may move on).
+    let seq_final: Vec<(String, i64)> = vec![];
+    drop(seq_final);
+    let before: Vec<JobRun> = ledger.jobs(&JobFilter::default()).unwrap();
+    drop(ledger);
+    collect(&db, &[]);
+    let after: Vec<JobRun> = Ledger::open(&db).unwrap().jobs(&JobFilter::default()).unwrap();
+    for b in before.iter().filter(|j| j.state.is_final()) {
+        let a = after.iter().find(|a| a.key == b.key).expect("run still there");
+        assert_eq!(a, b, "finished run changed on re-collect");
+    }
+}
+
+#[test]
+fn live_running_job_is_updated_when_it_ends() {
+    let Some(_) = testbed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    let out = Command::new("sbatch")
+        .args(["--parsable", "-J", "ledger-it-running", "-o", "/dev/null", "-t", "2", "--wrap", "sleep 8"])
+        .output()
+        .expect("sbatch");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: u64 = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Collect until the ledger shows it running (bounded).
+    loop {
+        collect(&db, &["--lookback", "1h"]);
+        if runs(&db, job).first().is_some_and(|r| r.state == JobState::Running) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job} never seen RUNNING");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Then until it is accounted as completed.
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        collect(&db, &[]);
+        let r = runs(&db, job);
+        assert_eq!(r.len(), 1, "one run, updated in place");
+        if r[0].state == JobState::Completed {
+            assert!(r[0].end.is_some() && r[0].elapsed_secs >= 7, "{:#?}", r[0]);
+            break;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(60), "job {job} never completed: {:?}", r[0].state);
+    }
+}
