@@ -23,5 +23,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod ledger;
+pub mod meter;
 pub mod slurm;
 pub mod synth;

@@ -50,9 +50,6 @@ impl RowTemplate {
     fn get(&self, f: Field) -> &[u8] {
         &self.f[f.index()]
     }
-    fn has(&self, f: Field) -> bool {
-        !self.f[f.index()].is_empty()
-    }
 }
 
 /// A recorded job row with its own recorded steps.

@@ -10,7 +10,7 @@
 //! - **dbv0.0.37 (21.08), dbv0.0.38 (22.05)**: plain integers, `state.current` a string,
 //!   `exit_code {status, return_code, signal {signal_id, name}}`, step `step.id` a string
 //!   (`"batch"`, `"extern"`) or a number (`0`, `1`), `reservation.name` the integer `0`,
-//!   `required.memory` in MB without the per-CPU flag (inferred, see [`legacy_req_mem`]).
+//!   `required.memory` in MB without the per-CPU flag (per CPU or per node is inferred from the memory TRES).
 //! - **data_parser v0.0.39 (23.02)**: integers become `{set, infinite, number}`; `!set` or
 //!   `infinite` read as "no value"; `required.memory_per_cpu` / `memory_per_node`.
 //! - **v0.0.40+ (23.11 … 25.11, v0.0.40–v0.0.44)**: `state.current` and `exit_code.status` are
@@ -625,13 +625,14 @@ fn legacy_req_mem(mem_mb: u128, cpus: u32, nodes: u32, req_mem_tres: Option<u64>
     if mb == 0 || mb >= (NO_VAL64 as u128 & !MEM_PER_CPU) {
         return None;
     }
-    let bytes = u64::try_from(mb).ok()?.checked_mul(1 << 20)?;
+    let mb = u64::try_from(mb).ok()?;
+    let bytes = mb.checked_mul(1 << 20)?;
     let per_cpu = flagged
         || req_mem_tres.is_some_and(|t| {
             let per_node = t == bytes.saturating_mul(u64::from(nodes.max(1)));
             !per_node && cpus > 1 && t == bytes.saturating_mul(u64::from(cpus))
         });
-    Some((bytes, per_cpu))
+    Some((mb, per_cpu))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -717,7 +718,6 @@ fn sacct_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Strin
             SlurmNumber::Value(mb) if mb > 0 => {
                 let nodes = f.u32("allocation_nodes")?.unwrap_or(0).max(run.nnodes);
                 legacy_req_mem(mb as u128, run.req_cpus, nodes, run.req_tres.get("mem"))
-                    .map(|(bytes, pc)| (bytes >> 20, pc))
             }
             _ => None,
         },
