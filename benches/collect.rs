@@ -1,1 +1,302 @@
-fn main(){}
+//! Collect benchmark: a synthetic day of a very large cluster through the real reader and ledger.
+//!
+//! `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench collect` (release profile).
+//! `SYNTH_JOBS` (default 1,000,000) and `SYNTH_STEPS` (default 3) size the day; `SYNTH_SEED`
+//! picks it. Each phase runs in its own child process of this binary, so the peak RSS (VmHWM)
+//! reported for a phase is that phase's alone.
+//!
+//! Phases:
+//! - `gen`: the generator alone (bytes/s), no parsing.
+//! - `parse`: generator → OS pipe → `SacctReader`, as sacct's stdout reaches slurm-ledger; the
+//!   generator runs on its own thread (sacct is its own process), so this is the reader's rate.
+//! - `parse-1t`: generator and reader on one thread: their combined CPU cost.
+//! - `collect`: pipe → `collect::import_file` into a fresh file ledger (parse + upsert).
+//! - `recollect`: the same day again into the same ledger: the idempotent path, all unchanged.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use slurm_ledger::collect::import_file;
+use slurm_ledger::ledger::Ledger;
+use slurm_ledger::model::{ClusterName, UnixTime};
+use slurm_ledger::slurm::parsable::{Item, ReadOptions, SacctReader};
+use slurm_ledger::slurm::source::DELIMITER;
+use slurm_ledger::slurm::values::TimeZone;
+use slurm_ledger::synth::{SyntheticDay, DAY_START};
+
+const TARGET_PARSE_ROWS_PER_SEC: f64 = 1_000_000.0;
+const TARGET_COLLECT_SECS: f64 = 15.0;
+const TARGET_RSS_MB: f64 = 300.0;
+const PIPE_READ_BUF: usize = 64 * 1024;
+
+#[derive(Clone, Copy)]
+struct Cfg {
+    jobs: u64,
+    steps: u32,
+    seed: u64,
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
+}
+
+fn opts() -> ReadOptions {
+    ReadOptions {
+        delimiter: DELIMITER,
+        layout: None,
+        tz: TimeZone::Utc,
+        default_cluster: ClusterName::new("testcluster").unwrap(),
+    }
+}
+
+fn vmhwm_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The day written into an OS pipe by a thread, as sacct would; returns the read end.
+fn piped_day(cfg: Cfg) -> (std::io::PipeReader, std::thread::JoinHandle<u64>) {
+    let (rx, mut tx) = std::io::pipe().expect("pipe");
+    let h = std::thread::spawn(move || {
+        let mut day = SyntheticDay::new(cfg.jobs, cfg.steps, cfg.seed);
+        let mut bytes = 0u64;
+        loop {
+            let chunk = day.fill_buf().expect("generator");
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            if tx.write_all(chunk).is_err() {
+                break;
+            }
+            day.consume(n);
+            bytes += n as u64;
+        }
+        bytes
+    });
+    (rx, h)
+}
+
+/// Counts what the reader yields: (jobs, steps folded in, quarantined).
+fn count<R: BufRead>(reader: SacctReader<R>) -> (u64, u64, u64) {
+    let (mut jobs, mut steps, mut quarantined) = (0, 0, 0);
+    for item in reader {
+        match item.expect("stream error") {
+            Item::Job(j) => {
+                jobs += 1;
+                steps += j.step_count as u64;
+            }
+            Item::Quarantine(_) => quarantined += 1,
+        }
+    }
+    (jobs, steps, quarantined)
+}
+
+/// One phase in this process; prints `RESULT k=v ...`.
+fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
+    let t0 = Instant::now();
+    let mut kv: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
+    match phase {
+        "gen" => {
+            let mut day = SyntheticDay::new(cfg.jobs, cfg.steps, cfg.seed);
+            let mut bytes = 0u64;
+            loop {
+                let n = day.fill_buf().unwrap().len();
+                if n == 0 {
+                    break;
+                }
+                day.consume(n);
+                bytes += n as u64;
+            }
+            put("bytes", bytes.to_string());
+        }
+        "parse" => {
+            let (rx, h) = piped_day(cfg);
+            let (jobs, steps, q) = count(SacctReader::new(BufReader::with_capacity(PIPE_READ_BUF, rx), opts()));
+            put("bytes", h.join().unwrap().to_string());
+            put("jobs", jobs.to_string());
+            put("steps", steps.to_string());
+            put("quarantined", q.to_string());
+        }
+        "parse-1t" => {
+            let (jobs, steps, q) = count(SacctReader::new(SyntheticDay::new(cfg.jobs, cfg.steps, cfg.seed), opts()));
+            put("jobs", jobs.to_string());
+            put("steps", steps.to_string());
+            put("quarantined", q.to_string());
+        }
+        "collect" | "recollect" => {
+            let path = Path::new(ledger_path.expect("--ledger"));
+            let mut ledger = Ledger::open(path).expect("open ledger");
+            let (rx, h) = piped_day(cfg);
+            let input = BufReader::with_capacity(PIPE_READ_BUF, rx);
+            let report = import_file(&mut ledger, input, opts(), "synth-bench", UnixTime(DAY_START + 86_400)).expect("import");
+            put("bytes", h.join().unwrap().to_string());
+            let c = report.counts;
+            put("jobs", c.runs_seen.to_string());
+            put("new", c.runs_new.to_string());
+            put("updated", c.runs_updated.to_string());
+            put("unchanged", c.runs_unchanged.to_string());
+            put("quarantined", c.quarantined.to_string());
+            drop(ledger);
+            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            put("db_bytes", size(path).to_string());
+        }
+        other => panic!("unknown phase {other}"),
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    put("secs", format!("{secs:.6}"));
+    put("vmhwm_kb", vmhwm_kb().to_string());
+    let line: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("RESULT {}", line.join(" "));
+}
+
+struct PhaseResult {
+    kv: Vec<(String, String)>,
+}
+
+impl PhaseResult {
+    fn get(&self, k: &str) -> f64 {
+        self.kv.iter().find(|(key, _)| key == k).and_then(|(_, v)| v.parse().ok()).unwrap_or(f64::NAN)
+    }
+}
+
+fn child(phase: &str, cfg: Cfg, ledger: &Path) -> PhaseResult {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--phase", phase, "--ledger"])
+        .arg(ledger)
+        .env("SYNTH_JOBS", cfg.jobs.to_string())
+        .env("SYNTH_STEPS", cfg.steps.to_string())
+        .env("SYNTH_SEED", cfg.seed.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run phase child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "phase {phase} failed: {}\n{stdout}", out.status);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("RESULT line");
+    let kv = line
+        .split(' ')
+        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    PhaseResult { kv }
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string());
+    let mhz = cpuinfo.lines().find_map(|l| l.strip_prefix("cpu MHz")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|s| s.trim().to_string());
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!(
+        "nproc {nproc}, {} @ {} MHz, MemTotal {}",
+        model.unwrap_or_else(|| "?".into()),
+        mhz.unwrap_or_else(|| "?".into()),
+        mem.unwrap_or_else(|| "?".into())
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = Cfg {
+        jobs: env_u64("SYNTH_JOBS", 1_000_000),
+        steps: env_u64("SYNTH_STEPS", 3) as u32,
+        seed: env_u64("SYNTH_SEED", 20261122),
+    };
+    let arg_after = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    if let Some(phase) = arg_after("--phase") {
+        run_phase(&phase, cfg, arg_after("--ledger").as_deref());
+        return;
+    }
+    // `cargo bench --bench collect -- 100000`: a positional job count overrides SYNTH_JOBS.
+    let cfg = match args.iter().find_map(|a| a.replace('_', "").parse::<u64>().ok()) {
+        Some(jobs) => Cfg { jobs, ..cfg },
+        None => cfg,
+    };
+    let rows = cfg.jobs * (1 + cfg.steps as u64);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ledger = dir.path().join("ledger.sqlite");
+
+    println!("slurm-ledger collect benchmark");
+    println!("command : SYNTH_JOBS={} SYNTH_STEPS={} SYNTH_SEED={} CARGO_TARGET_DIR=/work/target-bench cargo bench --bench collect", cfg.jobs, cfg.steps, cfg.seed);
+    println!("machine : {}", machine());
+    println!("day     : {} jobs x (1 + {} steps) = {} rows, 43 columns, 0x1F-delimited, one child process per phase", cfg.jobs, cfg.steps, rows);
+    std::io::stdout().flush().ok();
+
+    let phases = ["gen", "parse", "parse-1t", "collect", "recollect"];
+    let mut results = Vec::new();
+    for p in phases {
+        let r = child(p, cfg, &ledger);
+        results.push((p, r));
+    }
+    let get = |name: &str| &results.iter().find(|(p, _)| *p == name).unwrap().1;
+    let bytes = get("gen").get("bytes");
+    let mb = bytes / 1e6;
+
+    println!();
+    println!("{:<11} {:>9} {:>13} {:>10} {:>12} {:>10}  notes", "phase", "secs", "rows/s", "MB/s", "jobs/s", "VmHWM MB");
+    for (p, r) in &results {
+        let s = r.get("secs");
+        let note = match *p {
+            "gen" => format!("{:.0} MB generated", mb),
+            "parse" => format!("jobs {} steps {} quarantined {}", r.get("jobs"), r.get("steps"), r.get("quarantined")),
+            "parse-1t" => format!("gen+parse on one thread; parse alone ~{:.2} s", s - get("gen").get("secs")),
+            _ => format!(
+                "new {} updated {} unchanged {} quarantined {}, ledger {:.0} MB",
+                r.get("new"),
+                r.get("updated"),
+                r.get("unchanged"),
+                r.get("quarantined"),
+                r.get("db_bytes") / 1e6
+            ),
+        };
+        println!(
+            "{:<11} {:>9.2} {:>13.0} {:>10.1} {:>12.0} {:>10.1}  {}",
+            p,
+            s,
+            rows as f64 / s,
+            mb / s,
+            cfg.jobs as f64 / s,
+            r.get("vmhwm_kb") / 1024.0,
+            note
+        );
+    }
+
+    // Correctness of the run itself: every job read, nothing quarantined, second pass unchanged.
+    let parse = get("parse");
+    let collect = get("collect");
+    let recollect = get("recollect");
+    let j = cfg.jobs as f64;
+    let sane = parse.get("jobs") == j
+        && parse.get("quarantined") == 0.0
+        && parse.get("steps") == j * cfg.steps as f64
+        && collect.get("new") == j
+        && recollect.get("unchanged") == j
+        && recollect.get("quarantined") == 0.0;
+
+    let parse_rate = rows as f64 / parse.get("secs");
+    let peak = results.iter().map(|(_, r)| r.get("vmhwm_kb") / 1024.0).fold(0.0, f64::max);
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    // The targets are for the full day; a smaller run reports them but cannot pass the time one.
+    let full = cfg.jobs >= 1_000_000;
+    println!();
+    println!("{:<44} {:>14} {:>14}  result", "target", "measured", "goal");
+    println!("{:<44} {:>14.0} {:>14}  {}", "parse rows/s (pipe → SacctReader)", parse_rate, ">= 1000000", verdict(parse_rate >= TARGET_PARSE_ROWS_PER_SEC));
+    let cs = collect.get("secs");
+    println!(
+        "{:<44} {:>14.2} {:>14}  {}",
+        "whole day collected, s (parse + upsert)",
+        cs,
+        "<= 15",
+        if full { verdict(cs <= TARGET_COLLECT_SECS) } else { "n/a (not a full day)" }
+    );
+    println!("{:<44} {:>14.1} {:>14}  {}", "peak RSS MB, max over phases (VmHWM)", peak, "<= 300", verdict(peak <= TARGET_RSS_MB));
+    println!("{:<44} {:>14} {:>14}  {}", "all jobs read, 0 quarantined, re-run unchanged", if sane { "yes" } else { "no" }, "yes", verdict(sane));
+}

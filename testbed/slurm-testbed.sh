@@ -89,6 +89,8 @@ packages_installed() {
     done
 }
 
+# The lock fd (9) must not leak into the daemons (they would hold the lock
+# forever): every daemon launch below closes it with 9>&-.
 LOCKED=0
 take_lock() {
     ((LOCKED)) && return 0
@@ -339,7 +341,7 @@ start_munge() {
     rm -f /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock "$MUNGE_PID"
     log "starting munged"
     runuser -u munge -- /usr/sbin/munged --log-file="$LOGS/munged.log" --pid-file="$MUNGE_PID" \
-        </dev/null >>"$LOGS/munged.log" 2>&1 || die "munged failed to start (read $LOGS/munged.log)"
+        </dev/null >>"$LOGS/munged.log" 2>&1 9>&- || die "munged failed to start (read $LOGS/munged.log)"
     wait_until "munged (munge -n | unmunge)" 20 "$LOGS/munged.log" munge_up
 }
 
@@ -358,7 +360,7 @@ start_mariadb() {
         --socket="$MYSQL_SOCK" --pid-file="$MYSQL_PID" --log-error="$LOGS/mariadb.log" \
         --bind-address=127.0.0.1 --port=3306 \
         --innodb-buffer-pool-size=1024M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
-        </dev/null >>"$LOGS/mariadb.log" 2>&1 &
+        </dev/null >>"$LOGS/mariadb.log" 2>&1 9>&- &
     disown || true
     wait_until "mariadbd (mariadb-admin ping)" 60 "$LOGS/mariadb.log" mariadb_up
 }
@@ -376,7 +378,7 @@ EOF
 start_slurmdbd() {
     if slurmdbd_up; then log "slurmdbd: already running"; return; fi
     log "starting slurmdbd"
-    /usr/sbin/slurmdbd </dev/null >>"$LOGS/slurmdbd.log" 2>&1 || die "slurmdbd failed to start (read $LOGS/slurmdbd.log)"
+    /usr/sbin/slurmdbd </dev/null >>"$LOGS/slurmdbd.log" 2>&1 9>&- || die "slurmdbd failed to start (read $LOGS/slurmdbd.log)"
     wait_until "slurmdbd (sacctmgr show cluster)" 60 "$LOGS/slurmdbd.log" slurmdbd_up
 }
 
@@ -430,7 +432,7 @@ setup_accounts() {
 start_slurmctld() {
     if slurmctld_up; then log "slurmctld: already running"; return; fi
     log "starting slurmctld"
-    /usr/sbin/slurmctld </dev/null >>"$LOGS/slurmctld.log" 2>&1 || die "slurmctld failed to start (read $LOGS/slurmctld.log)"
+    /usr/sbin/slurmctld </dev/null >>"$LOGS/slurmctld.log" 2>&1 9>&- || die "slurmctld failed to start (read $LOGS/slurmctld.log)"
     wait_until "slurmctld (scontrol ping)" 60 "$LOGS/slurmctld.log" slurmctld_up
 }
 
@@ -438,7 +440,7 @@ start_slurmd() {
     if node_up; then log "slurmd: already running, node $NODE up"; return; fi
     if ! daemon_pid slurmd $RUN_SLURM/slurmd.pid >/dev/null; then
         log "starting slurmd -N $NODE"
-        /usr/sbin/slurmd -N "$NODE" </dev/null >>"$LOGS/slurmd.log" 2>&1 || die "slurmd failed to start (read $LOGS/slurmd.log)"
+        /usr/sbin/slurmd -N "$NODE" </dev/null >>"$LOGS/slurmd.log" 2>&1 9>&- || die "slurmd failed to start (read $LOGS/slurmd.log)"
     fi
     local deadline=$((SECONDS + 60)) st=""
     until node_up; do
@@ -631,10 +633,10 @@ cmd_seed() {
 
     # plain srun and salloc (blocking clients, run in the background, bounded)
     runuser -u alice -- bash -c 'cd "$0" && exec timeout 180 srun -J srun-direct -n 1 -t 2 bash "$1/burn.sh" 1 1' \
-        "$JOBDIR" "$S" >"$STATE/srun.out" 2>&1 &
+        "$JOBDIR" "$S" >"$STATE/srun.out" 2>&1 9>&- &
     local srun_pid=$!
     runuser -u bob -- bash -c 'cd "$0" && exec timeout 180 salloc -J salloc-job -n 1 -t 2 srun bash "$1/burn.sh" 1 1' \
-        "$JOBDIR" "$S" >"$STATE/salloc.out" 2>&1 &
+        "$JOBDIR" "$S" >"$STATE/salloc.out" 2>&1 9>&- &
     local salloc_pid=$!
 
     # cancelled while running

@@ -182,11 +182,20 @@ pub struct JobFilter {
     pub limit: Option<u64>,
 }
 
-const SELECT: &str = "SELECT cluster, job_id_raw, submit, job_id, array_job_id, array_task_id, het_job_id, het_job_offset, \
-    name, user_name, uid, group_name, account, partition, qos, state, cancelled_by, exit_code, derived_exit_code, eligible, \
-    start, end, elapsed_secs, suspended_secs, timelimit_mins, nnodes, alloc_cpus, req_cpus, req_mem_bytes, req_mem_per_cpu, \
-    req_tres, alloc_tres, nodelist, total_cpu_ms, user_cpu_ms, system_cpu_ms, max_rss_bytes, tres_usage_in_tot, step_count, \
-    energy_joules, wckey, reservation, flags, work_dir, submit_line, db_index FROM job_runs";
+/// The columns [`row_to_job`] reads, in its order.
+macro_rules! job_columns {
+    () => {
+        "cluster, job_id_raw, submit, job_id, array_job_id, array_task_id, het_job_id, het_job_offset, \
+         name, user_name, uid, group_name, account, partition, qos, state, cancelled_by, exit_code, derived_exit_code, eligible, \
+         start, end, elapsed_secs, suspended_secs, timelimit_mins, nnodes, alloc_cpus, req_cpus, req_mem_bytes, req_mem_per_cpu, \
+         req_tres, alloc_tres, nodelist, total_cpu_ms, user_cpu_ms, system_cpu_ms, max_rss_bytes, tres_usage_in_tot, step_count, \
+         energy_joules, wckey, reservation, flags, work_dir, submit_line, db_index"
+    };
+}
+
+const SELECT: &str = concat!("SELECT ", job_columns!(), " FROM job_runs");
+/// [`SELECT`] with `change_seq` as column 46.
+const SELECT_SEQ: &str = concat!("SELECT ", job_columns!(), ", change_seq FROM job_runs");
 
 impl Ledger {
     /// Runs matching the filter, oldest submit first.
@@ -245,6 +254,31 @@ impl Ledger {
         Ok(out)
     }
 }
+
+impl Ledger {
+    /// Runs whose content changed after `seq`, in change order, with their sequence number:
+    /// a consumer's read of "what is new since my cursor".
+    pub fn runs_changed_since(&self, seq: i64, limit: u64) -> Result<Vec<(i64, JobRun)>, LedgerError> {
+        let sql = format!("{SELECT_SEQ} WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2");
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows = stmt.query_map([seq, limit as i64], |r| Ok((r.get::<_, i64>(46)?, row_to_job(r)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (s, j) = r?;
+            out.push((s, j?));
+        }
+        Ok(out)
+    }
+
+    /// One run by its key.
+    pub fn job(&self, key: &JobKey) -> Result<Option<JobRun>, LedgerError> {
+        let sql = format!("{SELECT} WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3");
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut rows = stmt.query_map(rusqlite::params![key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], row_to_job)?;
+        rows.next().transpose()?.transpose()
+    }
+}
+
 
 fn u(v: i64) -> u64 {
     v.max(0) as u64

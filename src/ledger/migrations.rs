@@ -8,7 +8,10 @@ use rusqlite::Connection;
 use super::LedgerError;
 
 /// (name, SQL) in order; the index + 1 is the schema version.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../migrations/0001_init.sql")),
+    ("0002_deliveries", include_str!("../../migrations/0002_deliveries.sql")),
+];
 
 /// Brings the schema up to date inside one transaction per migration.
 pub fn migrate(conn: &mut Connection) -> Result<u32, LedgerError> {

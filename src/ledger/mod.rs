@@ -13,6 +13,7 @@
 //! - Writes happen in `BEGIN IMMEDIATE` transactions with `synchronous=FULL`: what a commit
 //!   returned survives a crash or power loss.
 
+mod deliveries;
 mod jobs;
 mod migrations;
 mod quarantine;
@@ -24,6 +25,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::model::{ClusterName, UnixTime};
 
+pub use deliveries::{Delivery, DeliveryCount, DeliveryState, SinkRun};
 pub use jobs::{JobFilter, Upsert};
 pub use migrations::MIGRATIONS;
 pub use quarantine::QuarantineRecord;

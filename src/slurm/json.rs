@@ -1170,7 +1170,8 @@ mod tests {
         assert_eq!(j.state, JobState::OutOfMemory);
         assert_eq!(j.exit_code, Some(ExitCode { code: 0, signal: 125 }));
         assert_eq!(j.max_rss_bytes, Some(3352 << 10)); // 30.batch MaxRSS 3352K
-        assert_eq!((j.total_cpu_ms, j.step_count), (49, 2)); // 00:00.048 + 00:00.001 (text)
+        // The text job row says TotalCPU 00:00.050 (steps 00:00.048 + 00:00.001 after truncation).
+        assert_eq!((j.total_cpu_ms, j.step_count), (50, 2));
     }
 
     #[test]
