@@ -21,6 +21,7 @@ pub mod model;
 pub mod collect;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod ledger;
 pub mod meter;

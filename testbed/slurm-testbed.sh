@@ -546,12 +546,27 @@ cmd_status() {
         fi
     done
     if ! timeout 20 sinfo 2>&1; then echo "sinfo: no answer"; ok=1; fi
-    if [[ -f $SEEDED ]]; then echo "seeded: yes ($SEED_ENV)"; else echo "seeded: no"; fi
+    if [[ -f $SEEDED ]]; then
+        if seeded_running_ok; then
+            echo "seeded: yes ($SEED_ENV); JOB_RUNNING still RUNNING"
+        else
+            echo "seeded: yes ($SEED_ENV); but JOB_RUNNING is no longer RUNNING (ensure will re-seed)"
+        fi
+    else
+        echo "seeded: no"
+    fi
     if ((ok)); then echo "logs: $LOGS  state: $STATE"; fi
     return $ok
 }
 
 # ---------------------------------------------------------------- seed
+# JOB_RUNNING from seed.env, if it is still RUNNING (it sleeps RUNNING_SECS)
+seeded_running_ok() {
+    local id
+    id=$(sed -n 's/^JOB_RUNNING=//p' "$SEED_ENV" 2>/dev/null)
+    [[ -n $id && $(squeue -h -j "$id" -o %T 2>/dev/null) == RUNNING ]]
+}
+
 # sub USER SBATCH-ARGS... : submit as USER from $JOBDIR, print the job id
 sub() {
     local user=$1 out; shift
@@ -653,11 +668,11 @@ cmd_seed() {
 
     wait_running "$JOB_CANCEL_RUNNING" 90
     wait_running "$JOB_REQUEUE" 90
-    scontrol requeue "$JOB_REQUEUE" || die "scontrol requeue $JOB_REQUEUE failed"
-    log "requeued $JOB_REQUEUE"
     wait_running "$JOB_SUSPEND" 90
-    sleep 2
+    sleep 3   # let all three run a little first
     scancel "$JOB_CANCEL_RUNNING" || die "scancel $JOB_CANCEL_RUNNING failed"
+    scontrol requeue "$JOB_REQUEUE" || die "scontrol requeue $JOB_REQUEUE failed"
+    log "cancelled $JOB_CANCEL_RUNNING, requeued $JOB_REQUEUE (eligible again ~11 s later, AuthInfo=cred_expire=10)"
     scontrol suspend "$JOB_SUSPEND" || die "scontrol suspend $JOB_SUSPEND failed"
     log "suspended $JOB_SUSPEND for 8 s"
     sleep 8
@@ -746,7 +761,12 @@ cmd_ensure() {
         cmd_install
     fi
     cmd_start
-    cmd_seed
+    if [[ -f $SEEDED ]] && ! seeded_running_ok; then
+        log "seeded, but JOB_RUNNING has ended (it runs ${RUNNING_SECS}s); re-seeding with --force"
+        cmd_seed --force
+    else
+        cmd_seed
+    fi
     log "ready: cluster $CLUSTER running and seeded ($SEED_ENV)"
 }
 
