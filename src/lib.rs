@@ -25,5 +25,6 @@ pub mod delivery;
 pub mod demo;
 pub mod ledger;
 pub mod meter;
+pub mod sinks;
 pub mod slurm;
 pub mod synth;

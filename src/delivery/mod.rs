@@ -8,4 +8,5 @@
 //! Invariant: a second of a run's billable span is in at most one slice per sink, and once the
 //! run is final, in exactly one.
 
+pub mod engine;
 pub mod plan;

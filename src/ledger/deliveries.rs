@@ -111,6 +111,18 @@ fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError
     }))
 }
 
+fn read_sink_run(conn: &rusqlite::Connection, sink: &str, key: &JobKey) -> Result<SinkRun, LedgerError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT planned_until, complete, hold_reason FROM sink_runs WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND submit = ?4",
+    )?;
+    Ok(stmt
+        .query_row(params![sink, key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |r| {
+            Ok(SinkRun { planned_until: r.get::<_, Option<i64>>(0)?.map(UnixTime), complete: r.get::<_, i64>(1)? != 0, hold_reason: r.get(2)? })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
 fn collect_deliveries(rows: impl Iterator<Item = rusqlite::Result<Result<Delivery, LedgerError>>>) -> Result<Vec<Delivery>, LedgerError> {
     let mut out = Vec::new();
     for r in rows {
@@ -131,15 +143,7 @@ impl Ledger {
 
     /// The planning frontier of a run for a sink.
     pub fn sink_run(&self, sink: &str, key: &JobKey) -> Result<SinkRun, LedgerError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT planned_until, complete, hold_reason FROM sink_runs WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND submit = ?4",
-        )?;
-        Ok(stmt
-            .query_row(params![sink, key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |r| {
-                Ok(SinkRun { planned_until: r.get::<_, Option<i64>>(0)?.map(UnixTime), complete: r.get::<_, i64>(1)? != 0, hold_reason: r.get(2)? })
-            })
-            .optional()?
-            .unwrap_or_default())
+        read_sink_run(self.conn(), sink, key)
     }
 
     /// Runs a sink holds back, with the reason.
@@ -157,11 +161,11 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Deliveries a sender should act on at `now`: unknown outcomes first, then pending and due
-    /// retries, oldest first.
+    /// Deliveries a sender should act on at `now`: due unknown outcomes first (to look up), then
+    /// pending ones and due retries, oldest first.
     pub fn due_deliveries(&self, sink: &str, now: UnixTime, limit: u64) -> Result<Vec<Delivery>, LedgerError> {
         let sql = format!(
-            "SELECT {COLS} FROM deliveries WHERE sink = ?1 AND (state IN ('pending', 'sent') OR (state = 'retry' AND next_attempt_at <= ?2)) \
+            "SELECT {COLS} FROM deliveries WHERE sink = ?1 AND (state = 'pending' OR (state IN ('sent', 'retry') AND next_attempt_at <= ?2)) \
              ORDER BY state = 'sent' DESC, created_at, id LIMIT ?3"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
@@ -186,6 +190,11 @@ impl Ledger {
 }
 
 impl Writer<'_> {
+    /// The planning frontier, read inside this transaction (so two planners cannot overlap).
+    pub fn sink_run(&self, sink: &str, key: &JobKey) -> Result<SinkRun, LedgerError> {
+        read_sink_run(&self.tx, sink, key)
+    }
+
     /// Moves the sink's change-sequence cursor.
     pub fn set_sink_cursor(&mut self, sink: &str, seq: i64) -> Result<(), LedgerError> {
         self.tx.execute(

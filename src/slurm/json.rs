@@ -91,7 +91,7 @@ impl SlurmNumber {
     /// `None`; a value that does not fit in 32 bits is an error.
     pub fn u32(self) -> Result<Option<u32>, String> {
         match self {
-            Self::Value(n) if n == NO_VAL32 || n == INFINITE32 || n >= NO_VAL64 || n < 0 => Ok(None),
+            Self::Value(n) if n == NO_VAL32 || n == INFINITE32 || !(0..NO_VAL64).contains(&n) => Ok(None),
             Self::Value(n) => u32::try_from(n).map(Some).map_err(|_| format!("{n} does not fit in 32 bits")),
             _ => Ok(None),
         }
@@ -171,7 +171,9 @@ pub fn slurm_string(v: Option<&Value>) -> Result<String, String> {
         Some(Value::Array(a)) => match a.first() {
             None => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err(format!("expected a string or an array of strings, got an array holding {}", describe(other))),
+            Some(other) => {
+                Err(format!("expected a string or an array of strings, got an array holding {}", describe(other)))
+            }
         },
         Some(other) => Err(format!("expected a string or an array of strings, got {}", describe(other))),
     }
@@ -337,10 +339,9 @@ pub fn slurm_tres(v: Option<&Value>, units: TresUnits) -> Result<Tres, String> {
             TresUnits::Usage if name == "cpu" => count / 1000,
             TresUnits::Usage => count,
             // The text parser owns the unit rules (mem in MB, counts plain): reuse them.
-            TresUnits::Alloc => v::parse_tres(&format!("{name}={count}"), TresKind::Alloc)
-                .map_err(|e| e.0)?
-                .get(&name)
-                .unwrap_or(count),
+            TresUnits::Alloc => {
+                v::parse_tres(&format!("{name}={count}"), TresKind::Alloc).map_err(|e| e.0)?.get(&name).unwrap_or(count)
+            }
         };
         pairs.push((name, n));
     }
@@ -537,9 +538,10 @@ fn cluster_of(f: &Fields<'_>, default_cluster: &ClusterName) -> Result<ClusterNa
 
 fn job_id_raw(f: &Fields<'_>) -> Result<u64, String> {
     match f.num("job_id")? {
-        SlurmNumber::Value(n) if n > 0 => {
-            u64::try_from(n).ok().filter(|&n| (n as i128) < NO_VAL32).ok_or_else(|| format!("job_id {n} is not a Slurm job id"))
-        }
+        SlurmNumber::Value(n) if n > 0 => u64::try_from(n)
+            .ok()
+            .filter(|&n| (n as i128) < NO_VAL32)
+            .ok_or_else(|| format!("job_id {n} is not a Slurm job id")),
         SlurmNumber::Value(n) => Err(format!("job_id {n} is not a Slurm job id")),
         _ => Err("job_id is missing: the run cannot be keyed".into()),
     }
@@ -723,7 +725,8 @@ fn sacct_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Strin
         },
     };
     if let Some((mb, pc)) = mem {
-        run.req_mem_bytes = Some(mb.checked_mul(1 << 20).ok_or_else(|| format!("required memory {mb} MB does not fit in 64 bits"))?);
+        run.req_mem_bytes =
+            Some(mb.checked_mul(1 << 20).ok_or_else(|| format!("required memory {mb} MB does not fit in 64 bits"))?);
         run.req_mem_per_cpu = pc;
     }
     run.nodelist = match f.string("nodes")?.as_str() {
@@ -846,7 +849,12 @@ pub fn read_squeue_json(text: &str, default_cluster: &ClusterName) -> Result<Vec
 /// Suspended seconds of a live job from scontrol/squeue's `SuspendTime` (last suspend or resume)
 /// and `SecsPreSuspend` (run time before it): for a job not suspended now, everything between
 /// start and the last resume that was not run time. Shared with the scontrol reader.
-pub(crate) fn live_suspended_secs(start: UnixTime, suspend_time: Option<UnixTime>, pre_sus_secs: u64, state: &JobState) -> u64 {
+pub(crate) fn live_suspended_secs(
+    start: UnixTime,
+    suspend_time: Option<UnixTime>,
+    pre_sus_secs: u64,
+    state: &JobState,
+) -> u64 {
     match suspend_time {
         Some(s) if *state != JobState::Suspended && s > start => {
             u64::try_from(s.0 - start.0).unwrap_or(0).saturating_sub(pre_sus_secs)
@@ -922,7 +930,8 @@ fn squeue_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Stri
     let per_cpu = f.u64("memory_per_cpu")?.filter(|&m| m > 0);
     let per_node = f.u64("memory_per_node")?.filter(|&m| m > 0);
     if let Some((mb, pc)) = per_cpu.map(|m| (m, true)).or(per_node.map(|m| (m, false))) {
-        run.req_mem_bytes = Some(mb.checked_mul(1 << 20).ok_or_else(|| format!("memory {mb} MB does not fit in 64 bits"))?);
+        run.req_mem_bytes =
+            Some(mb.checked_mul(1 << 20).ok_or_else(|| format!("memory {mb} MB does not fit in 64 bits"))?);
         run.req_mem_per_cpu = pc;
     }
     run.wckey = f.string("wckey")?;
@@ -973,10 +982,14 @@ mod tests {
     const SARC_22_05: &str = include_str!("../../tests/fixtures/samples/SARC__sacct_json_slurm_22_5_9.json");
     const SARC_23_02: &str = include_str!("../../tests/fixtures/samples/SARC__sacct_json_slurm_23_2_6.json");
     const SARC_23_11: &str = include_str!("../../tests/fixtures/samples/SARC__sacct_json_slurm_23_11_5.json");
-    const WEB_23_11: &str = include_str!("../../tests/fixtures/samples/Slurm-web__23.11_v0.0.40__slurmdb-job-completed.json");
-    const WEB_24_05: &str = include_str!("../../tests/fixtures/samples/Slurm-web__24.05_v0.0.41__slurmdb-job-gpus-multi-nodes.json");
-    const WEB_25_05: &str = include_str!("../../tests/fixtures/samples/Slurm-web__25.05_v0.0.43__slurmdb-job-gpus-per-task.json");
-    const WEB_25_05_LIVE: &str = include_str!("../../tests/fixtures/samples/Slurm-web__25.05_v0.0.43__slurm-job-running.json");
+    const WEB_23_11: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__23.11_v0.0.40__slurmdb-job-completed.json");
+    const WEB_24_05: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__24.05_v0.0.41__slurmdb-job-gpus-multi-nodes.json");
+    const WEB_25_05: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__25.05_v0.0.43__slurmdb-job-gpus-per-task.json");
+    const WEB_25_05_LIVE: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__25.05_v0.0.43__slurm-job-running.json");
     const PROM_SQUEUE: &str = include_str!("../../tests/fixtures/samples/prometheus-slurm-exporter__squeue_out.json");
     const TB_SACCT: &str = include_str!("../../tests/fixtures/testbed/sacct.json");
     const TB_OOM: &str = include_str!("../../tests/fixtures/testbed/sacct-oom-cgroup-v1.json");
@@ -1170,7 +1183,7 @@ mod tests {
         assert_eq!(j.state, JobState::OutOfMemory);
         assert_eq!(j.exit_code, Some(ExitCode { code: 0, signal: 125 }));
         assert_eq!(j.max_rss_bytes, Some(3352 << 10)); // 30.batch MaxRSS 3352K
-        // The text job row says TotalCPU 00:00.050 (steps 00:00.048 + 00:00.001 after truncation).
+                                                       // The text job row says TotalCPU 00:00.050 (steps 00:00.048 + 00:00.001 after truncation).
         assert_eq!((j.total_cpu_ms, j.step_count), (50, 2));
     }
 
@@ -1328,8 +1341,9 @@ mod tests {
         assert!(matches!(e, JsonError::NoJobs { .. }) && e.to_string().contains("jobs"), "{e}");
         assert!(matches!(read_sacct_json("[1,2]", &c), Err(JsonError::NoJobs { .. })));
         assert!(matches!(read_sacct_json(r#"{"jobs":{}}"#, &c), Err(JsonError::NoJobs { .. })));
-        let e = read_sacct_json(r#"{"jobs":[],"errors":[{"error":"Unable to connect to slurmdbd","error_number":1}]}"#, &c)
-            .unwrap_err();
+        let e =
+            read_sacct_json(r#"{"jobs":[],"errors":[{"error":"Unable to connect to slurmdbd","error_number":1}]}"#, &c)
+                .unwrap_err();
         assert!(e.to_string().contains("slurmdbd"), "{e}");
         assert!(read_squeue_json("", &c).is_err());
         assert!(read_sacct_json(r#"{"jobs":[]}"#, &c).unwrap().is_empty());
@@ -1371,7 +1385,8 @@ mod tests {
             any::<u64>().prop_map(Value::from),
             (-1e20f64..1e20).prop_map(Value::from),
             "[a-zA-Z0-9_ .:=,\\-]{0,12}".prop_map(Value::String),
-            prop_oneof![Just("job_id"), Just("RUNNING"), Just("batch"), Just("0x1F"), Just("mem")].prop_map(|s| Value::String(s.into())),
+            prop_oneof![Just("job_id"), Just("RUNNING"), Just("batch"), Just("0x1F"), Just("mem")]
+                .prop_map(|s| Value::String(s.into())),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {
             prop_oneof![
@@ -1401,8 +1416,20 @@ mod tests {
     }
 
     const FIELDS: [&str; 14] = [
-        "job_id", "time", "state", "steps", "tres", "array", "het", "exit_code", "required", "wckey", "cluster",
-        "job_state", "submit_time", "tres_alloc_str",
+        "job_id",
+        "time",
+        "state",
+        "steps",
+        "tres",
+        "array",
+        "het",
+        "exit_code",
+        "required",
+        "wckey",
+        "cluster",
+        "job_state",
+        "submit_time",
+        "tres_alloc_str",
     ];
 
     proptest! {

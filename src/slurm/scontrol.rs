@@ -29,28 +29,140 @@ use super::values::{self as v, TimeZone, TresKind, ValueError};
 
 /// Keys scontrol prints for a job (21.08 … 25.11). Used only to end free-text values.
 const KNOWN_KEYS: &[&str] = &[
-    "JobId", "ArrayJobId", "ArrayTaskId", "ArrayTaskThrottle", "HetJobId", "HetJobOffset", "HetJobIdSet",
-    "JobName", "UserId", "GroupId", "MCS_label", "Priority", "Nice", "Account", "QOS", "WCKey", "JobState",
-    "Reason", "Dependency", "Requeue", "Restarts", "BatchFlag", "Reboot", "ExitCode", "DerivedExitCode",
-    "RunTime", "TimeLimit", "TimeMin", "SubmitTime", "EligibleTime", "AccrueTime", "StartTime", "EndTime",
-    "Deadline", "PreemptEligibleTime", "PreemptTime", "SuspendTime", "SecsPreSuspend", "LastSchedEval",
-    "Scheduler", "ResizeTime", "Partition", "AllocNode:Sid", "ReqNodeList", "ExcNodeList", "NodeList",
-    "SchedNodeList", "BatchHost", "NumNodes", "NumCPUs", "NumTasks", "CPUs/Task", "ReqB:S:C:T", "TRES",
-    "ReqTRES", "AllocTRES", "Socks/Node", "NtasksPerN:B:S:C", "CoreSpec", "MinCPUsNode", "MinMemoryNode",
-    "MinMemoryCPU", "MinTmpDiskNode", "Features", "Prefer", "ClusterFeatures", "DelayBoot", "OverSubscribe",
-    "Contiguous", "Licenses", "LicensesAlloc", "Network", "Command", "WorkDir", "AdminComment",
-    "SystemComment", "Comment", "StdErr", "StdIn", "StdOut", "Power", "TresPerNode", "TresPerJob",
-    "TresPerSocket", "TresPerTask", "CpusPerTres", "MemPerTres", "TresBind", "TresFreq", "MailUser",
-    "MailType", "Reservation", "BurstBuffer", "BurstBufferState", "CpuFreqMin", "CpuFreqMax", "CpuFreqGov",
-    "Container", "ContainerID", "Clusters", "ClusterName", "Cluster", "FedOrigin", "FedViableSiblings",
-    "FedActiveSiblings", "KillOInInvalidDependent", "NtasksPerTRES", "Nodes", "CPU_IDs", "Mem", "GRES",
-    "Shared", "Segment", "ResvPort", "SegmentSize", "OOMKillStep", "NumNodesAllocated", "JobNameExt",
+    "JobId",
+    "ArrayJobId",
+    "ArrayTaskId",
+    "ArrayTaskThrottle",
+    "HetJobId",
+    "HetJobOffset",
+    "HetJobIdSet",
+    "JobName",
+    "UserId",
+    "GroupId",
+    "MCS_label",
+    "Priority",
+    "Nice",
+    "Account",
+    "QOS",
+    "WCKey",
+    "JobState",
+    "Reason",
+    "Dependency",
+    "Requeue",
+    "Restarts",
+    "BatchFlag",
+    "Reboot",
+    "ExitCode",
+    "DerivedExitCode",
+    "RunTime",
+    "TimeLimit",
+    "TimeMin",
+    "SubmitTime",
+    "EligibleTime",
+    "AccrueTime",
+    "StartTime",
+    "EndTime",
+    "Deadline",
+    "PreemptEligibleTime",
+    "PreemptTime",
+    "SuspendTime",
+    "SecsPreSuspend",
+    "LastSchedEval",
+    "Scheduler",
+    "ResizeTime",
+    "Partition",
+    "AllocNode:Sid",
+    "ReqNodeList",
+    "ExcNodeList",
+    "NodeList",
+    "SchedNodeList",
+    "BatchHost",
+    "NumNodes",
+    "NumCPUs",
+    "NumTasks",
+    "CPUs/Task",
+    "ReqB:S:C:T",
+    "TRES",
+    "ReqTRES",
+    "AllocTRES",
+    "Socks/Node",
+    "NtasksPerN:B:S:C",
+    "CoreSpec",
+    "MinCPUsNode",
+    "MinMemoryNode",
+    "MinMemoryCPU",
+    "MinTmpDiskNode",
+    "Features",
+    "Prefer",
+    "ClusterFeatures",
+    "DelayBoot",
+    "OverSubscribe",
+    "Contiguous",
+    "Licenses",
+    "LicensesAlloc",
+    "Network",
+    "Command",
+    "WorkDir",
+    "AdminComment",
+    "SystemComment",
+    "Comment",
+    "StdErr",
+    "StdIn",
+    "StdOut",
+    "Power",
+    "TresPerNode",
+    "TresPerJob",
+    "TresPerSocket",
+    "TresPerTask",
+    "CpusPerTres",
+    "MemPerTres",
+    "TresBind",
+    "TresFreq",
+    "MailUser",
+    "MailType",
+    "Reservation",
+    "BurstBuffer",
+    "BurstBufferState",
+    "CpuFreqMin",
+    "CpuFreqMax",
+    "CpuFreqGov",
+    "Container",
+    "ContainerID",
+    "Clusters",
+    "ClusterName",
+    "Cluster",
+    "FedOrigin",
+    "FedViableSiblings",
+    "FedActiveSiblings",
+    "KillOInInvalidDependent",
+    "NtasksPerTRES",
+    "Nodes",
+    "CPU_IDs",
+    "Mem",
+    "GRES",
+    "Shared",
+    "Segment",
+    "ResvPort",
+    "SegmentSize",
+    "OOMKillStep",
+    "NumNodesAllocated",
+    "JobNameExt",
 ];
 
 /// Keys whose values are free text and may hold spaces.
 const FREE_TEXT_KEYS: &[&str] = &[
-    "JobName", "Command", "WorkDir", "StdErr", "StdIn", "StdOut", "Comment", "AdminComment", "SystemComment",
-    "MailUser", "Container", "Reason",
+    "JobName",
+    "Command",
+    "WorkDir",
+    "StdErr",
+    "StdIn",
+    "StdOut",
+    "Comment",
+    "AdminComment",
+    "SystemComment",
+    "MailUser",
+    "Container",
+    "Reason",
 ];
 
 /// Reads `scontrol show job` output (multi-line or `-o`) into job runs; records that cannot be
@@ -231,7 +343,8 @@ fn to_job(r: &Record<'_>, default_cluster: &ClusterName, tz: &TimeZone) -> Resul
     run.het_job_id = het_job;
     if het_job.is_some() {
         let off = het_offset.unwrap_or(0);
-        run.het_job_offset = Some(u32::try_from(off).map_err(|_| ValueError(format!("HetJobOffset {off} is too large")))?);
+        run.het_job_offset =
+            Some(u32::try_from(off).map_err(|_| ValueError(format!("HetJobOffset {off} is too large")))?);
     }
     run.name = r.get("JobName").unwrap_or("").to_string();
     (run.user, run.uid) = name_and_id("UserId", r.text("UserId"))?;
@@ -241,7 +354,8 @@ fn to_job(r: &Record<'_>, default_cluster: &ClusterName, tz: &TimeZone) -> Resul
     run.wckey = r.text("WCKey").to_string();
     run.partition = r.text("Partition").to_string();
     run.reservation = r.text("Reservation").to_string();
-    (run.state, run.cancelled_by) = v::parse_state(r.text("JobState")).map_err(|e| ValueError(format!("JobState: {}", e.0)))?;
+    (run.state, run.cancelled_by) =
+        v::parse_state(r.text("JobState")).map_err(|e| ValueError(format!("JobState: {}", e.0)))?;
     run.exit_code = v::parse_exit_code(r.text("ExitCode"))?;
     run.derived_exit_code = v::parse_exit_code(r.text("DerivedExitCode"))?;
     run.nodelist = match r.text("NodeList") {
@@ -255,7 +369,8 @@ fn to_job(r: &Record<'_>, default_cluster: &ClusterName, tz: &TimeZone) -> Resul
     let end = r.time("EndTime", tz)?;
     run.start = if never_ran { None } else { start };
     run.end = if is_final { end } else { None };
-    run.elapsed_secs = v::parse_duration_ms(r.text("RunTime")).map_err(|e| ValueError(format!("RunTime: {}", e.0)))? / 1000;
+    run.elapsed_secs =
+        v::parse_duration_ms(r.text("RunTime")).map_err(|e| ValueError(format!("RunTime: {}", e.0)))? / 1000;
     if let Some(start) = run.start {
         run.suspended_secs = match run.end {
             // Wall time not spent running.
@@ -267,12 +382,14 @@ fn to_job(r: &Record<'_>, default_cluster: &ClusterName, tz: &TimeZone) -> Resul
             }
         };
     }
-    run.timelimit_mins = v::parse_timelimit_mins(r.text("TimeLimit")).map_err(|e| ValueError(format!("TimeLimit: {}", e.0)))?;
+    run.timelimit_mins =
+        v::parse_timelimit_mins(r.text("TimeLimit")).map_err(|e| ValueError(format!("TimeLimit: {}", e.0)))?;
     run.nnodes = r.count("NumNodes")?;
     let cpus = r.count("NumCPUs")?;
     run.req_cpus = cpus;
 
-    let tres = |key: &str| v::parse_tres(r.text(key), TresKind::Alloc).map_err(|e| ValueError(format!("{key}: {}", e.0)));
+    let tres =
+        |key: &str| v::parse_tres(r.text(key), TresKind::Alloc).map_err(|e| ValueError(format!("{key}: {}", e.0)));
     run.req_tres = tres("ReqTRES")?;
     run.alloc_tres = tres("AllocTRES")?;
     let plain = tres("TRES")?;
@@ -451,10 +568,8 @@ mod tests {
                     JobId=7 JobName=ok UserId=u(1) JobState=COMPLETED SubmitTime=2026-11-22T00:25:06 RunTime=00:00:01\n";
         let items = read(text);
         assert_eq!(items.len(), 5);
-        let q: Vec<&Quarantined> = items
-            .iter()
-            .filter_map(|i| if let Item::Quarantine(q) = i { Some(q) } else { None })
-            .collect();
+        let q: Vec<&Quarantined> =
+            items.iter().filter_map(|i| if let Item::Quarantine(q) = i { Some(q) } else { None }).collect();
         assert_eq!(q.len(), 4);
         assert_eq!(q[0].line, 1);
         assert!(q[0].reason.contains("JobId="));

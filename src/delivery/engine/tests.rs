@@ -1,0 +1,211 @@
+//! The engine against an in-process platform that fails at random, with crashes (panics) at
+//! every dangerous point: what the platform recorded per run equals the run's total, once.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::delivery::plan::Slice;
+use crate::meter::period::{Calendar, PeriodKind};
+use crate::meter::units::Unit;
+use crate::meter::{billed_tres, tres_seconds, Basis};
+use crate::model::{ClusterName, JobKey, JobState, Tres};
+use crate::sinks::Rate;
+
+#[derive(Default)]
+struct Platform {
+    /// delivery id → (run key text, quantity in micro-units, start, end)
+    recorded: Vec<(String, String, u128, i64, i64)>,
+}
+
+struct FakeSink {
+    cal: Calendar,
+    platform: RefCell<Platform>,
+    rng: RefCell<u64>,
+    /// Per-mille chance of each fault.
+    fault_rate: u64,
+}
+
+#[derive(Debug)]
+enum Fault {
+    None,
+    RefuseBefore,
+    CrashBefore,
+    AcceptLoseAnswer,
+    AcceptThenCrash,
+}
+
+impl FakeSink {
+    fn roll(&self) -> u64 {
+        let mut x = *self.rng.borrow();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *self.rng.borrow_mut() = x;
+        x % 1000
+    }
+
+    fn fault(&self) -> Fault {
+        let r = self.roll();
+        let f = self.fault_rate;
+        match r {
+            _ if r < f => Fault::RefuseBefore,
+            _ if r < 2 * f => Fault::CrashBefore,
+            _ if r < 3 * f => Fault::AcceptLoseAnswer,
+            _ if r < 4 * f => Fault::AcceptThenCrash,
+            _ => Fault::None,
+        }
+    }
+
+    fn record(&self, d: &Delivery) {
+        let micro: u128 = d.quantity.replace('.', "").parse().unwrap();
+        self.platform.borrow_mut().recorded.push((d.id.clone(), d.key.to_string(), micro, d.slice_start.0, d.slice_end.0));
+    }
+}
+
+impl Sink for FakeSink {
+    fn name(&self) -> &str {
+        "fake"
+    }
+    fn calendar(&self) -> &Calendar {
+        &self.cal
+    }
+    fn rate(&self, job: &JobRun) -> Result<Rate, String> {
+        let cpu = billed_tres(job, Basis::Allocated).into_iter().find(|(k, _)| k == "cpu").map(|(_, n)| n);
+        cpu.map(|count| Rate { count, unit: Unit::HOURS }).ok_or_else(|| "no cpu TRES".to_string())
+    }
+    fn render(&self, job: &JobRun, s: &Slice, id: &str, q: &str) -> Result<String, String> {
+        Ok(format!("{{\"id\":\"{id}\",\"job\":{},\"q\":\"{q}\",\"from\":{},\"to\":{}}}", job.key.job_id_raw, s.start.0, s.end.0))
+    }
+    fn send(&self, d: &Delivery) -> Outcome {
+        match self.fault() {
+            Fault::None => {
+                self.record(d);
+                Outcome::Delivered { remote_id: Some(format!("r-{}", self.platform.borrow().recorded.len())) }
+            }
+            Fault::RefuseBefore => Outcome::Retry { reason: "503".into(), after_secs: Some(5) },
+            Fault::CrashBefore => panic!("agent killed before the request left"),
+            Fault::AcceptLoseAnswer => {
+                self.record(d);
+                Outcome::Unknown { reason: "timeout after send".into() }
+            }
+            Fault::AcceptThenCrash => {
+                self.record(d);
+                panic!("agent killed after the platform recorded")
+            }
+        }
+    }
+    fn lookup(&self, d: &Delivery) -> Lookup {
+        if self.roll() < self.fault_rate {
+            return Lookup::Failed { reason: "502 on look-up".into() };
+        }
+        match self.platform.borrow().recorded.iter().find(|r| r.0 == d.id) {
+            Some(_) => Lookup::Found { remote_id: None },
+            None => Lookup::NotFound,
+        }
+    }
+}
+
+fn run(id: u64, start: i64, elapsed: u64, state: JobState, cpus: u64) -> JobRun {
+    let mut j = JobRun::new(JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: id, submit: UnixTime(start - 1) }, id.to_string());
+    j.start = Some(UnixTime(start));
+    j.elapsed_secs = elapsed;
+    j.state = state;
+    j.alloc_tres = Tres::from_pairs([("cpu".to_string(), cpus)]);
+    j
+}
+
+/// Keeps the simulated kills out of the test output; real panics still print.
+fn quiet_simulated_kills() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info.payload().downcast_ref::<&str>().copied().unwrap_or("");
+            if !msg.starts_with("agent killed") {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// One engine pass where the agent may die anywhere (a panic unwinds: open transactions roll back).
+fn pass(ledger: &mut Ledger, sink: &FakeSink, now: UnixTime, policy: &EnginePolicy) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        plan_sink(ledger, sink, now, policy).unwrap();
+        execute_sink(ledger, sink, now, 1000, policy).unwrap();
+    }));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_run_is_recorded_exactly_once_in_total(
+        seed in 1u64..u64::MAX,
+        fault_rate in 0u64..200,
+        runs in prop::collection::vec((1u64..64, prop::collection::vec(60u64..20_000, 1..8)), 1..6),
+    ) {
+        quiet_simulated_kills();
+        let policy = EnginePolicy { min_running_slice_secs: 0, base_backoff_secs: 5, max_backoff_secs: 60 };
+        let sink = FakeSink { cal: Calendar { kind: PeriodKind::Day, tz: jiff::tz::TimeZone::UTC }, platform: RefCell::default(), rng: RefCell::new(seed), fault_rate };
+        let mut ledger = Ledger::open_in_memory().unwrap();
+        let start = 1_795_300_000i64;
+        let mut now = start;
+        let mut totals: HashMap<String, u128> = HashMap::new();
+        // Interleave the runs' polls: each poll upserts what Slurm shows, then the engine runs.
+        let max_polls = runs.iter().map(|(_, p)| p.len()).max().unwrap();
+        let mut elapsed = vec![0u64; runs.len()];
+        for poll in 0..=max_polls {
+            now += 600;
+            let mut w = ledger.writer(UnixTime(now)).unwrap();
+            for (i, (cpus, grows)) in runs.iter().enumerate() {
+                let state = if poll < grows.len() { elapsed[i] += grows[poll]; JobState::Running } else { JobState::Completed };
+                let j = run(i as u64 + 1, start + i as i64 * 37, elapsed[i], state, *cpus);
+                totals.insert(j.key.to_string(), Unit::HOURS.quantize(tres_seconds(*cpus, elapsed[i])));
+                w.upsert_run(&j).unwrap();
+            }
+            w.commit().unwrap();
+            pass(&mut ledger, &sink, UnixTime(now), &policy);
+        }
+        // The platform comes back healthy-ish: run passes until nothing is due (bounded).
+        for _ in 0..200 {
+            now += 120;
+            pass(&mut ledger, &sink, UnixTime(now), &policy);
+            if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() { break; }
+        }
+        prop_assert!(ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty(), "work left after 200 passes");
+        let p = sink.platform.borrow();
+        let mut ids: Vec<&String> = p.recorded.iter().map(|r| &r.0).collect();
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        prop_assert_eq!(ids.len(), n, "a delivery was recorded twice");
+        let mut sums: HashMap<String, u128> = HashMap::new();
+        for r in &p.recorded { *sums.entry(r.1.clone()).or_default() += r.2; }
+        for (key, total) in &totals {
+            prop_assert_eq!(sums.get(key).copied().unwrap_or(0), *total, "run {}", key);
+        }
+        // Recorded slices of one run never overlap.
+        let mut by_run: HashMap<&String, Vec<(i64, i64)>> = HashMap::new();
+        for r in &p.recorded { by_run.entry(&r.1).or_default().push((r.3, r.4)); }
+        for v in by_run.values_mut() {
+            v.sort();
+            for w in v.windows(2) { prop_assert!(w[0].1 <= w[1].0, "overlap {:?}", w); }
+        }
+    }
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    let p = EnginePolicy::default();
+    let a = backoff_secs(&p, "x", 1);
+    let b = backoff_secs(&p, "x", 4);
+    assert!((30..=45).contains(&a), "{a}");
+    assert!((240..=360).contains(&b), "{b}");
+    assert!(backoff_secs(&p, "x", 30) <= 5400);
+    assert_eq!(backoff_secs(&p, "x", 3), backoff_secs(&p, "x", 3), "deterministic");
+}
