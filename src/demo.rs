@@ -9,17 +9,18 @@ use std::sync::Arc;
 use crate::model::UnixTime;
 use crate::slurm::runner::{Recording, ReplayRunner};
 
-/// The recorded poll: `sacct -a --duplicates --parsable2 -o ALL` over the testbed's seed day.
-pub const SACCT_POLL: &[u8] = include_bytes!("../tests/fixtures/testbed/sacct-all-fields-duplicates.txt");
+/// slurm-ledger's own poll (`sacct --allusers --duplicates --parsable2 --delimiter=0x1F
+/// --noconvert --format=…`), recorded on the testbed through `scripts/record-wrapper`.
+pub const SACCT_POLL: &[u8] = include_bytes!("../tests/fixtures/testbed/own-sacct-poll.txt");
 /// `sacct --helpformat` of Slurm 22.05.8.
 pub const SACCT_HELPFORMAT: &[u8] = include_bytes!("../tests/fixtures/testbed/sacct-helpformat.txt");
-/// The version line of the testbed's Slurm client.
-pub const SLURM_VERSION: &[u8] = include_bytes!("../tests/fixtures/testbed/scontrol-version.txt");
+/// `sacct --version` of the testbed.
+pub const SLURM_VERSION: &[u8] = include_bytes!("../tests/fixtures/testbed/own-sacct-version.txt");
 /// `scontrol show config` (names the cluster).
-pub const SCONTROL_CONFIG: &[u8] = include_bytes!("../tests/fixtures/testbed/scontrol-show-config.txt");
+pub const SCONTROL_CONFIG: &[u8] = include_bytes!("../tests/fixtures/testbed/own-scontrol-show-config.txt");
 
-/// The instant the recording ends: the demo's "now".
-pub const RECORDED_AT: UnixTime = UnixTime(1_795_307_400); // 2026-11-22T00:30:00Z
+/// The instant the recorded poll ended (its `--endtime`): the demo's "now".
+pub const RECORDED_AT: UnixTime = UnixTime(1_795_312_830); // 2026-11-22T02:00:30Z
 
 /// A runner that answers the demo's Slurm calls from the recordings.
 pub fn replay_runner() -> ReplayRunner {

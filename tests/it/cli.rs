@@ -29,9 +29,11 @@ fn help_is_complete_and_stable() {
 fn demo_runs_the_pipeline_on_recorded_output() {
     let (code, out, err) = run(bin().arg("demo"));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("26 runs read (26 new, 0 updated, 0 unchanged)"), "{out}");
-    assert!(out.contains("26 runs read (0 new, 0 updated, 26 unchanged)"), "second poll changes nothing:\n{out}");
-    assert!(out.contains("requeue-me") && out.contains("REQUEUED"), "{out}");
+    assert!(out.contains("28 runs read (28 new, 0 updated, 0 unchanged)"), "{out}");
+    assert!(out.contains("28 runs read (0 new, 0 updated, 28 unchanged)"), "second poll changes nothing:\n{out}");
+    assert!(out.contains("REQUEUED"), "{out}");
+    assert!(out.contains("pipe|name ünïcødé ✓"), "our own 0x1F call keeps the name: {out}");
+    assert!(!out.contains("quarantined ("), "nothing quarantined: {out}");
 }
 
 #[test]

@@ -72,6 +72,9 @@ fn live_collect_gives_the_facts_an_admin_checks() {
     let p = &runs(&db, id(&seed, "JOB_PIPE_NAME"))[0];
     assert_eq!(p.name, "pipe|name ünïcødé ✓");
 
+    let nl = &runs(&db, id(&seed, "JOB_NEWLINE_NAME"))[0];
+    assert_eq!(nl.name, "nl\nname", "a newline inside a job name is joined back, not split into two rows");
+
     let g = &runs(&db, id(&seed, "JOB_GPU"))[0];
     assert_eq!(g.gpus(), 1, "typed and untyped gres/gpu counted once: {}", g.alloc_tres.to_canonical());
 
@@ -94,8 +97,6 @@ fn live_collect_gives_the_facts_an_admin_checks() {
     assert!(m.step_count >= 4 && m.total_cpu_ms > 0, "{m:#?}");
 
     // A second collect changes no finished run (running ones may move on).
-    let seq_final: Vec<(String, i64)> = vec![];
-    drop(seq_final);
     let before: Vec<JobRun> = ledger.jobs(&JobFilter::default()).unwrap();
     drop(ledger);
     collect(&db, &[]);
