@@ -658,28 +658,60 @@ pub fn read_sacct_json(text: &str, default_cluster: &ClusterName) -> Result<Vec<
         .collect())
 }
 
-fn sacct_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, String> {
-    if !job.is_object() {
-        return Err(format!("job entry is {}, not an object", describe(job)));
-    }
-    let f = Fields(job);
-    let raw = job_id_raw(&f)?;
-    let submit = f.time("time.submission")?.ok_or("time.submission is missing or 0: the run cannot be keyed")?;
-    let cluster = cluster_of(&f, default_cluster)?;
+/// Where a schema keeps the fields that identify a run.
+struct IdPaths {
+    submit: &'static str,
+    array_job: &'static str,
+    array_task: &'static str,
+    array_task_string: &'static str,
+    het_job: &'static str,
+    het_offset: &'static str,
+}
 
-    let array_job = f.u64("array.job_id")?.filter(|&a| a > 0);
-    let array_task = f.u32("array.task_id")?;
-    let array_range = array_range_text(&f.string("array.task")?);
-    let het_job = f.u64("het.job_id")?.filter(|&h| h > 0);
-    let het_offset = f.u32("het.job_offset")?;
+const SACCT_IDS: IdPaths = IdPaths {
+    submit: "time.submission",
+    array_job: "array.job_id",
+    array_task: "array.task_id",
+    array_task_string: "array.task",
+    het_job: "het.job_id",
+    het_offset: "het.job_offset",
+};
+
+const SQUEUE_IDS: IdPaths = IdPaths {
+    submit: "submit_time",
+    array_job: "array_job_id",
+    array_task: "array_task_id",
+    array_task_string: "array_task_string",
+    het_job: "het_job_id",
+    het_offset: "het_job_offset",
+};
+
+/// A run with its key, display id, array and het parts set: the part every JSON schema shares.
+fn new_run(f: &Fields, default_cluster: &ClusterName, p: &IdPaths) -> Result<JobRun, String> {
+    let raw = job_id_raw(f)?;
+    let submit = f.time(p.submit)?.ok_or_else(|| format!("{} is missing or 0: the run cannot be keyed", p.submit))?;
+    let cluster = cluster_of(f, default_cluster)?;
+    let array_job = f.u64(p.array_job)?.filter(|&a| a > 0);
+    let array_task = f.u32(p.array_task)?;
+    let array_range = array_range_text(&f.string(p.array_task_string)?);
+    let het_job = f.u64(p.het_job)?.filter(|&h| h > 0);
+    let het_offset = f.u32(p.het_offset)?;
     let het = het_job.map(|h| (h, het_offset.unwrap_or(0)));
     let job_id = display_job_id(raw, array_job.map(|a| (a, array_task, array_range)), het);
-
     let mut run = JobRun::new(JobKey { cluster, job_id_raw: raw, submit }, job_id);
     run.array_job_id = array_job;
     run.array_task_id = array_job.and(array_task);
     run.het_job_id = het_job;
     run.het_job_offset = het_job.and(Some(het_offset.unwrap_or(0)));
+    Ok(run)
+}
+
+fn sacct_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, String> {
+    if !job.is_object() {
+        return Err(format!("job entry is {}, not an object", describe(job)));
+    }
+    let f = Fields(job);
+    let mut run = new_run(&f, default_cluster, &SACCT_IDS)?;
     run.name = f.string("name")?;
     run.user = f.string_any(&["user", "association.user"])?;
     run.group = f.string("group")?;
@@ -868,23 +900,7 @@ fn squeue_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Stri
         return Err(format!("job entry is {}, not an object", describe(job)));
     }
     let f = Fields(job);
-    let raw = job_id_raw(&f)?;
-    let submit = f.time("submit_time")?.ok_or("submit_time is missing or 0: the run cannot be keyed")?;
-    let cluster = cluster_of(&f, default_cluster)?;
-
-    let array_job = f.u64("array_job_id")?.filter(|&a| a > 0);
-    let array_task = f.u32("array_task_id")?;
-    let array_range = array_range_text(&f.string("array_task_string")?);
-    let het_job = f.u64("het_job_id")?.filter(|&h| h > 0);
-    let het_offset = f.u32("het_job_offset")?;
-    let het = het_job.map(|h| (h, het_offset.unwrap_or(0)));
-    let job_id = display_job_id(raw, array_job.map(|a| (a, array_task, array_range)), het);
-
-    let mut run = JobRun::new(JobKey { cluster, job_id_raw: raw, submit }, job_id);
-    run.array_job_id = array_job;
-    run.array_task_id = array_job.and(array_task);
-    run.het_job_id = het_job;
-    run.het_job_offset = het_job.and(Some(het_offset.unwrap_or(0)));
+    let mut run = new_run(&f, default_cluster, &SQUEUE_IDS)?;
     run.name = f.string("name")?;
     run.user = f.string("user_name")?;
     run.uid = f.u32("user_id")?;
