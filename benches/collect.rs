@@ -51,6 +51,29 @@ fn opts() -> ReadOptions {
     }
 }
 
+/// This process's CPU time (user + system), all threads, in seconds.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
+/// System-wide CPU jiffies (total, idle, steal) from /proc/stat.
+fn cpu_jiffies() -> (f64, f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    (v.iter().take(8).sum(), get(3) + get(4), get(7))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn vmhwm_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -152,6 +175,7 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
     }
     let secs = t0.elapsed().as_secs_f64();
     put("secs", format!("{secs:.6}"));
+    put("cpu_s", format!("{:.2}", cpu_secs()));
     put("vmhwm_kb", vmhwm_kb().to_string());
     let line: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("RESULT {}", line.join(" "));
@@ -169,6 +193,7 @@ impl PhaseResult {
 
 fn child(phase: &str, cfg: Cfg, ledger: &Path) -> PhaseResult {
     let exe = std::env::current_exe().unwrap();
+    let before = cpu_jiffies();
     let out = Command::new(exe)
         .args(["--phase", phase, "--ledger"])
         .arg(ledger)
@@ -184,7 +209,13 @@ fn child(phase: &str, cfg: Cfg, ledger: &Path) -> PhaseResult {
     let kv = line
         .split(' ')
         .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
+        .collect::<Vec<(String, String)>>();
+    // What the rest of the machine did meanwhile: busy CPUs (of all) and hypervisor steal.
+    let after = cpu_jiffies();
+    let total = (after.0 - before.0).max(1.0);
+    let mut kv = kv;
+    kv.push(("busy_pct".into(), format!("{:.0}", 100.0 * (1.0 - (after.1 - before.1) / total))));
+    kv.push(("steal_pct".into(), format!("{:.0}", 100.0 * (after.2 - before.2) / total)));
     PhaseResult { kv }
 }
 
@@ -227,6 +258,7 @@ fn main() {
     println!("slurm-ledger collect benchmark");
     println!("command : SYNTH_JOBS={} SYNTH_STEPS={} SYNTH_SEED={} CARGO_TARGET_DIR=/work/target-bench cargo bench --bench collect", cfg.jobs, cfg.steps, cfg.seed);
     println!("machine : {}", machine());
+    println!("load    : {} (1/5/15 min) before the run", loadavg());
     println!("day     : {} jobs x (1 + {} steps) = {} rows, 43 columns, 0x1F-delimited, one child process per phase", cfg.jobs, cfg.steps, rows);
     std::io::stdout().flush().ok();
 
@@ -241,7 +273,10 @@ fn main() {
     let mb = bytes / 1e6;
 
     println!();
-    println!("{:<11} {:>9} {:>13} {:>10} {:>12} {:>10}  notes", "phase", "secs", "rows/s", "MB/s", "jobs/s", "VmHWM MB");
+    println!(
+        "{:<11} {:>7} {:>7} {:>11} {:>8} {:>10} {:>9} {:>10}  notes",
+        "phase", "secs", "cpu s", "rows/s", "MB/s", "jobs/s", "VmHWM MB", "host busy"
+    );
     for (p, r) in &results {
         let s = r.get("secs");
         let note = match *p {
@@ -258,18 +293,22 @@ fn main() {
             ),
         };
         println!(
-            "{:<11} {:>9.2} {:>13.0} {:>10.1} {:>12.0} {:>10.1}  {}",
+            "{:<11} {:>7.2} {:>7.2} {:>11.0} {:>8.1} {:>10.0} {:>9.1} {:>5.0}%/{:<3.0}  {}",
             p,
             s,
+            r.get("cpu_s"),
             rows as f64 / s,
             mb / s,
             cfg.jobs as f64 / s,
             r.get("vmhwm_kb") / 1024.0,
+            r.get("busy_pct"),
+            r.get("steal_pct"),
             note
         );
     }
 
     // Correctness of the run itself: every job read, nothing quarantined, second pass unchanged.
+    println!("(cpu s: the phase process's user+sys over all its threads; host busy: % of all CPUs busy / % stolen by the hypervisor during the phase; load after: {})", loadavg());
     let parse = get("parse");
     let collect = get("collect");
     let recollect = get("recollect");

@@ -266,14 +266,20 @@ impl Tres {
     /// which keep the maximum. Used to aggregate step usage into a job run.
     pub fn accumulate_usage(&mut self, other: &Tres) {
         for (k, n) in other.iter() {
-            let peak = k == "mem" || k == "vmem";
-            match self.0.binary_search_by(|(name, _)| name.as_str().cmp(k)) {
-                Ok(i) => {
-                    let cur = &mut self.0[i].1;
-                    *cur = if peak { (*cur).max(n) } else { cur.saturating_add(n) };
-                }
-                Err(i) => self.0.insert(i, (k.to_string(), n)),
+            self.accumulate_one(k, n);
+        }
+    }
+
+    /// Adds one usage entry: a sum, or the maximum for the peaks `mem` and `vmem`. Allocates
+    /// only for a name not seen before.
+    pub fn accumulate_one(&mut self, k: &str, n: u64) {
+        let peak = k == "mem" || k == "vmem";
+        match self.0.binary_search_by(|(name, _)| name.as_str().cmp(k)) {
+            Ok(i) => {
+                let cur = &mut self.0[i].1;
+                *cur = if peak { (*cur).max(n) } else { cur.saturating_add(n) };
             }
+            Err(i) => self.0.insert(i, (k.to_string(), n)),
         }
     }
 

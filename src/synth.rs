@@ -509,16 +509,26 @@ fn push_nodelist(out: &mut Vec<u8>, node0: u64, n: u64) {
     }
 }
 
+/// "00".."99", for writing two digits per division.
+const DIGITS2: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
-    loop {
+    while n >= 100 {
+        let r = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        tmp[i..i + 2].copy_from_slice(&DIGITS2[r..r + 2]);
+    }
+    if n >= 10 {
+        let r = n as usize * 2;
+        i -= 2;
+        tmp[i..i + 2].copy_from_slice(&DIGITS2[r..r + 2]);
+    } else {
         i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        tmp[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&tmp[i..]);
 }
@@ -537,8 +547,8 @@ fn push_pad(out: &mut Vec<u8>, n: u64, width: usize) {
 }
 
 fn push2(out: &mut Vec<u8>, n: u64) {
-    out.push(b'0' + (n / 10 % 10) as u8);
-    out.push(b'0' + (n % 10) as u8);
+    let r = (n % 100) as usize * 2;
+    out.extend_from_slice(&DIGITS2[r..r + 2]);
 }
 
 /// `2026-11-22THH:MM:SS` for seconds into the day.

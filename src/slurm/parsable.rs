@@ -102,7 +102,10 @@ pub struct SacctReader<R> {
     opts: ReadOptions,
     layout: Option<Layout>,
     line_no: u64,
+    /// The raw bytes of the line being read, and the current record as text: both reused, so
+    /// a stream of millions of rows allocates per row only what the parsed run keeps.
     buf: Vec<u8>,
+    rec: String,
     /// A line read ahead while joining, to be processed next.
     held: Option<(u64, String)>,
     /// The job run being built, with its row's own CPU times as fallback when it has no steps.
@@ -122,6 +125,7 @@ impl<R: BufRead> SacctReader<R> {
             layout,
             line_no: 0,
             buf: Vec::with_capacity(4096),
+            rec: String::with_capacity(4096),
             held: None,
             current: None,
             out: Default::default(),
@@ -130,15 +134,17 @@ impl<R: BufRead> SacctReader<R> {
         }
     }
 
-    /// Reads one physical line (without its `\n`), lossily decoded: invalid UTF-8 becomes U+FFFD,
-    /// so a job name in Latin-1 still bills, and garbage in a numeric field still quarantines.
-    fn read_line(&mut self) -> Result<Option<(u64, String)>, ParsableError> {
-        if let Some(h) = self.held.take() {
-            return Ok(Some(h));
+    /// Reads one physical line (without its `\n`) into `into`, lossily decoded: invalid UTF-8
+    /// becomes U+FFFD, so a job name in Latin-1 still bills, and garbage in a numeric field still
+    /// quarantines. Returns its 1-based line number.
+    fn read_line(&mut self, into: &mut String) -> Result<Option<u64>, ParsableError> {
+        if let Some((n, s)) = self.held.take() {
+            into.clear();
+            into.push_str(&s);
+            return Ok(Some(n));
         }
         self.buf.clear();
-        let n = self.input.read_until(b'\n', &mut self.buf)?;
-        if n == 0 {
+        if self.input.read_until(b'\n', &mut self.buf)? == 0 {
             return Ok(None);
         }
         self.line_no += 1;
@@ -148,27 +154,36 @@ impl<R: BufRead> SacctReader<R> {
                 self.buf.pop();
             }
         }
-        let s = match String::from_utf8(std::mem::take(&mut self.buf)) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
-        Ok(Some((self.line_no, s)))
+        into.clear();
+        match std::str::from_utf8(&self.buf) {
+            Ok(s) => into.push_str(s),
+            Err(_) => into.push_str(&String::from_utf8_lossy(&self.buf)),
+        }
+        Ok(Some(self.line_no))
     }
 
     fn count_fields(&self, s: &str) -> usize {
-        s.bytes().filter(|&b| b == self.opts.delimiter).count() + 1
+        memchr::memchr_iter(self.opts.delimiter, s.as_bytes()).count() + 1
     }
 
-    /// Assembles the next record: one line, or several joined at embedded newlines.
-    fn next_record(&mut self, ncols: usize) -> Result<Option<(u64, String)>, ParsableError> {
-        loop {
-            let Some((line_no, line)) = self.read_line()? else { return Ok(None) };
-            if line.is_empty() {
+    /// Assembles the next record into `self.rec`: one line, or several joined at embedded
+    /// newlines. Returns the line number of its first line.
+    fn next_record(&mut self, ncols: usize) -> Result<Option<u64>, ParsableError> {
+        let mut rec = std::mem::take(&mut self.rec);
+        let result = self.assemble(&mut rec, ncols);
+        self.rec = rec;
+        result
+    }
+
+    fn assemble(&mut self, rec: &mut String, ncols: usize) -> Result<Option<u64>, ParsableError> {
+        'record: loop {
+            let Some(line_no) = self.read_line(rec)? else { return Ok(None) };
+            if rec.is_empty() {
                 continue;
             }
-            let n = self.count_fields(&line);
+            let n = self.count_fields(rec);
             if n == ncols {
-                return Ok(Some((line_no, line)));
+                return Ok(Some(line_no));
             }
             if n > ncols {
                 self.out.push_back(Item::Quarantine(Quarantined {
@@ -178,31 +193,31 @@ impl<R: BufRead> SacctReader<R> {
                          (collect with slurm-ledger's own sacct call, which uses the 0x1F delimiter)",
                         self.opts.delimiter as char
                     ),
-                    raw: line,
+                    raw: rec.clone(),
                 }));
                 continue;
             }
             // Too few fields: join following lines while the count stays within the header's.
-            let (mut acc, mut count, mut lines) = (line, n, 1);
+            let (mut count, mut lines) = (n, 1);
+            let mut next = String::new();
             loop {
-                let next = self.read_line()?;
-                let Some((next_no, next_line)) = next else {
-                    self.quarantine_short(line_no, acc, count, ncols, "the stream ended");
+                let Some(next_no) = self.read_line(&mut next)? else {
+                    self.quarantine_short(line_no, rec.clone(), count, ncols, "the stream ended");
                     return Ok(None);
                 };
-                let more = self.count_fields(&next_line) - 1;
+                let more = self.count_fields(&next) - 1;
                 if count + more > ncols || lines >= MAX_JOINED_LINES {
                     // The next line starts a record of its own: the accumulated one was truncated.
-                    self.quarantine_short(line_no, acc, count, ncols, "the next line starts a new row");
-                    self.held = Some((next_no, next_line));
-                    break;
+                    self.quarantine_short(line_no, rec.clone(), count, ncols, "the next line starts a new row");
+                    self.held = Some((next_no, next));
+                    continue 'record;
                 }
-                acc.push('\n');
-                acc.push_str(&next_line);
+                rec.push('\n');
+                rec.push_str(&next);
                 count += more;
                 lines += 1;
                 if count == ncols {
-                    return Ok(Some((line_no, acc)));
+                    return Ok(Some(line_no));
                 }
             }
         }
@@ -235,7 +250,10 @@ impl<R: BufRead> SacctReader<R> {
         let layout = match &self.layout {
             Some(l) => l.clone(),
             None => {
-                let Some((_, header)) = self.read_line()? else { return Err(ParsableError::NoHeader) };
+                let mut header = String::new();
+                if self.read_line(&mut header)?.is_none() {
+                    return Err(ParsableError::NoHeader);
+                }
                 // A recorded file tells its delimiter by its header.
                 if !header.as_bytes().contains(&self.opts.delimiter) {
                     if let Some(d) = [0x1f, b'|'].into_iter().find(|d| header.as_bytes().contains(d)) {
@@ -249,18 +267,17 @@ impl<R: BufRead> SacctReader<R> {
             }
         };
         while self.out.is_empty() {
-            let Some((line_no, rec)) = self.next_record(layout.ncols)? else {
+            let Some(line_no) = self.next_record(layout.ncols)? else {
                 self.flush_current();
                 self.done = true;
                 return Ok(());
             };
+            let rec = std::mem::take(&mut self.rec);
             self.ranges.clear();
             let mut start = 0;
-            for (i, b) in rec.bytes().enumerate() {
-                if b == self.opts.delimiter {
-                    self.ranges.push((start, i));
-                    start = i + 1;
-                }
+            for i in memchr::memchr_iter(self.opts.delimiter, rec.as_bytes()) {
+                self.ranges.push((start, i));
+                start = i + 1;
             }
             self.ranges.push((start, rec.len()));
             let row = Row { text: &rec, ranges: &self.ranges, layout: &layout };
@@ -269,20 +286,13 @@ impl<R: BufRead> SacctReader<R> {
                     self.flush_current();
                     self.current = Some((Box::new(job), cpu));
                 }),
-                Ok(true) => row.to_step().and_then(|(raw, step)| match &mut self.current {
-                    Some((job, _)) if job.key.job_id_raw == raw => {
-                        job.add_step(&step);
-                        Ok(())
-                    }
-                    _ => Err(ValueError(format!(
-                        "step of job {raw} does not follow its job row (the job row was missing or quarantined)"
-                    ))),
-                }),
+                Ok(true) => row.add_step_to(&mut self.current),
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
                 self.out.push_back(Item::Quarantine(Quarantined { line: line_no, raw: rec.clone(), reason: e.0 }));
             }
+            self.rec = rec;
         }
         Ok(())
     }
@@ -337,24 +347,38 @@ impl Row<'_> {
         if raw.is_empty() {
             return Err(ValueError("JobIDRaw is empty".into()));
         }
-        Ok(raw.contains('.'))
+        Ok(memchr::memchr(b'.', raw.as_bytes()).is_some())
     }
 
-    fn to_step(&self) -> Result<(u64, StepUsage), ValueError> {
+    /// Reads a step row and folds it into `current`, its job. The step is read whole before
+    /// anything is folded, so a bad step is quarantined without touching the job.
+    fn add_step_to(&self, current: &mut Option<(Box<JobRun>, RowTotals)>) -> Result<(), ValueError> {
         let (raw, _) = v::parse_job_id_raw(self.get(Field::JobIDRaw))?;
+        let job = match current {
+            Some((job, _)) if job.key.job_id_raw == raw => job,
+            _ => {
+                return Err(ValueError(format!(
+                    "step of job {raw} does not follow its job row (the job row was missing or quarantined)"
+                )))
+            }
+        };
         let max_rss = self.get(Field::MaxRSS);
         let energy = self.get(Field::ConsumedEnergyRaw);
-        Ok((
-            raw,
-            StepUsage {
-                total_cpu_ms: v::parse_duration_ms(self.get(Field::TotalCPU))?,
-                user_cpu_ms: v::parse_duration_ms(self.get(Field::UserCPU))?,
-                system_cpu_ms: v::parse_duration_ms(self.get(Field::SystemCPU))?,
-                max_rss_bytes: if max_rss.is_empty() { None } else { Some(v::parse_bytes(max_rss, 'K')?) },
-                tres_usage_in_tot: v::parse_tres(self.get(Field::TRESUsageInTot), TresKind::Usage)?,
-                energy_joules: if energy.is_empty() { None } else { v::parse_opt_u64("ConsumedEnergyRaw", energy)? },
-            },
-        ))
+        let usage = StepUsage {
+            total_cpu_ms: v::parse_duration_ms(self.get(Field::TotalCPU))?,
+            user_cpu_ms: v::parse_duration_ms(self.get(Field::UserCPU))?,
+            system_cpu_ms: v::parse_duration_ms(self.get(Field::SystemCPU))?,
+            max_rss_bytes: if max_rss.is_empty() { None } else { Some(v::parse_bytes(max_rss, 'K')?) },
+            tres_usage_in_tot: Default::default(),
+            energy_joules: if energy.is_empty() { None } else { v::parse_opt_u64("ConsumedEnergyRaw", energy)? },
+        };
+        let mut tres: Vec<(&str, u64)> = Vec::with_capacity(8);
+        v::for_each_tres(self.get(Field::TRESUsageInTot), TresKind::Usage, |name, n| tres.push((name, n)))?;
+        job.add_step(&usage);
+        for (name, n) in tres {
+            job.tres_usage_in_tot.accumulate_one(name, n);
+        }
+        Ok(())
     }
 
     fn to_job(&self, opts: &ReadOptions) -> Result<(JobRun, RowTotals), ValueError> {

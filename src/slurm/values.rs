@@ -124,33 +124,51 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, ValueError> {
         return Ok(0);
     }
     let bad = || ValueError(format!("duration {s:?} is not [D-][HH:]MM:SS[.mmm]"));
-    let (days, rest) = match s.split_once('-') {
-        Some((d, r)) => (d.parse::<u64>().map_err(|_| bad())?, r),
-        None => (0, s),
-    };
-    let (clock, frac_ms) = match rest.split_once('.') {
-        Some((c, f)) => {
-            if f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
+    let b = s.as_bytes();
+    // Up to four numbers: days (before '-'), then up to three ':'-separated parts, then a fraction.
+    let (mut days, mut parts, mut nparts) = (0u64, [0u64; 3], 0usize);
+    let (mut cur, mut digits, mut i) = (0u64, 0usize, 0usize);
+    let mut frac_ms: Option<u64> = None;
+    while i < b.len() {
+        match b[i] {
+            c @ b'0'..=b'9' => {
+                if digits >= 9 {
+                    return Err(bad());
+                }
+                cur = cur * 10 + (c - b'0') as u64;
+                digits += 1;
             }
-            let mut ms: u64 = 0;
-            for (i, ch) in f.bytes().take(3).enumerate() {
-                ms += (ch - b'0') as u64 * [100, 10, 1][i];
+            b'-' if nparts == 0 && digits > 0 && days == 0 && i == digits => {
+                days = cur;
+                (cur, digits) = (0, 0);
             }
-            (c, ms)
+            b':' if digits > 0 && nparts < 2 => {
+                parts[nparts] = cur;
+                nparts += 1;
+                (cur, digits) = (0, 0);
+            }
+            b'.' if digits > 0 => {
+                let f = &b[i + 1..];
+                if f.is_empty() || f.len() > 6 || !f.iter().all(u8::is_ascii_digit) {
+                    return Err(bad());
+                }
+                let mut ms = 0;
+                for (k, ch) in f.iter().take(3).enumerate() {
+                    ms += (ch - b'0') as u64 * [100, 10, 1][k];
+                }
+                frac_ms = Some(ms);
+                break;
+            }
+            _ => return Err(bad()),
         }
-        None => (rest, 0),
-    };
-    let mut parts = [0u64; 3];
-    let mut n = 0;
-    for p in clock.split(':') {
-        if n == 3 || p.is_empty() || p.len() > 9 {
-            return Err(bad());
-        }
-        parts[n] = p.parse().map_err(|_| bad())?;
-        n += 1;
+        i += 1;
     }
-    let (h, m, sec) = match n {
+    if digits == 0 {
+        return Err(bad());
+    }
+    parts[nparts] = cur;
+    nparts += 1;
+    let (h, m, sec) = match nparts {
         3 => (parts[0], parts[1], parts[2]),
         2 => (0, parts[0], parts[1]),
         _ => return Err(bad()),
@@ -158,7 +176,7 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, ValueError> {
     if m > 59 || sec > 59 {
         return Err(bad());
     }
-    Ok((((days * 24 + h) * 60 + m) * 60 + sec) * 1000 + frac_ms)
+    Ok((((days * 24 + h) * 60 + m) * 60 + sec) * 1000 + frac_ms.unwrap_or(0))
 }
 
 /// Reads a plain unsigned integer field; empty gives `None`.
@@ -252,13 +270,20 @@ fn is_bytes_tres(name: &str) -> bool {
 /// Negative counts (Slurm's "not set" `-2` for energy) are dropped; empty gives an empty set.
 pub fn parse_tres(s: &str, kind: TresKind) -> Result<Tres, ValueError> {
     let mut pairs = Vec::new();
+    for_each_tres(s, kind, |name, n| pairs.push((name.to_string(), n)))?;
+    Ok(Tres::from_pairs(pairs))
+}
+
+/// Reads a TRES string entry by entry without allocating; `f` gets each (name, count).
+pub fn for_each_tres<'a>(s: &'a str, kind: TresKind, mut f: impl FnMut(&'a str, u64)) -> Result<(), ValueError> {
     if s.is_empty() {
-        return Ok(Tres::default());
+        return Ok(());
     }
     for part in s.split(',') {
-        let Some((name, value)) = part.split_once('=') else {
+        let Some(eq) = memchr::memchr(b'=', part.as_bytes()) else {
             return err(format!("TRES entry {part:?} in {s:?} is not name=value"));
         };
+        let (name, value) = (&part[..eq], &part[eq + 1..]);
         if name.is_empty() {
             return err(format!("TRES entry {part:?} in {s:?} has no name"));
         }
@@ -275,9 +300,9 @@ pub fn parse_tres(s: &str, kind: TresKind) -> Result<Tres, ValueError> {
             // Counts may carry a unit suffix (billing=1.50K on huge jobs): take K/M/G as 10^3 steps.
             parse_si_count(value).ok_or_else(|| ValueError(format!("TRES {name}={value:?} in {s:?} is not a count")))?
         };
-        pairs.push((name.to_string(), n));
+        f(name, n);
     }
-    Ok(Tres::from_pairs(pairs))
+    Ok(())
 }
 
 fn parse_si_count(v: &str) -> Option<u64> {
