@@ -253,21 +253,55 @@ fn main() {
     };
     let rows = cfg.jobs * (1 + cfg.steps as u64);
     let dir = tempfile::tempdir().expect("temp dir");
-    let ledger = dir.path().join("ledger.sqlite");
 
     println!("slurm-ledger collect benchmark");
-    println!("command : SYNTH_JOBS={} SYNTH_STEPS={} SYNTH_SEED={} CARGO_TARGET_DIR=/work/target-bench cargo bench --bench collect", cfg.jobs, cfg.steps, cfg.seed);
+    println!(
+        "command : SYNTH_JOBS={} SYNTH_STEPS={} SYNTH_SEED={} SYNTH_REPEAT={} CARGO_TARGET_DIR=/work/target-bench cargo bench --bench collect",
+        cfg.jobs,
+        cfg.steps,
+        cfg.seed,
+        env_u64("SYNTH_REPEAT", 1).max(1)
+    );
     println!("machine : {}", machine());
     println!("load    : {} (1/5/15 min) before the run", loadavg());
-    println!("day     : {} jobs x (1 + {} steps) = {} rows, 43 columns, 0x1F-delimited, one child process per phase", cfg.jobs, cfg.steps, rows);
+    println!(
+        "day     : {} jobs x (1 + {} steps) = {} rows, 43 columns, 0x1F-delimited, one child process per phase, best of {}",
+        cfg.jobs,
+        cfg.steps,
+        rows,
+        env_u64("SYNTH_REPEAT", 1).max(1)
+    );
     std::io::stdout().flush().ok();
 
+    // A shared machine is noisy: SYNTH_REPEAT=n runs every phase n times (a fresh ledger per
+    // round) and keeps each phase's fastest run; all times are printed.
+    let repeat = env_u64("SYNTH_REPEAT", 1).max(1);
     let phases = ["gen", "parse", "parse-1t", "collect", "recollect"];
-    let mut results = Vec::new();
-    for p in phases {
-        let r = child(p, cfg, &ledger);
-        results.push((p, r));
+    let mut results: Vec<(&str, PhaseResult)> = Vec::new();
+    let mut all_secs: Vec<(&str, Vec<f64>)> = phases.iter().map(|p| (*p, Vec::new())).collect();
+    for round in 0..repeat {
+        let ledger = dir.path().join(format!("ledger-{round}.sqlite"));
+        for p in phases {
+            let r = child(p, cfg, &ledger);
+            all_secs.iter_mut().find(|(n, _)| *n == p).unwrap().1.push(r.get("secs"));
+            match results.iter_mut().find(|(n, _)| *n == p) {
+                Some((_, best)) if best.get("secs") <= r.get("secs") => {}
+                Some((_, best)) => *best = r,
+                None => results.push((p, r)),
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
+        }
     }
+    let runs = |p: &str| {
+        let v = &all_secs.iter().find(|(n, _)| *n == p).unwrap().1;
+        if v.len() < 2 {
+            String::new()
+        } else {
+            format!(" [runs: {}]", v.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(", "))
+        }
+    };
     let get = |name: &str| &results.iter().find(|(p, _)| *p == name).unwrap().1;
     let bytes = get("gen").get("bytes");
     let mb = bytes / 1e6;
@@ -292,6 +326,7 @@ fn main() {
                 r.get("db_bytes") / 1e6
             ),
         };
+        let note = format!("{note}{}", runs(p));
         println!(
             "{:<11} {:>7.2} {:>7.2} {:>11.0} {:>8.1} {:>10.0} {:>9.1} {:>5.0}%/{:<3.0}  {}",
             p,
