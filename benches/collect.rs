@@ -84,8 +84,13 @@ fn vmhwm_kb() -> u64 {
 }
 
 /// The day written into an OS pipe by a thread, as sacct would; returns the read end.
-fn piped_day(cfg: Cfg) -> (std::io::PipeReader, std::thread::JoinHandle<u64>) {
-    let (rx, mut tx) = std::io::pipe().expect("pipe");
+fn piped_day(cfg: Cfg) -> (std::fs::File, std::thread::JoinHandle<u64>) {
+    // pipe(2) through libc: std::io::pipe needs Rust 1.87, above the crate's MSRV.
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just created by pipe(2) and are owned by nothing else.
+    let (rx, mut tx) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
     let h = std::thread::spawn(move || {
         let mut day = SyntheticDay::new(cfg.jobs, cfg.steps, cfg.seed);
         let mut bytes = 0u64;
