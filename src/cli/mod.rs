@@ -3,8 +3,10 @@
 
 mod collect;
 mod config_cmd;
+mod deliver;
 mod demo;
 mod jobs;
+mod sink_setup;
 mod status;
 mod timeargs;
 
@@ -22,7 +24,8 @@ pub use timeargs::{parse_time_arg, system_now};
 const ABOUT: &str = "Turn Slurm accounting into trustworthy usage.
 
 slurm-ledger reads every job run from Slurm with one sacct query per poll, keeps it in a durable
-SQLite ledger (nothing lost, nothing counted twice), and shows what it holds.
+SQLite ledger (nothing lost, nothing counted twice), meters it (core-, GPU-, memory-hours, any
+TRES) and reports every second of usage to each platform exactly once.
 
 Start with `slurm-ledger demo` (no Slurm needed), then `slurm-ledger config example`.";
 
@@ -64,6 +67,12 @@ pub enum Command {
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Meter the ledger's runs and report new usage to each sink, exactly once (--dry-run prints it).
+    Deliver(deliver::DeliverArgs),
+    /// Collect, then deliver: the one command for cron.
+    Run(deliver::RunArgs),
+    /// Put a sink's rejected deliveries back to pending after fixing the cause.
+    Retry(deliver::RetryArgs),
     /// Run the whole pipeline on recorded real Slurm 22.05 output (no Slurm needed) and show the result.
     Demo(demo::DemoArgs),
 }
@@ -108,6 +117,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(a) => jobs::run(&cli, a),
         Command::Status(a) => status::run(&cli, a),
         Command::Config(c) => config_cmd::run(&cli, c),
+        Command::Deliver(a) => deliver::run(&cli, a),
+        Command::Run(a) => deliver::run_collect_and_deliver(&cli, a),
+        Command::Retry(a) => deliver::retry(&cli, a),
         Command::Demo(a) => demo::run(a),
     };
     match result {

@@ -4,10 +4,12 @@
 //! Environment variable names live here, in one place.
 
 mod raw;
+mod sinks;
 
 use std::path::{Path, PathBuf};
 
 pub use raw::RawConfig;
+pub use sinks::{ActivateSettings, JsonlSettings, Metering, SinkSettings};
 
 /// Config file used when none is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/slurm-ledger/config.toml";
@@ -17,6 +19,12 @@ pub const DEFAULT_LEDGER_PATH: &str = "/var/lib/slurm-ledger/ledger.db";
 pub const ENV_CONFIG: &str = "SLURM_LEDGER_CONFIG";
 /// Names the ledger file, over the config.
 pub const ENV_LEDGER: &str = "SLURM_LEDGER_DB";
+/// The ACTIVATE API key (slurm-tracker's variable, read as it did).
+pub const ENV_ACTIVATE_KEY: &str = "PW_API_KEY";
+/// The ACTIVATE API key, slurm-ledger's own name (wins over `PW_API_KEY`).
+pub const ENV_ACTIVATE_KEY_OWN: &str = "SLURM_LEDGER_ACTIVATE_API_KEY";
+/// The ACTIVATE base URL (slurm-tracker's variable), when the config has no `host`.
+pub const ENV_ACTIVATE_HOST: &str = "PW_PLATFORM_HOST";
 
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -24,6 +32,18 @@ pub struct Settings {
     pub ledger_path: PathBuf,
     pub slurm: SlurmSettings,
     pub log_level: String,
+    pub sinks: SinkSettings,
+    pub delivery: DeliverySettings,
+}
+
+/// `[delivery]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliverySettings {
+    /// First retry delay; doubles per attempt up to `max_backoff_secs`.
+    pub retry_backoff_secs: u64,
+    pub max_backoff_secs: u64,
+    /// Most deliveries sent per sink in one pass.
+    pub batch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -151,10 +171,18 @@ impl Settings {
         let overlap_secs = dur("slurm.overlap", s.overlap, 15 * 60, 7 * 86_400);
         let initial_lookback_secs = dur("slurm.initial_lookback", s.initial_lookback, 86_400, 3660 * 86_400);
 
+        let retry_backoff_secs = dur("delivery.retry_backoff", raw.delivery.retry_backoff, 30, 86_400).max(1) as u64;
+        let max_backoff_secs = dur("delivery.max_backoff", raw.delivery.max_backoff, 3600, 7 * 86_400).max(1) as u64;
+        let batch = raw.delivery.batch.unwrap_or(10_000);
+        if !(1..=1_000_000).contains(&batch) {
+            problem("delivery.batch", format!("is {batch}; use 1 to 1000000 (default 10000)"));
+        }
+
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             problem("log.level", format!("is {log_level:?}; use one of error, warn, info, debug, trace"));
         }
+        let sinks = sinks::validate(&mut problems, raw.sinks);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -162,6 +190,8 @@ impl Settings {
             ledger_path,
             slurm: SlurmSettings { clusters, bin_dir, command_wrapper, timeout_secs: timeout_secs as u64, overlap_secs, initial_lookback_secs },
             log_level,
+            sinks,
+            delivery: DeliverySettings { retry_backoff_secs, max_backoff_secs: max_backoff_secs.max(retry_backoff_secs), batch: batch.max(1) as u64 },
         })
     }
 }
@@ -192,6 +222,38 @@ initial_lookback = "1d"
 [log]
 # error, warn, info, debug or trace. -v / -q on the command line override it.
 level = "info"
+
+[delivery]
+# First retry delay after a failed send; doubles per attempt (with jitter) up to max_backoff.
+# A send whose outcome is unknown (timeout, 5xx) is looked up on the platform, not resent blindly.
+retry_backoff = "30s"
+max_backoff = "1h"
+# Most deliveries sent per sink in one `deliver` pass.
+batch = 10000
+
+# Sinks: a platform receives usage when its table is present. `slurm-ledger deliver` (or `run`)
+# meters every run in the ledger and reports each second of it exactly once per sink.
+#
+# [sinks.activate]                      # Parallel Works ACTIVATE usage events (slurm-tracker's job)
+# organization = "my-org"               # slurm-tracker's --org
+# host = "https://activate.example.org" # else PW_PLATFORM_HOST, else decoded from the API key
+# api_key_file = "/etc/slurm-ledger/activate.key"  # mode 0600; else env SLURM_LEDGER_ACTIVATE_API_KEY or PW_API_KEY
+# default_sku = "standard-compute"      # for partitions not in partition_sku; unset: such runs are held
+# default_allocation = "my-allocation"  # for accounts not in account_allocation; unset: held
+# tres = "cpu"                          # billed TRES: cpu (core-hours), mem (GiB-hours), gres/gpu, billing, ...
+# basis = "allocated"                   # allocated (AllocTRES) or requested (ReqTRES)
+# period = "day"                        # slices never cross a day (or month) boundary in `timezone`
+# timezone = "UTC"
+# running_slice = "15m"                 # report running jobs once this much new time accrued
+# timeout_secs = 30                     # per HTTP request
+# [sinks.activate.partition_sku]
+# compute = "standard-compute"
+# [sinks.activate.account_allocation]
+# research-team = "allocation-oid-12345"
+#
+# [sinks.jsonl]                         # a local file, one JSON usage record per line
+# path = "/var/lib/slurm-ledger/usage.jsonl"
+# tres = "cpu"
 "#;
 
 #[cfg(test)]

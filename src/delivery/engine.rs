@@ -82,7 +82,8 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
         let jobs: Vec<JobRun> = held.iter().filter_map(|(k, _)| ledger.job(k).transpose()).collect::<Result<_, _>>()?;
         let mut w = ledger.writer(now)?;
         for job in &jobs {
-            plan_one(&mut w, sink, job, now, policy, &mut report)?;
+            let prev = w.sink_run(&name, &job.key)?;
+            store(&mut w, sink, job, decide(sink, job, prev, now, policy), &mut report)?;
         }
         w.commit()?;
     }
@@ -93,7 +94,8 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
         let last = *last;
         let mut w = ledger.writer(now)?;
         for (_, job) in &batch {
-            plan_one(&mut w, sink, job, now, policy, &mut report)?;
+            let prev = w.sink_run(&name, &job.key)?;
+            store(&mut w, sink, job, decide(sink, job, prev, now, policy), &mut report)?;
         }
         w.set_sink_cursor(&name, last)?;
         w.commit()?;
@@ -102,40 +104,74 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
     Ok(report)
 }
 
-fn plan_one(
-    w: &mut crate::ledger::Writer<'_>,
-    sink: &dyn Sink,
-    job: &JobRun,
-    now: UnixTime,
-    policy: &EnginePolicy,
-    report: &mut PlanReport,
-) -> Result<(), LedgerError> {
+/// What a plan pass would add, computed from the ledger without writing anything: the
+/// deliveries it would plan, and the runs it would hold (key text, reason). `--dry-run`.
+pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &EnginePolicy) -> Result<(Vec<Delivery>, Vec<(String, String)>), LedgerError> {
     let name = sink.name();
-    report.runs_considered += 1;
-    let prev = w.sink_run(name, &job.key)?;
+    let mut planned = Vec::new();
+    let mut held = Vec::new();
+    let mut take = |job: &JobRun, d: Decision| {
+        match d {
+            Decision::Plan { deliveries, next } => {
+                planned.extend(deliveries);
+                if let Some(r) = next.hold_reason {
+                    held.push((job.key.to_string(), r));
+                }
+            }
+            Decision::Hold { reason, .. } => held.push((job.key.to_string(), reason)),
+            Decision::Done => {}
+        }
+    };
+    for (k, _) in ledger.held_runs(name)? {
+        if let Some(job) = ledger.job(&k)? {
+            let prev = ledger.sink_run(name, &job.key)?;
+            take(&job, decide(sink, &job, prev, now, policy));
+        }
+    }
+    let mut seq = ledger.sink_cursor(name)?;
+    loop {
+        let batch = ledger.runs_changed_since(seq, PLAN_CHUNK)?;
+        let Some((last, _)) = batch.last() else { break };
+        seq = *last;
+        for (_, job) in &batch {
+            let prev = ledger.sink_run(name, &job.key)?;
+            take(job, decide(sink, job, prev, now, policy));
+        }
+    }
+    Ok((planned, held))
+}
+
+/// What planning one run decides, before anything is stored.
+enum Decision {
+    /// Already complete for this sink.
+    Done,
+    /// Cannot be planned now; `prev` is kept with the reason.
+    Hold { prev: SinkRun, reason: String },
+    /// New deliveries and the next frontier.
+    Plan { deliveries: Vec<Delivery>, next: SinkRun },
+}
+
+/// Pure: the deliveries of one run's new slices for a sink, or why it is held.
+fn decide(sink: &dyn Sink, job: &JobRun, prev: SinkRun, now: UnixTime, policy: &EnginePolicy) -> Decision {
     if prev.complete {
-        return Ok(());
+        return Decision::Done;
     }
     let rate = match sink.rate(job) {
         Ok(r) => r,
-        Err(reason) => {
-            report.runs_held += 1;
-            return w.put_sink_run(name, &job.key, &SinkRun { hold_reason: Some(reason), ..prev });
-        }
+        Err(reason) => return Decision::Hold { prev, reason },
     };
+    let name = sink.name();
     let plan = plan_run(job, &prev, rate.count, rate.unit, sink.calendar(), policy.min_running_slice_secs);
+    let mut deliveries = Vec::with_capacity(plan.slices.len());
     for s in &plan.slices {
         let id = delivery_id(name, job, s.start, s.end);
         let quantity = rate.unit.format(s.quantity);
         let payload = match sink.render(job, s, &id, &quantity) {
             Ok(p) => p,
-            Err(reason) => {
-                // Nothing of this plan is stored: the run stays where it was, held.
-                report.runs_held += 1;
-                return w.put_sink_run(name, &job.key, &SinkRun { hold_reason: Some(reason), ..prev });
-            }
+            // Nothing of this plan is stored: the run stays where it was, held.
+            Err(reason) => return Decision::Hold { prev, reason },
         };
-        let d = Delivery {
+        deliveries.push(Delivery {
             id,
             sink: name.to_string(),
             key: job.key.clone(),
@@ -148,15 +184,32 @@ fn plan_one(
             next_attempt_at: now,
             last_error: None,
             remote_id: None,
-        };
-        if w.insert_delivery(&d)? {
-            report.deliveries_planned += 1;
+        });
+    }
+    Decision::Plan { deliveries, next: plan.next }
+}
+
+/// Stores a decision: deliveries and frontier in the caller's transaction.
+fn store(w: &mut crate::ledger::Writer<'_>, sink: &dyn Sink, job: &JobRun, d: Decision, report: &mut PlanReport) -> Result<(), LedgerError> {
+    report.runs_considered += 1;
+    match d {
+        Decision::Done => Ok(()),
+        Decision::Hold { prev, reason } => {
+            report.runs_held += 1;
+            w.put_sink_run(sink.name(), &job.key, &SinkRun { hold_reason: Some(reason), ..prev })
+        }
+        Decision::Plan { deliveries, next } => {
+            for d in &deliveries {
+                if w.insert_delivery(d)? {
+                    report.deliveries_planned += 1;
+                }
+            }
+            if next.hold_reason.is_some() {
+                report.runs_held += 1;
+            }
+            w.put_sink_run(sink.name(), &job.key, &next)
         }
     }
-    if plan.next.hold_reason.is_some() {
-        report.runs_held += 1;
-    }
-    w.put_sink_run(name, &job.key, &plan.next)
 }
 
 /// Sends up to `limit` due deliveries of the sink.

@@ -5,11 +5,39 @@
 //! Retryability is decided in one place, the [`Outcome`] a sink returns. No sink imports another;
 //! the ledger stores a sink's name and its opaque payloads and knows no sink.
 
+pub mod activate;
+pub mod jsonl;
+pub mod secret;
+
+use crate::config::Metering;
 use crate::delivery::plan::Slice;
 use crate::ledger::Delivery;
 use crate::meter::period::Calendar;
 use crate::meter::units::Unit;
+use crate::meter::billed_tres;
 use crate::model::JobRun;
+
+/// The calendar of a sink's metering settings.
+pub fn calendar(m: &Metering) -> Result<Calendar, String> {
+    let tz = jiff::tz::TimeZone::get(&m.timezone).map_err(|e| format!("time zone {:?}: {e}", m.timezone))?;
+    Ok(Calendar { kind: m.period, tz })
+}
+
+/// The unit a TRES is reported in: GiB-hours for byte quantities, hours of the count otherwise.
+pub fn unit_of(tres: &str) -> Unit {
+    if tres == "mem" || tres == "vmem" || tres.starts_with("fs/") || tres.starts_with("bb/") {
+        Unit::GIB_HOURS
+    } else {
+        Unit::HOURS
+    }
+}
+
+/// How a sink with these metering settings bills a run: its count of the billed TRES (0 when
+/// the run has none of it: nothing is reported) in that TRES's unit.
+pub fn metered_rate(m: &Metering, job: &JobRun) -> Rate {
+    let count = billed_tres(job, m.basis).into_iter().find(|(k, _)| *k == m.tres).map_or(0, |(_, n)| n);
+    Rate { count, unit: unit_of(&m.tres) }
+}
 
 /// How a sink bills one run: a count of one TRES, in a unit, cut in a calendar.
 #[derive(Debug, Clone)]
@@ -55,4 +83,8 @@ pub trait Sink {
     fn send(&self, d: &Delivery) -> Outcome;
     /// Looks up whether the platform already recorded this delivery.
     fn lookup(&self, d: &Delivery) -> Lookup;
+    /// The request a delivery becomes, as `--dry-run` prints it (no secrets).
+    fn describe(&self, d: &Delivery) -> String {
+        d.payload.clone()
+    }
 }

@@ -1,0 +1,185 @@
+//! The ACTIVATE HTTP client: create a usage event, find one by its delivery id.
+//!
+//! Every answer is classified here into the engine's [`Outcome`]:
+//! - 2xx → delivered;
+//! - 429 → retry (honouring `Retry-After`); 401/403 → retry after the key is fixed (nothing was
+//!   recorded, and a fixed key should deliver without a manual step);
+//! - 408, 5xx, a timeout or a connection dropped after the request left → unknown: the event may
+//!   have been recorded, so it is looked up before any resend;
+//! - a connection never made → retry (nothing left);
+//! - any other 4xx → rejected, with the platform's message, until `retry` after a fix.
+//!
+//! Look-up (`GET …/usage?metadata=<id>`): the response schema (`RatedCostsPaginatedResponse`)
+//! is not in the published excerpt. We read the items from `data`, `items` or `results` (or a
+//! bare array), and match `metadata.deliveryId` exactly (the server's search is a substring
+//! match, so one id can match another that extends it).
+//!
+//! The API key is sent as Basic auth (key as user, empty password) and is never logged; errors
+//! carry the URL without credentials.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+use crate::sinks::secret::Secret;
+use crate::sinks::{Lookup, Outcome};
+
+use super::event::DELIVERY_ID_KEY;
+
+/// Items per look-up page, and the most pages read.
+const PAGE_SIZE: u32 = 100;
+const MAX_PAGES: u32 = 50;
+
+/// A connection to one organization's allocations.
+pub struct ActivateClient {
+    http: Client,
+    base: Url,
+    organization: String,
+    key: Secret,
+}
+
+impl ActivateClient {
+    pub fn new(base: &str, organization: &str, key: Secret, timeout: Duration) -> Result<Self, String> {
+        let base = Url::parse(base).map_err(|e| format!("ACTIVATE host {base:?} is not a URL: {e}"))?;
+        if base.cannot_be_a_base() {
+            return Err(format!("ACTIVATE host {base} cannot be a base URL; write it as https://host"));
+        }
+        let http = Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("slurm-ledger/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { http, base, organization: organization.to_string(), key })
+    }
+
+    /// `{host}/api/organizations/{org}/allocations/{allocation}/usage`, segments escaped.
+    fn usage_url(&self, allocation: &str) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("checked in new")
+            .pop_if_empty()
+            .extend(["api", "organizations", &self.organization, "allocations", allocation, "usage"]);
+        url
+    }
+
+    /// POSTs one event.
+    pub fn create(&self, allocation: &str, event: &Value) -> Outcome {
+        let url = self.usage_url(allocation);
+        let req = self.http.post(url.clone()).basic_auth(self.key.expose(), Some("")).json(event);
+        match req.send() {
+            Ok(resp) => classify(resp),
+            Err(e) => transport_outcome(&e),
+        }
+    }
+
+    /// Looks for the event carrying `delivery_id` in its metadata.
+    pub fn find(&self, allocation: &str, delivery_id: &str) -> Lookup {
+        let url = self.usage_url(allocation);
+        for page in 1..=MAX_PAGES {
+            let req = self.http.get(url.clone()).basic_auth(self.key.expose(), Some("")).query(&[
+                ("metadata", delivery_id.to_string()),
+                ("pageSize", PAGE_SIZE.to_string()),
+                ("page", page.to_string()),
+            ]);
+            let resp = match req.send() {
+                Ok(r) => r,
+                Err(e) => return Lookup::Failed { reason: format!("GET {}: {}", strip(&url), describe(&e)) },
+            };
+            let status = resp.status();
+            if !status.is_success() {
+                return Lookup::Failed { reason: format!("GET {} answered {status}: {}", strip(&url), error_message(resp)) };
+            }
+            let body: Value = match resp.json() {
+                Ok(v) => v,
+                Err(e) => return Lookup::Failed { reason: format!("GET {}: the answer is not JSON: {e}", strip(&url)) },
+            };
+            let items = items_of(&body);
+            if let Some(hit) = items.iter().find(|i| i.pointer(&format!("/metadata/{DELIVERY_ID_KEY}")).and_then(Value::as_str) == Some(delivery_id)) {
+                return Lookup::Found { remote_id: hit.get("id").map(value_text) };
+            }
+            let total = body.get("total").and_then(Value::as_u64);
+            let seen = u64::from(page) * u64::from(PAGE_SIZE);
+            if items.len() < PAGE_SIZE as usize || total.is_some_and(|t| seen >= t) {
+                return Lookup::NotFound;
+            }
+        }
+        Lookup::Failed { reason: format!("more than {} events match {delivery_id:?}; cannot decide", MAX_PAGES * PAGE_SIZE) }
+    }
+}
+
+/// The items of a list answer, whatever its envelope.
+fn items_of(body: &Value) -> Vec<Value> {
+    if let Some(a) = body.as_array() {
+        return a.clone();
+    }
+    ["data", "items", "results", "usage"].iter().find_map(|k| body.get(k).and_then(Value::as_array)).cloned().unwrap_or_default()
+}
+
+fn value_text(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+}
+
+/// The URL without user info or query, for messages.
+fn strip(url: &Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path())
+}
+
+/// Maps an HTTP answer to an outcome.
+fn classify(resp: Response) -> Outcome {
+    let status = resp.status();
+    if status.is_success() {
+        let remote_id = resp.json::<Value>().ok().and_then(|v| v.get("id").map(value_text));
+        return Outcome::Delivered { remote_id };
+    }
+    let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let message = error_message(resp);
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => Outcome::Retry { reason: format!("429 Too Many Requests: {message}"), after_secs: retry_after },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Retry {
+            reason: format!("{status}: the platform refused the API key ({message}); check PW_API_KEY / api_key_file and the organization"),
+            after_secs: retry_after,
+        },
+        StatusCode::REQUEST_TIMEOUT => Outcome::Unknown { reason: format!("{status}: {message}") },
+        s if s.is_server_error() => Outcome::Unknown { reason: format!("{status}: {message}") },
+        _ => Outcome::Rejected { reason: format!("{status}: {message}") },
+    }
+}
+
+/// The platform's error message: problem+json `detail`/`title`, legacy `message`, or the text.
+fn error_message(resp: Response) -> String {
+    let text = resp.text().unwrap_or_default();
+    let from_json = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+        ["detail", "message", "title", "error"].iter().find_map(|k| v.get(k).and_then(Value::as_str).map(str::to_string))
+    });
+    let msg = from_json.unwrap_or(text);
+    let msg = msg.trim();
+    if msg.is_empty() {
+        return "(no message)".into();
+    }
+    msg.chars().take(500).collect()
+}
+
+/// A failure before any answer: certainly not sent, or perhaps recorded.
+fn transport_outcome(e: &reqwest::Error) -> Outcome {
+    if e.is_connect() {
+        Outcome::Retry { reason: format!("cannot connect: {}", describe(e)), after_secs: None }
+    } else {
+        Outcome::Unknown { reason: describe(e) }
+    }
+}
+
+/// An error with its causes (no credentials are ever in a URL).
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() { "timed out".to_string() } else { e.to_string() };
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
