@@ -28,3 +28,4 @@ pub mod meter;
 pub mod sinks;
 pub mod slurm;
 pub mod synth;
+pub mod tracker;

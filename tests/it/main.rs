@@ -4,11 +4,14 @@
 //! - `collect_replay`: the collect pipeline on replayed recordings, with injected sacct faults.
 //! - `malformed`: bad input is quarantined with a reason, never a panic, never a lost row.
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
+//! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE), enforcing their contracts; `fake_activate` tests them.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 
 mod cli;
 mod collect_replay;
 mod common;
+mod fake_activate;
+mod fakes;
 mod malformed;
 mod parsers;
 mod testbed;

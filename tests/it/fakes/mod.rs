@@ -1,0 +1,12 @@
+//! Fakes of the remote services slurm-ledger delivers to, for the integration tests.
+//!
+//! Each fake listens on 127.0.0.1 (port 0) only, records what it accepted, refuses what the
+//! platform's contract refuses, and injects faults on request. `http` is the shared HTTP/1.1
+//! server; one file per platform holds its semantics.
+//!
+//! - `activate`: Parallel Works ACTIVATE usage events (contracts.md §1).
+
+pub mod activate;
+pub mod http;
+
+pub use activate::{base64_encode, Event, FakeActivate, FakeConfig, Fault, FaultKind, FaultMix, Outcome, RecordedRequest};
