@@ -116,9 +116,9 @@ fn metering(
     }
     let running_slice_secs = match running_slice.map(|t| parse_duration_secs(&t)) {
         None => 900,
-        Some(Ok(n)) if (60..=31 * 86_400).contains(&n) => n,
+        Some(Ok(n)) if (1..=31 * 86_400).contains(&n) => n,
         Some(Ok(n)) => {
-            push(problems, key("running_slice"), format!("is {n} s; use 1m to 31d (default \"15m\")"));
+            push(problems, key("running_slice"), format!("is {n} s; use 1s to 31d (default \"15m\")"));
             900
         }
         Some(Err(e)) => {
