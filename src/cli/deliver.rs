@@ -101,15 +101,30 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
 
 pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
-    if !s.sinks.names().contains(&a.sink.as_str()) {
-        anyhow::bail!(UsageError(format!("--sink {}: no [sinks.{}] table in the config", a.sink, a.sink)));
-    }
+    let sinks = build_sinks(&s, std::slice::from_ref(&a.sink), false)?;
+    let sink = &sinks[0];
     let mut ledger = open_ledger(&s)?;
+    let rejected: Vec<_> =
+        ledger.deliveries(&a.sink, Some(DeliveryState::Rejected))?.into_iter().filter(|d| a.id.as_ref().map_or(true, |id| *id == d.id)).collect();
+    // Re-render each payload with today's config: the fix may be a mapping.
+    let mut payloads = Vec::with_capacity(rejected.len());
+    for d in &rejected {
+        let Some(job) = ledger.job(&d.key)? else { anyhow::bail!("delivery {} refers to run {} that the ledger no longer has", d.id, d.key) };
+        let slice = crate::delivery::plan::Slice { start: d.slice_start, end: d.slice_end, quantity: 0 };
+        match sink.render(&job, &slice, &d.id, &d.quantity) {
+            Ok(p) => payloads.push((d.id.clone(), p)),
+            Err(reason) => anyhow::bail!(UsageError(format!("delivery {} still cannot be rendered: {reason}", d.id))),
+        }
+    }
     let mut w = ledger.writer(system_now())?;
-    let n = w.requeue_rejected(&a.sink, a.id.as_deref())?;
+    let mut n = 0;
+    for (id, p) in &payloads {
+        n += u64::from(w.requeue_rejected_with(id, p)?);
+    }
     w.commit()?;
-    println!("{}: {n} rejected deliveries put back to pending; the next `deliver` sends them", a.sink);
+    println!("{}: {n} rejected deliveries put back to pending with today's mapping; the next `deliver` sends them", a.sink);
     if n == 0 && a.id.is_some() {
+        println!("no rejected delivery has id {:?} (see `slurm-ledger status`)", a.id.as_deref().unwrap_or_default());
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -82,6 +82,7 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
         writeln!(out, "{t}")?;
         writeln!(out, "  (`slurm-ledger status --format json` shows the full records)")?;
     }
+    write_sinks(out, st)?;
     writeln!(out, "\nLast collects:")?;
     if st.last_collects.is_empty() {
         writeln!(out, "  none yet")?;
@@ -100,6 +101,35 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
             "  {} {} [{}] {}: {} read, {} new, {} updated, {} quarantined: {}",
             r.started_at, r.cluster, r.source, window, r.runs_seen, r.runs_new, r.runs_updated, r.quarantined, outcome
         )?;
+    }
+    Ok(())
+}
+
+/// Deliveries per sink: what is delivered, waiting, unknown, held and rejected, and why.
+fn write_sinks(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
+    writeln!(out, "\nSinks:")?;
+    if st.sinks.is_empty() {
+        writeln!(out, "  none has planned yet: configure [sinks.*] and run `slurm-ledger deliver`")?;
+    }
+    for s in &st.sinks {
+        let counts: Vec<String> = s.deliveries.iter().map(|(state, n)| format!("{n} {state}")).collect();
+        let counts = if counts.is_empty() { "no deliveries".to_string() } else { counts.join(", ") };
+        writeln!(out, "  {}: {counts}; planned to change {}; {} runs held, {} rejected", s.sink, s.change_seq, s.held_total, s.rejected_total)?;
+        if s.deliveries.iter().any(|(state, n)| state == "sent" && *n > 0) {
+            writeln!(out, "    'sent' = outcome unknown (timeout, 5xx): looked up on the platform before any resend")?;
+        }
+        for h in &s.held {
+            writeln!(out, "    held {}: {}", h.key, h.reason)?;
+        }
+        if s.held_total > s.held.len() as u64 {
+            writeln!(out, "    … {} more held (`status --format json --recent N`)", s.held_total - s.held.len() as u64)?;
+        }
+        for r in &s.rejected {
+            writeln!(out, "    rejected {} ({}, {} attempts): {}", r.id, r.key, r.attempts, r.error)?;
+        }
+        if s.rejected_total > 0 {
+            writeln!(out, "    fix the cause, then `slurm-ledger retry --sink {}`", s.sink)?;
+        }
     }
     Ok(())
 }

@@ -271,6 +271,17 @@ impl Writer<'_> {
         Ok(stmt.execute(params![id, state.as_str(), attempts as i64, next_attempt_at.0, last_error, remote_id, self.now])? == 1)
     }
 
+    /// Puts one rejected delivery back to pending with a re-rendered payload (the mapping or the
+    /// sink's settings may have been fixed). The slice, its id and quantity stay as planned.
+    pub fn requeue_rejected_with(&mut self, id: &str, payload: &str) -> Result<bool, LedgerError> {
+        let n = self.tx.execute(
+            "UPDATE deliveries SET state = 'pending', payload = ?2, next_attempt_at = ?3, updated_at = ?3
+             WHERE id = ?1 AND state = 'rejected'",
+            params![id, payload, self.now],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Puts rejected deliveries of a sink (all, or one) back to pending: `retry` after a fix.
     pub fn requeue_rejected(&mut self, sink: &str, id: Option<&str>) -> Result<u64, LedgerError> {
         let n = self.tx.execute(
@@ -279,5 +290,83 @@ impl Writer<'_> {
             params![sink, id, self.now],
         )?;
         Ok(n as u64)
+    }
+}
+
+/// A run a sink holds back, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldRun {
+    pub key: String,
+    pub reason: String,
+}
+
+/// A delivery the platform refused, with its answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RejectedDelivery {
+    pub id: String,
+    pub key: String,
+    pub attempts: u32,
+    pub error: String,
+}
+
+/// What `status` shows of one sink.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkStatus {
+    pub sink: String,
+    /// Position in the change sequence the sink has planned up to.
+    pub change_seq: i64,
+    /// Deliveries by state (pending, sent = outcome unknown, retry, delivered, rejected).
+    pub deliveries: Vec<(String, u64)>,
+    pub held_total: u64,
+    pub held: Vec<HeldRun>,
+    pub rejected_total: u64,
+    pub rejected: Vec<RejectedDelivery>,
+}
+
+impl Ledger {
+    /// Per sink: cursor, deliveries by state, held runs and rejected deliveries (up to `recent`
+    /// of each, oldest first).
+    pub fn sink_status(&self, recent: u64) -> Result<Vec<SinkStatus>, LedgerError> {
+        let c = self.conn();
+        let mut names: Vec<String> = c
+            .prepare("SELECT sink FROM sink_cursors UNION SELECT DISTINCT sink FROM sink_runs ORDER BY 1")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        names.dedup();
+        let mut out = Vec::new();
+        for sink in names {
+            let deliveries = c
+                .prepare_cached("SELECT state, count(*) FROM deliveries WHERE sink = ?1 GROUP BY state ORDER BY state")?
+                .query_map([&sink], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect::<Result<_, _>>()?;
+            let held_total: i64 = c.query_row("SELECT count(*) FROM sink_runs WHERE sink = ?1 AND hold_reason IS NOT NULL", [&sink], |r| r.get(0))?;
+            let held = c
+                .prepare_cached(
+                    "SELECT cluster || '/' || job_id_raw || '@' || submit, hold_reason FROM sink_runs
+                     WHERE sink = ?1 AND hold_reason IS NOT NULL ORDER BY submit LIMIT ?2",
+                )?
+                .query_map(params![sink, recent as i64], |r| Ok(HeldRun { key: r.get(0)?, reason: r.get(1)? }))?
+                .collect::<Result<_, _>>()?;
+            let rejected_total: i64 = c.query_row("SELECT count(*) FROM deliveries WHERE sink = ?1 AND state = 'rejected'", [&sink], |r| r.get(0))?;
+            let rejected = c
+                .prepare_cached(
+                    "SELECT id, cluster || '/' || job_id_raw || '@' || submit, attempts, coalesce(last_error, '') FROM deliveries
+                     WHERE sink = ?1 AND state = 'rejected' ORDER BY created_at, id LIMIT ?2",
+                )?
+                .query_map(params![sink, recent as i64], |r| {
+                    Ok(RejectedDelivery { id: r.get(0)?, key: r.get(1)?, attempts: r.get::<_, i64>(2)? as u32, error: r.get(3)? })
+                })?
+                .collect::<Result<_, _>>()?;
+            out.push(SinkStatus {
+                change_seq: self.sink_cursor(&sink)?,
+                sink,
+                deliveries,
+                held_total: held_total as u64,
+                held,
+                rejected_total: rejected_total as u64,
+                rejected,
+            });
+        }
+        Ok(out)
     }
 }

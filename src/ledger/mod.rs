@@ -25,7 +25,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::model::{ClusterName, UnixTime};
 
-pub use deliveries::{Delivery, DeliveryCount, DeliveryState, SinkRun};
+pub use deliveries::{Delivery, DeliveryCount, DeliveryState, HeldRun, RejectedDelivery, SinkRun, SinkStatus};
 pub use jobs::{JobFilter, Upsert};
 pub use migrations::MIGRATIONS;
 pub use quarantine::QuarantineRecord;

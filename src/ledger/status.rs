@@ -48,6 +48,8 @@ pub struct LedgerStatus {
     pub quarantined_total: u64,
     pub quarantined_recent: Vec<QuarantineRecord>,
     pub last_collects: Vec<CollectRunRecord>,
+    /// Per sink: deliveries by state, held runs, rejected deliveries.
+    pub sinks: Vec<super::SinkStatus>,
 }
 
 impl Writer<'_> {
@@ -127,6 +129,7 @@ impl Ledger {
             quarantined_total: quarantined_total as u64,
             quarantined_recent: self.quarantined(recent)?,
             last_collects,
+            sinks: self.sink_status(recent)?,
         })
     }
 }

@@ -5,11 +5,13 @@
 //! - `malformed`: bad input is quarantined with a reason, never a panic, never a lost row.
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
 //! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE), enforcing their contracts; `fake_activate` tests them.
+//! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 
 mod cli;
 mod collect_replay;
 mod common;
+mod deliver_activate;
 mod fake_activate;
 mod fakes;
 mod malformed;
