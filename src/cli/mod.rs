@@ -6,6 +6,7 @@ mod config_cmd;
 mod deliver;
 mod demo;
 mod jobs;
+mod migrate;
 mod sink_setup;
 mod status;
 mod timeargs;
@@ -73,6 +74,9 @@ pub enum Command {
     Run(deliver::RunArgs),
     /// Put a sink's rejected deliveries back to pending after fixing the cause.
     Retry(deliver::RetryArgs),
+    /// Switch from another tool without billing twice (slurm-tracker).
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
     /// Run the whole pipeline on recorded real Slurm 22.05 output (no Slurm needed) and show the result.
     Demo(demo::DemoArgs),
 }
@@ -120,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliver(a) => deliver::run(&cli, a),
         Command::Run(a) => deliver::run_collect_and_deliver(&cli, a),
         Command::Retry(a) => deliver::retry(&cli, a),
+        Command::Migrate(c) => migrate::run(&cli, c),
         Command::Demo(a) => demo::run(a),
     };
     match result {

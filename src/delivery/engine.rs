@@ -10,7 +10,7 @@
 //! platform before it is sent again: found → delivered, not found → sent. So a platform without
 //! idempotency keys still records each slice once.
 
-use crate::ledger::{Delivery, DeliveryState, Ledger, LedgerError, SinkRun};
+use crate::ledger::{Delivery, DeliveryState, ImportedRow, Ledger, LedgerError, SinkRun, Writer};
 use crate::model::{JobRun, UnixTime};
 use crate::sinks::{Lookup, Outcome, Sink};
 
@@ -76,14 +76,18 @@ pub fn backoff_secs(policy: &EnginePolicy, id: &str, attempts: u32) -> u64 {
 pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &EnginePolicy) -> Result<PlanReport, LedgerError> {
     let name = sink.name().to_string();
     let mut report = PlanReport::default();
+    let imports = ledger.has_pending_imports(&name)?;
     // Held runs first: their mapping may have been fixed since.
     let held = ledger.held_runs(&name)?;
     if !held.is_empty() {
         let jobs: Vec<JobRun> = held.iter().filter_map(|(k, _)| ledger.job(k).transpose()).collect::<Result<_, _>>()?;
         let mut w = ledger.writer(now)?;
         for job in &jobs {
-            let prev = w.sink_run(&name, &job.key)?;
-            store(&mut w, sink, job, decide(sink, job, prev, now, policy), &mut report)?;
+            let d = match prev_for(&mut w, &name, job, imports)? {
+                Ok(prev) => decide(sink, job, prev, now, policy),
+                Err((prev, reason)) => Decision::Hold { prev, reason },
+            };
+            store(&mut w, sink, job, d, &mut report)?;
         }
         w.commit()?;
     }
@@ -94,8 +98,11 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
         let last = *last;
         let mut w = ledger.writer(now)?;
         for (_, job) in &batch {
-            let prev = w.sink_run(&name, &job.key)?;
-            store(&mut w, sink, job, decide(sink, job, prev, now, policy), &mut report)?;
+            let d = match prev_for(&mut w, &name, job, imports)? {
+                Ok(prev) => decide(sink, job, prev, now, policy),
+                Err((prev, reason)) => Decision::Hold { prev, reason },
+            };
+            store(&mut w, sink, job, d, &mut report)?;
         }
         w.set_sink_cursor(&name, last)?;
         w.commit()?;
@@ -108,6 +115,7 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
 /// deliveries it would plan, and the runs it would hold (key text, reason). `--dry-run`.
 pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &EnginePolicy) -> Result<(Vec<Delivery>, Vec<(String, String)>), LedgerError> {
     let name = sink.name();
+    let imports = ledger.has_pending_imports(name)?;
     let mut planned = Vec::new();
     let mut held = Vec::new();
     let mut take = |job: &JobRun, d: Decision| {
@@ -122,10 +130,27 @@ pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &En
             Decision::Done => {}
         }
     };
+    let prev_of = |job: &JobRun| -> Result<Result<SinkRun, (SinkRun, String)>, LedgerError> {
+        let prev = ledger.sink_run(name, &job.key)?;
+        if !imports || prev.planned_until.is_some() || prev.complete {
+            return Ok(Ok(prev));
+        }
+        let row = ledger.pending_import(name, &job.key.cluster, job.key.job_id_raw)?;
+        Ok(match row.map(|r| imported_prev(&r, job)) {
+            Some(ImportMatch::Applies(s)) => Ok(s),
+            Some(ImportMatch::Wait(reason)) => Err((prev, reason)),
+            Some(ImportMatch::OtherRun) | None => Ok(prev),
+        })
+    };
+    let decide_one = |job: &JobRun| -> Result<Decision, LedgerError> {
+        Ok(match prev_of(job)? {
+            Ok(prev) => decide(sink, job, prev, now, policy),
+            Err((prev, reason)) => Decision::Hold { prev, reason },
+        })
+    };
     for (k, _) in ledger.held_runs(name)? {
         if let Some(job) = ledger.job(&k)? {
-            let prev = ledger.sink_run(name, &job.key)?;
-            take(&job, decide(sink, &job, prev, now, policy));
+            take(&job, decide_one(&job)?);
         }
     }
     let mut seq = ledger.sink_cursor(name)?;
@@ -134,11 +159,64 @@ pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &En
         let Some((last, _)) = batch.last() else { break };
         seq = *last;
         for (_, job) in &batch {
-            let prev = ledger.sink_run(name, &job.key)?;
-            take(job, decide(sink, job, prev, now, policy));
+            take(job, decide_one(job)?);
         }
     }
     Ok((planned, held))
+}
+
+/// How an imported frontier (slurm-tracker's state) relates to a run.
+enum ImportMatch {
+    /// The row describes this run: planning starts where the old tool stopped.
+    Applies(SinkRun),
+    /// The run is not final and does not match the row yet (the ledger may be behind): hold it
+    /// rather than bill what the old tool may already have billed.
+    Wait(String),
+    /// The run is final and the row describes another run of the job: plan as usual.
+    OtherRun,
+}
+
+fn imported_prev(row: &ImportedRow, job: &JobRun) -> ImportMatch {
+    let state = crate::tracker::TrackerJobState {
+        job_id: row.job_id_raw,
+        last_reported_elapsed: row.reported_elapsed_secs,
+        last_reported_at: row.reported_at,
+        total_core_hours: 0.0,
+        completed_at: row.completed_at,
+    };
+    // A requeued run never changes again either.
+    let settled = job.state.is_final() || job.state == crate::model::JobState::Requeued;
+    let facts = crate::tracker::RunFacts {
+        start: job.start.map_or(0, |t| t.0),
+        elapsed_secs: i64::try_from(job.elapsed_secs).unwrap_or(i64::MAX),
+        is_final: settled,
+        end: job.end.filter(|_| settled).map(|t| t.0),
+    };
+    match crate::tracker::imported_frontier(&state, &facts) {
+        Ok(f) => ImportMatch::Applies(SinkRun { planned_until: Some(UnixTime(f.reported_until)), complete: f.complete, hold_reason: None }),
+        Err(reason) if !settled => ImportMatch::Wait(format!("waiting for the run to match slurm-tracker's state: {reason}")),
+        Err(_) => ImportMatch::OtherRun,
+    }
+}
+
+/// The run's frontier for the sink, taking an imported row when the run was never planned.
+/// `Err((prev, reason))`: hold the run. An applied import is stored at once (with the run's
+/// frontier, in this transaction), so it is never applied twice.
+fn prev_for(w: &mut Writer<'_>, sink: &str, job: &JobRun, imports: bool) -> Result<Result<SinkRun, (SinkRun, String)>, LedgerError> {
+    let prev = w.sink_run(sink, &job.key)?;
+    if !imports || prev.planned_until.is_some() || prev.complete {
+        return Ok(Ok(prev));
+    }
+    let Some(row) = w.pending_import(sink, &job.key.cluster, job.key.job_id_raw)? else { return Ok(Ok(prev)) };
+    Ok(match imported_prev(&row, job) {
+        ImportMatch::Applies(s) => {
+            w.mark_import_applied(sink, &job.key.cluster, job.key.job_id_raw, job.key.submit.0)?;
+            w.put_sink_run(sink, &job.key, &s)?;
+            Ok(s)
+        }
+        ImportMatch::Wait(reason) => Err((prev, reason)),
+        ImportMatch::OtherRun => Ok(prev),
+    })
 }
 
 /// What planning one run decides, before anything is stored.

@@ -14,6 +14,7 @@
 //!   returned survives a crash or power loss.
 
 mod deliveries;
+mod imports;
 mod jobs;
 mod migrations;
 mod quarantine;
@@ -26,6 +27,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::model::{ClusterName, UnixTime};
 
 pub use deliveries::{Delivery, DeliveryCount, DeliveryState, HeldRun, RejectedDelivery, SinkRun, SinkStatus};
+pub use imports::{ImportOutcome, ImportedRow};
 pub use jobs::{JobFilter, Upsert};
 pub use migrations::MIGRATIONS;
 pub use quarantine::QuarantineRecord;

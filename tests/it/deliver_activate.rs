@@ -10,16 +10,16 @@ use slurm_ledger::ledger::{DeliveryState, JobFilter, Ledger};
 
 use crate::fakes::{Event, FakeActivate, FakeConfig, Fault};
 
-const KEY: &str = "pwt_test.k3y-s3cr3t";
+pub const KEY: &str = "pwt_test.k3y-s3cr3t";
 
-struct Site {
+pub struct Site {
     _dir: tempfile::TempDir,
-    db: PathBuf,
-    cfg: PathBuf,
+    pub db: PathBuf,
+    pub cfg: PathBuf,
 }
 
 /// A ledger holding the recorded testbed poll (28 runs), and a config file path.
-fn site() -> Site {
+pub fn site() -> Site {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
     let out = Command::new(env!("CARGO_BIN_EXE_slurm-ledger")).arg("demo").arg("--into").arg(&db).output().unwrap();
@@ -28,7 +28,7 @@ fn site() -> Site {
     Site { db, cfg, _dir: dir }
 }
 
-fn fake(allocations: &[&str]) -> FakeActivate {
+pub fn fake(allocations: &[&str]) -> FakeActivate {
     FakeActivate::start(FakeConfig {
         org: "acme".into(),
         api_key: KEY.into(),
@@ -49,7 +49,7 @@ fn write_cfg(site: &Site, url: &str, accounts: &str) {
     std::fs::write(&site.cfg, text).unwrap();
 }
 
-fn slurm_ledger(site: &Site, args: &[&str], key: Option<&str>) -> (i32, String, String) {
+pub fn slurm_ledger(site: &Site, args: &[&str], key: Option<&str>) -> (i32, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"));
     c.arg("--config").arg(&site.cfg).arg("--ledger").arg(&site.db).args(args);
     c.env_remove("PW_API_KEY").env_remove("SLURM_LEDGER_ACTIVATE_API_KEY").env_remove("PW_PLATFORM_HOST").env("RUST_LOG", "warn");
@@ -60,7 +60,7 @@ fn slurm_ledger(site: &Site, args: &[&str], key: Option<&str>) -> (i32, String, 
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
-fn deliver(site: &Site) -> String {
+pub fn deliver(site: &Site) -> String {
     let (code, out, err) = slurm_ledger(site, &["deliver"], Some(KEY));
     assert!(code == 0 || code == 1, "deliver exit {code}: {out}\n{err}");
     assert!(!out.contains(KEY) && !err.contains(KEY) && !err.contains("k3y-s3cr3t"), "the key leaked:\n{out}\n{err}");
@@ -68,7 +68,7 @@ fn deliver(site: &Site) -> String {
 }
 
 /// Exact micro-units of a decimal with at most 6 places.
-fn micro(text: &str) -> u128 {
+pub fn micro(text: &str) -> u128 {
     let (int, frac) = text.split_once('.').unwrap_or((text, ""));
     assert!(frac.len() <= 6 && !text.contains(['e', 'E', '-']), "quantity {text:?}");
     int.parse::<u128>().unwrap() * 1_000_000 + format!("{frac:0<6}").parse::<u128>().unwrap()
@@ -92,7 +92,7 @@ fn expected(db: &Path, accounts: &[&str]) -> BTreeMap<String, u128> {
 }
 
 /// run key → recorded micro core-hours; asserts no delivery id twice and no overlap per run.
-fn recorded(events: &[Event]) -> BTreeMap<String, u128> {
+pub fn recorded(events: &[Event]) -> BTreeMap<String, u128> {
     let mut ids = HashSet::new();
     let mut spans: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     let mut sums = BTreeMap::new();

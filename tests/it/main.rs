@@ -6,6 +6,7 @@
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
 //! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE), enforcing their contracts; `fake_activate` tests them.
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
+//! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 
 mod cli;
@@ -15,5 +16,6 @@ mod deliver_activate;
 mod fake_activate;
 mod fakes;
 mod malformed;
+mod migrate_tracker;
 mod parsers;
 mod testbed;

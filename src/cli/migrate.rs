@@ -1,0 +1,228 @@
+//! `slurm-ledger migrate slurm-tracker`: switch a site from slurm-tracker in minutes. Reads the
+//! tracker's command line, `config.json` and `slurm_job_states.db` (read-only), prints the
+//! `[sinks.activate]` config to use, and imports what the tracker already reported so that
+//! nothing is billed twice.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::ledger::{ImportOutcome, ImportedRow, JobFilter};
+use crate::model::ClusterName;
+use crate::sinks::activate::NAME as ACTIVATE;
+use crate::tracker::{self, StateDb, StateRow, TrackerFlags};
+
+use super::{open_ledger, settings, system_now, Cli, UsageError};
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// From Parallel Works slurm-tracker: its flags, config.json and slurm_job_states.db.
+    SlurmTracker(TrackerArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "The switch, in order:
+  1. remove slurm-tracker's cron entry (a tracker still running keeps billing);
+  2. slurm-ledger collect --lookback 7d             # the ledger learns the recent runs
+  3. slurm-ledger migrate slurm-tracker --tracker-args '--org acme --config /opt/tracker/config.json --state-file /opt/tracker/slurm_job_states.db' --dry-run
+  4. paste the printed [sinks.activate] table into the config; put the API key in a 0600 file
+  5. the same migrate command without --dry-run     # imports what the tracker already billed
+  6. slurm-ledger deliver --dry-run, then add `*/5 * * * * slurm-ledger -q run` to cron
+
+Each run starts where the tracker stopped; runs the tracker never finished (it ended while the
+tracker was down, or in a state it ignores, e.g. OUT_OF_MEMORY) get their remainder billed.")]
+pub struct TrackerArgs {
+    /// slurm-tracker's arguments as its crontab has them (one string): --org, --config, --state-file, --api-server, --lookback.
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub tracker_args: Option<String>,
+    /// The organization (slurm-tracker's --org), over --tracker-args.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+    /// slurm-tracker's config.json, over --tracker-args (default there: config.json).
+    #[arg(long, value_name = "FILE")]
+    pub tracker_config: Option<PathBuf>,
+    /// slurm-tracker's state database, over --tracker-args (default there: ./slurm_job_states.db).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// The cluster the tracker ran on (its rows carry none). Default: the only cluster configured or in the ledger.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Read and report everything; write nothing to the ledger.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(cli: &Cli, c: &MigrateCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        MigrateCommand::SlurmTracker(a) => slurm_tracker(cli, a),
+    }
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg))
+}
+
+/// The tracker's flags: from --tracker-args (split on whitespace, quotes honoured), or defaults.
+fn tracker_flags(a: &TrackerArgs) -> anyhow::Result<Option<TrackerFlags>> {
+    let Some(text) = &a.tracker_args else { return Ok(None) };
+    let words = split_words(text).map_err(|e| usage(format!("--tracker-args: {e}")))?;
+    let flags = tracker::flags::parse_flags(&words).map_err(|e| usage(format!("--tracker-args: {e}")))?;
+    Ok(Some(flags))
+}
+
+fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for ch in text.chars() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(ch);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err("an opening quote is not closed".into());
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    // The crontab line may start with the program itself.
+    if words.first().is_some_and(|w| !w.starts_with('-')) {
+        words.remove(0);
+    }
+    Ok(words)
+}
+
+fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
+    let s = settings(cli)?;
+    let flags = tracker_flags(a)?;
+    let out = &mut std::io::stdout().lock();
+    let org = a.org.clone().or_else(|| flags.as_ref().map(|f| f.org.clone()));
+    let config_path = a.tracker_config.clone().or_else(|| flags.as_ref().map(|f| f.config.clone())).unwrap_or_else(|| tracker::flags::DEFAULT_CONFIG.into());
+    let state_path =
+        a.state_file.clone().or_else(|| flags.as_ref().map(|f| f.state_file.clone())).unwrap_or_else(|| tracker::flags::DEFAULT_STATE_FILE.into());
+    let org = org.ok_or_else(|| usage("give the organization: --org ORG or --tracker-args '--org ORG …'".into()))?;
+    if flags.as_ref().is_some_and(|f| f.api_key.is_some()) {
+        writeln!(out, "note: the tracker's --api-key is not copied anywhere; write it into a file of mode 0600 and set api_key_file (or SLURM_LEDGER_ACTIVATE_API_KEY)")?;
+    }
+    if flags.as_ref().is_some_and(|f| f.dry_run) {
+        writeln!(out, "WARNING: the tracker ran with --dry-run; its state file then claims usage it never sent (slurm-tracker bug): check before importing")?;
+    }
+
+    // 1. The mapping, as slurm-ledger config.
+    let mapping = tracker::config_json::read_config_json(&config_path).map_err(|e| usage(e.to_string()))?;
+    let mut toml = mapping.to_ledger_toml(&org);
+    if let Some(host) = flags.as_ref().and_then(|f| f.api_server.clone()) {
+        toml = toml.replacen("[sinks.activate]\n", &format!("[sinks.activate]\nhost = {:?}\n", host), 1);
+    }
+    writeln!(out, "# [sinks.activate] for slurm-ledger's config, from {}:\n{toml}", config_path.display())?;
+    if s.sinks.activate.is_none() {
+        writeln!(out, "note: the config has no [sinks.activate] yet; add the table above before `deliver`")?;
+    }
+
+    // 2. The cluster the rows belong to.
+    let mut ledger = open_ledger(&s)?;
+    let cluster = match &a.cluster {
+        Some(c) => ClusterName::new(c).map_err(|e| usage(format!("--cluster: {e}")))?,
+        None => {
+            let mut known: Vec<String> = s.slurm.clusters.clone();
+            known.extend(ledger.status(0)?.cursors.into_iter().map(|c| c.cluster));
+            known.sort();
+            known.dedup();
+            match known.as_slice() {
+                [one] => ClusterName::new(one).map_err(|e| usage(e))?,
+                [] => return Err(usage("no cluster is known yet: run `slurm-ledger collect` first, or give --cluster".into())),
+                many => return Err(usage(format!("several clusters are known ({}); give the tracker's with --cluster", many.join(", ")))),
+            }
+        }
+    };
+
+    // 3. The state rows, imported in one transaction.
+    let db = StateDb::open(&state_path).map_err(|e| usage(e.to_string()))?;
+    let source = format!("slurm-tracker:{}", state_path.display());
+    let mut rows = Vec::new();
+    let mut rejected = Vec::new();
+    db.for_each_row(|r| match r {
+        StateRow::Job(j) => rows.push(j),
+        StateRow::Rejected(r) => rejected.push(r),
+    })
+    .with_context(|| format!("reading {}", state_path.display()))?;
+    let (mut matched_now, mut later) = (0u64, 0u64);
+    for r in &rows {
+        let runs = ledger.jobs(&JobFilter { cluster: Some(cluster.clone()), job_id_raw: Some(r.job_id), ..Default::default() })?;
+        if runs.is_empty() {
+            later += 1;
+        } else {
+            matched_now += 1;
+        }
+    }
+    let mut counts = [0u64; 3];
+    let mut w = ledger.writer(system_now())?;
+    for r in &rows {
+        let row = ImportedRow {
+            job_id_raw: r.job_id,
+            reported_elapsed_secs: r.last_reported_elapsed,
+            reported_at: r.last_reported_at,
+            completed_at: r.completed_at,
+        };
+        let i = match w.put_import(ACTIVATE, &cluster, &row, &source)? {
+            ImportOutcome::Stored => 0,
+            ImportOutcome::AlreadyThere => 1,
+            ImportOutcome::AlreadyApplied => 2,
+        };
+        counts[i] += 1;
+    }
+    if a.dry_run {
+        drop(w);
+        writeln!(out, "(dry run: nothing written)")?;
+    } else {
+        w.commit()?;
+    }
+    writeln!(
+        out,
+        "{}: {} rows read for cluster {cluster}: {} imported, {} already imported, {} left alone (already applied to a run); \
+         {} jobs are in the ledger now, {} will be matched when collected; {} rows refused",
+        state_path.display(),
+        rows.len() + rejected.len(),
+        counts[0],
+        counts[1],
+        counts[2],
+        matched_now,
+        later,
+        rejected.len()
+    )?;
+    for r in &rejected {
+        writeln!(out, "  refused row job_id={}: {}", r.job_id, r.reason)?;
+    }
+    writeln!(out, "Each run starts where slurm-tracker stopped; `slurm-ledger deliver --dry-run` shows what is left to bill.")?;
+    Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_words;
+
+    #[test]
+    fn crontab_args_split_like_a_shell() {
+        assert_eq!(
+            split_words("/usr/local/bin/slurm-tracker --org acme --config '/opt/t r/config.json' --dry-run").unwrap(),
+            ["--org", "acme", "--config", "/opt/t r/config.json", "--dry-run"]
+        );
+        assert!(split_words("--org 'acme").is_err());
+    }
+}
