@@ -34,6 +34,12 @@ fn demo_runs_the_pipeline_on_recorded_output() {
     assert!(out.contains("REQUEUED"), "{out}");
     assert!(out.contains("pipe|name ünïcødé ✓"), "our own 0x1F call keeps the name: {out}");
     assert!(!out.contains("quarantined ("), "nothing quarantined: {out}");
+    // Metering and delivery to the local sink: every billable run once, then nothing new.
+    assert!(out.contains("jsonl: 28 runs planned → 24 new deliveries (0 runs held); sent: 24 delivered"), "{out}");
+    assert!(out.contains("jsonl: 0 runs planned → 0 new deliveries"), "{out}");
+    assert!(out.contains("24 usage records"), "{out}");
+    assert!(out.contains("POST https://activate.example.org/api/organizations/demo-org/allocations/demo-allocation/usage"), "{out}");
+    assert!(out.contains("jsonl: 24 delivered; planned to change"), "status shows the sink: {out}");
 }
 
 #[test]
