@@ -16,7 +16,6 @@
 //! argument's text except flag names and values known to be harmless (`--lookback`'s number,
 //! a boolean literal), so a key written in the wrong place cannot leak into a log either.
 
-use std::fmt;
 use std::path::PathBuf;
 
 /// Environment variable slurm-tracker reads when `--api-key` is absent.
@@ -30,25 +29,7 @@ pub const DEFAULT_STATE_FILE: &str = "./slurm_job_states.db";
 /// `--config` when not given (relative to the cron job's working directory).
 pub const DEFAULT_CONFIG: &str = "config.json";
 
-/// A credential: `Debug` prints `***`; there is no `Display`. Read it with [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret's text, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::sinks::secret::Secret;
 
 /// A slurm-tracker invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,7 +180,7 @@ where
         org: org.ok_or(FlagsError::MissingOrg)?,
         lookback_minutes,
         dry_run: dry_run.unwrap_or(false),
-        api_key: api_key.map(Secret),
+        api_key: api_key.map(|k| Secret::new(&k)),
         api_server,
         state_file: PathBuf::from(state_file.unwrap_or_else(|| DEFAULT_STATE_FILE.into())),
         config: PathBuf::from(config.unwrap_or_else(|| DEFAULT_CONFIG.into())),

@@ -209,3 +209,96 @@ fn backoff_grows_and_is_capped() {
     assert!(backoff_secs(&p, "x", 30) <= 5400);
     assert_eq!(backoff_secs(&p, "x", 3), backoff_secs(&p, "x", 3), "deterministic");
 }
+
+/// What Slurm does to a job between two polls.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Runs this many more billable seconds.
+    Grow(u64),
+    /// Suspended for the whole interval: state SUSPENDED, ElapsedRaw does not move.
+    Suspend,
+    /// Requeued: this run ends as REQUEUED and a new run (new submit, elapsed from 0) starts.
+    Requeue,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![6 => (1u64..20_000).prop_map(Step::Grow), 2 => Just(Step::Suspend), 1 => Just(Step::Requeue)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Random job histories (growth across many polls and day boundaries, suspensions,
+    /// requeues), an agent that is down for random polls and killed at random points, a
+    /// platform that fails at random: every run's recorded slices sum exactly to its total, no
+    /// slice is recorded twice, and no two slices of a run overlap.
+    #[test]
+    fn requeues_suspensions_and_downtime_bill_every_run_exactly(
+        seed in 1u64..u64::MAX,
+        fault_rate in 0u64..200,
+        jobs in prop::collection::vec((1u64..64, prop::collection::vec(step(), 1..10)), 1..5),
+        agent_up in prop::collection::vec(any::<bool>(), 1..12),
+    ) {
+        quiet_simulated_kills();
+        let policy = EnginePolicy { min_running_slice_secs: 0, base_backoff_secs: 5, max_backoff_secs: 60 };
+        let sink = FakeSink { cal: Calendar { kind: PeriodKind::Day, tz: jiff::tz::TimeZone::UTC }, platform: RefCell::default(), rng: RefCell::new(seed), fault_rate };
+        let mut ledger = Ledger::open_in_memory().unwrap();
+        let mut now = 1_795_300_000i64;
+        // Per job: (start of the current run, its elapsed); per run key: its exact total.
+        let mut current: Vec<(i64, u64)> = (0..jobs.len()).map(|i| (now + i as i64 * 37, 0)).collect();
+        let mut totals: HashMap<String, u128> = HashMap::new();
+        let max_polls = jobs.iter().map(|(_, s)| s.len()).max().unwrap();
+        for poll in 0..=max_polls {
+            now += 600;
+            let mut w = ledger.writer(UnixTime(now)).unwrap();
+            for (i, (cpus, steps)) in jobs.iter().enumerate() {
+                let id = i as u64 + 1;
+                let state = match steps.get(poll) {
+                    None => JobState::Completed,
+                    Some(Step::Grow(g)) => { current[i].1 += g; JobState::Running }
+                    Some(Step::Suspend) => JobState::Suspended,
+                    Some(Step::Requeue) => {
+                        let (start, elapsed) = current[i];
+                        let old = run(id, start, elapsed, JobState::Requeued, *cpus);
+                        totals.insert(old.key.to_string(), Unit::HOURS.quantize(tres_seconds(*cpus, elapsed)));
+                        w.upsert_run(&old).unwrap();
+                        current[i] = (now + i as i64 * 3, 0);
+                        JobState::Running
+                    }
+                };
+                let (start, elapsed) = current[i];
+                let j = run(id, start, elapsed, state, *cpus);
+                totals.insert(j.key.to_string(), Unit::HOURS.quantize(tres_seconds(*cpus, elapsed)));
+                w.upsert_run(&j).unwrap();
+            }
+            w.commit().unwrap();
+            if agent_up[poll % agent_up.len()] {
+                pass(&mut ledger, &sink, UnixTime(now), &policy);
+            }
+        }
+        for _ in 0..200 {
+            now += 120;
+            pass(&mut ledger, &sink, UnixTime(now), &policy);
+            if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() { break; }
+        }
+        prop_assert!(ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty(), "work left after 200 passes");
+        let p = sink.platform.borrow();
+        let mut ids: Vec<&String> = p.recorded.iter().map(|r| &r.0).collect();
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        prop_assert_eq!(ids.len(), n, "a delivery was recorded twice");
+        let mut sums: HashMap<String, u128> = HashMap::new();
+        for r in &p.recorded { *sums.entry(r.1.clone()).or_default() += r.2; }
+        for (key, total) in &totals {
+            prop_assert_eq!(sums.get(key).copied().unwrap_or(0), *total, "run {}", key);
+        }
+        prop_assert!(sums.keys().all(|k| totals.contains_key(k)), "a slice for a run that does not exist");
+        let mut by_run: HashMap<&String, Vec<(i64, i64)>> = HashMap::new();
+        for r in &p.recorded { by_run.entry(&r.1).or_default().push((r.3, r.4)); }
+        for v in by_run.values_mut() {
+            v.sort();
+            for w in v.windows(2) { prop_assert!(w[0].1 <= w[1].0, "overlap {:?}", w); }
+        }
+    }
+}
