@@ -166,7 +166,7 @@ pub(crate) fn deliver_all(
 
 fn dry_run_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, p: &EnginePolicy, out: &mut dyn Write) -> anyhow::Result<()> {
     let name = sink.name();
-    let (planned, held) = preview_sink(ledger, sink, now, p)?;
+    let crate::delivery::engine::Preview { planned, held } = preview_sink(ledger, sink, now, p)?;
     let waiting: Vec<_> = ledger
         .deliveries(name, None)?
         .into_iter()

@@ -92,7 +92,7 @@ fn demo_deliver(ledger: &mut Ledger, jsonl: &std::path::Path, out: &mut dyn Writ
     let mut failed = deliver_all(ledger, &local, &policy, 10_000, false, RECORDED_AT, out)? as usize;
     writeln!(out, "\n== deliver again (nothing new may be sent)")?;
     failed += deliver_all(ledger, &local, &policy, 10_000, false, RECORDED_AT, out)? as usize;
-    let lines = std::fs::read_to_string(&jsonl).unwrap_or_default();
+    let lines = std::fs::read_to_string(jsonl).unwrap_or_default();
     writeln!(out, "\n{} usage records; the first three:", lines.lines().count())?;
     for l in lines.lines().take(3) {
         writeln!(out, "  {l}")?;

@@ -145,7 +145,7 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
             known.sort();
             known.dedup();
             match known.as_slice() {
-                [one] => ClusterName::new(one).map_err(|e| usage(e))?,
+                [one] => ClusterName::new(one).map_err(usage)?,
                 [] => return Err(usage("no cluster is known yet: run `slurm-ledger collect` first, or give --cluster".into())),
                 many => return Err(usage(format!("several clusters are known ({}); give the tracker's with --cluster", many.join(", ")))),
             }

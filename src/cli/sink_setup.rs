@@ -40,7 +40,7 @@ pub fn build_sinks(s: &Settings, only: &[String], online: bool) -> anyhow::Resul
                 if let Some(w) = warning {
                     tracing::warn!("{w}");
                 }
-                let host = resolve_host(a.host.as_deref(), env_var(ENV_ACTIVATE_HOST).as_deref(), &key).map_err(|e| UsageError(e))?;
+                let host = resolve_host(a.host.as_deref(), env_var(ENV_ACTIVATE_HOST).as_deref(), &key).map_err(UsageError)?;
                 ActivateSink::online(a.clone(), &host, key).map_err(anyhow::Error::msg).context("setting up the ACTIVATE sink")?
             }
             Ok((key, _)) => {

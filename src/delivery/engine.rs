@@ -111,9 +111,17 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
     Ok(report)
 }
 
-/// What a plan pass would add, computed from the ledger without writing anything: the
-/// deliveries it would plan, and the runs it would hold (key text, reason). `--dry-run`.
-pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &EnginePolicy) -> Result<(Vec<Delivery>, Vec<(String, String)>), LedgerError> {
+/// What a plan pass would add.
+#[derive(Debug, Default)]
+pub struct Preview {
+    /// The deliveries it would plan.
+    pub planned: Vec<Delivery>,
+    /// The runs it would hold: (run key, reason).
+    pub held: Vec<(String, String)>,
+}
+
+/// What a plan pass would add, computed from the ledger without writing anything. `--dry-run`.
+pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &EnginePolicy) -> Result<Preview, LedgerError> {
     let name = sink.name();
     let imports = ledger.has_pending_imports(name)?;
     let mut planned = Vec::new();
@@ -162,7 +170,7 @@ pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &En
             take(job, decide_one(job)?);
         }
     }
-    Ok((planned, held))
+    Ok(Preview { planned, held })
 }
 
 /// How an imported frontier (slurm-tracker's state) relates to a run.
