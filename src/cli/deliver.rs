@@ -15,7 +15,7 @@ use crate::slurm::runner::CommandRunner;
 
 use super::collect::collect_all;
 use super::sink_setup::{build_sinks, policy_for};
-use super::{open_ledger, settings, system_now, Cli, UsageError};
+use super::{open_ledger, open_ledger_read_only, sender_lock, settings, system_now, Cli, UsageError};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -67,8 +67,16 @@ pub struct RunArgs {
 
 pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
-    let mut ledger = open_ledger(&s)?;
     let sinks = build_sinks(&s, &a.sinks, !a.dry_run)?;
+    let _lock = if a.dry_run {
+        None
+    } else {
+        match sender_lock(&s, "deliver")? {
+            Some(l) => Some(l),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    };
+    let mut ledger = if a.dry_run { open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let out = &mut std::io::stdout().lock();
     let now = system_now();
     let failed = deliver_all(&mut ledger, &sinks, &|n| policy_for(&s, n), a.limit.unwrap_or(s.delivery.batch), a.dry_run, now, out)?;
@@ -77,8 +85,15 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
 
 pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
-    let sinks = build_sinks(&s, &a.deliver.sinks, !a.deliver.dry_run)?;
-    let mut ledger = open_ledger(&s)?;
+    let _lock = if a.deliver.dry_run {
+        None
+    } else {
+        match sender_lock(&s, "run")? {
+            Some(l) => Some(l),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    };
+    let mut ledger = if a.deliver.dry_run { open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let out = &mut std::io::stdout().lock();
     let now = system_now();
     let clusters = if a.clusters.is_empty() { s.slurm.clusters.clone() } else { a.clusters.clone() };
@@ -94,6 +109,8 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     } else {
         collect_all(&runner, &s, &mut ledger, clusters, Since::Cursor, now, out)?
     };
+    // Sinks after collecting: a missing key must not stop the collect.
+    let sinks = build_sinks(&s, &a.deliver.sinks, !a.deliver.dry_run)?;
     // Deliver even when a cluster failed: what the ledger holds is still owed.
     let failed = deliver_all(&mut ledger, &sinks, &|n| policy_for(&s, n), a.deliver.limit.unwrap_or(s.delivery.batch), a.deliver.dry_run, now, out)?;
     Ok(if failed || collect_failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -102,6 +119,7 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
 pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
     let sinks = build_sinks(&s, std::slice::from_ref(&a.sink), false)?;
+    let Some(_lock) = sender_lock(&s, "retry")? else { return Ok(ExitCode::from(1)) };
     let sink = &sinks[0];
     let mut ledger = open_ledger(&s)?;
     let rejected: Vec<_> =
@@ -131,7 +149,7 @@ pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Plans and executes every sink (or previews, for a dry run). Returns whether any delivery
-/// was rejected or a sink failed.
+/// was rejected, or a sink had work and delivered none of it.
 pub(crate) fn deliver_all(
     ledger: &mut Ledger,
     sinks: &[Box<dyn Sink>],
@@ -158,6 +176,11 @@ pub(crate) fn deliver_all(
         )?;
         if exec.rejected > 0 {
             writeln!(out, "  {name}: see `slurm-ledger status` for the platform's reasons; `slurm-ledger retry --sink {name}` after a fix")?;
+            failed = true;
+        }
+        // Nothing got through although there was work: the platform is down or refuses the key.
+        if exec.delivered + exec.found_already_delivered == 0 && exec.retry + exec.unknown > 0 {
+            writeln!(out, "  {name}: nothing was delivered; `slurm-ledger status` shows the last error of each waiting delivery")?;
             failed = true;
         }
     }

@@ -31,6 +31,9 @@ pub struct DemoArgs {
 }
 
 pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(p) = a.into.as_ref().filter(|p| p.exists()) {
+        anyhow::bail!(super::UsageError(format!("--into {}: the file exists; the demo writes a new ledger (give a new path)", p.display())));
+    }
     let tmp = tempdir()?;
     let path = a.into.clone().unwrap_or_else(|| tmp.join("demo-ledger.db"));
     let mut settings = Settings::validate(RawConfig::default()).map_err(|_| anyhow::anyhow!("built-in defaults invalid"))?;

@@ -53,6 +53,17 @@ pub struct TrackerArgs {
     /// Read and report everything; write nothing to the ledger.
     #[arg(long)]
     pub dry_run: bool,
+    /// Import although slurm-ledger already planned runs of this cluster for ACTIVATE (those
+    /// runs keep their own frontier; only runs never planned take the tracker's).
+    #[arg(long)]
+    pub force: bool,
+    /// Import although some state rows are unreadable (their jobs are then billed in full).
+    #[arg(long)]
+    pub accept_refused: bool,
+    /// Release the imported row of this JobIDRaw: it applies to no run, and the job's held runs
+    /// are billed in full (when `status` says the tracker's state does not match them).
+    #[arg(long, value_name = "JOBID", conflicts_with_all = ["dry_run", "force", "accept_refused"])]
+    pub release: Option<u64>,
 }
 
 pub fn run(cli: &Cli, c: &MigrateCommand) -> anyhow::Result<ExitCode> {
@@ -128,7 +139,8 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
     let mapping = tracker::config_json::read_config_json(&config_path).map_err(|e| usage(e.to_string()))?;
     let mut toml = mapping.to_ledger_toml(&org);
     if let Some(host) = flags.as_ref().and_then(|f| f.api_server.clone()) {
-        toml = toml.replacen("[sinks.activate]\n", &format!("[sinks.activate]\nhost = {:?}\n", host), 1);
+        let host = toml::Value::String(host).to_string();
+        toml = toml.replacen("[sinks.activate]\n", &format!("[sinks.activate]\nhost = {host}\n"), 1);
     }
     writeln!(out, "# [sinks.activate] for slurm-ledger's config, from {}:\n{toml}", config_path.display())?;
     if s.sinks.activate.is_none() {
@@ -136,7 +148,15 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
     }
 
     // 2. The cluster the rows belong to.
-    let mut ledger = open_ledger(&s)?;
+    let _lock = if a.dry_run {
+        None
+    } else {
+        match super::sender_lock(&s, "migrate")? {
+            Some(l) => Some(l),
+            None => return Ok(ExitCode::from(1)),
+        }
+    };
+    let mut ledger = if a.dry_run { super::open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let cluster = match &a.cluster {
         Some(c) => ClusterName::new(c).map_err(|e| usage(format!("--cluster: {e}")))?,
         None => {
@@ -151,6 +171,24 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    if let Some(job) = a.release {
+        let mut w = ledger.writer(system_now())?;
+        let released = w.release_import(ACTIVATE, &cluster, job)?;
+        w.commit()?;
+        if !released {
+            writeln!(out, "no pending slurm-tracker row for job {job} on {cluster}")?;
+            return Ok(ExitCode::from(1));
+        }
+        writeln!(out, "job {job} on {cluster}: slurm-tracker's row released; the next `deliver` bills its runs in full")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if ledger.sink_has_runs(ACTIVATE, &cluster)? && !a.force {
+        return Err(usage(format!(
+            "slurm-ledger has already planned ACTIVATE usage for cluster {cluster}: runs planned before the import keep their \
+             own frontier, so what the tracker billed of them would be billed again. Import before the first `deliver`/`run` \
+             (use a fresh ledger, or pass --force if you know those runs were not billed by the tracker)"
+        )));
+    }
 
     // 3. The state rows, imported in one transaction.
     let db = StateDb::open(&state_path).map_err(|e| usage(e.to_string()))?;
@@ -162,14 +200,35 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
         StateRow::Rejected(r) => rejected.push(r),
     })
     .with_context(|| format!("reading {}", state_path.display()))?;
-    let (mut matched_now, mut later) = (0u64, 0u64);
+    for r in &rejected {
+        writeln!(out, "  refused row job_id={}: {}", r.job_id, r.reason)?;
+    }
+    let (mut in_ledger, mut later) = (0u64, 0u64);
     for r in &rows {
-        let runs = ledger.jobs(&JobFilter { cluster: Some(cluster.clone()), job_id_raw: Some(r.job_id), ..Default::default() })?;
+        let runs = ledger.jobs(&JobFilter { cluster: Some(cluster.clone()), job_id_raw: Some(r.job_id), limit: Some(1), ..Default::default() })?;
         if runs.is_empty() {
             later += 1;
         } else {
-            matched_now += 1;
+            in_ledger += 1;
         }
+    }
+    let read = rows.len() + rejected.len();
+    if a.dry_run {
+        writeln!(
+            out,
+            "{}: {read} rows read for cluster {cluster}: {} would be imported ({in_ledger} jobs in the ledger now, {later} matched when collected); {} rows refused\n(dry run: nothing written)",
+            state_path.display(),
+            rows.len(),
+            rejected.len()
+        )?;
+        return Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    if !rejected.is_empty() && !a.accept_refused {
+        return Err(usage(format!(
+            "{} of {read} rows of {} are unreadable (listed above); nothing imported. Fix them, or pass --accept-refused to import the rest (those jobs are then billed in full)",
+            rejected.len(),
+            state_path.display()
+        )));
     }
     let mut counts = [0u64; 3];
     let mut w = ledger.writer(system_now())?;
@@ -187,30 +246,19 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
         };
         counts[i] += 1;
     }
-    if a.dry_run {
-        drop(w);
-        writeln!(out, "(dry run: nothing written)")?;
-    } else {
-        w.commit()?;
-    }
+    w.commit()?;
     writeln!(
         out,
-        "{}: {} rows read for cluster {cluster}: {} imported, {} already imported, {} left alone (already applied to a run); \
-         {} jobs are in the ledger now, {} will be matched when collected; {} rows refused",
+        "{}: {read} rows read for cluster {cluster}: {} imported, {} already imported, {} left alone (already applied to a run); \
+         {in_ledger} jobs are in the ledger now, {later} will be matched when collected; {} rows refused",
         state_path.display(),
-        rows.len() + rejected.len(),
         counts[0],
         counts[1],
         counts[2],
-        matched_now,
-        later,
         rejected.len()
     )?;
-    for r in &rejected {
-        writeln!(out, "  refused row job_id={}: {}", r.job_id, r.reason)?;
-    }
     writeln!(out, "Each run starts where slurm-tracker stopped; `slurm-ledger deliver --dry-run` shows what is left to bill.")?;
-    Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod config_cmd;
 mod deliver;
 mod demo;
 mod jobs;
+mod lock;
 mod migrate;
 mod sink_setup;
 mod status;
@@ -107,6 +108,24 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 
 fn open_ledger(s: &Settings) -> anyhow::Result<Ledger> {
     Ledger::open(&s.ledger_path).with_context(|| format!("opening the ledger {}", s.ledger_path.display()))
+}
+
+/// The ledger for a dry run: read-only, nothing created or upgraded.
+fn open_ledger_read_only(s: &Settings) -> anyhow::Result<Ledger> {
+    Ledger::open_read_only(&s.ledger_path).with_context(|| format!("opening the ledger {} read-only (dry run)", s.ledger_path.display()))
+}
+
+/// Takes the ledger's sender lock, or says who holds it. `Ok(None)`: skip this pass.
+fn sender_lock(s: &Settings, what: &str) -> anyhow::Result<Option<lock::LedgerLock>> {
+    let l = lock::try_lock(&s.ledger_path).with_context(|| format!("locking {}", lock::lock_path(&s.ledger_path).display()))?;
+    if l.is_none() {
+        eprintln!(
+            "slurm-ledger {what}: another deliver/run/retry/migrate is working on {} (lock {}); nothing done this time",
+            s.ledger_path.display(),
+            lock::lock_path(&s.ledger_path).display()
+        );
+    }
+    Ok(l)
 }
 
 /// An error that is the user's input: exit status 2.

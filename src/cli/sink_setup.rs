@@ -35,10 +35,17 @@ pub fn build_sinks(s: &Settings, only: &[String], online: bool) -> anyhow::Resul
             file: a.api_key_file.as_deref(),
             file_key: "sinks.activate.api_key_file",
         };
+        let from = src.env.iter().find(|n| env_var(n).is_some_and(|v| !v.trim().is_empty())).map(|n| format!("environment variable {n}"));
+        let from = from.or_else(|| src.file.map(|f| format!("file {}", f.display())));
+        if let Some(from) = &from {
+            // Which source, never the value: a stale PW_API_KEY left by the tracker's cron shows here.
+            tracing::info!("ACTIVATE API key from {from}");
+        }
         let sink = match load_secret(&src, &env_var) {
             Ok((key, warning)) if online => {
                 if let Some(w) = warning {
-                    tracing::warn!("{w}");
+                    // On stderr even under -q: cron mails it.
+                    eprintln!("warning: {w}");
                 }
                 let host = resolve_host(a.host.as_deref(), env_var(ENV_ACTIVATE_HOST).as_deref(), &key).map_err(UsageError)?;
                 ActivateSink::online(a.clone(), &host, key).map_err(anyhow::Error::msg).context("setting up the ACTIVATE sink")?

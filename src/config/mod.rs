@@ -92,10 +92,22 @@ pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too long"))
 }
 
+/// A TOML error as `line N: message`, without the offending line's text: a secret pasted into
+/// the wrong key (`api_key = "…"`) must not reach a terminal, cron mail or a log.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_string(),
+    }
+}
+
 impl Settings {
     /// Parses TOML text; `path` is only for messages.
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.into(), message: syntax_message(text, &e) })?;
         Self::validate(raw).map_err(|problems| ConfigError::Invalid { path: path.into(), problems })
     }
 

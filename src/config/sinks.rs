@@ -139,9 +139,14 @@ fn non_empty(problems: &mut Problems, key: &str, v: Option<String>, example: &st
     }
 }
 
+/// A name that goes into a URL path as one segment.
+fn path_segment_ok(name: &str) -> bool {
+    !name.trim().is_empty() && !name.contains('/') && name != "." && name != ".."
+}
+
 fn activate(problems: &mut Problems, a: RawActivate) -> ActivateSettings {
     let organization = match a.organization {
-        Some(o) if !o.trim().is_empty() && !o.contains('/') => o,
+        Some(o) if path_segment_ok(&o) => o,
         Some(o) => {
             push(problems, "sinks.activate.organization".into(), format!("{o:?} is not an organization name; give the name used in ACTIVATE URLs (slurm-tracker's --org)"));
             String::new()
@@ -155,6 +160,8 @@ fn activate(problems: &mut Problems, a: RawActivate) -> ActivateSettings {
     if let Some(h) = &host {
         if !(h.starts_with("https://") || h.starts_with("http://")) || h.contains(char::is_whitespace) {
             push(problems, "sinks.activate.host".into(), format!("{h:?} is not a base URL; write it as \"https://activate.example.org\""));
+        } else if let Err(e) = crate::sinks::activate::host::check_transport(h) {
+            push(problems, "sinks.activate.host".into(), e);
         }
     }
     let api_key_file = a.api_key_file.map(PathBuf::from);
@@ -167,14 +174,14 @@ fn activate(problems: &mut Problems, a: RawActivate) -> ActivateSettings {
     let default_allocation = non_empty(problems, "sinks.activate.default_allocation", a.default_allocation, "my-allocation");
     for (map, key) in [(&a.partition_sku, "partition_sku"), (&a.account_allocation, "account_allocation")] {
         for (from, to) in map {
-            if to.trim().is_empty() || to.contains('/') {
-                push(problems, format!("sinks.activate.{key}.{from}"), format!("maps to {to:?}; give a non-empty name without '/'"));
+            if !path_segment_ok(to) {
+                push(problems, format!("sinks.activate.{key}.{from}"), format!("maps to {to:?}; give a non-empty name without '/', other than \".\" or \"..\""));
             }
         }
     }
     if let Some(d) = &default_allocation {
-        if d.contains('/') {
-            push(problems, "sinks.activate.default_allocation".into(), format!("{d:?} contains '/'; allocation names go into the URL path"));
+        if !path_segment_ok(d) {
+            push(problems, "sinks.activate.default_allocation".into(), format!("{d:?} cannot be a URL path segment; give a name without '/', other than \".\" or \"..\""));
         }
     }
     let timeout_secs = a.timeout_secs.unwrap_or(30);
@@ -233,7 +240,8 @@ mod tests {
     #[test]
     fn api_key_is_not_a_config_key() {
         let e = Settings::from_toml("[sinks.activate]\norganization = \"o\"\napi_key = \"pwt_secret\"\n", "c.toml").unwrap_err().to_string();
-        assert!(e.contains("unknown field `api_key`"), "{e}");
+        assert!(e.contains("unknown field `api_key`") && e.contains("line 3"), "{e}");
+        assert!(!e.contains("pwt_secret"), "the value of a misplaced key was printed: {e}");
     }
 
     #[test]
@@ -244,5 +252,19 @@ mod tests {
         assert_eq!(a.metering.running_slice_secs, 900);
         assert_eq!(a.timeout_secs, 30);
         assert_eq!(s.sinks.jsonl, None);
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use crate::config::Settings;
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        let e = Settings::from_toml("[sinks.activate]\norganization = \"o\"\nhost = \"http://activate.example.org\"\n", "c").unwrap_err().to_string();
+        assert!(e.contains("sinks.activate.host") && e.contains("https://"), "{e}");
+        assert!(Settings::from_toml("[sinks.activate]\norganization = \"o\"\nhost = \"http://127.0.0.1:8080\"\n", "c").is_ok());
+        let e = Settings::from_toml("[sinks.activate]\norganization = \"..\"\n", "c").unwrap_err().to_string();
+        assert!(e.contains("sinks.activate.organization"), "{e}");
     }
 }

@@ -11,7 +11,9 @@
 //! idempotency keys still records each slice once.
 
 use crate::ledger::{Delivery, DeliveryState, ImportedRow, Ledger, LedgerError, SinkRun, Writer};
-use crate::model::{JobRun, UnixTime};
+use std::collections::HashSet;
+
+use crate::model::{JobKey, JobRun, UnixTime};
 use crate::sinks::{Lookup, Outcome, Sink};
 
 use super::plan::plan_run;
@@ -124,41 +126,44 @@ pub struct Preview {
 pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &EnginePolicy) -> Result<Preview, LedgerError> {
     let name = sink.name();
     let imports = ledger.has_pending_imports(name)?;
-    let mut planned = Vec::new();
-    let mut held = Vec::new();
-    let mut take = |job: &JobRun, d: Decision| {
-        match d {
+    let mut preview = Preview::default();
+    // What a real pass would have written by now: runs already decided, imports already taken.
+    let mut decided: HashSet<JobKey> = HashSet::new();
+    let mut imports_taken: HashSet<(String, u64)> = HashSet::new();
+    let mut consider = |job: &JobRun, preview: &mut Preview| -> Result<(), LedgerError> {
+        if !decided.insert(job.key.clone()) {
+            return Ok(());
+        }
+        let mut prev = ledger.sink_run(name, &job.key)?;
+        let import_key = (job.key.cluster.as_str().to_string(), job.key.job_id_raw);
+        if imports && prev.planned_until.is_none() && !prev.complete && !imports_taken.contains(&import_key) {
+            match ledger.pending_import(name, &job.key.cluster, job.key.job_id_raw)?.map(|r| imported_prev(&r, job)) {
+                Some(ImportMatch::Applies(s)) => {
+                    imports_taken.insert(import_key);
+                    prev = s;
+                }
+                Some(ImportMatch::Wait(reason)) => {
+                    preview.held.push((job.key.to_string(), reason));
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
+        match decide(sink, job, prev, now, policy) {
             Decision::Plan { deliveries, next } => {
-                planned.extend(deliveries);
+                preview.planned.extend(deliveries);
                 if let Some(r) = next.hold_reason {
-                    held.push((job.key.to_string(), r));
+                    preview.held.push((job.key.to_string(), r));
                 }
             }
-            Decision::Hold { reason, .. } => held.push((job.key.to_string(), reason)),
+            Decision::Hold { reason, .. } => preview.held.push((job.key.to_string(), reason)),
             Decision::Done => {}
         }
-    };
-    let prev_of = |job: &JobRun| -> Result<Result<SinkRun, (SinkRun, String)>, LedgerError> {
-        let prev = ledger.sink_run(name, &job.key)?;
-        if !imports || prev.planned_until.is_some() || prev.complete {
-            return Ok(Ok(prev));
-        }
-        let row = ledger.pending_import(name, &job.key.cluster, job.key.job_id_raw)?;
-        Ok(match row.map(|r| imported_prev(&r, job)) {
-            Some(ImportMatch::Applies(s)) => Ok(s),
-            Some(ImportMatch::Wait(reason)) => Err((prev, reason)),
-            Some(ImportMatch::OtherRun) | None => Ok(prev),
-        })
-    };
-    let decide_one = |job: &JobRun| -> Result<Decision, LedgerError> {
-        Ok(match prev_of(job)? {
-            Ok(prev) => decide(sink, job, prev, now, policy),
-            Err((prev, reason)) => Decision::Hold { prev, reason },
-        })
+        Ok(())
     };
     for (k, _) in ledger.held_runs(name)? {
         if let Some(job) = ledger.job(&k)? {
-            take(&job, decide_one(&job)?);
+            consider(&job, &mut preview)?;
         }
     }
     let mut seq = ledger.sink_cursor(name)?;
@@ -167,21 +172,19 @@ pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &En
         let Some((last, _)) = batch.last() else { break };
         seq = *last;
         for (_, job) in &batch {
-            take(job, decide_one(job)?);
+            consider(job, &mut preview)?;
         }
     }
-    Ok(Preview { planned, held })
+    Ok(preview)
 }
 
 /// How an imported frontier (slurm-tracker's state) relates to a run.
 enum ImportMatch {
     /// The row describes this run: planning starts where the old tool stopped.
     Applies(SinkRun),
-    /// The run is not final and does not match the row yet (the ledger may be behind): hold it
-    /// rather than bill what the old tool may already have billed.
+    /// The run does not match the row (yet: the ledger may be behind, or the row is another
+    /// run's): hold it rather than bill what the old tool may already have billed.
     Wait(String),
-    /// The run is final and the row describes another run of the job: plan as usual.
-    OtherRun,
 }
 
 fn imported_prev(row: &ImportedRow, job: &JobRun) -> ImportMatch {
@@ -203,7 +206,15 @@ fn imported_prev(row: &ImportedRow, job: &JobRun) -> ImportMatch {
     match crate::tracker::imported_frontier(&state, &facts) {
         Ok(f) => ImportMatch::Applies(SinkRun { planned_until: Some(UnixTime(f.reported_until)), complete: f.complete, hold_reason: None }),
         Err(reason) if !settled => ImportMatch::Wait(format!("waiting for the run to match slurm-tracker's state: {reason}")),
-        Err(_) => ImportMatch::OtherRun,
+        // A settled run that does not match: the row may belong to another run of the job (a
+        // requeue; that run takes it when planned, and this one is then billed whole) or the
+        // tracker's clock was off. Never guess: hold until a run takes the row or an admin
+        // releases it.
+        Err(reason) => ImportMatch::Wait(format!(
+            "slurm-tracker's state for job {} does not match this run ({reason}); if the tracker did not bill this run, \
+             `slurm-ledger migrate slurm-tracker --release {}` bills it in full",
+            job.key.job_id_raw, job.key.job_id_raw
+        )),
     }
 }
 
@@ -223,7 +234,6 @@ fn prev_for(w: &mut Writer<'_>, sink: &str, job: &JobRun, imports: bool) -> Resu
             Ok(s)
         }
         ImportMatch::Wait(reason) => Err((prev, reason)),
-        ImportMatch::OtherRun => Ok(prev),
     })
 }
 
@@ -302,41 +312,51 @@ fn store(w: &mut crate::ledger::Writer<'_>, sink: &dyn Sink, job: &JobRun, d: De
 pub fn execute_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, limit: u64, policy: &EnginePolicy) -> Result<ExecReport, LedgerError> {
     let mut report = ExecReport::default();
     for d in ledger.due_deliveries(sink.name(), now, limit)? {
-        if d.state == DeliveryState::Sent {
+        // A delivery that ever left may be on the platform (an unknown outcome, a crash, an
+        // answer lost): look it up before any resend, whatever state it is in now.
+        if d.state == DeliveryState::Sent || d.attempts > 0 {
             match sink.lookup(&d) {
                 Lookup::Found { remote_id } => {
-                    mark(ledger, now, &d, DeliveryState::Delivered, d.attempts, now, None, remote_id.as_deref())?;
-                    report.found_already_delivered += 1;
+                    if mark(ledger, now, &d, (d.state, d.attempts), DeliveryState::Delivered, d.attempts, now, None, remote_id.as_deref())? {
+                        report.found_already_delivered += 1;
+                    }
                     continue;
                 }
                 Lookup::NotFound => {}
                 Lookup::Failed { reason } => {
-                    let at = UnixTime(now.0 + backoff_secs(policy, &d.id, d.attempts) as i64);
-                    mark(ledger, now, &d, DeliveryState::Sent, d.attempts, at, Some(&format!("look-up failed: {reason}")), None)?;
-                    report.unknown += 1;
+                    let at = UnixTime(now.0 + backoff_secs(policy, &d.id, d.attempts.max(1)) as i64);
+                    let error = format!("look-up failed: {reason}");
+                    if mark(ledger, now, &d, (d.state, d.attempts), DeliveryState::Sent, d.attempts, at, Some(&error), None)? {
+                        report.unknown += 1;
+                    }
                     continue;
                 }
             }
         }
         let attempts = d.attempts + 1;
-        // Intent first: if we die after this, the next pass looks the delivery up.
-        mark(ledger, now, &d, DeliveryState::Sent, attempts, now, d.last_error.as_deref(), None)?;
-        let wait = |after: Option<u64>| UnixTime(now.0 + after.unwrap_or(0).max(backoff_secs(policy, &d.id, attempts)) as i64);
+        let wait = |after: Option<u64>| UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64);
+        // Intent first: if we die after this, a later pass looks the delivery up, not before
+        // the backoff (a platform may list an event a little after it accepted it). The
+        // transition is conditional: a delivery another process already took is skipped.
+        if !mark(ledger, now, &d, (d.state, d.attempts), DeliveryState::Sent, attempts, wait(None), d.last_error.as_deref(), None)? {
+            continue;
+        }
+        let sent = (DeliveryState::Sent, attempts);
         match sink.send(&d) {
             Outcome::Delivered { remote_id } => {
-                mark(ledger, now, &d, DeliveryState::Delivered, attempts, now, None, remote_id.as_deref())?;
+                mark(ledger, now, &d, sent, DeliveryState::Delivered, attempts, now, None, remote_id.as_deref())?;
                 report.delivered += 1;
             }
             Outcome::Retry { reason, after_secs } => {
-                mark(ledger, now, &d, DeliveryState::Retry, attempts, wait(after_secs), Some(&reason), None)?;
+                mark(ledger, now, &d, sent, DeliveryState::Retry, attempts, wait(after_secs), Some(&reason), None)?;
                 report.retry += 1;
             }
             Outcome::Unknown { reason } => {
-                mark(ledger, now, &d, DeliveryState::Sent, attempts, wait(None), Some(&reason), None)?;
+                mark(ledger, now, &d, sent, DeliveryState::Sent, attempts, wait(None), Some(&reason), None)?;
                 report.unknown += 1;
             }
             Outcome::Rejected { reason } => {
-                mark(ledger, now, &d, DeliveryState::Rejected, attempts, now, Some(&reason), None)?;
+                mark(ledger, now, &d, sent, DeliveryState::Rejected, attempts, now, Some(&reason), None)?;
                 report.rejected += 1;
             }
         }
@@ -344,20 +364,24 @@ pub fn execute_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, limit: 
     Ok(report)
 }
 
+/// Moves a delivery from `from` (state, attempts) to a new state in its own transaction.
+/// Returns false when the delivery is no longer in `from` (another process moved it).
 #[allow(clippy::too_many_arguments)]
 fn mark(
     ledger: &mut Ledger,
     now: UnixTime,
     d: &Delivery,
+    from: (DeliveryState, u32),
     state: DeliveryState,
     attempts: u32,
     next: UnixTime,
     error: Option<&str>,
     remote_id: Option<&str>,
-) -> Result<(), LedgerError> {
+) -> Result<bool, LedgerError> {
     let mut w = ledger.writer(now)?;
-    w.mark_delivery(&d.id, state, attempts, next, error, remote_id)?;
-    w.commit()
+    let moved = w.mark_delivery_from(&d.id, from, state, attempts, next, error, remote_id)?;
+    w.commit()?;
+    Ok(moved)
 }
 
 #[cfg(test)]

@@ -271,6 +271,27 @@ impl Writer<'_> {
         Ok(stmt.execute(params![id, state.as_str(), attempts as i64, next_attempt_at.0, last_error, remote_id, self.now])? == 1)
     }
 
+    /// Moves a delivery to a new state only if it is still in `from` (state, attempts): the
+    /// compare-and-set that keeps two senders from both sending it. Returns whether it moved.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mark_delivery_from(
+        &mut self,
+        id: &str,
+        from: (DeliveryState, u32),
+        state: DeliveryState,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+        last_error: Option<&str>,
+        remote_id: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        let mut stmt = self.tx.prepare_cached(
+            "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
+                 remote_id = coalesce(?6, remote_id), updated_at = ?7 WHERE id = ?1 AND state = ?8 AND attempts = ?9",
+        )?;
+        let n = stmt.execute(params![id, state.as_str(), attempts as i64, next_attempt_at.0, last_error, remote_id, self.now, from.0.as_str(), from.1 as i64])?;
+        Ok(n == 1)
+    }
+
     /// Puts one rejected delivery back to pending with a re-rendered payload (the mapping or the
     /// sink's settings may have been fixed). The slice, its id and quantity stay as planned.
     pub fn requeue_rejected_with(&mut self, id: &str, payload: &str) -> Result<bool, LedgerError> {

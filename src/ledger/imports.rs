@@ -1,6 +1,7 @@
 //! Frontiers imported from a replaced tool: per sink and job, how much of the job that tool
 //! already reported. The ledger stores them as given; the delivery engine decides, run by run,
-//! whether a row applies (see `delivery::engine`), and records which run took it.
+//! whether a row applies (see `delivery::engine`), and records which run took it
+//! (`applied_submit`; 0 = released by an admin: the row applies to no run).
 
 use rusqlite::{params, OptionalExtension};
 
@@ -39,6 +40,15 @@ impl Ledger {
     /// The pending imported row of a job, if any (read-only; `--dry-run`).
     pub fn pending_import(&self, sink: &str, cluster: &ClusterName, job_id_raw: u64) -> Result<Option<ImportedRow>, LedgerError> {
         read_pending(self.conn(), sink, cluster, job_id_raw)
+    }
+
+    /// Whether the sink has planned or held any run of the cluster (an import then comes late).
+    pub fn sink_has_runs(&self, sink: &str, cluster: &ClusterName) -> Result<bool, LedgerError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM sink_runs WHERE sink = ?1 AND cluster = ?2)",
+            params![sink, cluster.as_str()],
+            |r| r.get(0),
+        )?)
     }
 
     /// Whether a run of this sink has a stored frontier (planned or held).
@@ -100,6 +110,16 @@ impl Writer<'_> {
     /// Whether a run of this sink has a stored frontier, read in this transaction.
     pub fn sink_run_exists(&self, sink: &str, key: &crate::model::JobKey) -> Result<bool, LedgerError> {
         exists(&self.tx, sink, key)
+    }
+
+    /// Releases a job's pending imported row: it applies to no run, and the job's runs are
+    /// billed in full. Returns whether a pending row was released.
+    pub fn release_import(&mut self, sink: &str, cluster: &ClusterName, job_id_raw: u64) -> Result<bool, LedgerError> {
+        let n = self.tx.execute(
+            "UPDATE imported_frontiers SET applied_submit = 0 WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND applied_submit IS NULL",
+            params![sink, cluster.as_str(), job_id_raw as i64],
+        )?;
+        Ok(n == 1)
     }
 
     /// Records that a job's imported row now belongs to the run submitted at `submit`.

@@ -42,6 +42,8 @@ pub enum LedgerError {
     Open { path: String, source: rusqlite::Error },
     #[error("the ledger has schema version {found}, newer than this slurm-ledger understands ({supported}); upgrade slurm-ledger")]
     TooNew { found: u32, supported: u32 },
+    #[error("the ledger has schema version {found}; this slurm-ledger uses {supported}. A dry run changes nothing, so it cannot upgrade it: run any command without --dry-run (e.g. `slurm-ledger status`) once")]
+    NeedsUpgrade { found: u32, supported: u32 },
     #[error("{field} = {value} is too large to store (over 2^63); no real job has that")]
     ValueRange { field: &'static str, value: u64 },
     #[error("ledger row {key} is unreadable: {reason}")]
@@ -60,6 +62,25 @@ impl Ledger {
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
         Self::setup(conn, path.display().to_string())
+    }
+
+    /// Opens an existing ledger without writing anything (no file is created, no migration
+    /// runs): for `--dry-run`. A ledger whose schema is older or newer than this binary's is
+    /// refused with what to do.
+    pub fn open_read_only(path: &Path) -> Result<Self, LedgerError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
+        conn.execute_batch("PRAGMA busy_timeout=10000;").map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
+        let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as u32;
+        if found > supported {
+            return Err(LedgerError::TooNew { found, supported });
+        }
+        if found < supported {
+            return Err(LedgerError::NeedsUpgrade { found, supported });
+        }
+        Ok(Self { conn })
     }
 
     /// An in-memory ledger (tests, `--dry-run` previews).

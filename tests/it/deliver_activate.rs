@@ -235,7 +235,8 @@ fn a_wrong_key_is_retried_not_rejected_and_never_printed() {
     let site = site();
     let f = fake(&["alloc-rt", "alloc-eng", "alloc-p1"]);
     write_cfg(&site, &f.base_url(), ALL_MAPPED);
-    let (_, out, err) = slurm_ledger(&site, &["deliver"], Some("pwt_wrong.not-the-key"));
+    let (code, out, err) = slurm_ledger(&site, &["deliver"], Some("pwt_wrong.not-the-key"));
+    assert_eq!(code, 1, "nothing delivered is a failure for cron: {out}");
     assert!(!out.contains("not-the-key") && !err.contains("not-the-key"), "{out}{err}");
     assert!(out.contains("0 delivered") && out.contains("0 rejected"), "{out}");
     assert!(f.events().is_empty());

@@ -1,7 +1,7 @@
 //! The ACTIVATE HTTP client: create a usage event, find one by its delivery id.
 //!
 //! Every answer is classified here into the engine's [`Outcome`]:
-//! - 2xx → delivered;
+//! - 2xx with a usage event (JSON with an `id`) → delivered; any other 2xx or a 3xx → unknown;
 //! - 429 → retry (honouring `Retry-After`); 401/403 → retry after the key is fixed (nothing was
 //!   recorded, and a fixed key should deliver without a manual step);
 //! - 408, 5xx, a timeout or a connection dropped after the request left → unknown: the event may
@@ -77,8 +77,14 @@ impl ActivateClient {
     }
 
     /// Looks for the event carrying `delivery_id` in its metadata.
+    ///
+    /// `NotFound` only when absence is proven: the answer's envelope is recognised, every item
+    /// returned carries the id in its metadata (so the server did apply the filter), and the
+    /// listing ended (an empty page, or `total` reached). Anything else is `Failed`, and the
+    /// delivery stays unresolved rather than risk a second charge.
     pub fn find(&self, allocation: &str, delivery_id: &str) -> Lookup {
         let url = self.usage_url(allocation);
+        let mut seen = 0u64;
         for page in 1..=MAX_PAGES {
             let req = self.http.get(url.clone()).basic_auth(self.key.expose(), Some("")).query(&[
                 ("metadata", delivery_id.to_string()),
@@ -97,13 +103,23 @@ impl ActivateClient {
                 Ok(v) => v,
                 Err(e) => return Lookup::Failed { reason: format!("GET {}: the answer is not JSON: {e}", strip(&url)) },
             };
-            let items = items_of(&body);
-            if let Some(hit) = items.iter().find(|i| i.pointer(&format!("/metadata/{DELIVERY_ID_KEY}")).and_then(Value::as_str) == Some(delivery_id)) {
-                return Lookup::Found { remote_id: hit.get("id").map(value_text) };
+            let Some(items) = items_of(&body) else {
+                return Lookup::Failed { reason: format!("GET {}: unrecognised list answer (no data/items/results array); cannot prove the event is absent", strip(&url)) };
+            };
+            for item in &items {
+                let meta = item.get("metadata");
+                if meta.and_then(|m| m.get(DELIVERY_ID_KEY)).and_then(Value::as_str) == Some(delivery_id) {
+                    return Lookup::Found { remote_id: item.get("id").map(value_text) };
+                }
+                if !meta.is_some_and(|m| m.to_string().contains(delivery_id)) {
+                    return Lookup::Failed {
+                        reason: format!("GET {}: the platform returned events without {delivery_id:?} in their metadata (filter not applied?); cannot prove absence", strip(&url)),
+                    };
+                }
             }
+            seen += items.len() as u64;
             let total = body.get("total").and_then(Value::as_u64);
-            let seen = u64::from(page) * u64::from(PAGE_SIZE);
-            if items.len() < PAGE_SIZE as usize || total.is_some_and(|t| seen >= t) {
+            if items.is_empty() || total.is_some_and(|t| seen >= t) {
                 return Lookup::NotFound;
             }
         }
@@ -111,12 +127,13 @@ impl ActivateClient {
     }
 }
 
-/// The items of a list answer, whatever its envelope.
-fn items_of(body: &Value) -> Vec<Value> {
+/// The items of a list answer: a bare array, or the array under `data`, `items`, `results` or
+/// `usage`; `None` for an envelope we do not know.
+fn items_of(body: &Value) -> Option<Vec<Value>> {
     if let Some(a) = body.as_array() {
-        return a.clone();
+        return Some(a.clone());
     }
-    ["data", "items", "results", "usage"].iter().find_map(|k| body.get(k).and_then(Value::as_array)).cloned().unwrap_or_default()
+    ["data", "items", "results", "usage"].iter().find_map(|k| body.get(k).and_then(Value::as_array)).cloned()
 }
 
 fn value_text(v: &Value) -> String {
@@ -132,8 +149,16 @@ fn strip(url: &Url) -> String {
 fn classify(resp: Response) -> Outcome {
     let status = resp.status();
     if status.is_success() {
-        let remote_id = resp.json::<Value>().ok().and_then(|v| v.get("id").map(value_text));
-        return Outcome::Delivered { remote_id };
+        // Only a UsageEventOutput (JSON with an id) proves the event exists; a 200 page from a
+        // proxy or a wrong host does not, so it is looked up instead.
+        return match resp.json::<Value>().ok().and_then(|v| v.get("id").map(value_text)) {
+            Some(id) => Outcome::Delivered { remote_id: Some(id) },
+            None => Outcome::Unknown { reason: format!("{status} without a usage event (no JSON id): check the host") },
+        };
+    }
+    if status.is_redirection() {
+        let to = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?").to_string();
+        return Outcome::Unknown { reason: format!("{status}: redirected to {to}; set `host` to the API's own address") };
     }
     let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let message = error_message(resp);

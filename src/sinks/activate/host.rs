@@ -15,7 +15,20 @@ pub fn resolve_host(configured: Option<&str>, env_host: Option<&str>, key: &Secr
         })?,
     };
     let url = if host.starts_with("http://") || host.starts_with("https://") { host } else { format!("https://{host}") };
+    check_transport(&url)?;
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Basic auth sends the key with every request: plain `http://` only to this machine.
+pub fn check_transport(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("http://") else { return Ok(()) };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = if authority.starts_with('[') { authority.split(']').next().map(|h| format!("{h}]")).unwrap_or_default() } else { authority.split(':').next().unwrap_or("").to_string() };
+    if ["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()) {
+        Ok(())
+    } else {
+        Err(format!("{url:?} would send the API key in clear text; use https:// (plain http:// is allowed only for 127.0.0.1, localhost or [::1])"))
+    }
 }
 
 /// The host inside a `pwt_<base64url(host)>.<secret>` key, if it has one.
