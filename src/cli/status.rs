@@ -124,6 +124,9 @@ fn write_sinks(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
         if s.held_total > s.held.len() as u64 {
             writeln!(out, "    … {} more held (`status --format json --recent N`)", s.held_total - s.held.len() as u64)?;
         }
+        for r in &s.waiting {
+            writeln!(out, "    waiting {} ({}, {} attempts): {}", r.id, r.key, r.attempts, r.error)?;
+        }
         for r in &s.rejected {
             writeln!(out, "    rejected {} ({}, {} attempts): {}", r.id, r.key, r.attempts, r.error)?;
         }

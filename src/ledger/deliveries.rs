@@ -321,7 +321,7 @@ pub struct HeldRun {
     pub reason: String,
 }
 
-/// A delivery the platform refused, with its answer.
+/// A delivery that failed (refused, or waiting after an error), with the last answer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RejectedDelivery {
     pub id: String,
@@ -342,6 +342,9 @@ pub struct SinkStatus {
     pub held: Vec<HeldRun>,
     pub rejected_total: u64,
     pub rejected: Vec<RejectedDelivery>,
+    /// Deliveries waiting after a failure (state `sent` = outcome unknown, or `retry`), with the
+    /// last error: what an admin reads when nothing gets through.
+    pub waiting: Vec<RejectedDelivery>,
 }
 
 impl Ledger {
@@ -378,7 +381,17 @@ impl Ledger {
                     Ok(RejectedDelivery { id: r.get(0)?, key: r.get(1)?, attempts: r.get::<_, i64>(2)? as u32, error: r.get(3)? })
                 })?
                 .collect::<Result<_, _>>()?;
+            let waiting = c
+                .prepare_cached(
+                    "SELECT id, cluster || '/' || job_id_raw || '@' || submit, attempts, state || ': ' || last_error FROM deliveries
+                     WHERE sink = ?1 AND state IN ('sent', 'retry') AND last_error IS NOT NULL ORDER BY created_at, id LIMIT ?2",
+                )?
+                .query_map(params![sink, recent as i64], |r| {
+                    Ok(RejectedDelivery { id: r.get(0)?, key: r.get(1)?, attempts: r.get::<_, i64>(2)? as u32, error: r.get(3)? })
+                })?
+                .collect::<Result<_, _>>()?;
             out.push(SinkStatus {
+                waiting,
                 change_seq: self.sink_cursor(&sink)?,
                 sink,
                 deliveries,

@@ -247,3 +247,26 @@ fn a_wrong_key_is_retried_not_rejected_and_never_printed() {
     assert_eq!(code, 2);
     assert!(err.contains("SLURM_LEDGER_ACTIVATE_API_KEY") && err.contains("api_key_file"), "{err}");
 }
+
+#[test]
+fn a_look_up_that_cannot_prove_absence_never_resends() {
+    let site = site();
+    let f = fake(&["alloc-rt", "alloc-eng", "alloc-p1"]);
+    write_cfg(&site, &f.base_url(), ALL_MAPPED);
+    // The first send is dropped before it is recorded: its outcome is unknown.
+    f.push_faults([Fault::DropBefore]);
+    deliver(&site);
+    let delivered = f.events().len();
+    // A server that ignores the metadata filter lists other events: absence is not proven.
+    f.ignore_metadata_filter(true);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    deliver(&site);
+    assert_eq!(f.events().len(), delivered, "resent without proof that the platform lacks it");
+    let (_, st, _) = slurm_ledger(&site, &["status", "--format", "json"], None);
+    assert!(st.contains("filter not applied"), "{st}");
+    // With a working filter the look-up proves absence and the slice goes out, once.
+    f.ignore_metadata_filter(false);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    deliver(&site);
+    assert_eq!(recorded(&f.events()), expected(&site.db, &["research-team", "engineering", "hpc_proj1"]));
+}

@@ -145,6 +145,8 @@ struct State {
     rng: u64,
     counts: BTreeMap<FaultKind, u64>,
     next_id: u64,
+    /// Misbehave like a server that ignores the `metadata` filter (lists every event).
+    ignore_metadata_filter: bool,
 }
 
 impl FakeActivate {
@@ -180,6 +182,11 @@ impl FakeActivate {
     /// `n` normal answers in the scripted queue (to place a fault later in a script).
     pub fn push_pass(&self, n: usize) {
         self.shared.state().queue.extend(std::iter::repeat(None).take(n));
+    }
+
+    /// From now on, ignore the `metadata` filter of GET listings (a server without it).
+    pub fn ignore_metadata_filter(&self, on: bool) {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).ignore_metadata_filter = on;
     }
 
     pub fn set_mix(&self, mix: FaultMix) {
@@ -352,7 +359,8 @@ impl Shared {
         ev
     }
 
-    /// The GET answer; `Err` names the bad query parameter.
+    /// The GET answer; `Err` names the bad query parameter. With `ignore_metadata_filter` the
+    /// `metadata` parameter is accepted and ignored, as a server without that filter would.
     fn list(&self, req: &Request, org: &str, alloc: &str) -> Result<Value, String> {
         let (mut page, mut page_size, mut needle, mut from, mut to) = (1u64, 50u64, None, None, None);
         for (k, v) in req.query()? {
@@ -371,6 +379,9 @@ impl Shared {
             }
         }
         let st = self.state();
+        if st.ignore_metadata_filter {
+            needle = None;
+        }
         let hits: Vec<&Event> = st
             .events
             .iter()
