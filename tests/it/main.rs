@@ -6,7 +6,9 @@
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
 //! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE), enforcing their contracts; `fake_activate` tests them.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
+//! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
 
+mod chaos_activate;
 mod cli;
 mod collect_replay;
 mod common;
