@@ -11,13 +11,28 @@ use std::time::{Duration, Instant};
 use slurm_ledger::ledger::{JobFilter, Ledger};
 use slurm_ledger::model::{JobRun, JobState};
 
-/// The seed's job ids, or None (skip) when no testbed is up.
-fn testbed() -> Option<HashMap<String, String>> {
+/// Whether live-testbed tests run: SLURM_LEDGER_TESTBED=1. Otherwise prints SKIPPED, or fails
+/// when SLURM_LEDGER_REQUIRE_TESTBED=1.
+pub(crate) fn live_testbed_enabled() -> bool {
     let up = std::env::var("SLURM_LEDGER_TESTBED").as_deref() == Ok("1");
     let required = std::env::var("SLURM_LEDGER_REQUIRE_TESTBED").as_deref() == Ok("1");
     if !up {
         assert!(!required, "SLURM_LEDGER_REQUIRE_TESTBED=1 but the Slurm testbed is not up (run testbed/slurm-testbed.sh ensure)");
         eprintln!("SKIPPED: Slurm testbed not up (SLURM_LEDGER_TESTBED != 1); run scripts/test as root on Debian 12 to start it");
+    }
+    up
+}
+
+/// Held by the live tests that need free CPUs on the testbed's one node, so that they do not
+/// queue behind each other's jobs (`chaos_activate` fills the node for about two minutes).
+pub(crate) fn exclusive_slurm() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The seed's job ids, or None (skip) when no testbed is up.
+fn testbed() -> Option<HashMap<String, String>> {
+    if !live_testbed_enabled() {
         return None;
     }
     let text = std::fs::read_to_string("/var/lib/slurm-testbed/seed.env").expect("seed.env of the seeded testbed");
@@ -110,6 +125,7 @@ fn live_collect_gives_the_facts_an_admin_checks() {
 #[test]
 fn live_running_job_is_updated_when_it_ends() {
     let Some(_) = testbed() else { return };
+    let _slurm = exclusive_slurm();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("l.db");
     let out = Command::new("sbatch")
