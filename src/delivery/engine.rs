@@ -17,7 +17,7 @@ use crate::sinks::{Lookup, Outcome, Sink};
 use super::plan::plan_run;
 
 /// Runs read per planning transaction.
-const PLAN_CHUNK: u64 = 2_000;
+const PLAN_CHUNK: u64 = 10_000;
 
 /// Planning and retry settings.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +56,12 @@ pub struct ExecReport {
 /// The deterministic id of a slice: the same slice of the same run for the same sink always
 /// gets the same id, and it is what the platform's metadata carries for look-ups.
 pub fn delivery_id(sink: &str, job: &JobRun, start: UnixTime, end: UnixTime) -> String {
-    format!("sl:{sink}:{}:{}:{}:{}-{}", job.key.cluster, job.key.job_id_raw, job.key.submit.0, start.0, end.0)
+    use std::fmt::Write;
+    // Sized once: `format!` would grow the string several times per id.
+    let cluster = job.key.cluster.as_str();
+    let mut id = String::with_capacity(8 + sink.len() + cluster.len() + 4 * 20);
+    let _ = write!(id, "sl:{sink}:{cluster}:{}:{}:{}-{}", job.key.job_id_raw, job.key.submit.0, start.0, end.0);
+    id
 }
 
 /// Retry delay: exponential with a deterministic jitter (from the id), so tests are repeatable
@@ -80,11 +85,8 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
     let held = ledger.held_runs(&name)?;
     if !held.is_empty() {
         let jobs: Vec<JobRun> = held.iter().filter_map(|(k, _)| ledger.job(k).transpose()).collect::<Result<_, _>>()?;
-        let mut w = ledger.writer(now)?;
-        for job in &jobs {
-            let prev = w.sink_run(&name, &job.key)?;
-            store(&mut w, sink, job, decide(sink, job, prev, now, policy), &mut report)?;
-        }
+        let w = ledger.writer(now)?;
+        plan_runs(&w, sink, jobs.iter(), now, policy, &mut report)?;
         w.commit()?;
     }
     let mut seq = ledger.sink_cursor(&name)?;
@@ -93,15 +95,50 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
         let Some((last, _)) = batch.last() else { break };
         let last = *last;
         let mut w = ledger.writer(now)?;
-        for (_, job) in &batch {
-            let prev = w.sink_run(&name, &job.key)?;
-            store(&mut w, sink, job, decide(sink, job, prev, now, policy), &mut report)?;
-        }
+        plan_runs(&w, sink, batch.iter().map(|(_, job)| job), now, policy, &mut report)?;
         w.set_sink_cursor(&name, last)?;
         w.commit()?;
         seq = last;
     }
     Ok(report)
+}
+
+/// Plans `jobs` in the caller's transaction: each run's frontier is read, its decision stored
+/// (deliveries and frontier), on statements prepared once for the whole batch.
+fn plan_runs<'j>(
+    w: &crate::ledger::Writer<'_>,
+    sink: &dyn Sink,
+    jobs: impl Iterator<Item = &'j JobRun>,
+    now: UnixTime,
+    policy: &EnginePolicy,
+    report: &mut PlanReport,
+) -> Result<(), LedgerError> {
+    let name = sink.name();
+    let mut st = w.plan_statements()?;
+    for job in jobs {
+        let prev = st.sink_run(name, &job.key)?;
+        // Stores the decision: deliveries and frontier, in the caller's transaction.
+        report.runs_considered += 1;
+        match decide(sink, job, prev, now, policy) {
+            Decision::Done => {}
+            Decision::Hold { prev, reason } => {
+                report.runs_held += 1;
+                st.put_sink_run(name, &job.key, &SinkRun { hold_reason: Some(reason), ..prev })?;
+            }
+            Decision::Plan { deliveries, next } => {
+                for d in &deliveries {
+                    if st.insert_delivery(d)? {
+                        report.deliveries_planned += 1;
+                    }
+                }
+                if next.hold_reason.is_some() {
+                    report.runs_held += 1;
+                }
+                st.put_sink_run(name, &job.key, &next)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a plan pass would add, computed from the ledger without writing anything: the
@@ -139,6 +176,23 @@ pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &En
         }
     }
     Ok((planned, held))
+}
+
+/// The pure core of [`plan_sink`] for one run, without a ledger (benchmarks, tools): the
+/// deliveries of the run's new slices after `prev` and its next frontier; `Ok(None)` when the
+/// run is already complete for the sink; `Err(reason)` when it is held.
+pub fn plan_deliveries(
+    sink: &dyn Sink,
+    job: &JobRun,
+    prev: SinkRun,
+    now: UnixTime,
+    policy: &EnginePolicy,
+) -> Result<Option<(Vec<Delivery>, SinkRun)>, String> {
+    match decide(sink, job, prev, now, policy) {
+        Decision::Done => Ok(None),
+        Decision::Hold { reason, .. } => Err(reason),
+        Decision::Plan { deliveries, next } => Ok(Some((deliveries, next))),
+    }
 }
 
 /// What planning one run decides, before anything is stored.
@@ -187,29 +241,6 @@ fn decide(sink: &dyn Sink, job: &JobRun, prev: SinkRun, now: UnixTime, policy: &
         });
     }
     Decision::Plan { deliveries, next: plan.next }
-}
-
-/// Stores a decision: deliveries and frontier in the caller's transaction.
-fn store(w: &mut crate::ledger::Writer<'_>, sink: &dyn Sink, job: &JobRun, d: Decision, report: &mut PlanReport) -> Result<(), LedgerError> {
-    report.runs_considered += 1;
-    match d {
-        Decision::Done => Ok(()),
-        Decision::Hold { prev, reason } => {
-            report.runs_held += 1;
-            w.put_sink_run(sink.name(), &job.key, &SinkRun { hold_reason: Some(reason), ..prev })
-        }
-        Decision::Plan { deliveries, next } => {
-            for d in &deliveries {
-                if w.insert_delivery(d)? {
-                    report.deliveries_planned += 1;
-                }
-            }
-            if next.hold_reason.is_some() {
-                report.runs_held += 1;
-            }
-            w.put_sink_run(sink.name(), &job.key, &next)
-        }
-    }
 }
 
 /// Sends up to `limit` due deliveries of the sink.

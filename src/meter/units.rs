@@ -38,7 +38,10 @@ impl Unit {
         if self.decimals == 0 {
             return q.to_string();
         }
-        format!("{}.{:0width$}", q / s, q % s, width = self.decimals as usize)
+        use std::fmt::Write;
+        let mut out = String::with_capacity(24 + self.decimals as usize);
+        let _ = write!(out, "{}.{:0width$}", q / s, q % s, width = self.decimals as usize);
+        out
     }
 }
 
