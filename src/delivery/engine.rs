@@ -56,12 +56,46 @@ pub struct ExecReport {
 /// The deterministic id of a slice: the same slice of the same run for the same sink always
 /// gets the same id, and it is what the platform's metadata carries for look-ups.
 pub fn delivery_id(sink: &str, job: &JobRun, start: UnixTime, end: UnixTime) -> String {
-    use std::fmt::Write;
-    // Sized once: `format!` would grow the string several times per id.
+    // `sl:{sink}:{cluster}:{job_id_raw}:{submit}:{start}-{end}`, sized once and written without
+    // the formatting machinery: this runs for every slice of every run.
     let cluster = job.key.cluster.as_str();
     let mut id = String::with_capacity(8 + sink.len() + cluster.len() + 4 * 20);
-    let _ = write!(id, "sl:{sink}:{cluster}:{}:{}:{}-{}", job.key.job_id_raw, job.key.submit.0, start.0, end.0);
+    id.push_str("sl:");
+    id.push_str(sink);
+    id.push(':');
+    id.push_str(cluster);
+    id.push(':');
+    push_u64(&mut id, job.key.job_id_raw);
+    id.push(':');
+    push_i64(&mut id, job.key.submit.0);
+    id.push(':');
+    push_i64(&mut id, start.0);
+    id.push('-');
+    push_i64(&mut id, end.0);
     id
+}
+
+/// Appends `n` in decimal, as `Display` writes it.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Appends `v` in decimal, as `Display` writes it.
+fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u64(out, v.unsigned_abs());
 }
 
 /// Retry delay: exponential with a deterministic jitter (from the id), so tests are repeatable

@@ -209,3 +209,16 @@ fn backoff_grows_and_is_capped() {
     assert!(backoff_secs(&p, "x", 30) <= 5400);
     assert_eq!(backoff_secs(&p, "x", 3), backoff_secs(&p, "x", 3), "deterministic");
 }
+
+proptest! {
+    /// The hand-written id is byte for byte the documented format.
+    #[test]
+    fn delivery_id_is_the_documented_format(id in any::<u64>(), submit in any::<i64>(), start in any::<i64>(), end in any::<i64>()) {
+        let key = JobKey { cluster: ClusterName::new("my-cluster.1").unwrap(), job_id_raw: id, submit: UnixTime(submit) };
+        let job = JobRun::new(key, id.to_string());
+        prop_assert_eq!(
+            delivery_id("activate", &job, UnixTime(start), UnixTime(end)),
+            format!("sl:activate:my-cluster.1:{id}:{submit}:{start}-{end}")
+        );
+    }
+}
