@@ -19,7 +19,7 @@ use crate::sinks::{Lookup, Outcome, Sink};
 use super::plan::plan_run;
 
 /// Runs read per planning transaction.
-const PLAN_CHUNK: u64 = 2_000;
+const PLAN_CHUNK: u64 = 10_000;
 
 /// Planning and retry settings.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +58,46 @@ pub struct ExecReport {
 /// The deterministic id of a slice: the same slice of the same run for the same sink always
 /// gets the same id, and it is what the platform's metadata carries for look-ups.
 pub fn delivery_id(sink: &str, job: &JobRun, start: UnixTime, end: UnixTime) -> String {
-    format!("sl:{sink}:{}:{}:{}:{}-{}", job.key.cluster, job.key.job_id_raw, job.key.submit.0, start.0, end.0)
+    // `sl:{sink}:{cluster}:{job_id_raw}:{submit}:{start}-{end}`, sized once and written without
+    // the formatting machinery: this runs for every slice of every run.
+    let cluster = job.key.cluster.as_str();
+    let mut id = String::with_capacity(8 + sink.len() + cluster.len() + 4 * 20);
+    id.push_str("sl:");
+    id.push_str(sink);
+    id.push(':');
+    id.push_str(cluster);
+    id.push(':');
+    push_u64(&mut id, job.key.job_id_raw);
+    id.push(':');
+    push_i64(&mut id, job.key.submit.0);
+    id.push(':');
+    push_i64(&mut id, start.0);
+    id.push('-');
+    push_i64(&mut id, end.0);
+    id
+}
+
+/// Appends `n` in decimal, as `Display` writes it.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Appends `v` in decimal, as `Display` writes it.
+fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u64(out, v.unsigned_abs());
 }
 
 /// Retry delay: exponential with a deterministic jitter (from the id), so tests are repeatable
@@ -83,14 +122,8 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
     let held = ledger.held_runs(&name)?;
     if !held.is_empty() {
         let jobs: Vec<JobRun> = held.iter().filter_map(|(k, _)| ledger.job(k).transpose()).collect::<Result<_, _>>()?;
-        let mut w = ledger.writer(now)?;
-        for job in &jobs {
-            let d = match prev_for(&mut w, &name, job, imports)? {
-                Ok(prev) => decide(sink, job, prev, now, policy),
-                Err((prev, reason)) => Decision::Hold { prev, reason },
-            };
-            store(&mut w, sink, job, d, &mut report)?;
-        }
+        let w = ledger.writer(now)?;
+        plan_runs(&w, sink, jobs.iter(), now, policy, imports, &mut report)?;
         w.commit()?;
     }
     let mut seq = ledger.sink_cursor(&name)?;
@@ -99,18 +132,70 @@ pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &E
         let Some((last, _)) = batch.last() else { break };
         let last = *last;
         let mut w = ledger.writer(now)?;
-        for (_, job) in &batch {
-            let d = match prev_for(&mut w, &name, job, imports)? {
-                Ok(prev) => decide(sink, job, prev, now, policy),
-                Err((prev, reason)) => Decision::Hold { prev, reason },
-            };
-            store(&mut w, sink, job, d, &mut report)?;
-        }
+        plan_runs(&w, sink, batch.iter().map(|(_, job)| job), now, policy, imports, &mut report)?;
         w.set_sink_cursor(&name, last)?;
         w.commit()?;
         seq = last;
     }
     Ok(report)
+}
+
+/// Plans `jobs` in the caller's transaction: each run's frontier is read (an imported one for
+/// a run never planned), its decision stored (deliveries and frontier), on statements prepared
+/// once for the whole batch.
+fn plan_runs<'j>(
+    w: &Writer<'_>,
+    sink: &dyn Sink,
+    jobs: impl Iterator<Item = &'j JobRun>,
+    now: UnixTime,
+    policy: &EnginePolicy,
+    imports: bool,
+    report: &mut PlanReport,
+) -> Result<(), LedgerError> {
+    let name = sink.name();
+    let mut st = w.plan_statements()?;
+    for job in jobs {
+        let mut prev = st.sink_run(name, &job.key)?;
+        let mut hold = None;
+        if imports && prev.planned_until.is_none() && !prev.complete {
+            if let Some(row) = w.pending_import(name, &job.key.cluster, job.key.job_id_raw)? {
+                match imported_prev(&row, job) {
+                    // Taken once: the row is marked with this run, in the transaction that
+                    // stores the run's frontier.
+                    ImportMatch::Applies(s) => {
+                        w.mark_import_applied(name, &job.key.cluster, job.key.job_id_raw, job.key.submit.0)?;
+                        st.put_sink_run(name, &job.key, &s)?;
+                        prev = s;
+                    }
+                    ImportMatch::Wait(reason) => hold = Some(reason),
+                }
+            }
+        }
+        report.runs_considered += 1;
+        let decision = match hold {
+            Some(reason) => Decision::Hold { prev, reason },
+            None => decide(sink, job, prev, now, policy),
+        };
+        match decision {
+            Decision::Done => {}
+            Decision::Hold { prev, reason } => {
+                report.runs_held += 1;
+                st.put_sink_run(name, &job.key, &SinkRun { hold_reason: Some(reason), ..prev })?;
+            }
+            Decision::Plan { deliveries, next } => {
+                for d in &deliveries {
+                    if st.insert_delivery(d)? {
+                        report.deliveries_planned += 1;
+                    }
+                }
+                if next.hold_reason.is_some() {
+                    report.runs_held += 1;
+                }
+                st.put_sink_run(name, &job.key, &next)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a plan pass would add.
@@ -218,25 +303,6 @@ fn imported_prev(row: &ImportedRow, job: &JobRun) -> ImportMatch {
     }
 }
 
-/// The run's frontier for the sink, taking an imported row when the run was never planned.
-/// `Err((prev, reason))`: hold the run. An applied import is stored at once (with the run's
-/// frontier, in this transaction), so it is never applied twice.
-fn prev_for(w: &mut Writer<'_>, sink: &str, job: &JobRun, imports: bool) -> Result<Result<SinkRun, (SinkRun, String)>, LedgerError> {
-    let prev = w.sink_run(sink, &job.key)?;
-    if !imports || prev.planned_until.is_some() || prev.complete {
-        return Ok(Ok(prev));
-    }
-    let Some(row) = w.pending_import(sink, &job.key.cluster, job.key.job_id_raw)? else { return Ok(Ok(prev)) };
-    Ok(match imported_prev(&row, job) {
-        ImportMatch::Applies(s) => {
-            w.mark_import_applied(sink, &job.key.cluster, job.key.job_id_raw, job.key.submit.0)?;
-            w.put_sink_run(sink, &job.key, &s)?;
-            Ok(s)
-        }
-        ImportMatch::Wait(reason) => Err((prev, reason)),
-    })
-}
-
 /// What planning one run decides, before anything is stored.
 enum Decision {
     /// Already complete for this sink.
@@ -283,29 +349,6 @@ fn decide(sink: &dyn Sink, job: &JobRun, prev: SinkRun, now: UnixTime, policy: &
         });
     }
     Decision::Plan { deliveries, next: plan.next }
-}
-
-/// Stores a decision: deliveries and frontier in the caller's transaction.
-fn store(w: &mut crate::ledger::Writer<'_>, sink: &dyn Sink, job: &JobRun, d: Decision, report: &mut PlanReport) -> Result<(), LedgerError> {
-    report.runs_considered += 1;
-    match d {
-        Decision::Done => Ok(()),
-        Decision::Hold { prev, reason } => {
-            report.runs_held += 1;
-            w.put_sink_run(sink.name(), &job.key, &SinkRun { hold_reason: Some(reason), ..prev })
-        }
-        Decision::Plan { deliveries, next } => {
-            for d in &deliveries {
-                if w.insert_delivery(d)? {
-                    report.deliveries_planned += 1;
-                }
-            }
-            if next.hold_reason.is_some() {
-                report.runs_held += 1;
-            }
-            w.put_sink_run(sink.name(), &job.key, &next)
-        }
-    }
 }
 
 /// Sends up to `limit` due deliveries of the sink.

@@ -49,8 +49,7 @@ pub fn plan_run(job: &JobRun, prev: &SinkRun, count: u64, unit: Unit, cal: &Cale
     }
     let cum = |t: UnixTime| tres_seconds(count, (t.0 - span_start.0) as u64);
     let slices = cal
-        .split(from, span_end)
-        .into_iter()
+        .pieces(from, span_end)
         .map(|(a, b)| Slice { start: a, end: b, quantity: unit.slice(cum(a), cum(b)) })
         .filter(|s| s.quantity > 0)
         .collect();

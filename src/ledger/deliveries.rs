@@ -2,7 +2,7 @@
 //! frontier, and the outbox of deliveries with their state machine. Sink-agnostic: payloads are
 //! opaque text.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, CachedStatement, OptionalExtension, Row, Statement};
 
 use crate::model::{ClusterName, JobKey, UnixTime};
 
@@ -111,16 +111,64 @@ fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError
     }))
 }
 
+const READ_SINK_RUN: &str =
+    "SELECT planned_until, complete, hold_reason FROM sink_runs WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND submit = ?4";
+
+const PUT_SINK_RUN: &str = "INSERT INTO sink_runs (sink, cluster, job_id_raw, submit, planned_until, complete, hold_reason, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     ON CONFLICT (sink, cluster, job_id_raw, submit) DO UPDATE SET planned_until = excluded.planned_until,
+         complete = excluded.complete, hold_reason = excluded.hold_reason, updated_at = excluded.updated_at";
+
+const INSERT_DELIVERY: &str = "INSERT OR IGNORE INTO deliveries (id, sink, cluster, job_id_raw, submit, slice_start, slice_end, quantity, payload,
+         state, attempts, next_attempt_at, last_error, remote_id, created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)";
+
 fn read_sink_run(conn: &rusqlite::Connection, sink: &str, key: &JobKey) -> Result<SinkRun, LedgerError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT planned_until, complete, hold_reason FROM sink_runs WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND submit = ?4",
-    )?;
+    query_sink_run(&mut *conn.prepare_cached(READ_SINK_RUN)?, sink, key)
+}
+
+fn query_sink_run(stmt: &mut Statement<'_>, sink: &str, key: &JobKey) -> Result<SinkRun, LedgerError> {
     Ok(stmt
         .query_row(params![sink, key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |r| {
             Ok(SinkRun { planned_until: r.get::<_, Option<i64>>(0)?.map(UnixTime), complete: r.get::<_, i64>(1)? != 0, hold_reason: r.get(2)? })
         })
         .optional()?
         .unwrap_or_default())
+}
+
+fn exec_put_sink_run(stmt: &mut Statement<'_>, now: i64, sink: &str, key: &JobKey, s: &SinkRun) -> Result<(), LedgerError> {
+    stmt.execute(params![
+        sink,
+        key.cluster.as_str(),
+        key.job_id_raw as i64,
+        key.submit.0,
+        s.planned_until.map(|t| t.0),
+        s.complete as i64,
+        s.hold_reason,
+        now
+    ])?;
+    Ok(())
+}
+
+fn exec_insert_delivery(stmt: &mut Statement<'_>, now: i64, d: &Delivery) -> Result<bool, LedgerError> {
+    let n = stmt.execute(params![
+        d.id,
+        d.sink,
+        d.key.cluster.as_str(),
+        d.key.job_id_raw as i64,
+        d.key.submit.0,
+        d.slice_start.0,
+        d.slice_end.0,
+        d.quantity,
+        d.payload,
+        d.state.as_str(),
+        d.attempts as i64,
+        d.next_attempt_at.0,
+        d.last_error,
+        d.remote_id,
+        now
+    ])?;
+    Ok(n == 1)
 }
 
 fn collect_deliveries(rows: impl Iterator<Item = rusqlite::Result<Result<Delivery, LedgerError>>>) -> Result<Vec<Delivery>, LedgerError> {
@@ -207,51 +255,25 @@ impl Writer<'_> {
 
     /// Stores a run's planning frontier for a sink.
     pub fn put_sink_run(&mut self, sink: &str, key: &JobKey, s: &SinkRun) -> Result<(), LedgerError> {
-        let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO sink_runs (sink, cluster, job_id_raw, submit, planned_until, complete, hold_reason, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (sink, cluster, job_id_raw, submit) DO UPDATE SET planned_until = excluded.planned_until,
-                 complete = excluded.complete, hold_reason = excluded.hold_reason, updated_at = excluded.updated_at",
-        )?;
-        stmt.execute(params![
-            sink,
-            key.cluster.as_str(),
-            key.job_id_raw as i64,
-            key.submit.0,
-            s.planned_until.map(|t| t.0),
-            s.complete as i64,
-            s.hold_reason,
-            self.now
-        ])?;
-        Ok(())
+        exec_put_sink_run(&mut *self.tx.prepare_cached(PUT_SINK_RUN)?, self.now, sink, key, s)
     }
 
     /// Adds a planned delivery. Returns false when a delivery with that id already exists (the
     /// slice was planned before): a slice is never planned twice.
     pub fn insert_delivery(&mut self, d: &Delivery) -> Result<bool, LedgerError> {
-        let mut stmt = self.tx.prepare_cached(
-            "INSERT OR IGNORE INTO deliveries (id, sink, cluster, job_id_raw, submit, slice_start, slice_end, quantity, payload,
-                 state, attempts, next_attempt_at, last_error, remote_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
-        )?;
-        let n = stmt.execute(params![
-            d.id,
-            d.sink,
-            d.key.cluster.as_str(),
-            d.key.job_id_raw as i64,
-            d.key.submit.0,
-            d.slice_start.0,
-            d.slice_end.0,
-            d.quantity,
-            d.payload,
-            d.state.as_str(),
-            d.attempts as i64,
-            d.next_attempt_at.0,
-            d.last_error,
-            d.remote_id,
-            self.now
-        ])?;
-        Ok(n == 1)
+        exec_insert_delivery(&mut *self.tx.prepare_cached(INSERT_DELIVERY)?, self.now, d)
+    }
+
+    /// The statements a planning pass runs for every run, prepared once and held for a whole
+    /// batch of runs (instead of a statement-cache look-up per row). Drop it before the next
+    /// `&mut self` call on this writer.
+    pub fn plan_statements(&self) -> Result<PlanStatements<'_>, LedgerError> {
+        Ok(PlanStatements {
+            read: self.tx.prepare_cached(READ_SINK_RUN)?,
+            put: self.tx.prepare_cached(PUT_SINK_RUN)?,
+            insert: self.tx.prepare_cached(INSERT_DELIVERY)?,
+            now: self.now,
+        })
     }
 
     /// Moves a delivery to a new state. Returns false when no such delivery exists.
@@ -402,5 +424,31 @@ impl Ledger {
             });
         }
         Ok(out)
+    }
+}
+
+/// [`Writer::sink_run`], [`Writer::put_sink_run`] and [`Writer::insert_delivery`] on statements
+/// held for a batch of runs, inside the writer's transaction. Same SQL, same effects.
+pub struct PlanStatements<'t> {
+    read: CachedStatement<'t>,
+    put: CachedStatement<'t>,
+    insert: CachedStatement<'t>,
+    now: i64,
+}
+
+impl PlanStatements<'_> {
+    /// The planning frontier of a run, read inside the transaction.
+    pub fn sink_run(&mut self, sink: &str, key: &JobKey) -> Result<SinkRun, LedgerError> {
+        query_sink_run(&mut self.read, sink, key)
+    }
+
+    /// Stores a run's planning frontier for a sink.
+    pub fn put_sink_run(&mut self, sink: &str, key: &JobKey, s: &SinkRun) -> Result<(), LedgerError> {
+        exec_put_sink_run(&mut self.put, self.now, sink, key, s)
+    }
+
+    /// Adds a planned delivery; false when its id exists already.
+    pub fn insert_delivery(&mut self, d: &Delivery) -> Result<bool, LedgerError> {
+        exec_insert_delivery(&mut self.insert, self.now, d)
     }
 }

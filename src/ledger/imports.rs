@@ -123,7 +123,7 @@ impl Writer<'_> {
     }
 
     /// Records that a job's imported row now belongs to the run submitted at `submit`.
-    pub fn mark_import_applied(&mut self, sink: &str, cluster: &ClusterName, job_id_raw: u64, submit: i64) -> Result<(), LedgerError> {
+    pub fn mark_import_applied(&self, sink: &str, cluster: &ClusterName, job_id_raw: u64, submit: i64) -> Result<(), LedgerError> {
         self.tx.execute(
             "UPDATE imported_frontiers SET applied_submit = ?4 WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3",
             params![sink, cluster.as_str(), job_id_raw as i64, submit],

@@ -34,7 +34,8 @@ pub fn billed_tres(job: &JobRun, basis: Basis) -> Vec<(String, u64)> {
         Basis::Allocated => &job.alloc_tres,
         Basis::Requested => &job.req_tres,
     };
-    let mut out: Vec<(String, u64)> = tres.iter().map(|(k, n)| (k.to_string(), n)).collect();
+    let mut out: Vec<(String, u64)> = Vec::with_capacity(tres.iter().count() + 2);
+    out.extend(tres.iter().map(|(k, n)| (k.to_string(), n)));
     if tres.get("cpu").is_none() {
         let cpus = match basis {
             Basis::Allocated => job.alloc_cpus,

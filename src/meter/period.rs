@@ -1,4 +1,8 @@
 //! Billing periods (day or month) in a configured time zone. A slice never crosses a boundary.
+//!
+//! In a zone with a fixed offset (UTC, the common case), periods are computed with integer
+//! arithmetic on days (no zone look-ups); any other zone goes through jiff and its tz database.
+//! Both give the same periods (a property test checks it).
 
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
@@ -20,10 +24,65 @@ pub struct Calendar {
     pub tz: TimeZone,
 }
 
+const DAY: i64 = 86_400;
+/// Instants the integer path handles: 1900-01-01 ..= 9000-01-01 UTC, well inside jiff's range,
+/// so it never meets the out-of-range fallbacks of the jiff path.
+const FAST_MIN: i64 = -2_208_988_800;
+const FAST_MAX: i64 = 221_845_392_000;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// (year, month) of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + (m <= 2) as i64, m)
+}
+
 impl Calendar {
     /// The period containing `t`: `[start, end)`. Days and months follow the zone's local
     /// calendar, DST included (a local day may last 23 or 25 hours).
     pub fn period_of(&self, t: UnixTime) -> (UnixTime, UnixTime) {
+        match self.fixed_offset() {
+            Some(off) if (FAST_MIN..=FAST_MAX).contains(&t.0) => self.fixed_period_of(t, off),
+            _ => self.zoned_period_of(t),
+        }
+    }
+
+    /// The zone's offset in seconds when it never changes (UTC, `Etc/GMT+5`, fixed offsets).
+    fn fixed_offset(&self) -> Option<i64> {
+        self.tz.to_fixed_offset().ok().map(|o| i64::from(o.seconds()))
+    }
+
+    /// [`Self::period_of`] in a zone of constant offset `off`: integer arithmetic only.
+    fn fixed_period_of(&self, t: UnixTime, off: i64) -> (UnixTime, UnixTime) {
+        let day = (t.0 + off).div_euclid(DAY);
+        let (first, next) = match self.kind {
+            PeriodKind::Day => (day, day + 1),
+            PeriodKind::Month => {
+                let (y, m) = civil_from_days(day);
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                (days_from_civil(y, m, 1), days_from_civil(ny, nm, 1))
+            }
+        };
+        (UnixTime(first * DAY - off), UnixTime(next * DAY - off))
+    }
+
+    /// [`Self::period_of`] through jiff and the zone's rules.
+    fn zoned_period_of(&self, t: UnixTime) -> (UnixTime, UnixTime) {
         let ts = Timestamp::from_second(t.0).unwrap_or(Timestamp::UNIX_EPOCH);
         let z = ts.to_zoned(self.tz.clone());
         let date = z.date();
@@ -44,15 +103,22 @@ impl Calendar {
 
     /// Cuts `[from, to)` at period boundaries.
     pub fn split(&self, from: UnixTime, to: UnixTime) -> Vec<(UnixTime, UnixTime)> {
-        let mut out = Vec::new();
+        self.pieces(from, to).collect()
+    }
+
+    /// [`Self::split`] as an iterator (no allocation): the pieces in order, contiguous.
+    pub fn pieces(&self, from: UnixTime, to: UnixTime) -> impl Iterator<Item = (UnixTime, UnixTime)> + '_ {
         let mut a = from;
-        while a < to {
+        std::iter::from_fn(move || {
+            if a >= to {
+                return None;
+            }
             let (_, end) = self.period_of(a);
             let b = if end > a { end.min(to) } else { to };
-            out.push((a, b));
+            let piece = (a, b);
             a = b;
-        }
-        out
+            Some(piece)
+        })
     }
 
     /// The label of the period containing `t` (`2026-11` or `2026-11-22`), in the zone.
@@ -96,5 +162,41 @@ mod tests {
             assert_eq!(w[0].1, w[1].0, "contiguous, no gap or overlap");
         }
         assert!(cal.split(t("2026-10-24T20:00:00Z"), t("2026-10-24T20:00:00Z")).is_empty());
+    }
+
+    proptest::proptest! {
+        /// The integer path and jiff agree on every period of every fixed-offset zone, days
+        /// and months, over the whole range the integer path takes (leap years, centuries).
+        #[test]
+        fn fixed_offsets_agree_with_jiff(
+            t in FAST_MIN..=FAST_MAX,
+            off_mins in -(25 * 60i32)..=(25 * 60),
+            monthly in proptest::bool::ANY,
+            near_boundary in proptest::bool::ANY,
+        ) {
+            let kind = if monthly { PeriodKind::Month } else { PeriodKind::Day };
+            let offset = jiff::tz::Offset::from_seconds(off_mins * 60).unwrap();
+            let cal = Calendar { kind, tz: TimeZone::fixed(offset) };
+            // Also probe the instants next to the period's edges, where off-by-ones live.
+            let (a, b) = cal.zoned_period_of(UnixTime(t));
+            let probes = if near_boundary { vec![a.0, a.0 - 1, b.0 - 1, b.0] } else { vec![t] };
+            for p in probes.into_iter().filter(|p| (FAST_MIN..=FAST_MAX).contains(p)) {
+                proptest::prop_assert_eq!(cal.period_of(UnixTime(p)), cal.zoned_period_of(UnixTime(p)), "at {} offset {} min", p, off_mins);
+            }
+        }
+    }
+
+    #[test]
+    fn utc_is_the_integer_path() {
+        let utc = Calendar { kind: PeriodKind::Day, tz: TimeZone::get("UTC").unwrap() };
+        assert_eq!(utc.fixed_offset(), Some(0));
+        let berlin = Calendar { kind: PeriodKind::Day, tz: TimeZone::get("Europe/Berlin").unwrap() };
+        assert_eq!(berlin.fixed_offset(), None, "a zone with DST takes the jiff path");
+        // 2028-02-29 (leap day) and a month end in UTC.
+        let (a, b) = utc.period_of(t("2028-02-29T13:00:00Z"));
+        assert_eq!((a, b), (t("2028-02-29T00:00:00Z"), t("2028-03-01T00:00:00Z")));
+        let m = Calendar { kind: PeriodKind::Month, tz: TimeZone::UTC };
+        assert_eq!(m.period_of(t("2028-02-29T13:00:00Z")), (t("2028-02-01T00:00:00Z"), t("2028-03-01T00:00:00Z")));
+        assert_eq!(m.period_of(t("2026-12-31T23:59:59Z")), (t("2026-12-01T00:00:00Z"), t("2027-01-01T00:00:00Z")));
     }
 }

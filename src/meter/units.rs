@@ -34,11 +34,34 @@ impl Unit {
 
     /// A quantity as decimal text (`12.500000`), exact.
     pub fn format(self, q: u128) -> String {
-        let s = self.scale();
         if self.decimals == 0 {
             return q.to_string();
         }
-        format!("{}.{:0width$}", q / s, q % s, width = self.decimals as usize)
+        // `{q / 10^d}.{q % 10^d:0d$}` without the formatting machinery (it runs once per slice).
+        let width = self.decimals as usize + 1;
+        let mut digits = [b'0'; 96];
+        let mut i = digits.len();
+        let mut n = q;
+        while n > u64::MAX as u128 {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        // The common case in 64-bit arithmetic; at least one integer digit and `decimals`
+        // fraction digits, zero-padded.
+        let mut m = n as u64;
+        while m > 0 || digits.len() - i < width {
+            i -= 1;
+            digits[i] = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        let text = &digits[i..];
+        let (int, frac) = text.split_at(text.len() - self.decimals as usize);
+        let mut out = String::with_capacity(text.len() + 1);
+        out.push_str(std::str::from_utf8(int).unwrap_or_default());
+        out.push('.');
+        out.push_str(std::str::from_utf8(frac).unwrap_or_default());
+        out
     }
 }
 
@@ -55,6 +78,15 @@ mod tests {
     }
 
     proptest! {
+        /// The hand-written text is exactly `{q / 10^d}.{q % 10^d:0d$}`.
+        #[test]
+        fn format_is_exact_decimal_text(q in any::<u128>(), decimals in 0u32..=30) {
+            let u = Unit { per_unit: 3600, decimals };
+            let s = 10u128.pow(decimals);
+            let expected = if decimals == 0 { q.to_string() } else { format!("{}.{:0width$}", q / s, q % s, width = decimals as usize) };
+            prop_assert_eq!(u.format(q), expected);
+        }
+
         /// Any cut of a total into slices sums exactly to the rounded total.
         #[test]
         fn slices_sum_to_the_total(total in 0u128..10_000_000_000, cuts in prop::collection::vec(0u128..10_000_000_000, 0..20)) {

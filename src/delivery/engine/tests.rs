@@ -302,3 +302,16 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The hand-written id is byte for byte the documented format.
+    #[test]
+    fn delivery_id_is_the_documented_format(id in any::<u64>(), submit in any::<i64>(), start in any::<i64>(), end in any::<i64>()) {
+        let key = JobKey { cluster: ClusterName::new("my-cluster.1").unwrap(), job_id_raw: id, submit: UnixTime(submit) };
+        let job = JobRun::new(key, id.to_string());
+        prop_assert_eq!(
+            delivery_id("activate", &job, UnixTime(start), UnixTime(end)),
+            format!("sl:activate:my-cluster.1:{id}:{submit}:{start}-{end}")
+        );
+    }
+}

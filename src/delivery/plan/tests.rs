@@ -67,9 +67,12 @@ proptest! {
         cpus in 1u64..256,
         steps in prop::collection::vec((1u64..40_000, any::<bool>()), 1..30),
         monthly in any::<bool>(),
+        utc in any::<bool>(),
         min_slice in 0i64..3600,
     ) {
-        let calendar = cal(if monthly { PeriodKind::Month } else { PeriodKind::Day });
+        let kind = if monthly { PeriodKind::Month } else { PeriodKind::Day };
+        // UTC takes the calendar's integer path, Berlin the zone-rules path.
+        let calendar = if utc { Calendar { kind, tz: jiff::tz::TimeZone::UTC } } else { cal(kind) };
         let mut state = SinkRun::default();
         let mut committed: Vec<Slice> = Vec::new();
         let mut elapsed = 0u64;

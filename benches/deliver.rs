@@ -1,0 +1,460 @@
+//! Delivery benchmark: metering and planning a synthetic day of a very large cluster for the
+//! ACTIVATE sink, purely and into the ledger.
+//!
+//! `cargo bench --bench deliver` (release profile). `SYNTH_JOBS` (default 1,000,000),
+//! `SYNTH_STEPS` (default 3) and `SYNTH_SEED` pick the day, as for `benches/collect.rs`; a
+//! positional job count (`-- 100000`) overrides `SYNTH_JOBS`. Each phase runs in its own child
+//! process of this binary, so the peak RSS (VmHWM) reported for a phase is that phase's alone.
+//!
+//! The runs come from `synth::SyntheticDay` through the real `SacctReader`; generating and
+//! parsing them is never inside a measured time (that is the collect benchmark's).
+//!
+//! Phases:
+//! - `meter`: the day parsed in chunks of [`CHUNK`] runs (untimed); for every run of a chunk,
+//!   what the engine decides for a fresh sink (timed): rate (ACTIVATE mapping), `plan_run`
+//!   (slices cut at UTC days, cumulative rounding), delivery ids and rendered payloads. Also
+//!   an order-independent digest of every (id, quantity, payload), to check that an
+//!   optimisation changed no byte.
+//! - `store`: the day parsed and upserted into a fresh file ledger (untimed set-up for `plan`).
+//! - `plan`: `plan_sink` over that ledger, end to end (timed): reads runs by change_seq, writes
+//!   deliveries, frontiers and the cursor in its own transactions.
+//! - `verify`: reads back what `plan` wrote and digests it like `meter` did (untimed).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use slurm_ledger::config::Settings;
+use slurm_ledger::delivery::engine::{plan_deliveries, plan_sink, EnginePolicy};
+use slurm_ledger::ledger::{Ledger, SinkRun};
+use slurm_ledger::model::{ClusterName, JobRun, UnixTime};
+use slurm_ledger::sinks::activate::ActivateSink;
+use slurm_ledger::sinks::Sink;
+use slurm_ledger::slurm::parsable::{Item, ReadOptions, SacctReader};
+use slurm_ledger::slurm::source::DELIMITER;
+use slurm_ledger::slurm::values::TimeZone;
+use slurm_ledger::synth::{SyntheticDay, DAY_START};
+
+const TARGET_SECS: f64 = 5.0;
+/// Runs parsed per untimed chunk of the `meter` phase.
+const CHUNK: usize = 20_000;
+/// Runs per transaction when storing the day.
+const STORE_TX: usize = 100_000;
+/// When the day is planned: the morning after.
+const NOW: UnixTime = UnixTime(DAY_START + 86_400 + 3_600);
+
+#[derive(Clone, Copy)]
+struct Cfg {
+    jobs: u64,
+    steps: u32,
+    seed: u64,
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
+}
+
+fn opts() -> ReadOptions {
+    ReadOptions { delimiter: DELIMITER, layout: None, tz: TimeZone::Utc, default_cluster: ClusterName::new("testcluster").unwrap() }
+}
+
+/// The ACTIVATE sink as a site would configure it: half the accounts mapped one by one (the
+/// rest to a default allocation), the special partitions to their SKUs, core-hours per UTC day.
+fn sink() -> (ActivateSink, EnginePolicy) {
+    let mut toml = String::from(
+        "[sinks.activate]\norganization = \"bench-org\"\ndefault_sku = \"standard-compute\"\n\
+         default_allocation = \"allocation-default\"\ntres = \"cpu\"\nbasis = \"allocated\"\nperiod = \"day\"\n\
+         timezone = \"UTC\"\nrunning_slice = \"15m\"\n\
+         [sinks.activate.partition_sku]\ngpu = \"gpu-compute\"\n\"gpu-a100\" = \"gpu-a100-compute\"\nbigmem = \"bigmem-compute\"\n\
+         [sinks.activate.account_allocation]\n",
+    );
+    for a in 0..200 {
+        toml.push_str(&format!("acct{a:03} = \"allocation-oid-{:05}\"\n", 10_000 + a));
+    }
+    let cfg = Settings::from_toml(&toml, "deliver-bench").expect("bench config").sinks.activate.expect("[sinks.activate]");
+    let policy = EnginePolicy { min_running_slice_secs: cfg.metering.running_slice_secs, ..EnginePolicy::default() };
+    (ActivateSink::offline(cfg).expect("offline sink"), policy)
+}
+
+/// The day's runs, `CHUNK` at a time, to `f`.
+fn for_each_chunk(cfg: Cfg, mut f: impl FnMut(&[JobRun])) -> u64 {
+    let reader = SacctReader::new(SyntheticDay::new(cfg.jobs, cfg.steps, cfg.seed), opts());
+    let mut chunk: Vec<JobRun> = Vec::with_capacity(CHUNK);
+    let mut quarantined = 0;
+    for item in reader {
+        match item.expect("stream error") {
+            Item::Job(j) => chunk.push(*j),
+            Item::Quarantine(_) => quarantined += 1,
+        }
+        if chunk.len() == CHUNK {
+            f(&chunk);
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        f(&chunk);
+    }
+    quarantined
+}
+
+/// FNV-1a of one delivery's identity and content; summed (wrapping), so the digest of a set
+/// does not depend on the order it is read in.
+fn digest(id: &str, quantity: &str, payload: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [id, quantity, payload] {
+        for &b in part.as_bytes().iter().chain(&[0xff]) {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// This process's CPU time (user + system), all threads, in seconds.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
+/// System-wide CPU jiffies (total, idle, steal) from /proc/stat.
+fn cpu_jiffies() -> (f64, f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    (v.iter().take(8).sum(), get(3) + get(4), get(7))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn vmhwm_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One phase in this process; prints `RESULT k=v ...`.
+fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
+    let t0 = Instant::now();
+    let mut kv: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
+    let (sink, policy) = sink();
+    // The phase's own measured time; phases without one report their wall time.
+    let mut measured: Option<f64> = None;
+    match phase {
+        "meter" => {
+            let (mut runs, mut deliveries, mut held, mut done, mut bytes, mut sum) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+            let mut timed = 0.0;
+            let quarantined = for_each_chunk(cfg, |chunk| {
+                let t = Instant::now();
+                let mut planned = Vec::with_capacity(chunk.len());
+                for job in chunk {
+                    planned.push(plan_deliveries(&sink, job, SinkRun::default(), NOW, &policy));
+                }
+                timed += t.elapsed().as_secs_f64();
+                // Counted and digested untimed; freeing the results is part of the cost (timed).
+                runs += chunk.len() as u64;
+                for p in &planned {
+                    match p {
+                        Ok(Some((ds, _next))) => {
+                            for d in ds {
+                                deliveries += 1;
+                                bytes += (d.id.len() + d.quantity.len() + d.payload.len()) as u64;
+                                sum = sum.wrapping_add(digest(&d.id, &d.quantity, &d.payload));
+                            }
+                        }
+                        Ok(None) => done += 1,
+                        Err(_) => held += 1,
+                    }
+                }
+                let t = Instant::now();
+                drop(planned);
+                timed += t.elapsed().as_secs_f64();
+            });
+            measured = Some(timed);
+            put("runs", runs.to_string());
+            put("deliveries", deliveries.to_string());
+            put("held", held.to_string());
+            put("done", done.to_string());
+            put("quarantined", quarantined.to_string());
+            put("bytes", bytes.to_string());
+            put("digest", format!("{sum:016x}"));
+        }
+        "parse" => {
+            // The `meter` phase without its timed part: what parsing alone costs (for
+            // instruction-count comparisons under `perf stat`).
+            let mut runs = 0u64;
+            for_each_chunk(cfg, |chunk| runs += chunk.len() as u64);
+            put("runs", runs.to_string());
+        }
+        "store" => {
+            let path = Path::new(ledger_path.expect("--ledger"));
+            let mut ledger = Ledger::open(path).expect("open ledger");
+            let mut runs = 0u64;
+            let mut pending: Vec<JobRun> = Vec::with_capacity(STORE_TX);
+            let mut flush = |ledger: &mut Ledger, pending: &mut Vec<JobRun>| {
+                let mut w = ledger.writer(NOW).expect("writer");
+                for j in pending.iter() {
+                    w.upsert_run(j).expect("upsert");
+                }
+                w.commit().expect("commit");
+                runs += pending.len() as u64;
+                pending.clear();
+            };
+            for_each_chunk(cfg, |chunk| {
+                pending.extend_from_slice(chunk);
+                if pending.len() >= STORE_TX {
+                    flush(&mut ledger, &mut pending);
+                }
+            });
+            flush(&mut ledger, &mut pending);
+            put("runs", runs.to_string());
+            put("change_seq", ledger.change_seq().unwrap().to_string());
+        }
+        "plan" => {
+            let path = Path::new(ledger_path.expect("--ledger"));
+            let mut ledger = Ledger::open(path).expect("open ledger");
+            let t = Instant::now();
+            let report = plan_sink(&mut ledger, &sink, NOW, &policy).expect("plan_sink");
+            measured = Some(t.elapsed().as_secs_f64());
+            put("runs", report.runs_considered.to_string());
+            put("deliveries", report.deliveries_planned.to_string());
+            put("held", report.runs_held.to_string());
+            drop(ledger);
+            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            put("db_bytes", (size(path) + size(Path::new(&format!("{}-wal", path.display())))).to_string());
+        }
+        "verify" => {
+            let path = Path::new(ledger_path.expect("--ledger"));
+            let conn = rusqlite::Connection::open(path).expect("open ledger");
+            let mut stmt = conn.prepare("SELECT id, quantity, payload FROM deliveries WHERE sink = ?1").unwrap();
+            let mut rows = stmt.query([sink.name()]).unwrap();
+            let (mut deliveries, mut sum) = (0u64, 0u64);
+            while let Some(r) = rows.next().unwrap() {
+                let (id, q, p): (String, String, String) = (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap());
+                deliveries += 1;
+                sum = sum.wrapping_add(digest(&id, &q, &p));
+            }
+            let runs: i64 = conn.query_row("SELECT count(*) FROM sink_runs WHERE sink = ?1", [sink.name()], |r| r.get(0)).unwrap();
+            let cursor: i64 = conn.query_row("SELECT change_seq FROM sink_cursors WHERE sink = ?1", [sink.name()], |r| r.get(0)).unwrap();
+            put("deliveries", deliveries.to_string());
+            put("sink_runs", runs.to_string());
+            put("cursor", cursor.to_string());
+            put("digest", format!("{sum:016x}"));
+        }
+        other => panic!("unknown phase {other}"),
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    put("wall", format!("{secs:.6}"));
+    put("secs", format!("{:.6}", measured.unwrap_or(secs)));
+    put("cpu_s", format!("{:.2}", cpu_secs()));
+    put("vmhwm_kb", vmhwm_kb().to_string());
+    let line: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("RESULT {}", line.join(" "));
+}
+
+struct PhaseResult {
+    kv: Vec<(String, String)>,
+}
+
+impl PhaseResult {
+    fn get(&self, k: &str) -> f64 {
+        self.kv.iter().find(|(key, _)| key == k).and_then(|(_, v)| v.parse().ok()).unwrap_or(f64::NAN)
+    }
+    fn text(&self, k: &str) -> &str {
+        self.kv.iter().find(|(key, _)| key == k).map_or("", |(_, v)| v.as_str())
+    }
+}
+
+fn child(phase: &str, cfg: Cfg, ledger: &Path) -> PhaseResult {
+    let exe = std::env::current_exe().unwrap();
+    let before = cpu_jiffies();
+    let load = loadavg();
+    let out = Command::new(exe)
+        .args(["--phase", phase, "--ledger"])
+        .arg(ledger)
+        .env("SYNTH_JOBS", cfg.jobs.to_string())
+        .env("SYNTH_STEPS", cfg.steps.to_string())
+        .env("SYNTH_SEED", cfg.seed.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run phase child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "phase {phase} failed: {}\n{stdout}", out.status);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("RESULT line");
+    let mut kv = line
+        .split(' ')
+        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect::<Vec<(String, String)>>();
+    // What the rest of the machine did meanwhile: busy CPUs (of all) and hypervisor steal.
+    let after = cpu_jiffies();
+    let total = (after.0 - before.0).max(1.0);
+    kv.push(("busy_pct".into(), format!("{:.0}", 100.0 * (1.0 - (after.1 - before.1) / total))));
+    kv.push(("steal_pct".into(), format!("{:.0}", 100.0 * (after.2 - before.2) / total)));
+    kv.push(("load".into(), load.replace(' ', "/")));
+    PhaseResult { kv }
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| cpuinfo.lines().find_map(|l| l.strip_prefix(name)).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|s| s.trim().to_string());
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!(
+        "nproc {nproc}, {} @ {} MHz, MemTotal {}",
+        field("model name").unwrap_or_else(|| "?".into()),
+        field("cpu MHz").unwrap_or_else(|| "?".into()),
+        mem.unwrap_or_else(|| "?".into())
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = Cfg {
+        jobs: env_u64("SYNTH_JOBS", 1_000_000),
+        steps: env_u64("SYNTH_STEPS", 3) as u32,
+        seed: env_u64("SYNTH_SEED", 20261122),
+    };
+    let arg_after = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    if let Some(phase) = arg_after("--phase") {
+        run_phase(&phase, cfg, arg_after("--ledger").as_deref());
+        return;
+    }
+    let cfg = match args.iter().find_map(|a| a.replace('_', "").parse::<u64>().ok()) {
+        Some(jobs) => Cfg { jobs, ..cfg },
+        None => cfg,
+    };
+    let repeat = env_u64("SYNTH_REPEAT", 1).max(1);
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    println!("slurm-ledger deliver benchmark (meter + plan for the ACTIVATE sink)");
+    println!(
+        "command : SYNTH_JOBS={} SYNTH_STEPS={} SYNTH_SEED={} SYNTH_REPEAT={repeat} cargo bench --bench deliver",
+        cfg.jobs, cfg.steps, cfg.seed
+    );
+    println!("machine : {}", machine());
+    println!("load    : {} (1/5/15 min) before the run", loadavg());
+    println!(
+        "day     : {} jobs (synth → SacctReader, untimed), sink activate: tres cpu, allocated, day periods in UTC, \
+         running_slice 15m, now = day end + 1 h; one child process per phase, best of {repeat}",
+        cfg.jobs
+    );
+    std::io::stdout().flush().ok();
+
+    // SYNTH_REPEAT=n runs the timed phases n times (a fresh ledger per round for `plan`) and
+    // keeps each phase's fastest run; all times are printed.
+    let phases = ["meter", "store", "plan", "verify"];
+    let mut results: Vec<(&str, PhaseResult)> = Vec::new();
+    let mut all_secs: Vec<(&str, Vec<f64>)> = phases.iter().map(|p| (*p, Vec::new())).collect();
+    for round in 0..repeat {
+        let ledger = dir.path().join(format!("ledger-{round}.sqlite"));
+        for p in phases {
+            let r = child(p, cfg, &ledger);
+            all_secs.iter_mut().find(|(n, _)| *n == p).unwrap().1.push(r.get("secs"));
+            match results.iter_mut().find(|(n, _)| *n == p) {
+                Some((_, best)) if best.get("secs") <= r.get("secs") => {}
+                Some((_, best)) => *best = r,
+                None => results.push((p, r)),
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", ledger.display()));
+        }
+    }
+    let runs = |p: &str| {
+        let v = &all_secs.iter().find(|(n, _)| *n == p).unwrap().1;
+        if v.len() < 2 {
+            String::new()
+        } else {
+            format!(" [runs: {}]", v.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(", "))
+        }
+    };
+    let get = |name: &str| &results.iter().find(|(p, _)| *p == name).unwrap().1;
+
+    println!();
+    println!(
+        "{:<7} {:>7} {:>7} {:>7} {:>11} {:>9} {:>10} {:>15}  notes",
+        "phase", "secs", "wall", "cpu s", "runs/s", "VmHWM MB", "host busy", "load before"
+    );
+    for (p, r) in &results {
+        let s = r.get("secs");
+        let (rate, note) = match *p {
+            "meter" => (
+                format!("{:.0}", r.get("runs") / s),
+                format!(
+                    "timed: rate+plan_run+ids+payloads only; {} deliveries ({:.0} B avg), held {}, quarantined {}",
+                    r.get("deliveries"),
+                    r.get("bytes") / r.get("deliveries").max(1.0),
+                    r.get("held"),
+                    r.get("quarantined")
+                ),
+            ),
+            "store" => ("-".into(), format!("untimed set-up: {} runs upserted, change_seq {}", r.get("runs"), r.get("change_seq"))),
+            "plan" => (
+                format!("{:.0}", r.get("runs") / s),
+                format!(
+                    "timed: plan_sink end to end; {} deliveries, held {}, ledger {:.0} MB",
+                    r.get("deliveries"),
+                    r.get("held"),
+                    r.get("db_bytes") / 1e6
+                ),
+            ),
+            _ => ("-".into(), format!("untimed: {} deliveries, {} sink_runs, cursor {}", r.get("deliveries"), r.get("sink_runs"), r.get("cursor"))),
+        };
+        println!(
+            "{:<7} {:>7.2} {:>7.2} {:>7.2} {:>11} {:>9.1} {:>6.0}%/{:<3.0} {:>15}  {note}{}",
+            p,
+            s,
+            r.get("wall"),
+            r.get("cpu_s"),
+            rate,
+            r.get("vmhwm_kb") / 1024.0,
+            r.get("busy_pct"),
+            r.get("steal_pct"),
+            r.text("load"),
+            runs(p)
+        );
+    }
+    println!("(secs: the measured part of the phase; wall: the whole child process incl. untimed parsing; cpu s: the child's user+sys; host busy: % of all CPUs busy / % stolen during the phase; load after: {})", loadavg());
+
+    let (meter, store, plan, verify) = (get("meter"), get("store"), get("plan"), get("verify"));
+    let j = cfg.jobs as f64;
+    let sane = meter.get("runs") == j
+        && meter.get("quarantined") == 0.0
+        && store.get("runs") == j
+        && plan.get("runs") == j
+        && plan.get("deliveries") == meter.get("deliveries")
+        && plan.get("held") == meter.get("held")
+        && verify.get("deliveries") == meter.get("deliveries")
+        && verify.get("sink_runs") == j
+        && verify.get("cursor") == store.get("change_seq")
+        && verify.text("digest") == meter.text("digest");
+    let peak = [meter, plan].iter().map(|r| r.get("vmhwm_kb") / 1024.0).fold(0.0, f64::max);
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    let full = cfg.jobs >= 1_000_000;
+    let time_verdict = |s: f64| if full { verdict(s <= TARGET_SECS) } else { "n/a (not a full day)" };
+    println!();
+    println!("{:<52} {:>14} {:>14}  result", "target", "measured", "goal");
+    let ms = meter.get("secs");
+    println!("{:<52} {:>14.2} {:>14}  {}", "a. meter + plan, pure (decide per run), s", ms, "<= 5", time_verdict(ms));
+    let ps = plan.get("secs");
+    println!("{:<52} {:>14.2} {:>14}  {}", "b. plan into the ledger (plan_sink), s", ps, "<= 5", time_verdict(ps));
+    println!("{:<52} {:>14.1} {:>14}  -", "c. peak RSS MB, meter and plan (VmHWM)", peak, "report");
+    println!(
+        "{:<52} {:>14} {:>14}  {}",
+        "every run planned, ledger = pure (count + digest)",
+        if sane { "yes" } else { "no" },
+        "yes",
+        verdict(sane)
+    );
+    println!("digest  : {} ({} deliveries; same digest = same ids, quantities and payloads)", meter.text("digest"), meter.get("deliveries"));
+}
