@@ -53,6 +53,26 @@ pub fn billed_tres(job: &JobRun, basis: Basis) -> Vec<(String, u64)> {
     out
 }
 
+/// The count of one billed TRES of `job`, as [`billed_tres`] gives it, without building the
+/// list: the metering hot path (one call per run and sink).
+pub fn billed_count(job: &JobRun, basis: Basis, name: &str) -> u64 {
+    let tres = match basis {
+        Basis::Allocated => &job.alloc_tres,
+        Basis::Requested => &job.req_tres,
+    };
+    if let Some(n) = tres.get(name) {
+        return n;
+    }
+    match name {
+        "cpu" => u64::from(match basis {
+            Basis::Allocated => job.alloc_cpus,
+            Basis::Requested => job.req_cpus,
+        }),
+        "gres/gpu" => tres.gpus(),
+        _ => 0,
+    }
+}
+
 /// The wall-clock span whose seconds are billed: `[start, start + elapsed)`, or `None` for a
 /// run that never started or used no time.
 pub fn billable_span(job: &JobRun) -> Option<(UnixTime, UnixTime)> {

@@ -50,3 +50,26 @@ fn suspended_time_is_not_billed() {
     j.end = Some(UnixTime(17));
     assert_eq!(billable_secs(&j, UnixTime(0), UnixTime(100)), 9);
 }
+
+proptest::proptest! {
+    /// The hot-path count is the list's entry, for every TRES name and both bases.
+    #[test]
+    fn billed_count_is_the_lists_entry(cpu in 0u64..512, gpu_typed in 0u64..8, gpu in proptest::option::of(0u64..8), mem in 0u64..1 << 40, alloc_cpus in 0u32..512) {
+        let mut j = crate::model::JobRun::new(
+            crate::model::JobKey { cluster: crate::model::ClusterName::new("c").unwrap(), job_id_raw: 1, submit: crate::model::UnixTime(0) },
+            "1".into(),
+        );
+        let mut pairs = vec![("mem".to_string(), mem), ("gres/gpu:a100".to_string(), gpu_typed)];
+        if cpu > 0 { pairs.push(("cpu".into(), cpu)); }
+        if let Some(g) = gpu { pairs.push(("gres/gpu".into(), g)); }
+        j.alloc_tres = crate::model::Tres::from_pairs(pairs);
+        j.alloc_cpus = alloc_cpus;
+        for basis in [super::Basis::Allocated, super::Basis::Requested] {
+            let list = super::billed_tres(&j, basis);
+            for name in ["cpu", "mem", "gres/gpu", "gres/gpu:a100", "billing", "node"] {
+                let want = list.iter().find(|(k, _)| k == name).map_or(0, |(_, n)| *n);
+                proptest::prop_assert_eq!(super::billed_count(&j, basis, name), want, "{} {:?}", name, basis);
+            }
+        }
+    }
+}

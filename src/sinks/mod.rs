@@ -14,7 +14,7 @@ use crate::delivery::plan::Slice;
 use crate::ledger::Delivery;
 use crate::meter::period::Calendar;
 use crate::meter::units::Unit;
-use crate::meter::billed_tres;
+use crate::meter::billed_count;
 use crate::model::JobRun;
 
 /// The calendar of a sink's metering settings.
@@ -35,7 +35,7 @@ pub fn unit_of(tres: &str) -> Unit {
 /// How a sink with these metering settings bills a run: its count of the billed TRES (0 when
 /// the run has none of it: nothing is reported) in that TRES's unit.
 pub fn metered_rate(m: &Metering, job: &JobRun) -> Rate {
-    let count = billed_tres(job, m.basis).into_iter().find(|(k, _)| *k == m.tres).map_or(0, |(_, n)| n);
+    let count = billed_count(job, m.basis, &m.tres);
     Rate { count, unit: unit_of(&m.tres) }
 }
 

@@ -34,7 +34,100 @@ pub fn sku_for<'a>(cfg: &'a ActivateSettings, job: &JobRun) -> Result<&'a str, S
 }
 
 /// The stored payload of one slice: allocation and event body.
+///
+/// Written directly as JSON text, byte for byte what serializing the `json!` value tree of
+/// [`render_payload_value`] gives (keys in `serde_json::Map`'s sorted order, serde_json's
+/// string escaping and number formatting), without building the tree: it runs once per slice.
 pub fn render_payload(cfg: &ActivateSettings, job: &JobRun, slice: &Slice, delivery_id: &str, quantity: &str) -> Result<String, String> {
+    let allocation = allocation_for(cfg, job)?;
+    let sku = sku_for(cfg, job)?;
+    let quantity: serde_json::Number =
+        quantity.parse().map_err(|_| format!("quantity {quantity:?} is not a number (internal error; report it)"))?;
+    let mut out: Vec<u8> = Vec::with_capacity(640);
+    let str_ = |out: &mut Vec<u8>, s: &str| {
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    let time = |out: &mut Vec<u8>, t: crate::model::UnixTime| {
+        out.push(b'"');
+        push_rfc3339(out, t);
+        out.push(b'"');
+    };
+    out.extend_from_slice(b"{\"allocation\":");
+    str_(&mut out, allocation);
+    out.extend_from_slice(b",\"event\":{\"endedAt\":");
+    time(&mut out, slice.end);
+    out.extend_from_slice(b",\"metadata\":{\"account\":");
+    str_(&mut out, &job.account);
+    out.extend_from_slice(b",\"cluster\":");
+    str_(&mut out, job.key.cluster.as_str());
+    out.extend_from_slice(b",\"deliveryId\":");
+    str_(&mut out, delivery_id);
+    out.extend_from_slice(b",\"jobId\":");
+    let _ = serde_json::to_writer(&mut out, &job.key.job_id_raw);
+    out.extend_from_slice(b",\"jobIdDisplay\":");
+    str_(&mut out, &job.job_id);
+    out.extend_from_slice(b",\"partition\":");
+    str_(&mut out, &job.partition);
+    out.extend_from_slice(b",\"qos\":");
+    str_(&mut out, &job.qos);
+    out.extend_from_slice(b",\"submit\":");
+    time(&mut out, job.key.submit);
+    out.extend_from_slice(b",\"tres\":");
+    str_(&mut out, &cfg.metering.tres);
+    out.extend_from_slice(b",\"user\":");
+    str_(&mut out, &job.user);
+    out.extend_from_slice(b"},\"quantity\":");
+    let _ = serde_json::to_writer(&mut out, &quantity);
+    out.extend_from_slice(b",\"sku\":");
+    str_(&mut out, sku);
+    out.extend_from_slice(b",\"startedAt\":");
+    time(&mut out, slice.start);
+    if !job.user.is_empty() {
+        out.extend_from_slice(b",\"user\":");
+        str_(&mut out, &job.user);
+    }
+    out.extend_from_slice(b"}}");
+    String::from_utf8(out).map_err(|e| format!("payload is not UTF-8 (internal error; report it): {e}"))
+}
+
+/// `UnixTime::to_rfc3339` (jiff's `Timestamp` display) for years 0000..=9999, hand-written.
+fn push_rfc3339(out: &mut Vec<u8>, t: crate::model::UnixTime) {
+    const MIN: i64 = -62_167_219_200; // 0000-01-01T00:00:00Z
+    const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(MIN..=MAX).contains(&t.0) {
+        out.extend_from_slice(t.to_rfc3339().as_bytes());
+        return;
+    }
+    let days = t.0.div_euclid(86_400);
+    let secs = t.0.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    let two = |out: &mut Vec<u8>, v: i64| out.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
+    two(out, y / 100);
+    two(out, y % 100);
+    out.push(b'-');
+    two(out, m);
+    out.push(b'-');
+    two(out, d);
+    out.push(b'T');
+    two(out, secs / 3600);
+    out.push(b':');
+    two(out, secs / 60 % 60);
+    out.push(b':');
+    two(out, secs % 60);
+    out.push(b'Z');
+}
+
+/// The payload as the `json!` value tree (the reference [`render_payload`] writes directly).
+#[cfg(test)]
+pub fn render_payload_value(cfg: &ActivateSettings, job: &JobRun, slice: &Slice, delivery_id: &str, quantity: &str) -> Result<String, String> {
     let allocation = allocation_for(cfg, job)?;
     let sku = sku_for(cfg, job)?;
     let quantity: serde_json::Number =
@@ -61,7 +154,6 @@ pub fn render_payload(cfg: &ActivateSettings, job: &JobRun, slice: &Slice, deliv
     event.insert("metadata".into(), Value::Object(meta));
     Ok(json!({ "allocation": allocation, "event": Value::Object(event) }).to_string())
 }
-
 /// A stored payload, read back for sending.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
@@ -120,5 +212,29 @@ mod tests {
         let e = allocation_for(&cfg(), &job("physics", "gpu")).unwrap_err();
         assert!(e.contains("\"physics\"") && e.contains("account_allocation"), "{e}");
         assert_eq!(sku_for(&cfg(), &job("physics", "debug")).unwrap(), "standard-compute");
+    }
+
+    proptest::proptest! {
+        /// The hand-written JSON is byte for byte what serde_json writes for the same event.
+        #[test]
+        fn direct_writer_matches_serde_json(
+            user in "\\PC{0,12}", account in "[a-z\"\\\\ é\u{1}-]{0,10}", qos in "\\PC{0,6}", job_id in "[0-9_+\\[\\]-]{1,12}",
+            raw in proptest::prelude::any::<u32>(), submit in 0i64..4_000_000_000, len in 0i64..1_000_000, q in 0u64..10_000_000_000,
+        ) {
+            let mut j = job(&account, "gpu");
+            j.user = user;
+            j.qos = qos;
+            j.job_id = job_id;
+            j.key.job_id_raw = u64::from(raw);
+            j.key.submit = UnixTime(submit);
+            let slice = Slice { start: UnixTime(submit), end: UnixTime(submit + len), quantity: 0 };
+            let quantity = crate::meter::units::Unit::HOURS.format(u128::from(q));
+            let mut c = cfg();
+            c.default_allocation = Some("default-alloc".into());
+            proptest::prop_assert_eq!(
+                render_payload(&c, &j, &slice, "sl:activate:x:1:2:3-4", &quantity).unwrap(),
+                render_payload_value(&c, &j, &slice, "sl:activate:x:1:2:3-4", &quantity).unwrap()
+            );
+        }
     }
 }
