@@ -303,6 +303,23 @@ fn imported_prev(row: &ImportedRow, job: &JobRun) -> ImportMatch {
     }
 }
 
+/// The pure core of [`plan_sink`] for one run, without a ledger (benchmarks, tools): the
+/// deliveries of the run's new slices after `prev` and its next frontier; `Ok(None)` when the
+/// run is already complete for the sink; `Err(reason)` when it is held.
+pub fn plan_deliveries(
+    sink: &dyn Sink,
+    job: &JobRun,
+    prev: SinkRun,
+    now: UnixTime,
+    policy: &EnginePolicy,
+) -> Result<Option<(Vec<Delivery>, SinkRun)>, String> {
+    match decide(sink, job, prev, now, policy) {
+        Decision::Done => Ok(None),
+        Decision::Hold { reason, .. } => Err(reason),
+        Decision::Plan { deliveries, next } => Ok(Some((deliveries, next))),
+    }
+}
+
 /// What planning one run decides, before anything is stored.
 enum Decision {
     /// Already complete for this sink.
