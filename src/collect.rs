@@ -9,9 +9,9 @@
 
 use std::io::BufRead;
 
-use crate::ledger::{CollectRunRecord, Ledger, LedgerError, Upsert, Writer};
+use crate::ledger::{CollectRunRecord, Ledger, LedgerError, PreparedRun, Rejected, Upsert, Writer};
 use crate::model::{ClusterName, UnixTime};
-use crate::slurm::parsable::{Item, ParsableError, ReadOptions, SacctReader};
+use crate::slurm::parsable::{Item, ParsableError, Quarantined, ReadOptions, SacctReader};
 use crate::slurm::runner::RunError;
 use crate::slurm::source::{SlurmInfo, SlurmSource, SourceError, Window};
 
@@ -146,7 +146,7 @@ pub fn collect_cluster(
 
 /// Reads a recorded sacct `--parsable2` output (with its header line) into the ledger.
 /// The cursor does not move: a file says nothing about what the cluster did since.
-pub fn import_file<R: BufRead>(ledger: &mut Ledger, input: R, opts: ReadOptions, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
+pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadOptions, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
     let cluster = opts.default_cluster.clone();
     let reader = SacctReader::new(input, opts);
     let (counts, mut w) = ingest(ledger, reader, &cluster, label, now)?;
@@ -168,62 +168,152 @@ pub fn import_file<R: BufRead>(ledger: &mut Ledger, input: R, opts: ReadOptions,
     Ok(CollectReport { cluster, window: None, counts, slurm_version: None })
 }
 
+/// What the parsing thread hands to the writing thread.
+enum Parsed {
+    Run(PreparedRun),
+    Rejected(Rejected),
+    Quarantine(Quarantined),
+}
+
+/// Items per message between the threads, and messages in flight: bounds memory to a few
+/// thousand runs whatever the size of the poll.
+const BATCH: usize = 512;
+const BATCHES_IN_FLIGHT: usize = 8;
+
 /// Writes a stream of items in chunks; returns the counts and the open last chunk, so the caller
 /// can move the cursor in the same transaction.
+///
+/// The stream is read (and each run encoded for its row) on a second thread while this one
+/// writes to SQLite; a bounded channel between them keeps memory flat. Chunks of [`CHUNK`] runs
+/// commit as they fill; a stream error stops at once and keeps only the committed chunks.
 pub fn ingest<'l, I>(ledger: &'l mut Ledger, items: I, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError>
 where
     I: IntoIterator<Item = Result<Item, ParsableError>>,
+    I::IntoIter: Send,
 {
-    let mut counts = Counts::default();
-    let mut pending: Vec<Item> = Vec::with_capacity(CHUNK);
-    let mut items = items.into_iter();
-    loop {
-        pending.clear();
-        for item in items.by_ref() {
-            pending.push(item?);
-            if pending.len() == CHUNK {
-                break;
-            }
-        }
-        if pending.len() < CHUNK {
-            break;
-        }
-        let mut w = ledger.writer(now)?;
-        for item in pending.drain(..) {
-            write_item(&mut w, item, cluster, source, &mut counts)?;
-        }
-        w.commit()?;
-    }
-    // The last (partial) chunk stays open so the caller can move the cursor in it.
-    let mut w = ledger.writer(now)?;
-    for item in pending.drain(..) {
-        write_item(&mut w, item, cluster, source, &mut counts)?;
-    }
-    Ok((counts, w))
+    let items = items.into_iter();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        let (back_tx, back_rx) = std::sync::mpsc::channel();
+        s.spawn(move || parse_side(items, ParseEnd { tx, back: back_rx }));
+        write_side(ledger, WriteEnd { rx, back: back_tx }, cluster, source, now)
+        // The write end is dropped here: a parsing thread still running stops at its next send.
+    })
 }
 
-fn write_item(w: &mut Writer<'_>, item: Item, cluster: &ClusterName, source: &str, counts: &mut Counts) -> Result<(), CollectError> {
-    match item {
-        Item::Job(job) => match w.upsert_run(&job) {
-            Ok(u) => {
-                counts.runs_seen += 1;
-                match u {
-                    Upsert::New => counts.runs_new += 1,
-                    Upsert::Updated => counts.runs_updated += 1,
-                    Upsert::Unchanged => counts.runs_unchanged += 1,
+type Batch = Vec<Parsed>;
+
+/// The parsing thread's end: batches go out; written batches come back to be freed where they
+/// were allocated (freeing on the other thread costs the allocator far more).
+struct ParseEnd {
+    tx: std::sync::mpsc::SyncSender<Result<Batch, ParsableError>>,
+    back: std::sync::mpsc::Receiver<Batch>,
+}
+
+impl ParseEnd {
+    /// Sends `batch`, leaving an empty one (a returned batch's allocation when there is one).
+    /// False when the writer has stopped.
+    fn send(&self, batch: &mut Batch) -> bool {
+        let mut next = Vec::new();
+        while let Ok(mut done) = self.back.try_recv() {
+            done.clear();
+            next = done;
+        }
+        if next.capacity() == 0 {
+            next.reserve(BATCH);
+        }
+        self.tx.send(Ok(std::mem::replace(batch, next))).is_ok()
+    }
+}
+
+/// The writing thread's end.
+struct WriteEnd {
+    rx: std::sync::mpsc::Receiver<Result<Batch, ParsableError>>,
+    back: std::sync::mpsc::Sender<Batch>,
+}
+
+/// The parsing thread: items in batches, each run encoded; a stream error ends the stream.
+fn parse_side<I>(items: I, end: ParseEnd)
+where
+    I: Iterator<Item = Result<Item, ParsableError>>,
+{
+    let mut batch = Vec::with_capacity(BATCH);
+    for item in items {
+        let parsed = match item {
+            Ok(Item::Job(job)) => match PreparedRun::new(job) {
+                Ok(run) => Parsed::Run(run),
+                Err(rejected) => Parsed::Rejected(rejected),
+            },
+            Ok(Item::Quarantine(q)) => Parsed::Quarantine(q),
+            Err(e) => {
+                // Whatever was read before the error is written, then the error ends the stream.
+                if end.send(&mut batch) {
+                    let _ = end.tx.send(Err(e));
                 }
+                return;
             }
-            Err(e @ LedgerError::ValueRange { .. }) => {
-                let raw = serde_json::to_string(&job).unwrap_or_else(|_| format!("{job:?}"));
-                counts.quarantined += 1;
-                w.quarantine(&job.key.cluster, source, 0, &raw, &e.to_string())?;
-            }
-            Err(e) => return Err(e.into()),
-        },
-        Item::Quarantine(q) => {
-            counts.quarantined += 1;
-            w.quarantine(cluster, source, q.line, &q.raw, &q.reason)?;
+        };
+        batch.push(parsed);
+        if batch.len() == BATCH && !end.send(&mut batch) {
+            return;
         }
     }
-    Ok(())
+    end.send(&mut batch);
+}
+
+/// The writing thread: chunked transactions, written as batches arrive; the last one is
+/// returned open.
+fn write_side<'l>(ledger: &'l mut Ledger, end: WriteEnd, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError> {
+    let mut counts = Counts::default();
+    let mut w = ledger.writer(now)?;
+    loop {
+        if write_chunk(&mut w, &end, cluster, source, &mut counts)? {
+            return Ok((counts, w));
+        }
+        w.commit_and_continue()?;
+    }
+}
+
+/// Writes batches into `w` until it holds [`CHUNK`] items (returns false) or the stream ended
+/// (returns true). Runs go through one set of prepared statements; quarantined rows follow them.
+fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source: &str, counts: &mut Counts) -> Result<bool, CollectError> {
+    // (cluster, line, raw, reason), written after the runs so the statements stay prepared.
+    let mut quarantined: Vec<(ClusterName, u64, String, String)> = Vec::new();
+    let (mut n, mut ended) = (0, false);
+    {
+        let mut runs = w.runs()?;
+        while n < CHUNK {
+            let Ok(batch) = end.rx.recv() else {
+                ended = true;
+                break;
+            };
+            let mut batch = batch?;
+            for item in batch.iter_mut() {
+                n += 1;
+                match item {
+                    Parsed::Run(run) => {
+                        counts.runs_seen += 1;
+                        match runs.upsert(run)? {
+                            Upsert::New => counts.runs_new += 1,
+                            Upsert::Updated => counts.runs_updated += 1,
+                            Upsert::Unchanged => counts.runs_unchanged += 1,
+                        }
+                    }
+                    Parsed::Rejected(Rejected { job, error }) => {
+                        let raw = serde_json::to_string(&job).unwrap_or_else(|_| format!("{job:?}"));
+                        quarantined.push((job.key.cluster.clone(), 0, raw, error.to_string()));
+                    }
+                    Parsed::Quarantine(q) => {
+                        quarantined.push((cluster.clone(), q.line, std::mem::take(&mut q.raw), std::mem::take(&mut q.reason)))
+                    }
+                }
+            }
+            let _ = end.back.send(batch);
+        }
+    }
+    for (cluster, line, raw, reason) in quarantined {
+        counts.quarantined += 1;
+        w.quarantine(&cluster, source, line, &raw, &reason)?;
+    }
+    Ok(ended)
 }

@@ -286,15 +286,21 @@ impl Tres {
     /// Canonical text `name=count,...` (sorted by name, plain integers), stored in the ledger.
     pub fn to_canonical(&self) -> String {
         let mut s = String::new();
+        self.write_canonical(&mut s);
+        s
+    }
+
+    /// Appends the canonical text to `out`.
+    pub fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write;
         for (i, (k, n)) in self.0.iter().enumerate() {
             if i > 0 {
-                s.push(',');
+                out.push(',');
             }
-            s.push_str(k);
-            s.push('=');
-            s.push_str(&n.to_string());
+            out.push_str(k);
+            out.push('=');
+            let _ = write!(out, "{n}");
         }
-        s
     }
 
     /// Reads the canonical text back. Returns `None` on anything but `name=integer` pairs.
