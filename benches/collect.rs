@@ -111,14 +111,16 @@ fn piped_day(cfg: Cfg) -> (std::fs::File, std::thread::JoinHandle<u64>) {
     (rx, h)
 }
 
-/// Counts what the reader yields: (jobs, steps folded in, quarantined).
-fn count<R: BufRead>(reader: SacctReader<R>) -> (u64, u64, u64) {
+/// Counts what the reader yields: (jobs, steps folded in, quarantined). Each run is given back
+/// to the reader once counted, as `collect::ingest` does.
+fn count<R: BufRead>(mut reader: SacctReader<R>) -> (u64, u64, u64) {
     let (mut jobs, mut steps, mut quarantined) = (0, 0, 0);
-    for item in reader {
+    while let Some(item) = reader.next() {
         match item.expect("stream error") {
             Item::Job(j) => {
                 jobs += 1;
                 steps += j.step_count as u64;
+                reader.recycle(j);
             }
             Item::Quarantine(_) => quarantined += 1,
         }

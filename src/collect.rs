@@ -186,12 +186,10 @@ const BATCHES_IN_FLIGHT: usize = 8;
 /// The stream is read (and each run encoded for its row) on a second thread while this one
 /// writes to SQLite; a bounded channel between them keeps memory flat. Chunks of [`CHUNK`] runs
 /// commit as they fill; a stream error stops at once and keeps only the committed chunks.
-pub fn ingest<'l, I>(ledger: &'l mut Ledger, items: I, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError>
+pub fn ingest<'l, R>(ledger: &'l mut Ledger, items: SacctReader<R>, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError>
 where
-    I: IntoIterator<Item = Result<Item, ParsableError>>,
-    I::IntoIter: Send,
+    R: BufRead + Send,
 {
-    let items = items.into_iter();
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
         let (back_tx, back_rx) = std::sync::mpsc::channel();
@@ -203,8 +201,9 @@ where
 
 type Batch = Vec<Parsed>;
 
-/// The parsing thread's end: batches go out; written batches come back to be freed where they
-/// were allocated (freeing on the other thread costs the allocator far more).
+/// The parsing thread's end: batches go out; written batches come back, and their runs go back
+/// to the reader for reuse (allocating on one thread and freeing on the other costs the
+/// allocator far more than the parsing).
 struct ParseEnd {
     tx: std::sync::mpsc::SyncSender<Result<Batch, ParsableError>>,
     back: std::sync::mpsc::Receiver<Batch>,
@@ -213,10 +212,14 @@ struct ParseEnd {
 impl ParseEnd {
     /// Sends `batch`, leaving an empty one (a returned batch's allocation when there is one).
     /// False when the writer has stopped.
-    fn send(&self, batch: &mut Batch) -> bool {
+    fn send<R: BufRead>(&self, batch: &mut Batch, reader: &mut SacctReader<R>) -> bool {
         let mut next = Vec::new();
         while let Ok(mut done) = self.back.try_recv() {
-            done.clear();
+            for item in done.drain(..) {
+                if let Parsed::Run(run) = item {
+                    reader.recycle(run.into_job());
+                }
+            }
             next = done;
         }
         if next.capacity() == 0 {
@@ -233,12 +236,9 @@ struct WriteEnd {
 }
 
 /// The parsing thread: items in batches, each run encoded; a stream error ends the stream.
-fn parse_side<I>(items: I, end: ParseEnd)
-where
-    I: Iterator<Item = Result<Item, ParsableError>>,
-{
+fn parse_side<R: BufRead>(mut reader: SacctReader<R>, end: ParseEnd) {
     let mut batch = Vec::with_capacity(BATCH);
-    for item in items {
+    while let Some(item) = reader.next() {
         let parsed = match item {
             Ok(Item::Job(job)) => match PreparedRun::new(job) {
                 Ok(run) => Parsed::Run(run),
@@ -247,18 +247,18 @@ where
             Ok(Item::Quarantine(q)) => Parsed::Quarantine(q),
             Err(e) => {
                 // Whatever was read before the error is written, then the error ends the stream.
-                if end.send(&mut batch) {
+                if end.send(&mut batch, &mut reader) {
                     let _ = end.tx.send(Err(e));
                 }
                 return;
             }
         };
         batch.push(parsed);
-        if batch.len() == BATCH && !end.send(&mut batch) {
+        if batch.len() == BATCH && !end.send(&mut batch, &mut reader) {
             return;
         }
     }
-    end.send(&mut batch);
+    end.send(&mut batch, &mut reader);
 }
 
 /// The writing thread: chunked transactions, written as batches arrive; the last one is

@@ -241,6 +241,10 @@ impl PreparedRun {
     pub fn job(&self) -> &JobRun {
         &self.job
     }
+
+    pub fn into_job(self) -> Box<JobRun> {
+        self.job
+    }
 }
 
 /// Writes runs in one transaction with its statements prepared once, not per run.

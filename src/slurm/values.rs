@@ -53,6 +53,31 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146097 + doe - 719468
 }
 
+/// `s` split at the first `b` (an ASCII byte, so both sides are valid text). A plain loop: the
+/// values are a few bytes long, too short for a vectorised search to pay off.
+fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|c| c == b)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// `s.parse::<u64>()`, with a plain loop for the usual all-digit text; anything else (a sign,
+/// 20 digits or more) takes the standard parser, so the accepted text is the same.
+fn parse_u64(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 19 {
+        return s.parse().ok();
+    }
+    let mut n: u64 = 0;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return s.parse().ok();
+        }
+        n = n * 10 + d as u64;
+    }
+    Some(n)
+}
+
 fn digits(b: &[u8]) -> Option<u32> {
     let mut n: u32 = 0;
     for &c in b {
@@ -184,9 +209,9 @@ pub fn parse_opt_u64(name: &str, s: &str) -> Result<Option<u64>, ValueError> {
     if s.is_empty() {
         return Ok(None);
     }
-    match s.parse::<u64>() {
-        Ok(n) => Ok(Some(n)),
-        Err(_) => err(format!("{name} {s:?} is not a non-negative integer")),
+    match parse_u64(s) {
+        Some(n) => Ok(Some(n)),
+        None => err(format!("{name} {s:?} is not a non-negative integer")),
     }
 }
 
@@ -219,11 +244,11 @@ pub fn parse_bytes(s: &str, default_unit: char) -> Result<u64, ValueError> {
         'E' => 60,
         _ => return Err(bad()),
     };
-    let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
+    let (int_part, frac_part) = split_at_byte(num, b'.').unwrap_or((num, ""));
     if int_part.is_empty() || !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let whole: u64 = int_part.parse().map_err(|_| bad())?;
+    let whole: u64 = parse_u64(int_part).ok_or_else(bad)?;
     let mut bytes = whole.checked_shl(shift).filter(|v| v >> shift == whole).ok_or_else(|| {
         ValueError(format!("size {s:?} does not fit in 64 bits: no real allocation is that large"))
     })?;
@@ -269,9 +294,14 @@ fn is_bytes_tres(name: &str) -> bool {
 /// or `cpu=00:00:01,energy=0,fs/disk=19273,mem=6228K,pages=0,vmem=9872K`.
 /// Negative counts (Slurm's "not set" `-2` for energy) are dropped; empty gives an empty set.
 pub fn parse_tres(s: &str, kind: TresKind) -> Result<Tres, ValueError> {
-    let mut pairs = Vec::new();
-    for_each_tres(s, kind, |name, n| pairs.push((name.to_string(), n)))?;
-    Ok(Tres::from_pairs(pairs))
+    let mut tres = Tres::with_capacity(memchr::memchr_iter(b',', s.as_bytes()).count() + 1);
+    parse_tres_into(s, kind, &mut tres)?;
+    Ok(tres)
+}
+
+/// [`parse_tres`] into `tres`, which should be empty (entries already there are kept).
+pub fn parse_tres_into(s: &str, kind: TresKind, tres: &mut Tres) -> Result<(), ValueError> {
+    for_each_tres(s, kind, |name, n| tres.set(name, n))
 }
 
 /// Reads a TRES string entry by entry without allocating; `f` gets each (name, count).
@@ -279,11 +309,21 @@ pub fn for_each_tres<'a>(s: &'a str, kind: TresKind, mut f: impl FnMut(&'a str, 
     if s.is_empty() {
         return Ok(());
     }
-    for part in s.split(',') {
-        let Some(eq) = memchr::memchr(b'=', part.as_bytes()) else {
+    let mut rest = Some(s);
+    while let Some(text) = rest {
+        let part = match split_at_byte(text, b',') {
+            Some((part, more)) => {
+                rest = Some(more);
+                part
+            }
+            None => {
+                rest = None;
+                text
+            }
+        };
+        let Some((name, value)) = split_at_byte(part, b'=') else {
             return err(format!("TRES entry {part:?} in {s:?} is not name=value"));
         };
-        let (name, value) = (&part[..eq], &part[eq + 1..]);
         if name.is_empty() {
             return err(format!("TRES entry {part:?} in {s:?} has no name"));
         }
@@ -294,7 +334,7 @@ pub fn for_each_tres<'a>(s: &'a str, kind: TresKind, mut f: impl FnMut(&'a str, 
             parse_duration_ms(value)? / 1000
         } else if is_bytes_tres(name) {
             parse_bytes(value, if kind == TresKind::Alloc { 'M' } else { 'B' })?
-        } else if let Ok(n) = value.parse::<u64>() {
+        } else if let Some(n) = parse_u64(value) {
             n
         } else {
             // Counts may carry a unit suffix (billing=1.50K on huge jobs): take K/M/G as 10^3 steps.
@@ -320,6 +360,13 @@ fn parse_si_count(v: &str) -> Option<u64> {
 /// Returns the state and, for cancellations, the canceller's uid.
 pub fn parse_state(s: &str) -> Result<(JobState, Option<u32>), ValueError> {
     let s = s.trim_end_matches('+');
+    if !s.as_bytes().contains(&b' ') {
+        // The usual case: a bare state name.
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            return err(format!("state {s:?} is not a Slurm state name"));
+        }
+        return Ok((JobState::from_slurm(s), None));
+    }
     let mut words = s.split(' ');
     let name = words.next().unwrap_or("");
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
@@ -338,7 +385,7 @@ pub fn parse_exit_code(s: &str) -> Result<Option<ExitCode>, ValueError> {
     if s.is_empty() {
         return Ok(None);
     }
-    let parsed = s.split_once(':').and_then(|(c, sig)| Some(ExitCode { code: c.parse().ok()?, signal: sig.parse().ok()? }));
+    let parsed = split_at_byte(s, b':').and_then(|(c, sig)| Some(ExitCode { code: c.parse().ok()?, signal: sig.parse().ok()? }));
     parsed.map(Some).ok_or_else(|| ValueError(format!("exit code {s:?} is not code:signal")))
 }
 
@@ -365,17 +412,41 @@ pub struct JobIdParts {
     pub step: Option<String>,
 }
 
+/// [`JobIdParts`] borrowing from the text it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobIdRef<'a> {
+    pub job: &'a str,
+    pub base: u64,
+    pub array_task: Option<u32>,
+    pub array_range: bool,
+    pub het_offset: Option<u32>,
+    pub step: Option<&'a str>,
+}
+
 /// Reads a JobID: `42`, `42.batch`, `7_3`, `7_3.batch`, `7_[2-3,5]`, `13+1`, `13+1.0`.
 pub fn parse_job_id(s: &str) -> Result<JobIdParts, ValueError> {
+    let r = parse_job_id_ref(s)?;
+    Ok(JobIdParts {
+        job: r.job.to_string(),
+        base: r.base,
+        array_task: r.array_task,
+        array_range: r.array_range,
+        het_offset: r.het_offset,
+        step: r.step.map(str::to_string),
+    })
+}
+
+/// [`parse_job_id`] without allocating.
+pub fn parse_job_id_ref(s: &str) -> Result<JobIdRef<'_>, ValueError> {
     let bad = |why: &str| ValueError(format!("job id {s:?} {why}"));
     // A step separator is the first '.' after the job part; array ranges contain no '.'.
-    let (job, step) = match s.split_once('.') {
-        Some((j, st)) if !st.is_empty() => (j, Some(st.to_string())),
+    let (job, step) = match split_at_byte(s, b'.') {
+        Some((j, st)) if !st.is_empty() => (j, Some(st)),
         Some(_) => return Err(bad("ends with '.'")),
         None => (s, None),
     };
-    let mut parts = JobIdParts { job: job.to_string(), base: 0, array_task: None, array_range: false, het_offset: None, step };
-    if let Some((base, task)) = job.split_once('_') {
+    let mut parts = JobIdRef { job, base: 0, array_task: None, array_range: false, het_offset: None, step };
+    if let Some((base, task)) = split_at_byte(job, b'_') {
         parts.base = base.parse().map_err(|_| bad("has a non-numeric array job id"))?;
         if task.starts_with('[') {
             if !task.ends_with(']') || task.len() < 3 {
@@ -390,22 +461,22 @@ pub fn parse_job_id(s: &str) -> Result<JobIdParts, ValueError> {
         } else {
             parts.array_task = Some(task.parse().map_err(|_| bad("has a non-numeric array task id"))?);
         }
-    } else if let Some((base, off)) = job.split_once('+') {
+    } else if let Some((base, off)) = split_at_byte(job, b'+') {
         parts.base = base.parse().map_err(|_| bad("has a non-numeric het job id"))?;
         parts.het_offset = Some(off.parse().map_err(|_| bad("has a non-numeric het job offset"))?);
     } else {
-        parts.base = job.parse().map_err(|_| bad("is not a number, array (N_M) or het (N+M) id"))?;
+        parts.base = parse_u64(job).ok_or_else(|| bad("is not a number, array (N_M) or het (N+M) id"))?;
     }
     Ok(parts)
 }
 
 /// Reads JobIDRaw: `15` or `15.batch`. Returns (raw id, step).
 pub fn parse_job_id_raw(s: &str) -> Result<(u64, Option<&str>), ValueError> {
-    let (id, step) = match s.split_once('.') {
+    let (id, step) = match split_at_byte(s, b'.') {
         Some((i, st)) => (i, Some(st)),
         None => (s, None),
     };
-    let n = id.parse().map_err(|_| ValueError(format!("JobIDRaw {s:?} is not a number")))?;
+    let n = parse_u64(id).ok_or_else(|| ValueError(format!("JobIDRaw {s:?} is not a number")))?;
     Ok((n, step))
 }
 
