@@ -103,7 +103,8 @@ pub struct ReadOptions {
 pub struct SacctReader<R> {
     input: R,
     opts: ReadOptions,
-    layout: Option<Layout>,
+    /// Shared so that taking it for a record is a reference count, not a copy.
+    layout: Option<std::sync::Arc<Layout>>,
     line_no: u64,
     /// The raw bytes of the line being read, and the current record as text: both reused, so
     /// a stream of millions of rows allocates per row only what the parsed run keeps.
@@ -125,7 +126,7 @@ pub struct SacctReader<R> {
 
 impl<R: BufRead> SacctReader<R> {
     pub fn new(input: R, opts: ReadOptions) -> Self {
-        let layout = opts.layout.clone();
+        let layout = opts.layout.clone().map(std::sync::Arc::new);
         Self {
             input,
             opts,
@@ -319,7 +320,7 @@ impl<R: BufRead> SacctReader<R> {
                     }
                 }
                 let names: Vec<&str> = header.split(self.opts.delimiter as char).collect();
-                let l = Layout::from_names(&names)?;
+                let l = std::sync::Arc::new(Layout::from_names(&names)?);
                 self.layout = Some(l.clone());
                 l
             }

@@ -145,6 +145,13 @@ pub fn format_sacct_time(t: UnixTime) -> String {
 /// Reads a Slurm duration into milliseconds: `D-HH:MM:SS`, `HH:MM:SS`, `MM:SS.mmm`, `MM:SS`,
 /// with optional fraction. Empty gives 0. `INVALID` gives an error.
 pub fn parse_duration_ms(s: &str) -> Result<u64, ValueError> {
+    match duration_fixed_shape(s.as_bytes()) {
+        Some(ms) => Ok(ms),
+        None => parse_duration_general(s),
+    }
+}
+
+fn parse_duration_general(s: &str) -> Result<u64, ValueError> {
     if s.is_empty() {
         return Ok(0);
     }
@@ -204,6 +211,25 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, ValueError> {
     Ok((((days * 24 + h) * 60 + m) * 60 + sec) * 1000 + frac_ms.unwrap_or(0))
 }
 
+/// The two shapes sacct prints for nearly every duration, `MM:SS.mmm` and `HH:MM:SS`, read
+/// directly; `None` for anything else (including out-of-range minutes or seconds), which the
+/// general reader then accepts or rejects.
+fn duration_fixed_shape(b: &[u8]) -> Option<u64> {
+    let two = |i: usize| -> Option<u64> {
+        let (x, y) = (b[i].wrapping_sub(b'0'), b[i + 1].wrapping_sub(b'0'));
+        (x <= 9 && y <= 9).then(|| (x * 10 + y) as u64)
+    };
+    let (h, m, sec, ms) = match b.len() {
+        9 if b[2] == b':' && b[5] == b'.' => {
+            let ms = two(6)? * 10 + b[8].wrapping_sub(b'0').le(&9).then(|| (b[8] - b'0') as u64)?;
+            (0, two(0)?, two(3)?, ms)
+        }
+        8 if b[2] == b':' && b[5] == b':' => (two(0)?, two(3)?, two(6)?, 0),
+        _ => return None,
+    };
+    (m <= 59 && sec <= 59).then(|| ((h * 60 + m) * 60 + sec) * 1000 + ms)
+}
+
 /// Reads a plain unsigned integer field; empty gives `None`.
 pub fn parse_opt_u64(name: &str, s: &str) -> Result<Option<u64>, ValueError> {
     if s.is_empty() {
@@ -226,6 +252,13 @@ pub fn parse_count(name: &str, s: &str) -> Result<u32, ValueError> {
 /// Reads a Slurm size with binary suffix into bytes: `256M`, `1G`, `62.50G`, `825768K`, `0`.
 /// `default_unit` applies to a bare number (`'K'` for RSS columns, `'M'` for memory TRES).
 pub fn parse_bytes(s: &str, default_unit: char) -> Result<u64, ValueError> {
+    match bytes_plain(s.as_bytes(), default_unit) {
+        Some(n) => Ok(n),
+        None => parse_bytes_general(s, default_unit),
+    }
+}
+
+fn parse_bytes_general(s: &str, default_unit: char) -> Result<u64, ValueError> {
     let bad = || ValueError(format!("size {s:?} is not a number with an optional K/M/G/T/P/E suffix"));
     if s.is_empty() {
         return Err(bad());
@@ -261,6 +294,37 @@ pub fn parse_bytes(s: &str, default_unit: char) -> Result<u64, ValueError> {
         bytes = bytes.checked_add(frac_bytes as u64).ok_or_else(bad)?;
     }
     Ok(bytes)
+}
+
+/// [`parse_bytes`] for the usual text, digits and an optional unit letter; `None` for anything
+/// else (a fraction, 19 digits or more, an error), which the general reader handles.
+fn bytes_plain(b: &[u8], default_unit: char) -> Option<u64> {
+    let (digits, unit) = match *b.last()? {
+        c if c.is_ascii_alphabetic() => (&b[..b.len() - 1], c.to_ascii_uppercase()),
+        _ => (b, default_unit as u8),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let shift = match unit {
+        b'B' => 0,
+        b'K' => 10,
+        b'M' => 20,
+        b'G' => 30,
+        b'T' => 40,
+        b'P' => 50,
+        b'E' => 60,
+        _ => return None,
+    };
+    let mut n = 0u64;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + d as u64;
+    }
+    n.checked_shl(shift).filter(|v| v >> shift == n)
 }
 
 /// Reads ReqMem: `300M`, `1G`, or the pre-21.08 `3000Mc` (per CPU) / `48000Mn` (per node).
@@ -519,6 +583,28 @@ mod tests {
         for bad in ["INVALID", "1:2:3:4", "00:61", "x-00:00:01", "00:01.", "00:01.x"] {
             assert!(parse_duration_ms(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_general_readers() {
+        let durations = ["00:01.655", "59:59.999", "60:00.000", "00:60.000", "12:34:56", "99:59:59", "00:61:00", "1a:00:00", "00:00.0x0", "0:00:00", "00:00:00"];
+        for d in durations {
+            if let Some(fast) = duration_fixed_shape(d.as_bytes()) {
+                assert_eq!(Ok(fast), parse_duration_general(d), "{d}");
+            }
+            assert_eq!(parse_duration_ms(d), parse_duration_general(d), "{d}");
+        }
+        let sizes = ["0", "256M", "825768K", "19273", "1g", "999999999999999999E", "99999999999999E", "12Q", "1.5G", "", "K", "00012K", "+5M"];
+        for s in sizes {
+            for unit in ['K', 'M', 'B'] {
+                if let Some(fast) = bytes_plain(s.as_bytes(), unit) {
+                    assert_eq!(Ok(fast), parse_bytes_general(s, unit), "{s}");
+                }
+                assert_eq!(parse_bytes(s, unit), parse_bytes_general(s, unit), "{s}");
+            }
+        }
+        assert!(durations.iter().filter(|d| duration_fixed_shape(d.as_bytes()).is_some()).count() >= 4);
+        assert!(sizes.iter().filter(|s| bytes_plain(s.as_bytes(), 'K').is_some()).count() >= 5);
     }
 
     #[test]
