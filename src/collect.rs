@@ -5,7 +5,8 @@
 //! the ledger in chunked transactions (bounded memory; a crash loses at most one chunk, which
 //! the next collect re-reads idempotently). The cursor moves to `now` only when sacct exited
 //! cleanly, in the same transaction as the last chunk. Unreadable records go to quarantine and
-//! never stop the batch or the cursor.
+//! never stop the batch or the cursor. Reading (and encoding each run for its row) runs on a
+//! second thread while this one writes, linked by a bounded channel.
 
 use std::io::BufRead;
 
@@ -184,9 +185,25 @@ const BATCHES_IN_FLIGHT: usize = 8;
 /// can move the cursor in the same transaction.
 ///
 /// The stream is read (and each run encoded for its row) on a second thread while this one
-/// writes to SQLite; a bounded channel between them keeps memory flat. Chunks of [`CHUNK`] runs
-/// commit as they fill; a stream error stops at once and keeps only the committed chunks.
+/// writes to SQLite; a bounded channel between them keeps memory flat. A chunk (at least
+/// [`CHUNK`] items, whole batches) commits as it fills; a stream error stops at once and keeps
+/// only the committed chunks.
 pub fn ingest<'l, R>(ledger: &'l mut Ledger, items: SacctReader<R>, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError>
+where
+    R: BufRead + Send,
+{
+    ingest_chunked(ledger, items, cluster, source, now, CHUNK)
+}
+
+/// [`ingest`] with chunks of `chunk` items.
+fn ingest_chunked<'l, R>(
+    ledger: &'l mut Ledger,
+    items: SacctReader<R>,
+    cluster: &ClusterName,
+    source: &str,
+    now: UnixTime,
+    chunk: usize,
+) -> Result<(Counts, Writer<'l>), CollectError>
 where
     R: BufRead + Send,
 {
@@ -194,7 +211,7 @@ where
         let (tx, rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
         let (back_tx, back_rx) = std::sync::mpsc::channel();
         s.spawn(move || parse_side(items, ParseEnd { tx, back: back_rx }));
-        write_side(ledger, WriteEnd { rx, back: back_tx }, cluster, source, now)
+        write_side(ledger, WriteEnd { rx, back: back_tx, chunk }, cluster, source, now)
         // The write end is dropped here: a parsing thread still running stops at its next send.
     })
 }
@@ -233,6 +250,8 @@ impl ParseEnd {
 struct WriteEnd {
     rx: std::sync::mpsc::Receiver<Result<Batch, ParsableError>>,
     back: std::sync::mpsc::Sender<Batch>,
+    /// Items per transaction.
+    chunk: usize,
 }
 
 /// The parsing thread: items in batches, each run encoded; a stream error ends the stream.
@@ -274,7 +293,7 @@ fn write_side<'l>(ledger: &'l mut Ledger, end: WriteEnd, cluster: &ClusterName, 
     }
 }
 
-/// Writes batches into `w` until it holds [`CHUNK`] items (returns false) or the stream ended
+/// Writes batches into `w` until it holds a chunk of items (returns false) or the stream ended
 /// (returns true). Runs go through one set of prepared statements; quarantined rows follow them.
 fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source: &str, counts: &mut Counts) -> Result<bool, CollectError> {
     // (cluster, line, raw, reason), written after the runs so the statements stay prepared.
@@ -282,7 +301,7 @@ fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source
     let (mut n, mut ended) = (0, false);
     {
         let mut runs = w.runs()?;
-        while n < CHUNK {
+        while n < end.chunk {
             let Ok(batch) = end.rx.recv() else {
                 ended = true;
                 break;
@@ -316,4 +335,47 @@ fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source
         w.quarantine(&cluster, source, line, &raw, &reason)?;
     }
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::source::DELIMITER;
+    use crate::slurm::values::TimeZone;
+    use crate::synth::{SyntheticDay, DAY_START};
+
+    fn day(jobs: u64) -> SacctReader<std::io::BufReader<SyntheticDay>> {
+        let opts = ReadOptions {
+            delimiter: DELIMITER,
+            layout: None,
+            tz: TimeZone::Utc,
+            default_cluster: ClusterName::new("synth").unwrap(),
+        };
+        SacctReader::new(std::io::BufReader::new(SyntheticDay::new(jobs, 3, 5)), opts)
+    }
+
+    /// Full chunks commit as they fill (a chunk ends at a batch boundary), with consecutive
+    /// change sequence numbers; the last one stays open for the cursor and is lost with it when
+    /// not committed.
+    #[test]
+    fn chunks_commit_as_they_fill_and_the_last_stays_open() {
+        let mut ledger = Ledger::open_in_memory().unwrap();
+        let c = ClusterName::new("synth").unwrap();
+        let now = UnixTime(DAY_START + 86_400);
+        let (counts, w) = ingest_chunked(&mut ledger, day(1200), &c, "t", now, 1000).unwrap();
+        assert_eq!((counts.runs_seen, counts.runs_new), (1200, 1200));
+        drop(w); // a crash before the last commit
+        let committed = 2 * BATCH as i64;
+        assert_eq!(ledger.change_seq().unwrap(), committed, "the first chunk, two batches, is committed");
+        assert_eq!(ledger.jobs(&crate::ledger::JobFilter::default()).unwrap().len() as i64, committed);
+
+        let (counts, mut w) = ingest_chunked(&mut ledger, day(1200), &c, "t", now, 1000).unwrap();
+        assert_eq!((counts.runs_new, counts.runs_unchanged), (1200 - committed as u64, committed as u64));
+        w.set_cursor(&c, now).unwrap();
+        w.commit().unwrap();
+        let changed = ledger.runs_changed_since(0, 2000).unwrap();
+        let seqs: Vec<i64> = changed.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=1200).collect::<Vec<_>>());
+        assert_eq!(ledger.cursor(&c).unwrap(), Some(now));
+    }
 }
