@@ -307,6 +307,9 @@ fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source
                 break;
             };
             let mut batch = batch?;
+            if let Some((c, lo, hi)) = job_id_range(&batch) {
+                runs.expect_range(c, lo, hi)?;
+            }
             for item in batch.iter_mut() {
                 n += 1;
                 match item {
@@ -335,6 +338,23 @@ fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source
         w.quarantine(&cluster, source, line, &raw, &reason)?;
     }
     Ok(ended)
+}
+
+/// The cluster and job id range of a batch's runs, when they are all of one cluster.
+fn job_id_range(batch: &[Parsed]) -> Option<(&ClusterName, u64, u64)> {
+    let mut runs = batch.iter().filter_map(|p| match p {
+        Parsed::Run(r) => Some(&r.job().key),
+        _ => None,
+    });
+    let first = runs.next()?;
+    let (mut lo, mut hi) = (first.job_id_raw, first.job_id_raw);
+    for k in runs {
+        if k.cluster != first.cluster {
+            return None;
+        }
+        (lo, hi) = (lo.min(k.job_id_raw), hi.max(k.job_id_raw));
+    }
+    Some((&first.cluster, lo, hi))
 }
 
 #[cfg(test)]

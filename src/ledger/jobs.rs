@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use rusqlite::types::ToSql;
-use rusqlite::{CachedStatement, Row};
+use rusqlite::{CachedStatement, OptionalExtension, Row};
 
 use crate::model::{ClusterName, ExitCode, JobKey, JobRun, JobState, Tres, UnixTime};
 
@@ -30,14 +30,18 @@ const CONTENT: [&str; 47] = [
 /// Looks a run up by its key: its rowid and content hash.
 const FIND_SQL: &str = "SELECT rowid, content_hash FROM job_runs WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3";
 
+/// Whether any run of a cluster has a job id in a range (the primary key's prefix).
+const ANY_IN_RANGE_SQL: &str = "SELECT 1 FROM job_runs WHERE cluster = ?1 AND job_id_raw BETWEEN ?2 AND ?3 LIMIT 1";
+
 /// A new run: parameters 1..=47 are [`CONTENT`], 48 the hash, 49 the change sequence, 50 `now`.
+/// A run already stored is left alone: the caller then looks it up (see [`RunWriter::write`]).
 fn insert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
         let params: Vec<String> = (1..=CONTENT.len()).map(|i| format!("?{i}")).collect();
         format!(
             "INSERT INTO job_runs ({}, content_hash, change_seq, first_seen, last_changed, revision) \
-             VALUES ({}, ?48, ?49, ?50, ?50, 1)",
+             VALUES ({}, ?48, ?49, ?50, ?50, 1) ON CONFLICT (cluster, job_id_raw, submit) DO NOTHING",
             CONTENT.join(", "),
             params.join(", ")
         )
@@ -252,6 +256,10 @@ pub struct RunWriter<'w> {
     find: CachedStatement<'w>,
     insert: CachedStatement<'w>,
     update: CachedStatement<'w>,
+    any_in_range: CachedStatement<'w>,
+    /// A cluster and job id range the ledger held no run in when [`RunWriter::expect_range`]
+    /// looked: runs there are inserted straight away instead of looked up first.
+    absent: Option<(ClusterName, u64, u64)>,
     seq: &'w mut i64,
     now: i64,
 }
@@ -265,6 +273,8 @@ impl Writer<'_> {
             find: tx.prepare_cached(FIND_SQL)?,
             insert: tx.prepare_cached(insert_sql())?,
             update: tx.prepare_cached(update_sql())?,
+            any_in_range: tx.prepare_cached(ANY_IN_RANGE_SQL)?,
+            absent: None,
             seq: &mut self.seq,
             now: self.now,
         })
@@ -284,8 +294,33 @@ impl RunWriter<'_> {
         self.write(&run.job, &run.enc)
     }
 
+    /// Says that the next runs are of `cluster` with job ids in `lo..=hi` (a batch of a poll).
+    /// When the ledger holds no run there, as for a poll of new jobs, each is inserted without
+    /// being looked up first. Only a hint: any run may follow.
+    pub fn expect_range(&mut self, cluster: &ClusterName, lo: u64, hi: u64) -> Result<(), LedgerError> {
+        self.absent = None;
+        let (Ok(lo_i), Ok(hi_i)) = (i64::try_from(lo), i64::try_from(hi)) else { return Ok(()) };
+        let any = self.any_in_range.query_row(rusqlite::params![cluster.as_str(), lo_i, hi_i], |_| Ok(())).optional()?;
+        if any.is_none() {
+            self.absent = Some((cluster.clone(), lo, hi));
+        }
+        Ok(())
+    }
+
+    fn in_absent_range(&self, k: &JobKey) -> bool {
+        matches!(&self.absent, Some((c, lo, hi)) if c == &k.cluster && (*lo..=*hi).contains(&k.job_id_raw))
+    }
+
     fn write(&mut self, j: &JobRun, enc: &Encoded) -> Result<Upsert, LedgerError> {
         let values = enc.values(j);
+        if self.in_absent_range(&j.key) {
+            // Inserted unless the same key came earlier in this range (then looked up below).
+            let next_seq = *self.seq + 1;
+            if bind_row(&mut self.insert, &values, enc.hash, next_seq, self.now)?.raw_execute()? == 1 {
+                *self.seq = next_seq;
+                return Ok(Upsert::New);
+            }
+        }
         let found = self.find_row(&values[..3])?;
         let (stmt, outcome) = match found {
             Some((_, hash)) if hash == enc.hash as i64 => return Ok(Upsert::Unchanged),
@@ -296,13 +331,11 @@ impl RunWriter<'_> {
             None => (&mut self.insert, Upsert::New),
         };
         let next_seq = *self.seq + 1;
-        for (i, v) in values.iter().enumerate() {
-            bind(stmt, i + 1, *v)?;
+        let changed = bind_row(stmt, &values, enc.hash, next_seq, self.now)?.raw_execute()?;
+        if changed != 1 {
+            // The key was looked up in this transaction: the write cannot miss its row.
+            return Err(LedgerError::Corrupt { key: j.key.to_string(), reason: format!("{changed} rows written for one run") });
         }
-        stmt.raw_bind_parameter(48, enc.hash as i64)?;
-        stmt.raw_bind_parameter(49, next_seq)?;
-        stmt.raw_bind_parameter(50, self.now)?;
-        stmt.raw_execute()?;
         *self.seq = next_seq;
         Ok(outcome)
     }
@@ -318,6 +351,23 @@ impl RunWriter<'_> {
             None => None,
         })
     }
+}
+
+/// Binds a row's values, hash (48), change sequence (49) and `now` (50).
+fn bind_row<'s, 'c>(
+    stmt: &'s mut rusqlite::Statement<'c>,
+    values: &[Val<'_>],
+    hash: u64,
+    seq: i64,
+    now: i64,
+) -> rusqlite::Result<&'s mut rusqlite::Statement<'c>> {
+    for (i, v) in values.iter().enumerate() {
+        bind(stmt, i + 1, *v)?;
+    }
+    stmt.raw_bind_parameter(48, hash as i64)?;
+    stmt.raw_bind_parameter(49, seq)?;
+    stmt.raw_bind_parameter(50, now)?;
+    Ok(stmt)
 }
 
 fn bind(stmt: &mut rusqlite::Statement<'_>, i: usize, v: Val<'_>) -> rusqlite::Result<()> {
@@ -615,6 +665,36 @@ mod tests {
             .unwrap();
         assert_eq!(row, (2, 10, 20, 2));
         assert_eq!(l.job(&changed.key).unwrap(), Some(changed));
+    }
+
+    #[test]
+    fn a_range_expected_new_still_catches_repeats() {
+        let mut l = Ledger::open_in_memory().unwrap();
+        let c = ClusterName::new("c1").unwrap();
+        let mut w = l.writer(UnixTime(1)).unwrap();
+        let mut runs = w.runs().unwrap();
+        let run = |id: u64, cpu: u64| {
+            let mut j = minimal();
+            j.key.job_id_raw = id;
+            j.total_cpu_ms = cpu;
+            PreparedRun::new(Box::new(j)).unwrap()
+        };
+        runs.expect_range(&c, 4000, 5000).unwrap();
+        assert!(runs.absent.is_some());
+        assert_eq!(runs.upsert(&run(4243, 1)).unwrap(), Upsert::New);
+        // The same run again in the same range: looked up, not inserted twice.
+        assert_eq!(runs.upsert(&run(4243, 1)).unwrap(), Upsert::Unchanged);
+        assert_eq!(runs.upsert(&run(4243, 2)).unwrap(), Upsert::Updated);
+        // Outside the hinted range, and a range that now holds a run: the usual look-up.
+        assert_eq!(runs.upsert(&run(9, 1)).unwrap(), Upsert::New);
+        runs.expect_range(&c, 4000, 5000).unwrap();
+        assert!(runs.absent.is_none());
+        assert_eq!(runs.upsert(&run(4244, 1)).unwrap(), Upsert::New);
+        assert_eq!(runs.upsert(&run(4243, 2)).unwrap(), Upsert::Unchanged);
+        drop(runs);
+        w.commit().unwrap();
+        assert_eq!(l.change_seq().unwrap(), 4);
+        assert_eq!(l.jobs(&JobFilter::default()).unwrap().len(), 3);
     }
 
     // Stored by the ToSql-based upsert of the first release (commit ceb93f4).
