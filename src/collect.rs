@@ -5,13 +5,14 @@
 //! the ledger in chunked transactions (bounded memory; a crash loses at most one chunk, which
 //! the next collect re-reads idempotently). The cursor moves to `now` only when sacct exited
 //! cleanly, in the same transaction as the last chunk. Unreadable records go to quarantine and
-//! never stop the batch or the cursor.
+//! never stop the batch or the cursor. Reading (and encoding each run for its row) runs on a
+//! second thread while this one writes, linked by a bounded channel.
 
 use std::io::BufRead;
 
-use crate::ledger::{CollectRunRecord, Ledger, LedgerError, Upsert, Writer};
+use crate::ledger::{CollectRunRecord, Ledger, LedgerError, PreparedRun, Rejected, Upsert, Writer};
 use crate::model::{ClusterName, UnixTime};
-use crate::slurm::parsable::{Item, ParsableError, ReadOptions, SacctReader};
+use crate::slurm::parsable::{Item, ParsableError, Quarantined, ReadOptions, SacctReader};
 use crate::slurm::runner::RunError;
 use crate::slurm::source::{SlurmInfo, SlurmSource, SourceError, Window};
 
@@ -146,7 +147,7 @@ pub fn collect_cluster(
 
 /// Reads a recorded sacct `--parsable2` output (with its header line) into the ledger.
 /// The cursor does not move: a file says nothing about what the cluster did since.
-pub fn import_file<R: BufRead>(ledger: &mut Ledger, input: R, opts: ReadOptions, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
+pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadOptions, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
     let cluster = opts.default_cluster.clone();
     let reader = SacctReader::new(input, opts);
     let (counts, mut w) = ingest(ledger, reader, &cluster, label, now)?;
@@ -168,62 +169,233 @@ pub fn import_file<R: BufRead>(ledger: &mut Ledger, input: R, opts: ReadOptions,
     Ok(CollectReport { cluster, window: None, counts, slurm_version: None })
 }
 
-/// Writes a stream of items in chunks; returns the counts and the open last chunk, so the caller
-/// can move the cursor in the same transaction.
-pub fn ingest<'l, I>(ledger: &'l mut Ledger, items: I, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError>
-where
-    I: IntoIterator<Item = Result<Item, ParsableError>>,
-{
-    let mut counts = Counts::default();
-    let mut pending: Vec<Item> = Vec::with_capacity(CHUNK);
-    let mut items = items.into_iter();
-    loop {
-        pending.clear();
-        for item in items.by_ref() {
-            pending.push(item?);
-            if pending.len() == CHUNK {
-                break;
-            }
-        }
-        if pending.len() < CHUNK {
-            break;
-        }
-        let mut w = ledger.writer(now)?;
-        for item in pending.drain(..) {
-            write_item(&mut w, item, cluster, source, &mut counts)?;
-        }
-        w.commit()?;
-    }
-    // The last (partial) chunk stays open so the caller can move the cursor in it.
-    let mut w = ledger.writer(now)?;
-    for item in pending.drain(..) {
-        write_item(&mut w, item, cluster, source, &mut counts)?;
-    }
-    Ok((counts, w))
+/// What the parsing thread hands to the writing thread.
+enum Parsed {
+    Run(PreparedRun),
+    Rejected(Rejected),
+    Quarantine(Quarantined),
 }
 
-fn write_item(w: &mut Writer<'_>, item: Item, cluster: &ClusterName, source: &str, counts: &mut Counts) -> Result<(), CollectError> {
-    match item {
-        Item::Job(job) => match w.upsert_run(&job) {
-            Ok(u) => {
-                counts.runs_seen += 1;
-                match u {
-                    Upsert::New => counts.runs_new += 1,
-                    Upsert::Updated => counts.runs_updated += 1,
-                    Upsert::Unchanged => counts.runs_unchanged += 1,
+/// Items per message between the threads, and messages in flight: bounds memory to a few
+/// thousand runs whatever the size of the poll.
+const BATCH: usize = 512;
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// Writes a stream of items in chunks; returns the counts and the open last chunk, so the caller
+/// can move the cursor in the same transaction.
+///
+/// The stream is read (and each run encoded for its row) on a second thread while this one
+/// writes to SQLite; a bounded channel between them keeps memory flat. A chunk (at least
+/// [`CHUNK`] items, whole batches) commits as it fills; a stream error stops at once and keeps
+/// only the committed chunks.
+pub fn ingest<'l, R>(ledger: &'l mut Ledger, items: SacctReader<R>, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError>
+where
+    R: BufRead + Send,
+{
+    ingest_chunked(ledger, items, cluster, source, now, CHUNK)
+}
+
+/// [`ingest`] with chunks of `chunk` items.
+fn ingest_chunked<'l, R>(
+    ledger: &'l mut Ledger,
+    items: SacctReader<R>,
+    cluster: &ClusterName,
+    source: &str,
+    now: UnixTime,
+    chunk: usize,
+) -> Result<(Counts, Writer<'l>), CollectError>
+where
+    R: BufRead + Send,
+{
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        let (back_tx, back_rx) = std::sync::mpsc::channel();
+        s.spawn(move || parse_side(items, ParseEnd { tx, back: back_rx }));
+        write_side(ledger, WriteEnd { rx, back: back_tx, chunk }, cluster, source, now)
+        // The write end is dropped here: a parsing thread still running stops at its next send.
+    })
+}
+
+type Batch = Vec<Parsed>;
+
+/// The parsing thread's end: batches go out; written batches come back, and their runs go back
+/// to the reader for reuse (allocating on one thread and freeing on the other costs the
+/// allocator far more than the parsing).
+struct ParseEnd {
+    tx: std::sync::mpsc::SyncSender<Result<Batch, ParsableError>>,
+    back: std::sync::mpsc::Receiver<Batch>,
+}
+
+impl ParseEnd {
+    /// Sends `batch`, leaving an empty one (a returned batch's allocation when there is one).
+    /// False when the writer has stopped.
+    fn send<R: BufRead>(&self, batch: &mut Batch, reader: &mut SacctReader<R>) -> bool {
+        let mut next = Vec::new();
+        while let Ok(mut done) = self.back.try_recv() {
+            for item in done.drain(..) {
+                if let Parsed::Run(run) = item {
+                    reader.recycle(run.into_job());
                 }
             }
-            Err(e @ LedgerError::ValueRange { .. }) => {
-                let raw = serde_json::to_string(&job).unwrap_or_else(|_| format!("{job:?}"));
-                counts.quarantined += 1;
-                w.quarantine(&job.key.cluster, source, 0, &raw, &e.to_string())?;
+            next = done;
+        }
+        if next.capacity() == 0 {
+            next.reserve(BATCH);
+        }
+        self.tx.send(Ok(std::mem::replace(batch, next))).is_ok()
+    }
+}
+
+/// The writing thread's end.
+struct WriteEnd {
+    rx: std::sync::mpsc::Receiver<Result<Batch, ParsableError>>,
+    back: std::sync::mpsc::Sender<Batch>,
+    /// Items per transaction.
+    chunk: usize,
+}
+
+/// The parsing thread: items in batches, each run encoded; a stream error ends the stream.
+fn parse_side<R: BufRead>(mut reader: SacctReader<R>, end: ParseEnd) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(item) = reader.next() {
+        let parsed = match item {
+            Ok(Item::Job(job)) => match PreparedRun::new(job) {
+                Ok(run) => Parsed::Run(run),
+                Err(rejected) => Parsed::Rejected(rejected),
+            },
+            Ok(Item::Quarantine(q)) => Parsed::Quarantine(q),
+            Err(e) => {
+                // Whatever was read before the error is written, then the error ends the stream.
+                if end.send(&mut batch, &mut reader) {
+                    let _ = end.tx.send(Err(e));
+                }
+                return;
             }
-            Err(e) => return Err(e.into()),
-        },
-        Item::Quarantine(q) => {
-            counts.quarantined += 1;
-            w.quarantine(cluster, source, q.line, &q.raw, &q.reason)?;
+        };
+        batch.push(parsed);
+        if batch.len() == BATCH && !end.send(&mut batch, &mut reader) {
+            return;
         }
     }
-    Ok(())
+    end.send(&mut batch, &mut reader);
+}
+
+/// The writing thread: chunked transactions, written as batches arrive; the last one is
+/// returned open.
+fn write_side<'l>(ledger: &'l mut Ledger, end: WriteEnd, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError> {
+    let mut counts = Counts::default();
+    let mut w = ledger.writer(now)?;
+    loop {
+        if write_chunk(&mut w, &end, cluster, source, &mut counts)? {
+            return Ok((counts, w));
+        }
+        w.commit_and_continue()?;
+    }
+}
+
+/// Writes batches into `w` until it holds a chunk of items (returns false) or the stream ended
+/// (returns true). Runs go through one set of prepared statements; quarantined rows follow them.
+fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source: &str, counts: &mut Counts) -> Result<bool, CollectError> {
+    // (cluster, line, raw, reason), written after the runs so the statements stay prepared.
+    let mut quarantined: Vec<(ClusterName, u64, String, String)> = Vec::new();
+    let (mut n, mut ended) = (0, false);
+    {
+        let mut runs = w.runs()?;
+        while n < end.chunk {
+            let Ok(batch) = end.rx.recv() else {
+                ended = true;
+                break;
+            };
+            let mut batch = batch?;
+            if let Some((c, lo, hi)) = job_id_range(&batch) {
+                runs.expect_range(c, lo, hi)?;
+            }
+            for item in batch.iter_mut() {
+                n += 1;
+                match item {
+                    Parsed::Run(run) => {
+                        counts.runs_seen += 1;
+                        match runs.upsert(run)? {
+                            Upsert::New => counts.runs_new += 1,
+                            Upsert::Updated => counts.runs_updated += 1,
+                            Upsert::Unchanged => counts.runs_unchanged += 1,
+                        }
+                    }
+                    Parsed::Rejected(Rejected { job, error }) => {
+                        let raw = serde_json::to_string(&job).unwrap_or_else(|_| format!("{job:?}"));
+                        quarantined.push((job.key.cluster.clone(), 0, raw, error.to_string()));
+                    }
+                    Parsed::Quarantine(q) => {
+                        quarantined.push((cluster.clone(), q.line, std::mem::take(&mut q.raw), std::mem::take(&mut q.reason)))
+                    }
+                }
+            }
+            let _ = end.back.send(batch);
+        }
+    }
+    for (cluster, line, raw, reason) in quarantined {
+        counts.quarantined += 1;
+        w.quarantine(&cluster, source, line, &raw, &reason)?;
+    }
+    Ok(ended)
+}
+
+/// The cluster and job id range of a batch's runs, when they are all of one cluster.
+fn job_id_range(batch: &[Parsed]) -> Option<(&ClusterName, u64, u64)> {
+    let mut runs = batch.iter().filter_map(|p| match p {
+        Parsed::Run(r) => Some(&r.job().key),
+        _ => None,
+    });
+    let first = runs.next()?;
+    let (mut lo, mut hi) = (first.job_id_raw, first.job_id_raw);
+    for k in runs {
+        if k.cluster != first.cluster {
+            return None;
+        }
+        (lo, hi) = (lo.min(k.job_id_raw), hi.max(k.job_id_raw));
+    }
+    Some((&first.cluster, lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::source::DELIMITER;
+    use crate::slurm::values::TimeZone;
+    use crate::synth::{SyntheticDay, DAY_START};
+
+    fn day(jobs: u64) -> SacctReader<std::io::BufReader<SyntheticDay>> {
+        let opts = ReadOptions {
+            delimiter: DELIMITER,
+            layout: None,
+            tz: TimeZone::Utc,
+            default_cluster: ClusterName::new("synth").unwrap(),
+        };
+        SacctReader::new(std::io::BufReader::new(SyntheticDay::new(jobs, 3, 5)), opts)
+    }
+
+    /// Full chunks commit as they fill (a chunk ends at a batch boundary), with consecutive
+    /// change sequence numbers; the last one stays open for the cursor and is lost with it when
+    /// not committed.
+    #[test]
+    fn chunks_commit_as_they_fill_and_the_last_stays_open() {
+        let mut ledger = Ledger::open_in_memory().unwrap();
+        let c = ClusterName::new("synth").unwrap();
+        let now = UnixTime(DAY_START + 86_400);
+        let (counts, w) = ingest_chunked(&mut ledger, day(1200), &c, "t", now, 1000).unwrap();
+        assert_eq!((counts.runs_seen, counts.runs_new), (1200, 1200));
+        drop(w); // a crash before the last commit
+        let committed = 2 * BATCH as i64;
+        assert_eq!(ledger.change_seq().unwrap(), committed, "the first chunk, two batches, is committed");
+        assert_eq!(ledger.jobs(&crate::ledger::JobFilter::default()).unwrap().len() as i64, committed);
+
+        let (counts, mut w) = ingest_chunked(&mut ledger, day(1200), &c, "t", now, 1000).unwrap();
+        assert_eq!((counts.runs_new, counts.runs_unchanged), (1200 - committed as u64, committed as u64));
+        w.set_cursor(&c, now).unwrap();
+        w.commit().unwrap();
+        let changed = ledger.runs_changed_since(0, 2000).unwrap();
+        let seqs: Vec<i64> = changed.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=1200).collect::<Vec<_>>());
+        assert_eq!(ledger.cursor(&c).unwrap(), Some(now));
+    }
 }

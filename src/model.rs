@@ -220,26 +220,73 @@ impl fmt::Display for ExitCode {
 /// `gres/gpu`, `gres/gpu:a100`, `energy` in joules).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Tres(Vec<(String, u64)>);
+pub struct Tres(Vec<(TresName, u64)>);
+
+/// A TRES name: the common ones are shared static text, so reading a million jobs does not
+/// allocate a `String` per entry.
+type TresName = std::borrow::Cow<'static, str>;
+
+/// Names Slurm prints on every cluster.
+const COMMON_TRES: [&str; 12] =
+    ["billing", "cpu", "energy", "fs/disk", "gres/gpu", "mem", "node", "pages", "vmem", "fs/lustre", "ic/ofed", "license"];
+
+fn tres_name(name: &str) -> TresName {
+    match COMMON_TRES.iter().find(|c| **c == name) {
+        Some(c) => TresName::Borrowed(c),
+        None => TresName::Owned(name.to_string()),
+    }
+}
+
+fn tres_name_owned(name: String) -> TresName {
+    match COMMON_TRES.iter().find(|c| **c == name) {
+        Some(c) => TresName::Borrowed(c),
+        None => TresName::Owned(name),
+    }
+}
 
 impl Tres {
     /// Builds from pairs; later duplicates of a name replace earlier ones.
     pub fn from_pairs<I: IntoIterator<Item = (String, u64)>>(pairs: I) -> Self {
-        let mut v: Vec<(String, u64)> = Vec::new();
+        let mut t = Self::default();
         for (k, n) in pairs {
-            match v.binary_search_by(|(name, _)| name.as_str().cmp(&k)) {
-                Ok(i) => v[i].1 = n,
-                Err(i) => v.insert(i, (k, n)),
+            match t.find(&k) {
+                Ok(i) => t.0[i].1 = n,
+                Err(i) => t.0.insert(i, (tres_name_owned(k), n)),
             }
         }
-        Self(v)
+        t
+    }
+
+    /// An empty set with room for `n` entries.
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    /// Removes every entry, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Sets one entry; a name already present is replaced.
+    pub fn set(&mut self, name: &str, n: u64) {
+        match self.find(name) {
+            Ok(i) => self.0[i].1 = n,
+            Err(i) => self.0.insert(i, (tres_name(name), n)),
+        }
+    }
+
+    /// Index of `name`, or where it would go. Slurm prints names sorted, so the last entry is
+    /// checked first.
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        match self.0.last() {
+            None => Err(0),
+            Some((last, _)) if last.as_ref() < name => Err(self.0.len()),
+            _ => self.0.binary_search_by(|(k, _)| k.as_ref().cmp(name)),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<u64> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1)
+        self.find(name).ok().map(|i| self.0[i].1)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -247,7 +294,7 @@ impl Tres {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.0.iter().map(|(k, n)| (k.as_str(), *n))
+        self.0.iter().map(|(k, n)| (k.as_ref(), *n))
     }
 
     /// GPUs allocated, counted once: the untyped `gres/gpu` when present (Slurm adds it beside the
@@ -274,27 +321,69 @@ impl Tres {
     /// only for a name not seen before.
     pub fn accumulate_one(&mut self, k: &str, n: u64) {
         let peak = k == "mem" || k == "vmem";
-        match self.0.binary_search_by(|(name, _)| name.as_str().cmp(k)) {
+        match self.find(k) {
             Ok(i) => {
                 let cur = &mut self.0[i].1;
                 *cur = if peak { (*cur).max(n) } else { cur.saturating_add(n) };
             }
-            Err(i) => self.0.insert(i, (k.to_string(), n)),
+            Err(i) => self.0.insert(i, (tres_name(k), n)),
+        }
+    }
+
+    /// Adds usage entries as [`Tres::accumulate_one`] does, in one merge pass when they come in
+    /// name order (Slurm prints them sorted); an entry out of order is searched for instead.
+    pub fn accumulate_sorted<'a>(&mut self, entries: impl IntoIterator<Item = (&'a str, u64)>) {
+        let mut at = 0;
+        for (k, n) in entries {
+            let found = if self.0.get(at).is_some_and(|(name, _)| name.as_ref() == k) {
+                // The usual case: the same names as the step before, in the same order.
+                Ok(at)
+            } else if at > 0 && self.0[at - 1].0.as_ref() >= k {
+                self.find(k)
+            } else {
+                let mut i = at;
+                while i < self.0.len() && self.0[i].0.as_ref() < k {
+                    i += 1;
+                }
+                if i < self.0.len() && self.0[i].0.as_ref() == k {
+                    Ok(i)
+                } else {
+                    Err(i)
+                }
+            };
+            let peak = k == "mem" || k == "vmem";
+            at = match found {
+                Ok(i) => {
+                    let cur = &mut self.0[i].1;
+                    *cur = if peak { (*cur).max(n) } else { cur.saturating_add(n) };
+                    i + 1
+                }
+                Err(i) => {
+                    self.0.insert(i, (tres_name(k), n));
+                    i + 1
+                }
+            };
         }
     }
 
     /// Canonical text `name=count,...` (sorted by name, plain integers), stored in the ledger.
     pub fn to_canonical(&self) -> String {
         let mut s = String::new();
+        self.write_canonical(&mut s);
+        s
+    }
+
+    /// Appends the canonical text to `out`.
+    pub fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write;
         for (i, (k, n)) in self.0.iter().enumerate() {
             if i > 0 {
-                s.push(',');
+                out.push(',');
             }
-            s.push_str(k);
-            s.push('=');
-            s.push_str(&n.to_string());
+            out.push_str(k);
+            out.push('=');
+            let _ = write!(out, "{n}");
         }
-        s
     }
 
     /// Reads the canonical text back. Returns `None` on anything but `name=integer` pairs.
@@ -485,6 +574,26 @@ mod tests {
         let mut a = Tres::from_pairs([("cpu".into(), 10), ("mem".into(), 100)]);
         a.accumulate_usage(&Tres::from_pairs([("cpu".into(), 5), ("mem".into(), 50), ("energy".into(), 3)]));
         assert_eq!(a.to_canonical(), "cpu=15,energy=3,mem=100");
+    }
+
+    #[test]
+    fn sorted_accumulation_matches_one_by_one() {
+        let steps: [&[(&str, u64)]; 4] = [
+            &[("cpu", 1), ("energy", 0), ("fs/disk", 10), ("mem", 5), ("pages", 0), ("vmem", 9)],
+            &[("cpu", 2), ("fs/disk", 1), ("gres/gpu:a100", 1), ("mem", 7), ("vmem", 3)],
+            // Out of order and repeated names still add up.
+            &[("vmem", 20), ("cpu", 3), ("cpu", 1), ("aaa", 4), ("mem", 1)],
+            &[],
+        ];
+        let (mut merged, mut single) = (Tres::default(), Tres::default());
+        for step in steps {
+            merged.accumulate_sorted(step.iter().copied());
+            for (k, n) in step {
+                single.accumulate_one(k, *n);
+            }
+            assert_eq!(merged, single);
+        }
+        assert_eq!(merged.to_canonical(), "aaa=4,cpu=7,energy=0,fs/disk=11,gres/gpu:a100=1,mem=7,pages=0,vmem=20");
     }
 
     #[test]

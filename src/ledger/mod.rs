@@ -28,7 +28,7 @@ use crate::model::{ClusterName, UnixTime};
 
 pub use deliveries::{Delivery, DeliveryCount, DeliveryState, HeldRun, RejectedDelivery, SinkRun, SinkStatus};
 pub use imports::{ImportOutcome, ImportedRow};
-pub use jobs::{JobFilter, Upsert};
+pub use jobs::{JobFilter, PreparedRun, Rejected, RunWriter, Upsert};
 pub use migrations::MIGRATIONS;
 pub use quarantine::QuarantineRecord;
 pub use status::{CollectRunRecord, CursorRecord, LedgerStatus, StateCount};
@@ -100,7 +100,7 @@ impl Ledger {
     /// Starts a write transaction. `now` stamps every row written through it.
     pub fn writer(&mut self, now: UnixTime) -> Result<Writer<'_>, LedgerError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let seq: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'change_seq'", [], |r| r.get(0))?;
+        let seq = read_change_seq(&tx)?;
         Ok(Writer { tx, seq, now: now.0 })
     }
 
@@ -148,6 +148,23 @@ impl Writer<'_> {
         self.tx.commit()?;
         Ok(())
     }
+
+    /// Makes everything written so far durable, as [`Writer::commit`], and goes on in a new
+    /// transaction: a long ingest commits chunk by chunk through one writer. After an error the
+    /// writer must be dropped (its transaction, if any is open, rolls back).
+    pub fn commit_and_continue(&mut self) -> Result<(), LedgerError> {
+        self.tx.execute("UPDATE meta SET value = ?1 WHERE key = 'change_seq'", [self.seq])?;
+        // The guard stays: the transaction begun here is the one it commits or rolls back.
+        self.tx.execute_batch("COMMIT")?;
+        self.tx.execute_batch("BEGIN IMMEDIATE")?;
+        // Another process may have written runs between the two transactions.
+        self.seq = read_change_seq(&self.tx)?;
+        Ok(())
+    }
+}
+
+fn read_change_seq(conn: &Connection) -> Result<i64, LedgerError> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'change_seq'", [], |r| r.get(0))?)
 }
 
 #[cfg(test)]

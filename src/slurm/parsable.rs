@@ -20,6 +20,9 @@ use crate::model::{ClusterName, JobKey, JobRun, StepUsage};
 use super::fields::{Field, FIELD_COUNT};
 use super::values::{self as v, TimeZone, TresKind, ValueError};
 
+/// Runs kept for reuse at most: a few batches' worth.
+const MAX_SPARE: usize = 4096;
+
 /// The most lines one record may span before it is given up as malformed.
 const MAX_JOINED_LINES: usize = 64;
 
@@ -100,7 +103,8 @@ pub struct ReadOptions {
 pub struct SacctReader<R> {
     input: R,
     opts: ReadOptions,
-    layout: Option<Layout>,
+    /// Shared so that taking it for a record is a reference count, not a copy.
+    layout: Option<std::sync::Arc<Layout>>,
     line_no: u64,
     /// The raw bytes of the line being read, and the current record as text: both reused, so
     /// a stream of millions of rows allocates per row only what the parsed run keeps.
@@ -113,12 +117,16 @@ pub struct SacctReader<R> {
     /// Items ready to hand out.
     out: std::collections::VecDeque<Item>,
     done: bool,
+    /// Runs given back by the consumer, whose allocations the next job rows reuse.
+    spare: Vec<Box<JobRun>>,
+    /// The current record's fields as byte ranges, valid when `split` is set.
     ranges: Vec<(usize, usize)>,
+    split: bool,
 }
 
 impl<R: BufRead> SacctReader<R> {
     pub fn new(input: R, opts: ReadOptions) -> Self {
-        let layout = opts.layout.clone();
+        let layout = opts.layout.clone().map(std::sync::Arc::new);
         Self {
             input,
             opts,
@@ -131,6 +139,16 @@ impl<R: BufRead> SacctReader<R> {
             out: Default::default(),
             done: false,
             ranges: Vec::with_capacity(64),
+            split: false,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Gives back a run this reader yielded and the consumer is done with: the next job rows
+    /// reuse its allocations (a collect reads millions of runs; this keeps the allocator idle).
+    pub fn recycle(&mut self, job: Box<JobRun>) {
+        if self.spare.len() < MAX_SPARE {
+            self.spare.push(job);
         }
     }
 
@@ -144,26 +162,66 @@ impl<R: BufRead> SacctReader<R> {
             return Ok(Some(n));
         }
         self.buf.clear();
-        if self.input.read_until(b'\n', &mut self.buf)? == 0 {
+        let Some(newline) = self.read_until_newline()? else {
             return Ok(None);
-        }
+        };
         self.line_no += 1;
-        if self.buf.last() == Some(&b'\n') {
+        if newline && self.buf.last() == Some(&b'\r') {
             self.buf.pop();
-            if self.buf.last() == Some(&b'\r') {
-                self.buf.pop();
-            }
         }
-        into.clear();
-        match std::str::from_utf8(&self.buf) {
-            Ok(s) => into.push_str(s),
-            Err(_) => into.push_str(&String::from_utf8_lossy(&self.buf)),
+        // The bytes become the text without a copy; `into`'s old allocation is the next buffer.
+        let bytes = std::mem::replace(&mut self.buf, std::mem::take(into).into_bytes());
+        match String::from_utf8(bytes) {
+            Ok(text) => *into = text,
+            Err(e) => {
+                let bytes = e.into_bytes();
+                *into = String::from_utf8_lossy(&bytes).into_owned();
+                self.buf = bytes;
+            }
         }
         Ok(Some(self.line_no))
     }
 
+    /// Appends the input up to the next `\n` (not included) to `self.buf`, searching the
+    /// reader's own buffer. Whether a `\n` ended the line; `None` at the end of the stream
+    /// with nothing read.
+    fn read_until_newline(&mut self) -> Result<Option<bool>, ParsableError> {
+        let mut any = false;
+        loop {
+            let avail = match self.input.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if avail.is_empty() {
+                return Ok(any.then_some(false));
+            }
+            any = true;
+            match memchr::memchr(b'\n', avail) {
+                Some(i) => {
+                    self.buf.extend_from_slice(&avail[..i]);
+                    self.input.consume(i + 1);
+                    return Ok(Some(true));
+                }
+                None => {
+                    let n = avail.len();
+                    self.buf.extend_from_slice(avail);
+                    self.input.consume(n);
+                }
+            }
+        }
+    }
+
     fn count_fields(&self, s: &str) -> usize {
         memchr::memchr_iter(self.opts.delimiter, s.as_bytes()).count() + 1
+    }
+
+    /// Splits `rec` into `self.ranges`, returning the field count; `self.split` says the
+    /// ranges are those of the current record.
+    fn split_record(&mut self, rec: &str) -> usize {
+        split_fields(rec.as_bytes(), self.opts.delimiter, &mut self.ranges);
+        self.split = true;
+        self.ranges.len()
     }
 
     /// Assembles the next record into `self.rec`: one line, or several joined at embedded
@@ -181,7 +239,7 @@ impl<R: BufRead> SacctReader<R> {
             if rec.is_empty() {
                 continue;
             }
-            let n = self.count_fields(rec);
+            let n = self.split_record(rec);
             if n == ncols {
                 return Ok(Some(line_no));
             }
@@ -198,6 +256,7 @@ impl<R: BufRead> SacctReader<R> {
                 continue;
             }
             // Too few fields: join following lines while the count stays within the header's.
+            self.split = false;
             let (mut count, mut lines) = (n, 1);
             let mut next = String::new();
             loop {
@@ -261,7 +320,7 @@ impl<R: BufRead> SacctReader<R> {
                     }
                 }
                 let names: Vec<&str> = header.split(self.opts.delimiter as char).collect();
-                let l = Layout::from_names(&names)?;
+                let l = std::sync::Arc::new(Layout::from_names(&names)?);
                 self.layout = Some(l.clone());
                 l
             }
@@ -273,18 +332,14 @@ impl<R: BufRead> SacctReader<R> {
                 return Ok(());
             };
             let rec = std::mem::take(&mut self.rec);
-            self.ranges.clear();
-            let mut start = 0;
-            for i in memchr::memchr_iter(self.opts.delimiter, rec.as_bytes()) {
-                self.ranges.push((start, i));
-                start = i + 1;
+            if !self.split {
+                self.split_record(&rec);
             }
-            self.ranges.push((start, rec.len()));
             let row = Row { text: &rec, ranges: &self.ranges, layout: &layout };
             let result = match row.is_step() {
-                Ok(false) => row.to_job(&self.opts).map(|(job, cpu)| {
+                Ok(false) => row.to_job(&self.opts, self.spare.pop()).map(|(job, cpu)| {
                     self.flush_current();
-                    self.current = Some((Box::new(job), cpu));
+                    self.current = Some((job, cpu));
                 }),
                 Ok(true) => row.add_step_to(&mut self.current),
                 Err(e) => Err(e),
@@ -312,12 +367,68 @@ impl<R: BufRead> Iterator for SacctReader<R> {
     }
 }
 
+/// Splits `text` at every `delim` into `ranges` as (start, end) byte offsets.
+///
+/// Eight bytes at a time: a row has some 40 fields of a few bytes each, where a call to a
+/// vectorised search per field costs more than this word-at-a-time scan of the whole row.
+fn split_fields(text: &[u8], delim: u8, ranges: &mut Vec<(usize, usize)>) {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let pattern = u64::from_le_bytes([delim; 8]);
+    ranges.clear();
+    let mut start = 0;
+    let mut chunks = text.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ pattern;
+        // Exactly the high bit of every zero byte of `w`, i.e. of every delimiter.
+        let mut hits = !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7);
+        while hits != 0 {
+            let i = base + (hits.trailing_zeros() / 8) as usize;
+            ranges.push((start, i));
+            start = i + 1;
+            hits &= hits - 1;
+        }
+        base += 8;
+    }
+    for (k, &b) in chunks.remainder().iter().enumerate() {
+        if b == delim {
+            ranges.push((start, base + k));
+            start = base + k + 1;
+        }
+    }
+    ranges.push((start, text.len()));
+}
+
 /// A job row's own totals: CPU times preferred over the step sum when present; energy used
 /// when no step reports any.
 #[derive(Debug, Clone, Copy)]
 struct RowTotals {
     cpu_ms: [u64; 3],
     energy_joules: Option<u64>,
+}
+
+/// A step's TRES usage entries, kept on the stack up to a size no real row reaches.
+#[derive(Default)]
+struct StepTres<'a> {
+    inline: [(&'a str, u64); 16],
+    len: usize,
+    more: Vec<(&'a str, u64)>,
+}
+
+impl<'a> StepTres<'a> {
+    fn push(&mut self, name: &'a str, n: u64) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = (name, n);
+                self.len += 1;
+            }
+            None => self.more.push((name, n)),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'a str, u64)> + '_ {
+        self.inline[..self.len].iter().chain(self.more.iter()).copied()
+    }
 }
 
 /// One record split into fields.
@@ -372,38 +483,48 @@ impl Row<'_> {
             tres_usage_in_tot: Default::default(),
             energy_joules: if energy.is_empty() { None } else { v::parse_opt_u64("ConsumedEnergyRaw", energy)? },
         };
-        let mut tres: Vec<(&str, u64)> = Vec::with_capacity(8);
-        v::for_each_tres(self.get(Field::TRESUsageInTot), TresKind::Usage, |name, n| tres.push((name, n)))?;
+        // The entries are read whole before any is folded; on the stack for any real row.
+        let mut tres = StepTres::default();
+        v::for_each_tres(self.get(Field::TRESUsageInTot), TresKind::Usage, |name, n| tres.push(name, n))?;
         job.add_step(&usage);
-        for (name, n) in tres {
-            job.tres_usage_in_tot.accumulate_one(name, n);
-        }
+        job.tres_usage_in_tot.accumulate_sorted(tres.iter());
         Ok(())
     }
 
-    fn to_job(&self, opts: &ReadOptions) -> Result<(JobRun, RowTotals), ValueError> {
+    /// Reads a job row into a new run, reusing the allocations of `spare` (a run already
+    /// handed out and given back through [`SacctReader::recycle`]) when there is one.
+    fn to_job(&self, opts: &ReadOptions, spare: Option<Box<JobRun>>) -> Result<(Box<JobRun>, RowTotals), ValueError> {
         let tz = &opts.tz;
         let (raw, _) = v::parse_job_id_raw(self.get(Field::JobIDRaw))?;
         let job_id_text = if self.has(Field::JobID) { self.get(Field::JobID) } else { self.get(Field::JobIDRaw) };
-        let id = v::parse_job_id(job_id_text)?;
-        let cluster = match self.get(Field::Cluster) {
-            "" => opts.default_cluster.clone(),
-            c => ClusterName::new(c).map_err(ValueError)?,
+        let id = v::parse_job_id_ref(job_id_text)?;
+        let cluster = match (self.get(Field::Cluster), &spare) {
+            ("", _) => opts.default_cluster.clone(),
+            (c, Some(old)) if old.key.cluster.as_str() == c => old.key.cluster.clone(),
+            (c, _) => ClusterName::new(c).map_err(ValueError)?,
         };
         let submit = v::parse_time(self.get(Field::Submit), tz)?
             .ok_or_else(|| ValueError("Submit time is unknown: the run cannot be keyed".into()))?;
-        let mut job = JobRun::new(JobKey { cluster, job_id_raw: raw, submit }, id.job.clone());
+        let key = JobKey { cluster, job_id_raw: raw, submit };
+        let mut job = match spare {
+            Some(mut old) => {
+                renew(&mut old, key);
+                old
+            }
+            None => Box::new(JobRun::new(key, String::new())),
+        };
+        job.job_id.push_str(id.job);
         job.array_job_id = (id.array_task.is_some() || id.array_range).then_some(id.base);
         job.array_task_id = id.array_task;
         job.het_job_id = id.het_offset.map(|_| id.base);
         job.het_job_offset = id.het_offset;
-        job.name = self.get(Field::JobName).to_string();
-        job.user = self.get(Field::User).to_string();
+        job.name.push_str(self.get(Field::JobName));
+        job.user.push_str(self.get(Field::User));
         job.uid = v::parse_opt_u64("UID", self.get(Field::UID))?.map(|u| u as u32);
-        job.group = self.get(Field::Group).to_string();
-        job.account = self.get(Field::Account).to_string();
-        job.partition = self.get(Field::Partition).to_string();
-        job.qos = self.get(Field::QOS).to_string();
+        job.group.push_str(self.get(Field::Group));
+        job.account.push_str(self.get(Field::Account));
+        job.partition.push_str(self.get(Field::Partition));
+        job.qos.push_str(self.get(Field::QOS));
         (job.state, job.cancelled_by) = v::parse_state(self.get(Field::State))?;
         job.exit_code = v::parse_exit_code(self.get(Field::ExitCode))?;
         job.derived_exit_code = v::parse_exit_code(self.get(Field::DerivedExitCode))?;
@@ -430,17 +551,17 @@ impl Row<'_> {
             job.req_mem_bytes = Some(bytes);
             job.req_mem_per_cpu = per_cpu;
         }
-        job.req_tres = v::parse_tres(self.get(Field::ReqTRES), TresKind::Alloc)?;
-        job.alloc_tres = v::parse_tres(self.get(Field::AllocTRES), TresKind::Alloc)?;
-        job.nodelist = match self.get(Field::NodeList) {
-            "None assigned" | "None" => String::new(),
-            n => n.to_string(),
-        };
-        job.wckey = self.get(Field::WCKey).to_string();
-        job.reservation = self.get(Field::Reservation).to_string();
-        job.flags = self.get(Field::Flags).to_string();
-        job.work_dir = self.get(Field::WorkDir).to_string();
-        job.submit_line = self.get(Field::SubmitLine).to_string();
+        v::parse_tres_into(self.get(Field::ReqTRES), TresKind::Alloc, &mut job.req_tres)?;
+        v::parse_tres_into(self.get(Field::AllocTRES), TresKind::Alloc, &mut job.alloc_tres)?;
+        match self.get(Field::NodeList) {
+            "None assigned" | "None" => {}
+            n => job.nodelist.push_str(n),
+        }
+        job.wckey.push_str(self.get(Field::WCKey));
+        job.reservation.push_str(self.get(Field::Reservation));
+        job.flags.push_str(self.get(Field::Flags));
+        job.work_dir.push_str(self.get(Field::WorkDir));
+        job.submit_line.push_str(self.get(Field::SubmitLine));
         job.db_index = v::parse_opt_u64("DBIndex", self.get(Field::DBIndex))?;
         let totals = RowTotals {
             cpu_ms: [
@@ -454,7 +575,100 @@ impl Row<'_> {
     }
 }
 
+/// Makes `job` a fresh run with key `key` (as [`JobRun::new`] with an empty id), keeping the
+/// allocations of its text and TRES fields. A field not listed here is simply reset, never
+/// carried over: the fresh run is built first.
+fn renew(job: &mut JobRun, key: JobKey) {
+    let mut fresh = JobRun::new(key, String::new());
+    let texts = [
+        (&mut fresh.job_id, &mut job.job_id),
+        (&mut fresh.name, &mut job.name),
+        (&mut fresh.user, &mut job.user),
+        (&mut fresh.group, &mut job.group),
+        (&mut fresh.account, &mut job.account),
+        (&mut fresh.partition, &mut job.partition),
+        (&mut fresh.qos, &mut job.qos),
+        (&mut fresh.nodelist, &mut job.nodelist),
+        (&mut fresh.wckey, &mut job.wckey),
+        (&mut fresh.reservation, &mut job.reservation),
+        (&mut fresh.flags, &mut job.flags),
+        (&mut fresh.work_dir, &mut job.work_dir),
+        (&mut fresh.submit_line, &mut job.submit_line),
+    ];
+    for (new, old) in texts {
+        *new = std::mem::take(old);
+        new.clear();
+    }
+    for (new, old) in [
+        (&mut fresh.req_tres, &mut job.req_tres),
+        (&mut fresh.alloc_tres, &mut job.alloc_tres),
+        (&mut fresh.tres_usage_in_tot, &mut job.tres_usage_in_tot),
+    ] {
+        *new = std::mem::take(old);
+        new.clear();
+    }
+    *job = fresh;
+}
+
 /// Reads a whole stream into items; for tests and small inputs.
 pub fn read_all<R: BufRead>(input: R, opts: ReadOptions) -> Result<Vec<Item>, ParsableError> {
     SacctReader::new(input, opts).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::values::TimeZone;
+
+    fn opts() -> ReadOptions {
+        ReadOptions {
+            delimiter: b'|',
+            layout: None,
+            tz: TimeZone::Utc,
+            default_cluster: ClusterName::new("fallback").unwrap(),
+        }
+    }
+
+    /// Recycled runs must not carry anything of the run they were before.
+    #[test]
+    fn recycled_runs_read_exactly_as_fresh_ones() {
+        for text in [
+            include_str!("../../tests/fixtures/testbed/sacct-all-fields-duplicates.txt"),
+            include_str!("../../tests/fixtures/testbed/sacct-steps-parsable2.txt"),
+            include_str!("../../tests/fixtures/testbed/sacct-states-running.txt"),
+            include_str!("../../tests/fixtures/testbed/own-sacct-poll.txt"),
+        ] {
+            let fresh = read_all(text.as_bytes(), opts()).unwrap();
+            let mut reader = SacctReader::new(text.as_bytes(), opts());
+            let mut recycled = Vec::new();
+            // Each run goes back as soon as it is yielded: later job rows reuse it.
+            while let Some(item) = reader.next() {
+                let item = item.unwrap();
+                if let Item::Job(job) = &item {
+                    reader.recycle(job.clone());
+                }
+                recycled.push(item);
+            }
+            assert!(fresh.iter().filter(|i| matches!(i, Item::Job(_))).count() > 2);
+            assert_eq!(recycled, fresh);
+        }
+    }
+
+    #[test]
+    fn word_at_a_time_split_matches_a_plain_split() {
+        let texts = [
+            "", "|", "||", "a", "a|b", "|a|", "1234567|", "12345678|9", "1234567|12345678|||x", "ünï|cödé|€|",
+            "no delimiter in a row longer than eight bytes",
+        ];
+        for delim in [b'|', 0x1f] {
+            for t in texts {
+                let t = t.replace('|', &(delim as char).to_string());
+                let mut ranges = Vec::new();
+                split_fields(t.as_bytes(), delim, &mut ranges);
+                let got: Vec<&str> = ranges.iter().map(|&(a, b)| &t[a..b]).collect();
+                let want: Vec<&str> = t.split(delim as char).collect();
+                assert_eq!(got, want, "{t:?}");
+            }
+        }
+    }
 }

@@ -53,6 +53,31 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146097 + doe - 719468
 }
 
+/// `s` split at the first `b` (an ASCII byte, so both sides are valid text). A plain loop: the
+/// values are a few bytes long, too short for a vectorised search to pay off.
+fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|c| c == b)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// `s.parse::<u64>()`, with a plain loop for the usual all-digit text; anything else (a sign,
+/// 20 digits or more) takes the standard parser, so the accepted text is the same.
+fn parse_u64(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 19 {
+        return s.parse().ok();
+    }
+    let mut n: u64 = 0;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return s.parse().ok();
+        }
+        n = n * 10 + d as u64;
+    }
+    Some(n)
+}
+
 fn digits(b: &[u8]) -> Option<u32> {
     let mut n: u32 = 0;
     for &c in b {
@@ -120,6 +145,13 @@ pub fn format_sacct_time(t: UnixTime) -> String {
 /// Reads a Slurm duration into milliseconds: `D-HH:MM:SS`, `HH:MM:SS`, `MM:SS.mmm`, `MM:SS`,
 /// with optional fraction. Empty gives 0. `INVALID` gives an error.
 pub fn parse_duration_ms(s: &str) -> Result<u64, ValueError> {
+    match duration_fixed_shape(s.as_bytes()) {
+        Some(ms) => Ok(ms),
+        None => parse_duration_general(s),
+    }
+}
+
+fn parse_duration_general(s: &str) -> Result<u64, ValueError> {
     if s.is_empty() {
         return Ok(0);
     }
@@ -179,14 +211,33 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, ValueError> {
     Ok((((days * 24 + h) * 60 + m) * 60 + sec) * 1000 + frac_ms.unwrap_or(0))
 }
 
+/// The two shapes sacct prints for nearly every duration, `MM:SS.mmm` and `HH:MM:SS`, read
+/// directly; `None` for anything else (including out-of-range minutes or seconds), which the
+/// general reader then accepts or rejects.
+fn duration_fixed_shape(b: &[u8]) -> Option<u64> {
+    let two = |i: usize| -> Option<u64> {
+        let (x, y) = (b[i].wrapping_sub(b'0'), b[i + 1].wrapping_sub(b'0'));
+        (x <= 9 && y <= 9).then(|| (x * 10 + y) as u64)
+    };
+    let (h, m, sec, ms) = match b.len() {
+        9 if b[2] == b':' && b[5] == b'.' => {
+            let ms = two(6)? * 10 + b[8].wrapping_sub(b'0').le(&9).then(|| (b[8] - b'0') as u64)?;
+            (0, two(0)?, two(3)?, ms)
+        }
+        8 if b[2] == b':' && b[5] == b':' => (two(0)?, two(3)?, two(6)?, 0),
+        _ => return None,
+    };
+    (m <= 59 && sec <= 59).then(|| ((h * 60 + m) * 60 + sec) * 1000 + ms)
+}
+
 /// Reads a plain unsigned integer field; empty gives `None`.
 pub fn parse_opt_u64(name: &str, s: &str) -> Result<Option<u64>, ValueError> {
     if s.is_empty() {
         return Ok(None);
     }
-    match s.parse::<u64>() {
-        Ok(n) => Ok(Some(n)),
-        Err(_) => err(format!("{name} {s:?} is not a non-negative integer")),
+    match parse_u64(s) {
+        Some(n) => Ok(Some(n)),
+        None => err(format!("{name} {s:?} is not a non-negative integer")),
     }
 }
 
@@ -201,6 +252,13 @@ pub fn parse_count(name: &str, s: &str) -> Result<u32, ValueError> {
 /// Reads a Slurm size with binary suffix into bytes: `256M`, `1G`, `62.50G`, `825768K`, `0`.
 /// `default_unit` applies to a bare number (`'K'` for RSS columns, `'M'` for memory TRES).
 pub fn parse_bytes(s: &str, default_unit: char) -> Result<u64, ValueError> {
+    match bytes_plain(s.as_bytes(), default_unit) {
+        Some(n) => Ok(n),
+        None => parse_bytes_general(s, default_unit),
+    }
+}
+
+fn parse_bytes_general(s: &str, default_unit: char) -> Result<u64, ValueError> {
     let bad = || ValueError(format!("size {s:?} is not a number with an optional K/M/G/T/P/E suffix"));
     if s.is_empty() {
         return Err(bad());
@@ -219,11 +277,11 @@ pub fn parse_bytes(s: &str, default_unit: char) -> Result<u64, ValueError> {
         'E' => 60,
         _ => return Err(bad()),
     };
-    let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
+    let (int_part, frac_part) = split_at_byte(num, b'.').unwrap_or((num, ""));
     if int_part.is_empty() || !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let whole: u64 = int_part.parse().map_err(|_| bad())?;
+    let whole: u64 = parse_u64(int_part).ok_or_else(bad)?;
     let mut bytes = whole.checked_shl(shift).filter(|v| v >> shift == whole).ok_or_else(|| {
         ValueError(format!("size {s:?} does not fit in 64 bits: no real allocation is that large"))
     })?;
@@ -236,6 +294,37 @@ pub fn parse_bytes(s: &str, default_unit: char) -> Result<u64, ValueError> {
         bytes = bytes.checked_add(frac_bytes as u64).ok_or_else(bad)?;
     }
     Ok(bytes)
+}
+
+/// [`parse_bytes`] for the usual text, digits and an optional unit letter; `None` for anything
+/// else (a fraction, 19 digits or more, an error), which the general reader handles.
+fn bytes_plain(b: &[u8], default_unit: char) -> Option<u64> {
+    let (digits, unit) = match *b.last()? {
+        c if c.is_ascii_alphabetic() => (&b[..b.len() - 1], c.to_ascii_uppercase()),
+        _ => (b, default_unit as u8),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let shift = match unit {
+        b'B' => 0,
+        b'K' => 10,
+        b'M' => 20,
+        b'G' => 30,
+        b'T' => 40,
+        b'P' => 50,
+        b'E' => 60,
+        _ => return None,
+    };
+    let mut n = 0u64;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + d as u64;
+    }
+    n.checked_shl(shift).filter(|v| v >> shift == n)
 }
 
 /// Reads ReqMem: `300M`, `1G`, or the pre-21.08 `3000Mc` (per CPU) / `48000Mn` (per node).
@@ -269,9 +358,14 @@ fn is_bytes_tres(name: &str) -> bool {
 /// or `cpu=00:00:01,energy=0,fs/disk=19273,mem=6228K,pages=0,vmem=9872K`.
 /// Negative counts (Slurm's "not set" `-2` for energy) are dropped; empty gives an empty set.
 pub fn parse_tres(s: &str, kind: TresKind) -> Result<Tres, ValueError> {
-    let mut pairs = Vec::new();
-    for_each_tres(s, kind, |name, n| pairs.push((name.to_string(), n)))?;
-    Ok(Tres::from_pairs(pairs))
+    let mut tres = Tres::with_capacity(memchr::memchr_iter(b',', s.as_bytes()).count() + 1);
+    parse_tres_into(s, kind, &mut tres)?;
+    Ok(tres)
+}
+
+/// [`parse_tres`] into `tres`, which should be empty (entries already there are kept).
+pub fn parse_tres_into(s: &str, kind: TresKind, tres: &mut Tres) -> Result<(), ValueError> {
+    for_each_tres(s, kind, |name, n| tres.set(name, n))
 }
 
 /// Reads a TRES string entry by entry without allocating; `f` gets each (name, count).
@@ -279,11 +373,21 @@ pub fn for_each_tres<'a>(s: &'a str, kind: TresKind, mut f: impl FnMut(&'a str, 
     if s.is_empty() {
         return Ok(());
     }
-    for part in s.split(',') {
-        let Some(eq) = memchr::memchr(b'=', part.as_bytes()) else {
+    let mut rest = Some(s);
+    while let Some(text) = rest {
+        let part = match split_at_byte(text, b',') {
+            Some((part, more)) => {
+                rest = Some(more);
+                part
+            }
+            None => {
+                rest = None;
+                text
+            }
+        };
+        let Some((name, value)) = split_at_byte(part, b'=') else {
             return err(format!("TRES entry {part:?} in {s:?} is not name=value"));
         };
-        let (name, value) = (&part[..eq], &part[eq + 1..]);
         if name.is_empty() {
             return err(format!("TRES entry {part:?} in {s:?} has no name"));
         }
@@ -294,7 +398,7 @@ pub fn for_each_tres<'a>(s: &'a str, kind: TresKind, mut f: impl FnMut(&'a str, 
             parse_duration_ms(value)? / 1000
         } else if is_bytes_tres(name) {
             parse_bytes(value, if kind == TresKind::Alloc { 'M' } else { 'B' })?
-        } else if let Ok(n) = value.parse::<u64>() {
+        } else if let Some(n) = parse_u64(value) {
             n
         } else {
             // Counts may carry a unit suffix (billing=1.50K on huge jobs): take K/M/G as 10^3 steps.
@@ -320,6 +424,13 @@ fn parse_si_count(v: &str) -> Option<u64> {
 /// Returns the state and, for cancellations, the canceller's uid.
 pub fn parse_state(s: &str) -> Result<(JobState, Option<u32>), ValueError> {
     let s = s.trim_end_matches('+');
+    if !s.as_bytes().contains(&b' ') {
+        // The usual case: a bare state name.
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            return err(format!("state {s:?} is not a Slurm state name"));
+        }
+        return Ok((JobState::from_slurm(s), None));
+    }
     let mut words = s.split(' ');
     let name = words.next().unwrap_or("");
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
@@ -338,7 +449,7 @@ pub fn parse_exit_code(s: &str) -> Result<Option<ExitCode>, ValueError> {
     if s.is_empty() {
         return Ok(None);
     }
-    let parsed = s.split_once(':').and_then(|(c, sig)| Some(ExitCode { code: c.parse().ok()?, signal: sig.parse().ok()? }));
+    let parsed = split_at_byte(s, b':').and_then(|(c, sig)| Some(ExitCode { code: c.parse().ok()?, signal: sig.parse().ok()? }));
     parsed.map(Some).ok_or_else(|| ValueError(format!("exit code {s:?} is not code:signal")))
 }
 
@@ -365,17 +476,41 @@ pub struct JobIdParts {
     pub step: Option<String>,
 }
 
+/// [`JobIdParts`] borrowing from the text it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobIdRef<'a> {
+    pub job: &'a str,
+    pub base: u64,
+    pub array_task: Option<u32>,
+    pub array_range: bool,
+    pub het_offset: Option<u32>,
+    pub step: Option<&'a str>,
+}
+
 /// Reads a JobID: `42`, `42.batch`, `7_3`, `7_3.batch`, `7_[2-3,5]`, `13+1`, `13+1.0`.
 pub fn parse_job_id(s: &str) -> Result<JobIdParts, ValueError> {
+    let r = parse_job_id_ref(s)?;
+    Ok(JobIdParts {
+        job: r.job.to_string(),
+        base: r.base,
+        array_task: r.array_task,
+        array_range: r.array_range,
+        het_offset: r.het_offset,
+        step: r.step.map(str::to_string),
+    })
+}
+
+/// [`parse_job_id`] without allocating.
+pub fn parse_job_id_ref(s: &str) -> Result<JobIdRef<'_>, ValueError> {
     let bad = |why: &str| ValueError(format!("job id {s:?} {why}"));
     // A step separator is the first '.' after the job part; array ranges contain no '.'.
-    let (job, step) = match s.split_once('.') {
-        Some((j, st)) if !st.is_empty() => (j, Some(st.to_string())),
+    let (job, step) = match split_at_byte(s, b'.') {
+        Some((j, st)) if !st.is_empty() => (j, Some(st)),
         Some(_) => return Err(bad("ends with '.'")),
         None => (s, None),
     };
-    let mut parts = JobIdParts { job: job.to_string(), base: 0, array_task: None, array_range: false, het_offset: None, step };
-    if let Some((base, task)) = job.split_once('_') {
+    let mut parts = JobIdRef { job, base: 0, array_task: None, array_range: false, het_offset: None, step };
+    if let Some((base, task)) = split_at_byte(job, b'_') {
         parts.base = base.parse().map_err(|_| bad("has a non-numeric array job id"))?;
         if task.starts_with('[') {
             if !task.ends_with(']') || task.len() < 3 {
@@ -390,22 +525,22 @@ pub fn parse_job_id(s: &str) -> Result<JobIdParts, ValueError> {
         } else {
             parts.array_task = Some(task.parse().map_err(|_| bad("has a non-numeric array task id"))?);
         }
-    } else if let Some((base, off)) = job.split_once('+') {
+    } else if let Some((base, off)) = split_at_byte(job, b'+') {
         parts.base = base.parse().map_err(|_| bad("has a non-numeric het job id"))?;
         parts.het_offset = Some(off.parse().map_err(|_| bad("has a non-numeric het job offset"))?);
     } else {
-        parts.base = job.parse().map_err(|_| bad("is not a number, array (N_M) or het (N+M) id"))?;
+        parts.base = parse_u64(job).ok_or_else(|| bad("is not a number, array (N_M) or het (N+M) id"))?;
     }
     Ok(parts)
 }
 
 /// Reads JobIDRaw: `15` or `15.batch`. Returns (raw id, step).
 pub fn parse_job_id_raw(s: &str) -> Result<(u64, Option<&str>), ValueError> {
-    let (id, step) = match s.split_once('.') {
+    let (id, step) = match split_at_byte(s, b'.') {
         Some((i, st)) => (i, Some(st)),
         None => (s, None),
     };
-    let n = id.parse().map_err(|_| ValueError(format!("JobIDRaw {s:?} is not a number")))?;
+    let n = parse_u64(id).ok_or_else(|| ValueError(format!("JobIDRaw {s:?} is not a number")))?;
     Ok((n, step))
 }
 
@@ -448,6 +583,28 @@ mod tests {
         for bad in ["INVALID", "1:2:3:4", "00:61", "x-00:00:01", "00:01.", "00:01.x"] {
             assert!(parse_duration_ms(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_general_readers() {
+        let durations = ["00:01.655", "59:59.999", "60:00.000", "00:60.000", "12:34:56", "99:59:59", "00:61:00", "1a:00:00", "00:00.0x0", "0:00:00", "00:00:00"];
+        for d in durations {
+            if let Some(fast) = duration_fixed_shape(d.as_bytes()) {
+                assert_eq!(Ok(fast), parse_duration_general(d), "{d}");
+            }
+            assert_eq!(parse_duration_ms(d), parse_duration_general(d), "{d}");
+        }
+        let sizes = ["0", "256M", "825768K", "19273", "1g", "999999999999999999E", "99999999999999E", "12Q", "1.5G", "", "K", "00012K", "+5M"];
+        for s in sizes {
+            for unit in ['K', 'M', 'B'] {
+                if let Some(fast) = bytes_plain(s.as_bytes(), unit) {
+                    assert_eq!(Ok(fast), parse_bytes_general(s, unit), "{s}");
+                }
+                assert_eq!(parse_bytes(s, unit), parse_bytes_general(s, unit), "{s}");
+            }
+        }
+        assert!(durations.iter().filter(|d| duration_fixed_shape(d.as_bytes()).is_some()).count() >= 4);
+        assert!(sizes.iter().filter(|s| bytes_plain(s.as_bytes(), 'K').is_some()).count() >= 5);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! The stored payload is `{"allocation": …, "event": {…}}`: the allocation goes into the URL
 //! path, the event is the request body, byte for byte what `--dry-run` shows.
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::{json, Map};
 
 use crate::config::ActivateSettings;
 use crate::delivery::plan::Slice;
