@@ -498,10 +498,11 @@ fn u(v: i64) -> u64 {
 }
 
 fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Result<JobRun, LedgerError>> {
-    let cluster: String = r.get(0)?;
-    let key_text = format!("{cluster}/{}", r.get::<_, i64>(1)?);
-    let corrupt = |reason: String| LedgerError::Corrupt { key: key_text.clone(), reason };
-    let cluster = match ClusterName::new(&cluster) {
+    let cluster_text: String = r.get(0)?;
+    let id: i64 = r.get(1)?;
+    // The key text is only built for an error (this runs once per row read).
+    let corrupt = |reason: String| LedgerError::Corrupt { key: format!("{cluster_text}/{id}"), reason };
+    let cluster = match ClusterName::new(&cluster_text) {
         Ok(c) => c,
         Err(e) => return Ok(Err(corrupt(e))),
     };
