@@ -20,6 +20,10 @@
 //!   deliveries, frontiers and the cursor in its own transactions.
 //! - `verify`: reads back what `plan` wrote and digests it like `meter` did (untimed).
 
+#[path = "procstat.rs"]
+mod procstat;
+use procstat::{cpu_jiffies, cpu_secs, loadavg, vmhwm_kb};
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -110,36 +114,9 @@ fn digest(id: &str, quantity: &str, payload: &str) -> u64 {
     h
 }
 
-/// This process's CPU time (user + system), all threads, in seconds.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz.max(1.0)
-}
 
-/// System-wide CPU jiffies (total, idle, steal) from /proc/stat.
-fn cpu_jiffies() -> (f64, f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
-    (v.iter().take(8).sum(), get(3) + get(4), get(7))
-}
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
 
-fn vmhwm_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// One phase in this process; prints `RESULT k=v ...`.
 fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
