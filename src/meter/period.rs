@@ -7,7 +7,7 @@
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
-use crate::model::UnixTime;
+use crate::model::{civil_from_days, days_from_civil, UnixTime};
 
 /// The length of a billing period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -30,28 +30,6 @@ const DAY: i64 = 86_400;
 const FAST_MIN: i64 = -2_208_988_800;
 const FAST_MAX: i64 = 221_845_392_000;
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// (year, month) of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + (m <= 2) as i64, m)
-}
-
 impl Calendar {
     /// The period containing `t`: `[start, end)`. Days and months follow the zone's local
     /// calendar, DST included (a local day may last 23 or 25 hours).
@@ -73,7 +51,7 @@ impl Calendar {
         let (first, next) = match self.kind {
             PeriodKind::Day => (day, day + 1),
             PeriodKind::Month => {
-                let (y, m) = civil_from_days(day);
+                let (y, m, _) = civil_from_days(day);
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
                 (days_from_civil(y, m, 1), days_from_civil(ny, nm, 1))
             }

@@ -42,17 +42,6 @@ impl TimeZone {
     }
 }
 
-/// Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp as i64 + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
 /// `s` split at the first `b` (an ASCII byte, so both sides are valid text). A plain loop: the
 /// values are a few bytes long, too short for a vectorised search to pay off.
 fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
@@ -120,7 +109,7 @@ pub fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<UnixTime>, ValueError
     }
     match tz {
         TimeZone::Utc => {
-            let days = days_from_civil(y as i64, mo, d);
+            let days = crate::model::days_from_civil(y as i64, i64::from(mo), i64::from(d));
             Ok(Some(UnixTime(days * 86_400 + (h * 3600 + mi * 60 + se) as i64)))
         }
         TimeZone::Named(zone) => {
