@@ -77,14 +77,6 @@ pub struct SinkRun {
     pub hold_reason: Option<String>,
 }
 
-/// Counts of deliveries by state, for `status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeliveryCount {
-    pub sink: String,
-    pub state: String,
-    pub deliveries: u64,
-}
-
 const COLS: &str = "id, sink, cluster, job_id_raw, submit, slice_start, slice_end, quantity, payload, state, attempts, \
                     next_attempt_at, last_error, remote_id";
 
@@ -228,13 +220,6 @@ impl Ledger {
         let rows = stmt.query_map(params![sink, state.map(|s| s.as_str())], row_to_delivery)?;
         collect_deliveries(rows)
     }
-
-    /// Deliveries by sink and state.
-    pub fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, LedgerError> {
-        let mut stmt = self.conn().prepare("SELECT sink, state, count(*) FROM deliveries GROUP BY sink, state ORDER BY sink, state")?;
-        let rows = stmt.query_map([], |r| Ok(DeliveryCount { sink: r.get(0)?, state: r.get(1)?, deliveries: r.get::<_, i64>(2)? as u64 }))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }
 
 impl Writer<'_> {
@@ -276,23 +261,6 @@ impl Writer<'_> {
         })
     }
 
-    /// Moves a delivery to a new state. Returns false when no such delivery exists.
-    pub fn mark_delivery(
-        &mut self,
-        id: &str,
-        state: DeliveryState,
-        attempts: u32,
-        next_attempt_at: UnixTime,
-        last_error: Option<&str>,
-        remote_id: Option<&str>,
-    ) -> Result<bool, LedgerError> {
-        let mut stmt = self.tx.prepare_cached(
-            "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
-                 remote_id = coalesce(?6, remote_id), updated_at = ?7 WHERE id = ?1",
-        )?;
-        Ok(stmt.execute(params![id, state.as_str(), attempts as i64, next_attempt_at.0, last_error, remote_id, self.now])? == 1)
-    }
-
     /// Moves a delivery to a new state only if it is still in `from` (state, attempts): the
     /// compare-and-set that keeps two senders from both sending it. Returns whether it moved.
     #[allow(clippy::too_many_arguments)]
@@ -323,16 +291,6 @@ impl Writer<'_> {
             params![id, payload, self.now],
         )?;
         Ok(n == 1)
-    }
-
-    /// Puts rejected deliveries of a sink (all, or one) back to pending: `retry` after a fix.
-    pub fn requeue_rejected(&mut self, sink: &str, id: Option<&str>) -> Result<u64, LedgerError> {
-        let n = self.tx.execute(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?3, updated_at = ?3
-             WHERE sink = ?1 AND state = 'rejected' AND (?2 IS NULL OR id = ?2)",
-            params![sink, id, self.now],
-        )?;
-        Ok(n as u64)
     }
 }
 

@@ -50,16 +50,6 @@ impl Ledger {
             |r| r.get(0),
         )?)
     }
-
-    /// Whether a run of this sink has a stored frontier (planned or held).
-    pub fn sink_run_exists(&self, sink: &str, key: &crate::model::JobKey) -> Result<bool, LedgerError> {
-        exists(self.conn(), sink, key)
-    }
-}
-
-fn exists(c: &rusqlite::Connection, sink: &str, key: &crate::model::JobKey) -> Result<bool, LedgerError> {
-    let mut stmt = c.prepare_cached("SELECT EXISTS (SELECT 1 FROM sink_runs WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND submit = ?4)")?;
-    Ok(stmt.query_row(params![sink, key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |r| r.get(0))?)
 }
 
 fn read_pending(c: &rusqlite::Connection, sink: &str, cluster: &ClusterName, job_id_raw: u64) -> Result<Option<ImportedRow>, LedgerError> {
@@ -105,11 +95,6 @@ impl Writer<'_> {
     /// The pending imported row of a job, read in this transaction.
     pub fn pending_import(&self, sink: &str, cluster: &ClusterName, job_id_raw: u64) -> Result<Option<ImportedRow>, LedgerError> {
         read_pending(&self.tx, sink, cluster, job_id_raw)
-    }
-
-    /// Whether a run of this sink has a stored frontier, read in this transaction.
-    pub fn sink_run_exists(&self, sink: &str, key: &crate::model::JobKey) -> Result<bool, LedgerError> {
-        exists(&self.tx, sink, key)
     }
 
     /// Releases a job's pending imported row: it applies to no run, and the job's runs are
