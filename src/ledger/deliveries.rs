@@ -303,7 +303,7 @@ pub struct HeldRun {
 
 /// A delivery that failed (refused, or waiting after an error), with the last answer.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct RejectedDelivery {
+pub struct DeliveryProblem {
     pub id: String,
     pub key: String,
     pub attempts: u32,
@@ -321,10 +321,10 @@ pub struct SinkStatus {
     pub held_total: u64,
     pub held: Vec<HeldRun>,
     pub rejected_total: u64,
-    pub rejected: Vec<RejectedDelivery>,
+    pub rejected: Vec<DeliveryProblem>,
     /// Deliveries waiting after a failure (state `sent` = outcome unknown, or `retry`), with the
     /// last error: what an admin reads when nothing gets through.
-    pub waiting: Vec<RejectedDelivery>,
+    pub waiting: Vec<DeliveryProblem>,
 }
 
 impl Ledger {
@@ -358,7 +358,7 @@ impl Ledger {
                      WHERE sink = ?1 AND state = 'rejected' ORDER BY created_at, id LIMIT ?2",
                 )?
                 .query_map(params![sink, recent as i64], |r| {
-                    Ok(RejectedDelivery { id: r.get(0)?, key: r.get(1)?, attempts: r.get::<_, i64>(2)? as u32, error: r.get(3)? })
+                    Ok(DeliveryProblem { id: r.get(0)?, key: r.get(1)?, attempts: r.get::<_, i64>(2)? as u32, error: r.get(3)? })
                 })?
                 .collect::<Result<_, _>>()?;
             let waiting = c
@@ -367,7 +367,7 @@ impl Ledger {
                      WHERE sink = ?1 AND state IN ('sent', 'retry') AND last_error IS NOT NULL ORDER BY created_at, id LIMIT ?2",
                 )?
                 .query_map(params![sink, recent as i64], |r| {
-                    Ok(RejectedDelivery { id: r.get(0)?, key: r.get(1)?, attempts: r.get::<_, i64>(2)? as u32, error: r.get(3)? })
+                    Ok(DeliveryProblem { id: r.get(0)?, key: r.get(1)?, attempts: r.get::<_, i64>(2)? as u32, error: r.get(3)? })
                 })?
                 .collect::<Result<_, _>>()?;
             out.push(SinkStatus {

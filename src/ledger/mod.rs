@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::model::{ClusterName, UnixTime};
 
-pub use deliveries::{Delivery, DeliveryState, HeldRun, RejectedDelivery, SinkRun, SinkStatus};
+pub use deliveries::{Delivery, DeliveryState, HeldRun, DeliveryProblem, SinkRun, SinkStatus};
 pub use imports::{ImportOutcome, ImportedRow};
 pub use jobs::{JobFilter, PreparedRun, Rejected, RunWriter, Upsert};
 pub use migrations::MIGRATIONS;
