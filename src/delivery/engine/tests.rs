@@ -140,6 +140,37 @@ fn pass(ledger: &mut Ledger, sink: &FakeSink, now: UnixTime, policy: &EnginePoli
     }));
 }
 
+/// After the histories: passes until nothing is due (bounded; the platform still fails at its
+/// rate), then what the platform recorded: no delivery twice, every run's slices summing exactly
+/// to its total, none for a run that does not exist, none overlapping within a run.
+fn drain_and_check(ledger: &mut Ledger, sink: &FakeSink, mut now: i64, policy: &EnginePolicy, totals: &HashMap<String, u128>) -> Result<(), TestCaseError> {
+    for _ in 0..200 {
+        now += 120;
+        pass(ledger, sink, UnixTime(now), policy);
+        if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() { break; }
+    }
+    prop_assert!(ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty(), "work left after 200 passes");
+    let p = sink.platform.borrow();
+    let mut ids: Vec<&String> = p.recorded.iter().map(|r| &r.0).collect();
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    prop_assert_eq!(ids.len(), n, "a delivery was recorded twice");
+    let mut sums: HashMap<String, u128> = HashMap::new();
+    for r in &p.recorded { *sums.entry(r.1.clone()).or_default() += r.2; }
+    for (key, total) in totals {
+        prop_assert_eq!(sums.get(key).copied().unwrap_or(0), *total, "run {}", key);
+    }
+    prop_assert!(sums.keys().all(|k| totals.contains_key(k)), "a slice for a run that does not exist");
+    let mut by_run: HashMap<&String, Vec<(i64, i64)>> = HashMap::new();
+    for r in &p.recorded { by_run.entry(&r.1).or_default().push((r.3, r.4)); }
+    for v in by_run.values_mut() {
+        v.sort();
+        for w in v.windows(2) { prop_assert!(w[0].1 <= w[1].0, "overlap {:?}", w); }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -171,31 +202,7 @@ proptest! {
             w.commit().unwrap();
             pass(&mut ledger, &sink, UnixTime(now), &policy);
         }
-        // The platform comes back healthy-ish: run passes until nothing is due (bounded).
-        for _ in 0..200 {
-            now += 120;
-            pass(&mut ledger, &sink, UnixTime(now), &policy);
-            if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() { break; }
-        }
-        prop_assert!(ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty(), "work left after 200 passes");
-        let p = sink.platform.borrow();
-        let mut ids: Vec<&String> = p.recorded.iter().map(|r| &r.0).collect();
-        ids.sort();
-        let n = ids.len();
-        ids.dedup();
-        prop_assert_eq!(ids.len(), n, "a delivery was recorded twice");
-        let mut sums: HashMap<String, u128> = HashMap::new();
-        for r in &p.recorded { *sums.entry(r.1.clone()).or_default() += r.2; }
-        for (key, total) in &totals {
-            prop_assert_eq!(sums.get(key).copied().unwrap_or(0), *total, "run {}", key);
-        }
-        // Recorded slices of one run never overlap.
-        let mut by_run: HashMap<&String, Vec<(i64, i64)>> = HashMap::new();
-        for r in &p.recorded { by_run.entry(&r.1).or_default().push((r.3, r.4)); }
-        for v in by_run.values_mut() {
-            v.sort();
-            for w in v.windows(2) { prop_assert!(w[0].1 <= w[1].0, "overlap {:?}", w); }
-        }
+        drain_and_check(&mut ledger, &sink, now, &policy, &totals)?;
     }
 }
 
@@ -276,30 +283,7 @@ proptest! {
                 pass(&mut ledger, &sink, UnixTime(now), &policy);
             }
         }
-        for _ in 0..200 {
-            now += 120;
-            pass(&mut ledger, &sink, UnixTime(now), &policy);
-            if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() { break; }
-        }
-        prop_assert!(ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty(), "work left after 200 passes");
-        let p = sink.platform.borrow();
-        let mut ids: Vec<&String> = p.recorded.iter().map(|r| &r.0).collect();
-        ids.sort();
-        let n = ids.len();
-        ids.dedup();
-        prop_assert_eq!(ids.len(), n, "a delivery was recorded twice");
-        let mut sums: HashMap<String, u128> = HashMap::new();
-        for r in &p.recorded { *sums.entry(r.1.clone()).or_default() += r.2; }
-        for (key, total) in &totals {
-            prop_assert_eq!(sums.get(key).copied().unwrap_or(0), *total, "run {}", key);
-        }
-        prop_assert!(sums.keys().all(|k| totals.contains_key(k)), "a slice for a run that does not exist");
-        let mut by_run: HashMap<&String, Vec<(i64, i64)>> = HashMap::new();
-        for r in &p.recorded { by_run.entry(&r.1).or_default().push((r.3, r.4)); }
-        for v in by_run.values_mut() {
-            v.sort();
-            for w in v.windows(2) { prop_assert!(w[0].1 <= w[1].0, "overlap {:?}", w); }
-        }
+        drain_and_check(&mut ledger, &sink, now, &policy, &totals)?;
     }
 }
 
