@@ -1,6 +1,6 @@
 //! Collect benchmark: a synthetic day of a very large cluster through the real reader and ledger.
 //!
-//! `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench collect` (release profile).
+//! `cargo bench --bench collect` (release profile).
 //! `SYNTH_JOBS` (default 1,000,000) and `SYNTH_STEPS` (default 3) size the day; `SYNTH_SEED`
 //! picks it. Each phase runs in its own child process of this binary, so the peak RSS (VmHWM)
 //! reported for a phase is that phase's alone.
@@ -18,9 +18,9 @@
 //! - `collect-file`: the file → `collect::import_file` into another fresh ledger: the whole day
 //!   without the generator's CPU (sacct's own CPU, elsewhere in production, is not ours).
 
-#[path = "procstat.rs"]
-mod procstat;
-use procstat::{cpu_jiffies, cpu_secs, loadavg, vmhwm_kb};
+#[path = "common.rs"]
+mod common;
+use common::{cpu_jiffies, cpu_secs, env_u64, loadavg, machine, opts, vmhwm_kb, Cfg};
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -29,40 +29,14 @@ use std::time::Instant;
 
 use slurm_ledger::collect::import_file;
 use slurm_ledger::ledger::Ledger;
-use slurm_ledger::model::{ClusterName, UnixTime};
-use slurm_ledger::slurm::parsable::{Item, ReadOptions, SacctReader};
-use slurm_ledger::slurm::source::DELIMITER;
-use slurm_ledger::slurm::values::TimeZone;
+use slurm_ledger::model::UnixTime;
+use slurm_ledger::slurm::parsable::{Item, SacctReader};
 use slurm_ledger::synth::{SyntheticDay, DAY_START};
 
 const TARGET_PARSE_ROWS_PER_SEC: f64 = 1_000_000.0;
 const TARGET_COLLECT_SECS: f64 = 15.0;
 const TARGET_RSS_MB: f64 = 300.0;
 const PIPE_READ_BUF: usize = 64 * 1024;
-
-#[derive(Clone, Copy)]
-struct Cfg {
-    jobs: u64,
-    steps: u32,
-    seed: u64,
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
-}
-
-fn opts() -> ReadOptions {
-    ReadOptions {
-        delimiter: DELIMITER,
-        layout: None,
-        tz: TimeZone::Utc,
-        default_cluster: ClusterName::new("testcluster").unwrap(),
-    }
-}
-
-
-
-
 
 /// The day written into an OS pipe by a thread, as sacct would; returns the read end.
 fn piped_day(cfg: Cfg) -> (std::fs::File, std::thread::JoinHandle<u64>) {
@@ -235,21 +209,6 @@ fn child(phase: &str, cfg: Cfg, ledger: &Path) -> PhaseResult {
     PhaseResult { kv }
 }
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string());
-    let mhz = cpuinfo.lines().find_map(|l| l.strip_prefix("cpu MHz")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|s| s.trim().to_string());
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!(
-        "nproc {nproc}, {} @ {} MHz, MemTotal {}",
-        model.unwrap_or_else(|| "?".into()),
-        mhz.unwrap_or_else(|| "?".into()),
-        mem.unwrap_or_else(|| "?".into())
-    )
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = Cfg {
@@ -272,7 +231,7 @@ fn main() {
 
     println!("slurm-ledger collect benchmark");
     println!(
-        "command : SYNTH_JOBS={} SYNTH_STEPS={} SYNTH_SEED={} SYNTH_REPEAT={} CARGO_TARGET_DIR=/work/target-bench cargo bench --bench collect",
+        "command : SYNTH_JOBS={} SYNTH_STEPS={} SYNTH_SEED={} SYNTH_REPEAT={} cargo bench --bench collect",
         cfg.jobs,
         cfg.steps,
         cfg.seed,

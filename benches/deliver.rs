@@ -20,9 +20,9 @@
 //!   deliveries, frontiers and the cursor in its own transactions.
 //! - `verify`: reads back what `plan` wrote and digests it like `meter` did (untimed).
 
-#[path = "procstat.rs"]
-mod procstat;
-use procstat::{cpu_jiffies, cpu_secs, loadavg, vmhwm_kb};
+#[path = "common.rs"]
+mod common;
+use common::{cpu_jiffies, cpu_secs, env_u64, loadavg, machine, opts, vmhwm_kb, Cfg};
 
 use std::io::Write;
 use std::path::Path;
@@ -32,12 +32,10 @@ use std::time::Instant;
 use slurm_ledger::config::Settings;
 use slurm_ledger::delivery::engine::{plan_deliveries, plan_sink, EnginePolicy};
 use slurm_ledger::ledger::{Ledger, SinkRun};
-use slurm_ledger::model::{ClusterName, JobRun, UnixTime};
+use slurm_ledger::model::{JobRun, UnixTime};
 use slurm_ledger::sinks::activate::ActivateSink;
 use slurm_ledger::sinks::Sink;
-use slurm_ledger::slurm::parsable::{Item, ReadOptions, SacctReader};
-use slurm_ledger::slurm::source::DELIMITER;
-use slurm_ledger::slurm::values::TimeZone;
+use slurm_ledger::slurm::parsable::{Item, SacctReader};
 use slurm_ledger::synth::{SyntheticDay, DAY_START};
 
 const TARGET_SECS: f64 = 5.0;
@@ -47,21 +45,6 @@ const CHUNK: usize = 20_000;
 const STORE_TX: usize = 100_000;
 /// When the day is planned: the morning after.
 const NOW: UnixTime = UnixTime(DAY_START + 86_400 + 3_600);
-
-#[derive(Clone, Copy)]
-struct Cfg {
-    jobs: u64,
-    steps: u32,
-    seed: u64,
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
-}
-
-fn opts() -> ReadOptions {
-    ReadOptions { delimiter: DELIMITER, layout: None, tz: TimeZone::Utc, default_cluster: ClusterName::new("testcluster").unwrap() }
-}
 
 /// The ACTIVATE sink as a site would configure it: half the accounts mapped one by one (the
 /// rest to a default allocation), the special partitions to their SKUs, core-hours per UTC day.
@@ -113,10 +96,6 @@ fn digest(id: &str, quantity: &str, payload: &str) -> u64 {
     }
     h
 }
-
-
-
-
 
 /// One phase in this process; prints `RESULT k=v ...`.
 fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
@@ -278,20 +257,6 @@ fn child(phase: &str, cfg: Cfg, ledger: &Path) -> PhaseResult {
     kv.push(("steal_pct".into(), format!("{:.0}", 100.0 * (after.2 - before.2) / total)));
     kv.push(("load".into(), load.replace(' ', "/")));
     PhaseResult { kv }
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| cpuinfo.lines().find_map(|l| l.strip_prefix(name)).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|s| s.trim().to_string());
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!(
-        "nproc {nproc}, {} @ {} MHz, MemTotal {}",
-        field("model name").unwrap_or_else(|| "?".into()),
-        field("cpu MHz").unwrap_or_else(|| "?".into()),
-        mem.unwrap_or_else(|| "?".into())
-    )
 }
 
 fn main() {

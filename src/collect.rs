@@ -169,7 +169,9 @@ pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadO
     Ok(CollectReport { cluster, window: None, counts, slurm_version: None })
 }
 
-/// What the parsing thread hands to the writing thread.
+/// What the parsing thread hands to the writing thread. Runs are the usual item, so the large
+/// variant stays inline: boxing it would add an allocation per run.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     Run(PreparedRun),
     Rejected(Rejected),

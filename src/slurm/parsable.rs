@@ -117,7 +117,9 @@ pub struct SacctReader<R> {
     /// Items ready to hand out.
     out: std::collections::VecDeque<Item>,
     done: bool,
-    /// Runs given back by the consumer, whose allocations the next job rows reuse.
+    /// Runs given back by the consumer, whose allocations the next job rows reuse. Boxed
+    /// because `Item::Job` carries a box: recycling keeps the box itself.
+    #[allow(clippy::vec_box)]
     spare: Vec<Box<JobRun>>,
     /// The current record's fields as byte ranges, valid when `split` is set.
     ranges: Vec<(usize, usize)>,
