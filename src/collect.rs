@@ -4,10 +4,19 @@
 //! it was down), or from an explicit `--since`, to `now`. The records stream from sacct into
 //! the ledger in chunked transactions (bounded memory; a crash loses at most one chunk, which
 //! the next collect re-reads idempotently). The cursor moves to `now` only when sacct exited
-//! cleanly, in the same transaction as the last chunk. Unreadable records go to quarantine and
-//! never stop the batch or the cursor. Reading (and encoding each run for its row) runs on a
-//! second thread while this one writes, linked by a bounded channel.
+//! cleanly, in the same transaction as the last chunk, and only when the window started at or
+//! before it (a `--since` later than the cursor would otherwise skip the time between).
+//! Unreadable records go to quarantine and never stop the batch or the cursor. Reading (and
+//! encoding each run for its row) runs on a second thread while this one writes, linked by a
+//! bounded channel.
+//!
+//! Settling open runs: a run the ledger holds as pending or running that the window did not
+//! show has ended before the window began (its end reached slurmdbd late, e.g. after the link
+//! from slurmctld was down longer than the overlap). After the poll, such runs are asked for
+//! by job id (`sacct --jobs`, no time window), oldest first and at most [`MAX_SETTLE`] a
+//! collect, so no run stays open forever.
 
+use std::collections::HashSet;
 use std::io::BufRead;
 
 use crate::ledger::{CollectRunRecord, Ledger, LedgerError, PreparedRun, Rejected, Upsert, Writer};
@@ -19,6 +28,12 @@ use crate::slurm::source::{SlurmInfo, SlurmSource, SourceError, Window};
 /// Records per transaction.
 pub const CHUNK: usize = 20_000;
 
+/// Open runs settled by job id per collect at most; the rest wait for the next collect.
+pub const MAX_SETTLE: usize = 2_000;
+
+/// Job ids per `sacct --jobs` call when settling (keeps the command line short).
+const SETTLE_IDS_PER_CALL: usize = 200;
+
 /// Errors that stop a collect. The ledger keeps what was committed; the cursor stays.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -26,6 +41,8 @@ pub enum CollectError {
     Source(#[from] SourceError),
     #[error("sacct failed, the cursor of cluster {cluster} stays at its last position and the next collect retries this window: {source}")]
     Sacct { cluster: ClusterName, source: RunError },
+    #[error("the window of cluster {cluster} was stored and its cursor moved, but asking sacct for its open runs by job id failed (the next collect asks again): {source}")]
+    Settle { cluster: ClusterName, source: RunError },
     #[error(transparent)]
     Parse(#[from] ParsableError),
     #[error(transparent)]
@@ -64,7 +81,25 @@ pub struct CollectReport {
     pub window: Option<(UnixTime, UnixTime)>,
     pub counts: Counts,
     pub slurm_version: Option<String>,
+    /// The cursor when the window started after it: it stayed there (see the module doc).
+    pub cursor_kept: Option<UnixTime>,
+    /// Open runs the window did not show, asked for by job id, and what that read.
+    pub settled: Option<Settled>,
 }
+
+/// Open runs settled by job id after a poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Settled {
+    /// Open runs the window did not show, and how many of them were asked for (at most
+    /// [`MAX_SETTLE`]).
+    pub open_unseen: u64,
+    pub asked: u64,
+    /// What the `sacct --jobs` calls returned (all runs of those ids).
+    pub counts: Counts,
+}
+
+/// (JobIDRaw, submit) of the runs a poll saw that are not final.
+pub type OpenSeen = HashSet<(u64, i64)>;
 
 /// The window a collect of `cluster` reads.
 pub fn window_for(ledger: &Ledger, cluster: &ClusterName, since: Since, now: UnixTime, p: WindowPolicy) -> Result<Window, LedgerError> {
@@ -89,6 +124,8 @@ pub fn collect_cluster(
     policy: WindowPolicy,
 ) -> Result<CollectReport, CollectError> {
     let window = window_for(ledger, cluster, since, now, policy)?;
+    let cursor = ledger.cursor(cluster)?;
+    let cursor_kept = cursor.filter(|c| window.start > *c);
     let (reader, handle) = source.poll(info, cluster, window)?;
     let version = info.version.to_string();
     let mut record = CollectRunRecord {
@@ -108,7 +145,7 @@ pub fn collect_cluster(
     // Whatever the stream did, sacct's own exit decides whether the window is complete.
     let mut recorded = false;
     let outcome = match ingest(ledger, reader, cluster, "sacct", now) {
-        Ok((counts, mut w)) => {
+        Ok((counts, open_seen, mut w)) => {
             recorded = true;
             record.runs_seen = counts.runs_seen;
             record.runs_new = counts.runs_new;
@@ -116,8 +153,10 @@ pub fn collect_cluster(
             record.quarantined = counts.quarantined;
             let result = match handle.finish() {
                 Ok(()) => {
-                    w.set_cursor(cluster, window.end)?;
-                    Ok(counts)
+                    if cursor_kept.is_none() {
+                        w.set_cursor(cluster, window.end)?;
+                    }
+                    Ok((counts, open_seen))
                 }
                 Err(source) => Err(CollectError::Sacct { cluster: cluster.clone(), source }),
             };
@@ -141,8 +180,71 @@ pub fn collect_cluster(
         w.record_collect(&record)?;
         w.commit()?;
     }
-    let counts = outcome?;
-    Ok(CollectReport { cluster: cluster.clone(), window: Some((window.start, window.end)), counts, slurm_version: Some(version) })
+    let (counts, open_seen) = outcome?;
+    let settled = settle_open_runs(source, info, ledger, cluster, &open_seen, now)?;
+    Ok(CollectReport {
+        cluster: cluster.clone(),
+        window: Some((window.start, window.end)),
+        counts,
+        slurm_version: Some(version),
+        cursor_kept,
+        settled,
+    })
+}
+
+/// Asks sacct by job id for the open runs of `cluster` the poll did not show (see the module
+/// doc); `None` when there were none.
+fn settle_open_runs(
+    source: &SlurmSource<'_>,
+    info: &SlurmInfo,
+    ledger: &mut Ledger,
+    cluster: &ClusterName,
+    open_seen: &OpenSeen,
+    now: UnixTime,
+) -> Result<Option<Settled>, CollectError> {
+    let unseen: Vec<u64> = ledger
+        .open_runs(cluster)?
+        .into_iter()
+        .filter(|(id, submit)| !open_seen.contains(&(*id, submit.0)))
+        .map(|(id, _)| id)
+        .collect();
+    if unseen.is_empty() {
+        return Ok(None);
+    }
+    // Oldest first; a requeued job's runs share one id.
+    let mut asked_ids = HashSet::new();
+    let ids: Vec<u64> = unseen.iter().copied().filter(|id| asked_ids.insert(*id)).take(MAX_SETTLE).collect();
+    let mut settled = Settled { open_unseen: unseen.len() as u64, ..Default::default() };
+    settled.asked = unseen.iter().filter(|id| ids.contains(id)).count() as u64;
+    for chunk in ids.chunks(SETTLE_IDS_PER_CALL) {
+        let (reader, handle) = source.poll_jobs(info, cluster, chunk)?;
+        let ingested = ingest(ledger, reader, cluster, "sacct --jobs", now);
+        // Complete rows are stored even when sacct then fails: they are true, and re-read later.
+        let result = match ingested {
+            Ok((counts, _, w)) => {
+                w.commit()?;
+                settled.counts.add(&counts);
+                handle.finish()
+            }
+            Err(e) => {
+                handle.finish().map_err(|source| CollectError::Settle { cluster: cluster.clone(), source })?;
+                return Err(e);
+            }
+        };
+        result.map_err(|source| CollectError::Settle { cluster: cluster.clone(), source })?;
+    }
+    tracing::info!(cluster = %cluster, open_unseen = settled.open_unseen, asked = settled.asked, updated = settled.counts.runs_updated, "open runs settled by job id");
+    Ok(Some(settled))
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.runs_seen += o.runs_seen;
+        self.runs_new += o.runs_new;
+        self.runs_updated += o.runs_updated;
+        self.runs_unchanged += o.runs_unchanged;
+        self.quarantined += o.quarantined;
+    }
 }
 
 /// Reads a recorded sacct `--parsable2` output (with its header line) into the ledger.
@@ -150,7 +252,7 @@ pub fn collect_cluster(
 pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadOptions, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
     let cluster = opts.default_cluster.clone();
     let reader = SacctReader::new(input, opts);
-    let (counts, mut w) = ingest(ledger, reader, &cluster, label, now)?;
+    let (counts, _, mut w) = ingest(ledger, reader, &cluster, label, now)?;
     w.record_collect(&CollectRunRecord {
         cluster: cluster.to_string(),
         source: label.into(),
@@ -166,7 +268,7 @@ pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadO
         error: None,
     })?;
     w.commit()?;
-    Ok(CollectReport { cluster, window: None, counts, slurm_version: None })
+    Ok(CollectReport { cluster, window: None, counts, slurm_version: None, cursor_kept: None, settled: None })
 }
 
 /// What the parsing thread hands to the writing thread. Runs are the usual item, so the large
@@ -183,14 +285,20 @@ enum Parsed {
 const BATCH: usize = 512;
 const BATCHES_IN_FLIGHT: usize = 8;
 
-/// Writes a stream of items in chunks; returns the counts and the open last chunk, so the caller
-/// can move the cursor in the same transaction.
+/// Writes a stream of items in chunks; returns the counts, the open runs it saw, and the open
+/// last chunk, so the caller can move the cursor in the same transaction.
 ///
 /// The stream is read (and each run encoded for its row) on a second thread while this one
 /// writes to SQLite; a bounded channel between them keeps memory flat. A chunk (at least
 /// [`CHUNK`] items, whole batches) commits as it fills; a stream error stops at once and keeps
 /// only the committed chunks.
-pub fn ingest<'l, R>(ledger: &'l mut Ledger, items: SacctReader<R>, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError>
+pub fn ingest<'l, R>(
+    ledger: &'l mut Ledger,
+    items: SacctReader<R>,
+    cluster: &ClusterName,
+    source: &str,
+    now: UnixTime,
+) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError>
 where
     R: BufRead + Send,
 {
@@ -205,7 +313,7 @@ fn ingest_chunked<'l, R>(
     source: &str,
     now: UnixTime,
     chunk: usize,
-) -> Result<(Counts, Writer<'l>), CollectError>
+) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError>
 where
     R: BufRead + Send,
 {
@@ -284,12 +392,13 @@ fn parse_side<R: BufRead>(mut reader: SacctReader<R>, end: ParseEnd) {
 
 /// The writing thread: chunked transactions, written as batches arrive; the last one is
 /// returned open.
-fn write_side<'l>(ledger: &'l mut Ledger, end: WriteEnd, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, Writer<'l>), CollectError> {
+fn write_side<'l>(ledger: &'l mut Ledger, end: WriteEnd, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError> {
     let mut counts = Counts::default();
+    let mut open_seen = OpenSeen::new();
     let mut w = ledger.writer(now)?;
     loop {
-        if write_chunk(&mut w, &end, cluster, source, &mut counts)? {
-            return Ok((counts, w));
+        if write_chunk(&mut w, &end, cluster, source, &mut counts, &mut open_seen)? {
+            return Ok((counts, open_seen, w));
         }
         w.commit_and_continue()?;
     }
@@ -297,7 +406,14 @@ fn write_side<'l>(ledger: &'l mut Ledger, end: WriteEnd, cluster: &ClusterName, 
 
 /// Writes batches into `w` until it holds a chunk of items (returns false) or the stream ended
 /// (returns true). Runs go through one set of prepared statements; quarantined rows follow them.
-fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source: &str, counts: &mut Counts) -> Result<bool, CollectError> {
+fn write_chunk(
+    w: &mut Writer<'_>,
+    end: &WriteEnd,
+    cluster: &ClusterName,
+    source: &str,
+    counts: &mut Counts,
+    open_seen: &mut OpenSeen,
+) -> Result<bool, CollectError> {
     // (cluster, line, raw, reason), written after the runs so the statements stay prepared.
     let mut quarantined: Vec<(ClusterName, u64, String, String)> = Vec::new();
     let (mut n, mut ended) = (0, false);
@@ -317,6 +433,10 @@ fn write_chunk(w: &mut Writer<'_>, end: &WriteEnd, cluster: &ClusterName, source
                 match item {
                     Parsed::Run(run) => {
                         counts.runs_seen += 1;
+                        let job = run.job();
+                        if !job.state.is_final() {
+                            open_seen.insert((job.key.job_id_raw, job.key.submit.0));
+                        }
                         match runs.upsert(run)? {
                             Upsert::New => counts.runs_new += 1,
                             Upsert::Updated => counts.runs_updated += 1,
@@ -384,14 +504,14 @@ mod tests {
         let mut ledger = Ledger::open_in_memory().unwrap();
         let c = ClusterName::new("synth").unwrap();
         let now = UnixTime(DAY_START + 86_400);
-        let (counts, w) = ingest_chunked(&mut ledger, day(1200), &c, "t", now, 1000).unwrap();
+        let (counts, _, w) = ingest_chunked(&mut ledger, day(1200), &c, "t", now, 1000).unwrap();
         assert_eq!((counts.runs_seen, counts.runs_new), (1200, 1200));
         drop(w); // a crash before the last commit
         let committed = 2 * BATCH as i64;
         assert_eq!(ledger.change_seq().unwrap(), committed, "the first chunk, two batches, is committed");
         assert_eq!(ledger.jobs(&crate::ledger::JobFilter::default()).unwrap().len() as i64, committed);
 
-        let (counts, mut w) = ingest_chunked(&mut ledger, day(1200), &c, "t", now, 1000).unwrap();
+        let (counts, _, mut w) = ingest_chunked(&mut ledger, day(1200), &c, "t", now, 1000).unwrap();
         assert_eq!((counts.runs_new, counts.runs_unchanged), (1200 - committed as u64, committed as u64));
         w.set_cursor(&c, now).unwrap();
         w.commit().unwrap();

@@ -127,5 +127,18 @@ fn print_report(out: &mut dyn Write, r: &CollectReport) -> std::io::Result<()> {
     if c.quarantined > 0 {
         write!(out, ", {} quarantined (see `slurm-ledger status`)", c.quarantined)?;
     }
+    if let Some(s) = &r.settled {
+        write!(
+            out,
+            "; {} open run(s) the window did not show, {} asked for by job id ({} updated)",
+            s.open_unseen, s.asked, s.counts.runs_updated
+        )?;
+        if s.counts.quarantined > 0 {
+            write!(out, ", {} quarantined", s.counts.quarantined)?;
+        }
+    }
+    if let Some(c) = r.cursor_kept {
+        write!(out, "; cursor kept at {c}: the window starts after it, so the time between is still to be read")?;
+    }
     writeln!(out)
 }

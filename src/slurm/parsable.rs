@@ -475,13 +475,15 @@ impl Row<'_> {
                 )))
             }
         };
+        // MaxRSS is bytes: `--noconvert` prints `845746176` (the same number as the step's
+        // TRESUsageInTot `mem=`), converted output carries its unit (`825768K`).
         let max_rss = self.get(Field::MaxRSS);
         let energy = self.get(Field::ConsumedEnergyRaw);
         let usage = StepUsage {
             total_cpu_ms: v::parse_duration_ms(self.get(Field::TotalCPU))?,
             user_cpu_ms: v::parse_duration_ms(self.get(Field::UserCPU))?,
             system_cpu_ms: v::parse_duration_ms(self.get(Field::SystemCPU))?,
-            max_rss_bytes: if max_rss.is_empty() { None } else { Some(v::parse_bytes(max_rss, 'K')?) },
+            max_rss_bytes: if max_rss.is_empty() { None } else { Some(v::parse_bytes(max_rss, 'B')?) },
             tres_usage_in_tot: Default::default(),
             energy_joules: if energy.is_empty() { None } else { v::parse_opt_u64("ConsumedEnergyRaw", energy)? },
         };

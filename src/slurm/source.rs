@@ -127,29 +127,47 @@ impl<'r> SlurmSource<'r> {
 
     /// The one accounting query of a poll.
     pub fn sacct_invocation(&self, info: &SlurmInfo, cluster: &ClusterName, w: Window) -> Invocation {
+        let mut args = self.sacct_args(info);
+        args.push(format!("--starttime={}", format_sacct_time(w.start)));
+        args.push(format!("--endtime={}", format_sacct_time(w.end)));
+        args.push(format!("--clusters={cluster}"));
+        Invocation { program: "sacct".into(), args, env: pinned_env(), timeout: self.timeout }
+    }
+
+    /// The same query for given job ids at any time (`--jobs` without `--starttime` reads from
+    /// the epoch): how runs left open in the ledger, whose end fell before the poll's window
+    /// (slurmdbd received it late), are settled.
+    pub fn sacct_jobs_invocation(&self, info: &SlurmInfo, cluster: &ClusterName, job_ids: &[u64]) -> Invocation {
+        let mut args = self.sacct_args(info);
+        let ids: Vec<String> = job_ids.iter().map(u64::to_string).collect();
+        args.push(format!("--jobs={}", ids.join(",")));
+        args.push(format!("--clusters={cluster}"));
+        Invocation { program: "sacct".into(), args, env: pinned_env(), timeout: self.timeout }
+    }
+
+    fn sacct_args(&self, info: &SlurmInfo) -> Vec<String> {
         let format = info.fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(",");
-        let args = vec![
+        vec![
             "--allusers".to_string(),
             "--duplicates".into(),
             "--parsable2".into(),
             format!("--delimiter={}", DELIMITER as char),
             "--noconvert".into(),
             format!("--format={format}"),
-            format!("--starttime={}", format_sacct_time(w.start)),
-            format!("--endtime={}", format_sacct_time(w.end)),
-            format!("--clusters={cluster}"),
-        ];
-        Invocation { program: "sacct".into(), args, env: pinned_env(), timeout: self.timeout }
+        ]
     }
 
     /// Starts the poll's sacct and returns a streaming reader over its job runs.
-    pub fn poll(
-        &self,
-        info: &SlurmInfo,
-        cluster: &ClusterName,
-        w: Window,
-    ) -> Result<(SacctReader<Box<dyn std::io::BufRead + Send>>, PollHandle), SourceError> {
-        let inv = self.sacct_invocation(info, cluster, w);
+    pub fn poll(&self, info: &SlurmInfo, cluster: &ClusterName, w: Window) -> Result<(SacctStream, PollHandle), SourceError> {
+        self.start(self.sacct_invocation(info, cluster, w), cluster)
+    }
+
+    /// Starts sacct for `job_ids` (see [`Self::sacct_jobs_invocation`]).
+    pub fn poll_jobs(&self, info: &SlurmInfo, cluster: &ClusterName, job_ids: &[u64]) -> Result<(SacctStream, PollHandle), SourceError> {
+        self.start(self.sacct_jobs_invocation(info, cluster, job_ids), cluster)
+    }
+
+    fn start(&self, inv: Invocation, cluster: &ClusterName) -> Result<(SacctStream, PollHandle), SourceError> {
         let mut started = self.runner.start(&inv)?;
         let stdout = std::mem::replace(&mut started.stdout, Box::new(std::io::empty()));
         let opts = ReadOptions {
@@ -162,6 +180,9 @@ impl<'r> SlurmSource<'r> {
         Ok((SacctReader::new(stdout, opts), PollHandle { started, command: inv.display() }))
     }
 }
+
+/// The job runs of a started sacct, as they stream in.
+pub type SacctStream = SacctReader<Box<dyn std::io::BufRead + Send>>;
 
 /// Finishes a poll's command once its output has been read.
 pub struct PollHandle {
@@ -211,6 +232,17 @@ mod tests {
             assert!(args.contains(want), "{want} missing in {args}");
         }
         assert!(inv.env.contains(&("TZ".into(), "UTC".into())));
+    }
+
+    #[test]
+    fn jobs_query_names_the_ids_and_no_window() {
+        let runner = ReplayRunner::new(vec![]);
+        let src = SlurmSource::new(&runner, Duration::from_secs(5));
+        let info = SlurmInfo { version: MIN_VERSION, fields: request_fields(None) };
+        let inv = src.sacct_jobs_invocation(&info, &ClusterName::new("c1").unwrap(), &[41, 7, 1003]);
+        assert!(inv.args.iter().any(|a| a == "--jobs=41,7,1003"), "{:?}", inv.args);
+        assert!(inv.args.iter().any(|a| a == "--duplicates") && inv.args.iter().any(|a| a == "--clusters=c1"));
+        assert!(!inv.args.iter().any(|a| a.starts_with("--starttime") || a.starts_with("--endtime")), "{:?}", inv.args);
     }
 
     #[test]

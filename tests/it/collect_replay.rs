@@ -130,3 +130,57 @@ fn a_running_job_is_updated_when_it_ends() {
     assert_eq!((done[0].state.clone(), done[0].elapsed_secs), (JobState::Completed, 900));
     assert!(done[0].end.is_some());
 }
+
+/// Recorded from the project's testbed on 2026-11-30 (see tests/fixtures/samples/PROVENANCE.md):
+/// job 443 seen RUNNING by one poll, then a poll whose window starts after its end.
+fn settle_runner() -> ReplayRunner {
+    ReplayRunner::new(vec![
+        Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
+        Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
+        Recording::ok("sacct", &["--starttime=2026-11-30T22:38:04"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
+        Recording::ok("sacct", &["--starttime=2026-11-30T22:48:27"], fixture_bytes("testbed/own-sacct-poll-after-end.txt")),
+        Recording::ok("sacct", &["--jobs=443"], fixture_bytes("testbed/own-sacct-jobs-settle.txt")),
+    ])
+}
+
+fn utc(s: &str) -> UnixTime {
+    slurm_ledger::slurm::values::parse_time(s, &slurm_ledger::slurm::values::TimeZone::Utc).unwrap().unwrap()
+}
+
+fn poll_since(runner: &ReplayRunner, ledger: &mut Ledger, since: &str, now: &str) -> slurm_ledger::collect::CollectReport {
+    let src = SlurmSource::new(runner, Duration::from_secs(5));
+    let info = src.detect().unwrap();
+    collect_cluster(&src, &info, ledger, &cluster(), Since::At(utc(since)), utc(now), POLICY).unwrap()
+}
+
+#[test]
+fn a_run_whose_end_the_window_missed_is_settled_by_job_id_and_a_later_since_keeps_the_cursor() {
+    let r = settle_runner();
+    let mut l = Ledger::open_in_memory().unwrap();
+    let jobs_calls = |r: &ReplayRunner| r.calls().iter().filter(|c| c.args.iter().any(|a| a.starts_with("--jobs="))).count();
+
+    let first = poll_since(&r, &mut l, "2026-11-30T22:38:04", "2026-11-30T22:48:04");
+    assert_eq!(first.settled, None, "every open run was in the window");
+    let run = |l: &Ledger| l.jobs(&JobFilter { job_id_raw: Some(443), ..Default::default() }).unwrap();
+    assert_eq!(run(&l)[0].state, JobState::Running);
+    assert_eq!(l.cursor(&cluster()).unwrap(), Some(utc("2026-11-30T22:48:04")));
+
+    // The next window starts after job 443 ended (22:48:25): sacct's window does not show it.
+    let second = poll_since(&r, &mut l, "2026-11-30T22:48:27", "2026-11-30T22:48:29");
+    let s = second.settled.expect("job 443 was open and unseen");
+    assert_eq!((s.open_unseen, s.asked, s.counts.runs_updated, s.counts.quarantined), (1, 1, 1, 0));
+    let runs = run(&l);
+    assert_eq!(runs.len(), 1, "updated in place, not a second run");
+    assert_eq!(runs[0].state, JobState::Completed);
+    assert_eq!(runs[0].end, Some(utc("2026-11-30T22:48:25")));
+    assert_eq!(runs[0].elapsed_secs, 25);
+    assert_eq!(jobs_calls(&r), 1);
+    // --since later than the cursor: the time between (22:48:04 .. 22:48:27) is still unread.
+    assert_eq!(second.cursor_kept, Some(utc("2026-11-30T22:48:04")));
+    assert_eq!(l.cursor(&cluster()).unwrap(), Some(utc("2026-11-30T22:48:04")), "cursor kept");
+
+    // Settled runs are final: the same poll again asks sacct for nothing by id.
+    let third = poll_since(&r, &mut l, "2026-11-30T22:48:27", "2026-11-30T22:48:29");
+    assert_eq!(third.settled, None);
+    assert_eq!(jobs_calls(&r), 1);
+}

@@ -171,3 +171,22 @@ fn times_are_read_in_the_configured_zone() {
     // November: New York is UTC-5.
     assert_eq!(one(&jobs, "1").key.submit.0 - one(&utc, "1").key.submit.0, 5 * 3600);
 }
+
+#[test]
+fn own_poll_reads_noconvert_max_rss_as_bytes() {
+    // slurm-ledger's own poll (0x1F, --noconvert) on the Slurm 22.05.8 testbed: MaxRSS is printed
+    // in bytes without a unit, the same number as the step's TRESUsageInTot mem=.
+    let (jobs, q) = parse(&fixture_bytes("testbed/own-sacct-poll.txt"), opts("x"));
+    assert!(q.is_empty(), "{q:#?}");
+    // Job 16 is the OOM job: its batch step peaked at 845746176 bytes (806 MiB), not 806 GiB.
+    let j16 = one(&jobs, "16");
+    assert_eq!(j16.state, JobState::OutOfMemory);
+    assert_eq!(j16.max_rss_bytes, Some(845_746_176));
+    assert_eq!(j16.tres_usage_in_tot.get("mem"), Some(845_746_176));
+    // Every run's MaxRSS is the peak of its steps' mem, which is bytes in every row.
+    for j in &jobs {
+        if let (Some(rss), Some(mem)) = (j.max_rss_bytes, j.tres_usage_in_tot.get("mem")) {
+            assert_eq!(rss, mem, "job {}", j.job_id);
+        }
+    }
+}
