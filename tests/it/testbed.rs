@@ -111,10 +111,23 @@ fn live_collect_gives_the_facts_an_admin_checks() {
     let m = &runs(&db, id(&seed, "JOB_MULTISTEP"))[0];
     assert!(m.step_count >= 4 && m.total_cpu_ms > 0, "{m:#?}");
 
-    // A second collect changes no finished run (running ones may move on).
+    // The OOM job (perl filling 400 MiB under --mem=50M): MaxRSS in bytes, the same peak as
+    // its steps' TRESUsageInTot mem (sacct --noconvert prints both in bytes).
+    let oom = &runs(&db, id(&seed, "JOB_OOM"))[0];
+    // OUT_OF_MEMORY where cgroups catch it, FAILED where the kernel's OOM killer ends the step.
+    assert!(matches!(oom.state, JobState::OutOfMemory | JobState::Failed), "{oom:#?}");
+    let rss = oom.max_rss_bytes.expect("MaxRSS of the OOM job");
+    assert!((40 << 20..=2 << 30).contains(&rss), "MaxRSS {rss} bytes is not a few hundred MiB");
+    assert_eq!(Some(rss), oom.tres_usage_in_tot.get("mem"));
+
+    // A second collect over the same two days changes no finished run (running ones may move on).
     let before: Vec<JobRun> = ledger.jobs(&JobFilter::default()).unwrap();
+    let open = before.iter().filter(|j| !j.state.is_final()).count();
     drop(ledger);
-    collect(&db, &[]);
+    let second = collect(&db, &["--lookback", "2d"]);
+    assert!(second.contains("(0 new,"), "{second}");
+    let updated: usize = second.split(" updated").next().and_then(|h| h.rsplit(' ').next()).and_then(|n| n.parse().ok()).expect("updated count");
+    assert!(updated <= open + 2, "only open runs (and jobs that started since) may change: {second}");
     let after: Vec<JobRun> = Ledger::open(&db).unwrap().jobs(&JobFilter::default()).unwrap();
     for b in before.iter().filter(|j| j.state.is_final()) {
         let a = after.iter().find(|a| a.key == b.key).expect("run still there");
@@ -156,4 +169,45 @@ fn live_running_job_is_updated_when_it_ends() {
         }
         assert!(Instant::now() < deadline + Duration::from_secs(60), "job {job} never completed: {:?}", r[0].state);
     }
+}
+
+#[test]
+fn live_run_that_ended_before_the_window_is_settled_by_job_id() {
+    let Some(_) = testbed() else { return };
+    let _slurm = exclusive_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    let out = Command::new("sbatch")
+        .args(["--parsable", "-J", "ledger-it-settle", "-o", "/dev/null", "-t", "2", "--wrap", "sleep 3"])
+        .output()
+        .expect("sbatch");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: u64 = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().parse().unwrap();
+    // Bounded, with room for the seed's jobs still holding the node's CPUs.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        collect(&db, &["--lookback", "1h"]);
+        if runs(&db, job).first().is_some_and(|r| r.state == JobState::Running) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job} never seen RUNNING");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Wait until slurmdbd has the end, then read a window that starts after it.
+    loop {
+        let out = Command::new("sacct").args(["-n", "-X", "-P", "-o", "State", "-j", &job.to_string()]).output().expect("sacct");
+        if String::from_utf8_lossy(&out.stdout).trim() == "COMPLETED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {job} never accounted COMPLETED");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let text = collect(&db, &["--lookback", "1s"]);
+    assert!(text.contains("asked for by job id"), "{text}");
+    assert!(text.contains("cursor kept at"), "a later --since does not skip the cursor ahead: {text}");
+    let r = runs(&db, job);
+    assert_eq!(r.len(), 1, "updated in place");
+    assert_eq!(r[0].state, JobState::Completed, "{:#?}", r[0]);
+    assert!(r[0].end.is_some() && r[0].elapsed_secs >= 3, "{:#?}", r[0]);
 }
