@@ -220,7 +220,8 @@ path = "/var/lib/slurm-ledger/ledger.db"
 clusters = []
 # Directory of sacct/scontrol; unset: PATH.
 # bin_dir = "/usr/bin"
-# Prefix for every Slurm command, for sites whose client lives elsewhere:
+# Prefix for every Slurm command, for sites whose client lives elsewhere. The far side runs
+# `timeout -k 10 <timeout_secs> env TZ=UTC … sacct …` (GNU coreutils' timeout):
 # command_wrapper = ["ssh", "slurm-head"]
 # command_wrapper = ["docker", "exec", "slurmctld"]
 command_wrapper = []

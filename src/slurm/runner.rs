@@ -4,8 +4,10 @@
 //! drains stderr on its own thread (a chatty child cannot block on a full pipe), kills the
 //! whole process group when the timeout passes, and keeps the tail of stderr for the error.
 //! Sites whose Slurm client lives elsewhere set a command wrapper (`ssh head`, `docker exec
-//! slurmctl`): the wrapped command is `wrapper… env TZ=UTC … sacct …`, so the pinned
-//! environment crosses the wrapper.
+//! slurmctl`): the wrapped command is `wrapper… timeout -k 10 <secs> env TZ=UTC … sacct …`, so
+//! the pinned environment crosses the wrapper, and a command that outlives its timeout is
+//! stopped on the far side too (killing the local `ssh` or `docker` client alone would leave
+//! sacct running on the head node). `timeout` is GNU coreutils', present on any Linux host.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -58,6 +60,8 @@ impl Invocation {
 pub enum RunError {
     #[error("cannot start `{command}`: {source}. Is the Slurm client installed and on PATH? Otherwise set [slurm] bin_dir or command_wrapper in the config")]
     Spawn { command: String, source: std::io::Error },
+    #[error("cannot start the command wrapper `{wrapper}` (for `{command}`): {source}. Check [slurm] command_wrapper in the config: its first word must be a program on this host's PATH")]
+    SpawnWrapper { wrapper: String, command: String, source: std::io::Error },
     #[error("`{command}` did not finish within {secs} s and was killed; raise [slurm] timeout_secs if slurmdbd is slow. stderr: {stderr}")]
     Timeout { command: String, secs: u64, stderr: String },
     #[error("`{command}` failed ({status}). stderr: {stderr}")]
@@ -125,6 +129,8 @@ impl CommandRunner {
         let mut argv = Vec::new();
         if !self.wrapper.is_empty() {
             argv.extend(self.wrapper.iter().cloned());
+            // The far side's own deadline: TERM at the timeout, KILL 10 s later.
+            argv.extend(["timeout".into(), "-k".into(), "10".into(), inv.timeout.as_secs().max(1).to_string()]);
             if !inv.env.is_empty() {
                 argv.push("env".into());
                 argv.extend(inv.env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -145,7 +151,10 @@ impl Runner for CommandRunner {
         if self.wrapper.is_empty() {
             cmd.envs(inv.env.iter().map(|(k, v)| (k, v)));
         }
-        let mut child: Child = cmd.spawn().map_err(|source| RunError::Spawn { command: command.clone(), source })?;
+        let mut child: Child = cmd.spawn().map_err(|source| match self.wrapper.first() {
+            Some(w) => RunError::SpawnWrapper { wrapper: w.clone(), command: command.clone(), source },
+            None => RunError::Spawn { command: command.clone(), source },
+        })?;
         let pid = child.id() as i32;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
@@ -346,7 +355,31 @@ mod tests {
         let mut inv = Invocation::new("sh", &["-c", "echo $TZ"], Duration::from_secs(5));
         inv.env.push(("TZ".into(), "UTC".into()));
         assert_eq!(runner.run_to_string(&inv).unwrap().trim(), "UTC");
-        assert_eq!(runner.argv(&inv)[..6], ["sh", "-c", "\"$@\"", "wrap", "env", "TZ=UTC"]);
+        assert_eq!(runner.argv(&inv)[..10], ["sh", "-c", "\"$@\"", "wrap", "timeout", "-k", "10", "5", "env", "TZ=UTC"]);
+    }
+
+    #[test]
+    fn wrapped_command_is_stopped_on_the_far_side_at_its_timeout() {
+        // The "far side" here is a wrapper that ignores its own death: `sh -c '"$@" & wait'`
+        // stands for ssh, whose remote command keeps running when the local client is killed.
+        // The remote `timeout` must end the wrapped command by itself: its marker file must
+        // not appear after the local kill.
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("still-ran");
+        let runner = CommandRunner { wrapper: vec!["setsid".into(), "sh".into(), "-c".into(), "\"$@\"".into(), "wrap".into()], bin_dir: None };
+        let script = format!("sleep 3; touch {}", marker.display());
+        let inv = Invocation::new("sh", &["-c", &script], Duration::from_secs(1));
+        let err = runner.run_to_string(&inv).unwrap_err();
+        assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+        std::thread::sleep(Duration::from_millis(3500));
+        assert!(!marker.exists(), "the wrapped command outlived its timeout on the far side");
+    }
+
+    #[test]
+    fn a_missing_wrapper_is_named_as_the_wrapper() {
+        let runner = CommandRunner { wrapper: vec!["/nonexistent/ssh".into(), "head".into()], bin_dir: None };
+        let err = runner.run_to_string(&Invocation::new("sacct", &["--version"], Duration::from_secs(1))).unwrap_err().to_string();
+        assert!(err.contains("command wrapper `/nonexistent/ssh`") && err.contains("command_wrapper"), "{err}");
     }
 
     #[test]
