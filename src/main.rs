@@ -9,9 +9,18 @@ fn main() -> ExitCode {
     slurm_ledger::cli::init_logging(&cli);
     match slurm_ledger::cli::run(cli) {
         Ok(code) => code,
+        // `slurm-ledger jobs | head`: the reader has what it wanted; stop quietly, as ripgrep does.
+        Err(e) if e.chain().any(is_broken_pipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let pipe = Some(std::io::ErrorKind::BrokenPipe);
+    e.downcast_ref::<std::io::Error>().map(|io| io.kind()) == pipe
+        || e.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind()) == pipe
+        || e.downcast_ref::<csv::Error>().is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
 }

@@ -25,12 +25,16 @@ pub enum Format {
   slurm-ledger jobs --state RUNNING,PENDING --format csv > open.csv
   slurm-ledger jobs --account engineering --since 2026-11-01 --until 2026-12-01 --format json")]
 pub struct JobsArgs {
+    /// Only runs of this cluster (as collected; see `status` for the clusters in the ledger).
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
+    /// Only runs of this Slurm user name.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Only runs charged to this Slurm account.
     #[arg(long, value_name = "ACCOUNT")]
     pub account: Option<String>,
+    /// Only runs in this partition.
     #[arg(long, value_name = "PARTITION")]
     pub partition: Option<String>,
     /// Slurm states, comma-separated: RUNNING,PENDING,COMPLETED,FAILED,CANCELLED,TIMEOUT,OUT_OF_MEMORY,REQUEUED…
@@ -48,6 +52,7 @@ pub struct JobsArgs {
     /// At most this many runs (oldest submit first); 0 for all.
     #[arg(long, default_value_t = 1000)]
     pub limit: u64,
+    /// table for people; json (one array of runs, all fields) or csv (a header row) for scripts.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

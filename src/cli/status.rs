@@ -21,6 +21,7 @@ pub struct StatusArgs {
     /// How many recent collects and quarantined records to show.
     #[arg(long, default_value_t = 5)]
     pub recent: u64,
+    /// table for people; json (cursors, counts by state, quarantine, recent collects, sinks) for scripts and monitoring.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

@@ -23,6 +23,12 @@ fn help_is_complete_and_stable() {
     let (code, out, _) = run(bin().args(["collect", "--help"]));
     assert_eq!(code, 0);
     insta::assert_snapshot!("collect_help", out);
+    // Every option of the commands an admin reads ledgers with says what it does.
+    for cmd in ["jobs", "status"] {
+        let (code, out, _) = run(bin().args([cmd, "--help"]));
+        assert_eq!(code, 0);
+        insta::assert_snapshot!(format!("{cmd}_help"), out);
+    }
 }
 
 #[test]
@@ -93,4 +99,57 @@ fn import_then_list_as_csv_and_json() {
     let (code, _, err) = run(bin().arg("--ledger").arg(&db).args(["jobs", "--since", "last tuesday"]));
     assert_eq!(code, 2);
     assert!(err.contains("--since") && err.contains("now-2h"), "{err}");
+}
+
+/// `jobs` filters and `status --format json` on the demo's ledger: the recorded testbed poll
+/// (tests/fixtures/testbed/own-sacct-poll.txt, 28 runs) collected through the replayed sacct.
+#[test]
+fn jobs_filters_and_status_json_on_the_recorded_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    let (code, _, err) = run(bin().args(["demo", "--into"]).arg(&db));
+    assert_eq!(code, 0, "{err}");
+    let ids = |args: &[&str]| -> Vec<String> {
+        let (code, out, err) = run(bin().arg("--ledger").arg(&db).arg("jobs").args(args).args(["--format", "json"]));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap().to_string()).collect()
+    };
+    // Facts read off the recording (columns Account, Partition, Submit, End of its job rows).
+    assert_eq!(ids(&["--account", "hpc_proj1"]), ["9", "16"]);
+    assert_eq!(ids(&["--partition", "gpu"]), ["15", "26", "27"]);
+    assert_eq!(ids(&["--user", "carol", "--partition", "gpu"]), Vec::<String>::new());
+    assert_eq!(ids(&["--cluster", "testcluster"]).len(), 28);
+    assert!(ids(&["--cluster", "othercluster"]).is_empty());
+    // Submitted before 01:57:22: jobs 1 and 2 and the two components of het job 3 (raw 3, 4).
+    assert_eq!(ids(&["--until", "2026-11-22T01:57:22"]), ["1", "2", "3+0", "3+1"]);
+    // Not ended before 01:58: the TIMEOUT job (01:58:47), the requeued job's second run
+    // (01:58:03), the running and the pending job, and job 30.
+    let mut late = ids(&["--since", "2026-11-22T01:58:00"]);
+    late.sort();
+    assert_eq!(late, ["2", "21", "26", "27", "30"]);
+    let (code, out, _) = run(bin().arg("--ledger").arg(&db).args(["jobs", "--state", "running,pending"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("still-running") && out.contains("pending-resources") && out.contains("2 run(s)"), "{out}");
+
+    let (code, out, err) = run(bin().arg("--ledger").arg(&db).args(["status", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((st["total_runs"].as_u64(), st["open_runs"].as_u64()), (Some(28), Some(2)));
+    let by_state: std::collections::BTreeMap<String, u64> =
+        st["states"].as_array().unwrap().iter().map(|s| (s["state"].as_str().unwrap().to_string(), s["runs"].as_u64().unwrap())).collect();
+    let want: std::collections::BTreeMap<String, u64> = [("CANCELLED", 3), ("COMPLETED", 18), ("FAILED", 3), ("PENDING", 1), ("REQUEUED", 1), ("RUNNING", 1), ("TIMEOUT", 1)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(by_state, want);
+    // The demo polls at the recording's time: the cursor is there (2026-11-22T02:00:30Z).
+    assert_eq!(st["cursors"][0]["cluster"], "testcluster");
+    assert_eq!(st["cursors"][0]["position"].as_i64(), Some(1_795_312_830));
+    assert_eq!(st["quarantined_total"].as_u64(), Some(0));
+    assert!(st["last_collects"].as_array().is_some_and(|c| !c.is_empty()));
+    // The table names the same things for a person.
+    let (code, out, _) = run(bin().arg("--ledger").arg(&db).arg("status"));
+    assert_eq!(code, 0);
+    assert!(out.contains("testcluster") && out.contains("COMPLETED") && out.contains("2026-11-22T02:00:30Z"), "{out}");
 }

@@ -178,9 +178,11 @@ fn own_poll_reads_noconvert_max_rss_as_bytes() {
     // in bytes without a unit, the same number as the step's TRESUsageInTot mem=.
     let (jobs, q) = parse(&fixture_bytes("testbed/own-sacct-poll.txt"), opts("x"));
     assert!(q.is_empty(), "{q:#?}");
-    // Job 16 is the OOM job: its batch step peaked at 845746176 bytes (806 MiB), not 806 GiB.
+    // Job 16 is the OOM job (the kernel's OOM killer ended it: FAILED, batch step CANCELLED by
+    // 0): its batch step peaked at 845746176 bytes (806 MiB), not 806 GiB.
     let j16 = one(&jobs, "16");
-    assert_eq!(j16.state, JobState::OutOfMemory);
+    assert_eq!(j16.name, "oom-job");
+    assert_eq!(j16.state, JobState::Failed);
     assert_eq!(j16.max_rss_bytes, Some(845_746_176));
     assert_eq!(j16.tres_usage_in_tot.get("mem"), Some(845_746_176));
     // Every run's MaxRSS is the peak of its steps' mem, which is bytes in every row.
