@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::io::BufRead;
 
 use crate::ledger::{CollectRunRecord, Ledger, LedgerError, PreparedRun, Rejected, Upsert, Writer};
-use crate::model::{ClusterName, UnixTime};
+use crate::model::{ClusterName, JobRun, UnixTime};
 use crate::slurm::parsable::{Item, ParsableError, Quarantined, ReadOptions, SacctReader};
 use crate::slurm::runner::RunError;
 use crate::slurm::source::{SlurmInfo, SlurmSource, SourceError, Window};
@@ -251,8 +251,14 @@ impl Counts {
 /// The cursor does not move: a file says nothing about what the cluster did since.
 pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadOptions, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
     let cluster = opts.default_cluster.clone();
-    let reader = SacctReader::new(input, opts);
-    let (counts, _, mut w) = ingest(ledger, reader, &cluster, label, now)?;
+    import_items(ledger, SacctReader::new(input, opts), &cluster, label, now)
+}
+
+/// Stores already-read items (e.g. of a recorded `sacct --json` document) as [`import_file`]
+/// does; `cluster` is the one quarantined records are filed under.
+pub fn import_items(ledger: &mut Ledger, items: impl Items, cluster: &ClusterName, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
+    let cluster = cluster.clone();
+    let (counts, _, mut w) = ingest(ledger, items, &cluster, label, now)?;
     w.record_collect(&CollectRunRecord {
         cluster: cluster.to_string(),
         source: label.into(),
@@ -269,6 +275,31 @@ pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadO
     })?;
     w.commit()?;
     Ok(CollectReport { cluster, window: None, counts, slurm_version: None, cursor_kept: None, settled: None })
+}
+
+/// What [`ingest`] reads: job runs and quarantined records as a reader yields them, and where
+/// runs go back for reuse once written.
+pub trait Items: Send {
+    fn next_item(&mut self) -> Option<Result<Item, ParsableError>>;
+    /// Takes back a run that has been written (a streaming reader reuses its allocations).
+    fn recycle(&mut self, _job: Box<JobRun>) {}
+}
+
+impl<R: BufRead + Send> Items for SacctReader<R> {
+    fn next_item(&mut self) -> Option<Result<Item, ParsableError>> {
+        self.next()
+    }
+
+    fn recycle(&mut self, job: Box<JobRun>) {
+        SacctReader::recycle(self, job)
+    }
+}
+
+/// Items read whole beforehand (the JSON readers).
+impl Items for std::vec::IntoIter<Item> {
+    fn next_item(&mut self) -> Option<Result<Item, ParsableError>> {
+        self.next().map(Ok)
+    }
 }
 
 /// What the parsing thread hands to the writing thread. Runs are the usual item, so the large
@@ -292,31 +323,25 @@ const BATCHES_IN_FLIGHT: usize = 8;
 /// writes to SQLite; a bounded channel between them keeps memory flat. A chunk (at least
 /// [`CHUNK`] items, whole batches) commits as it fills; a stream error stops at once and keeps
 /// only the committed chunks.
-pub fn ingest<'l, R>(
+pub fn ingest<'l>(
     ledger: &'l mut Ledger,
-    items: SacctReader<R>,
+    items: impl Items,
     cluster: &ClusterName,
     source: &str,
     now: UnixTime,
-) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError>
-where
-    R: BufRead + Send,
-{
+) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError> {
     ingest_chunked(ledger, items, cluster, source, now, CHUNK)
 }
 
 /// [`ingest`] with chunks of `chunk` items.
-fn ingest_chunked<'l, R>(
+fn ingest_chunked<'l>(
     ledger: &'l mut Ledger,
-    items: SacctReader<R>,
+    items: impl Items,
     cluster: &ClusterName,
     source: &str,
     now: UnixTime,
     chunk: usize,
-) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError>
-where
-    R: BufRead + Send,
-{
+) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError> {
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
         let (back_tx, back_rx) = std::sync::mpsc::channel();
@@ -339,7 +364,7 @@ struct ParseEnd {
 impl ParseEnd {
     /// Sends `batch`, leaving an empty one (a returned batch's allocation when there is one).
     /// False when the writer has stopped.
-    fn send<R: BufRead>(&self, batch: &mut Batch, reader: &mut SacctReader<R>) -> bool {
+    fn send(&self, batch: &mut Batch, reader: &mut impl Items) -> bool {
         let mut next = Vec::new();
         while let Ok(mut done) = self.back.try_recv() {
             for item in done.drain(..) {
@@ -365,9 +390,9 @@ struct WriteEnd {
 }
 
 /// The parsing thread: items in batches, each run encoded; a stream error ends the stream.
-fn parse_side<R: BufRead>(mut reader: SacctReader<R>, end: ParseEnd) {
+fn parse_side(mut reader: impl Items, end: ParseEnd) {
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(item) = reader.next() {
+    while let Some(item) = reader.next_item() {
         let parsed = match item {
             Ok(Item::Job(job)) => match PreparedRun::new(job) {
                 Ok(run) => Parsed::Run(run),

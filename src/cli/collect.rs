@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::collect::{collect_cluster, import_file, CollectReport, Since, WindowPolicy};
+use crate::collect::{collect_cluster, import_file, import_items, CollectReport, Since, WindowPolicy};
 use crate::config::{parse_duration_secs, Settings};
 use crate::ledger::Ledger;
 use crate::model::{ClusterName, UnixTime};
+use crate::slurm::json::read_sacct_json;
 use crate::slurm::parsable::ReadOptions;
 use crate::slurm::runner::{CommandRunner, Runner};
 use crate::slurm::source::{SlurmSource, DELIMITER};
@@ -24,7 +25,8 @@ use super::{open_ledger, parse_time_arg, settings, system_now, Cli, UsageError};
   slurm-ledger collect                       # from each cluster's cursor (cron: every 5-15 minutes)
   slurm-ledger collect --lookback 30d        # backfill the last 30 days (the cursor never moves back)
   slurm-ledger collect --cluster c1 --since 2026-11-01
-  slurm-ledger collect --from-file sacct.txt --file-cluster c1   # import a recorded `sacct --parsable2` output")]
+  slurm-ledger collect --from-file sacct.txt --file-cluster c1   # import a recorded `sacct --parsable2` output
+  slurm-ledger collect --from-file jobs.json                     # or a `sacct --json` / slurmrestd slurmdb jobs document")]
 pub struct CollectArgs {
     /// Cluster to collect (repeatable). Default: [slurm] clusters, else the local cluster.
     #[arg(long = "cluster", value_name = "NAME")]
@@ -38,9 +40,13 @@ pub struct CollectArgs {
     #[arg(long, value_name = "DURATION")]
     pub lookback: Option<String>,
 
-    /// Import a recorded `sacct --parsable2` output (header line required, `|` or 0x1F delimited).
+    /// Import a recorded `sacct --parsable2` (header line required) or `sacct --json` output; the cursor does not move.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["since", "lookback"])]
     pub from_file: Option<PathBuf>,
+
+    /// With --from-file: parsable (`sacct --parsable2` text), json (`sacct --json`), or auto (JSON when it starts with `{`).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = FileFormat::Auto, requires = "from_file")]
+    pub file_format: FileFormat,
 
     /// With --from-file: cluster for rows that have no Cluster column.
     #[arg(long, value_name = "NAME", requires = "from_file")]
@@ -49,6 +55,15 @@ pub struct CollectArgs {
     /// With --from-file: the time zone the file's times are in (sacct prints local time).
     #[arg(long, value_name = "TZ", default_value = "UTC", requires = "from_file")]
     pub file_timezone: String,
+}
+
+/// What a `--from-file` file holds. squeue and scontrol outputs are not accounting records (a
+/// live job's times and usage are not final there), so they are not imported into the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileFormat {
+    Auto,
+    Parsable,
+    Json,
 }
 
 fn cluster_arg(name: &str, what: &str) -> anyhow::Result<ClusterName> {
@@ -64,10 +79,28 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
         let cluster = cluster_arg(a.file_cluster.as_deref().unwrap_or("imported"), "--file-cluster")?;
         let tz = TimeZone::from_name(&a.file_timezone).map_err(|e| UsageError(format!("--file-timezone: {e}")))?;
         let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        let opts = ReadOptions { delimiter: DELIMITER, layout: None, tz, default_cluster: cluster };
+        let mut input = std::io::BufReader::new(f);
+        let json = match a.file_format {
+            FileFormat::Json => true,
+            FileFormat::Parsable => false,
+            // Only the first bytes are looked at: the buffer is consumed by the reader after.
+            FileFormat::Auto => {
+                let head = std::io::BufRead::fill_buf(&mut input).with_context(|| format!("reading {}", file.display()))?;
+                head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+            }
+        };
         let label = format!("file:{}", file.display());
-        let report = import_file(&mut ledger, std::io::BufReader::new(f), opts, &label, now)
-            .with_context(|| format!("importing {}", file.display()))?;
+        let report = if json {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut input, &mut text).with_context(|| format!("reading {} (JSON must be UTF-8)", file.display()))?;
+            // JSON times are epoch seconds: --file-timezone does not apply.
+            let items = read_sacct_json(&text, &cluster).with_context(|| format!("importing {}", file.display()))?;
+            import_items(&mut ledger, items.into_iter(), &cluster, &label, now)
+        } else {
+            let opts = ReadOptions { delimiter: DELIMITER, layout: None, tz, default_cluster: cluster };
+            import_file(&mut ledger, input, opts, &label, now)
+        }
+        .with_context(|| format!("importing {}", file.display()))?;
         print_report(out, &report)?;
         return Ok(ExitCode::SUCCESS);
     }

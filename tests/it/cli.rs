@@ -153,3 +153,27 @@ fn jobs_filters_and_status_json_on_the_recorded_poll() {
     assert_eq!(code, 0);
     assert!(out.contains("testcluster") && out.contains("COMPLETED") && out.contains("2026-11-22T02:00:30Z"), "{out}");
 }
+
+/// `collect --from-file` reads a recorded `sacct --json` too (tests/fixtures/testbed/sacct.json:
+/// the Slurm 22.05.8 testbed's `sacct --json`, dbv0.0.38), found by its first byte.
+#[test]
+fn import_of_a_recorded_sacct_json_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    let json = fixture("testbed/sacct.json");
+    let (code, out, err) = run(bin().arg("--ledger").arg(&db).args(["collect", "--from-file"]).arg(&json));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("27 runs read (27 new, 0 updated, 0 unchanged)") && !out.contains("quarantined"), "{out}");
+    let (code, out, _) = run(bin().arg("--ledger").arg(&db).args(["jobs", "--job", "10", "--format", "json"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The job whose name holds `|` (quarantined from `|`-delimited text) is whole in JSON.
+    assert_eq!(v[0]["name"], "pipe|name ünïcødé ✓");
+    // The same file again changes nothing.
+    let (_, out, _) = run(bin().arg("--ledger").arg(&db).args(["collect", "--from-file"]).arg(&json));
+    assert!(out.contains("(0 new, 0 updated, 27 unchanged)"), "{out}");
+    // Forced to text, the JSON is refused with what is missing.
+    let (code, _, err) = run(bin().arg("--ledger").arg(&db).args(["collect", "--file-format", "parsable", "--from-file"]).arg(&json));
+    assert_eq!(code, 1);
+    assert!(err.contains("sacct.json") && err.contains("JobIDRaw"), "{err}");
+}
