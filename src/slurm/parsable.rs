@@ -371,25 +371,53 @@ impl<R: BufRead> Iterator for SacctReader<R> {
 
 /// Splits `text` at every `delim` into `ranges` as (start, end) byte offsets.
 ///
-/// Eight bytes at a time: a row has some 40 fields of a few bytes each, where a call to a
-/// vectorised search per field costs more than this word-at-a-time scan of the whole row.
+/// A row has some 40 fields of a few bytes each, where a call to a vectorised search per field
+/// costs more than one pass over the whole row that turns each block of bytes into a bit mask
+/// of its delimiters and walks the set bits: 16 bytes at a time with SSE2 (part of every x86-64
+/// CPU), 8 at a time with plain word arithmetic elsewhere.
 fn split_fields(text: &[u8], delim: u8, ranges: &mut Vec<(usize, usize)>) {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let pattern = u64::from_le_bytes([delim; 8]);
     ranges.clear();
     let mut start = 0;
-    let mut chunks = text.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ pattern;
-        // Exactly the high bit of every zero byte of `w`, i.e. of every delimiter.
-        let mut hits = !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7);
+    let mut push_mask = |base: usize, mut hits: u64, start: &mut usize| {
         while hits != 0 {
-            let i = base + (hits.trailing_zeros() / 8) as usize;
-            ranges.push((start, i));
-            start = i + 1;
+            let i = base + hits.trailing_zeros() as usize;
+            ranges.push((*start, i));
+            *start = i + 1;
             hits &= hits - 1;
         }
+    };
+    let mut base = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+        let chunks = text.chunks_exact(16);
+        // SAFETY: SSE2 is part of the x86-64 baseline, so these instructions exist on every CPU
+        // this code can run on; each load reads exactly the 16 bytes of its chunk.
+        unsafe {
+            let pattern = _mm_set1_epi8(delim as i8);
+            for chunk in chunks {
+                let block = _mm_loadu_si128(chunk.as_ptr().cast());
+                let hits = _mm_movemask_epi8(_mm_cmpeq_epi8(block, pattern)) as u32 as u64;
+                push_mask(base, hits, &mut start);
+                base += 16;
+            }
+        }
+    }
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let pattern = u64::from_le_bytes([delim; 8]);
+    let mut chunks = text[base..].chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ pattern;
+        // Exactly the high bit of every zero byte of `w`, i.e. of every delimiter; one bit per
+        // byte once shifted down and gathered.
+        let bytes = !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7);
+        let mut hits = 0u64;
+        let mut b = bytes;
+        while b != 0 {
+            hits |= 1 << (b.trailing_zeros() / 8);
+            b &= b - 1;
+        }
+        push_mask(base, hits, &mut start);
         base += 8;
     }
     for (k, &b) in chunks.remainder().iter().enumerate() {
@@ -663,6 +691,8 @@ mod tests {
         let texts = [
             "", "|", "||", "a", "a|b", "|a|", "1234567|", "12345678|9", "1234567|12345678|||x", "ünï|cödé|€|",
             "no delimiter in a row longer than eight bytes",
+            "0123456789abcdef|0123456789abcde|0123456789abcdef0|||||||||||||||||||||x",
+            "|0123456789abcdef0123456789abcdef|",
         ];
         for delim in [b'|', 0x1f] {
             for t in texts {
