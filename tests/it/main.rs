@@ -1,6 +1,7 @@
 //! All integration tests, linked as one binary (`cargo test --test it`).
 //!
 //! - `parsers`: every recorded Slurm text output in tests/fixtures (see the PROVENANCE/INDEX files).
+//! - `captures`: every file of the testbed capture is exercised; what cannot be read as jobs is refused by name.
 //! - `collect_replay`: the collect pipeline on replayed recordings, with injected sacct faults.
 //! - `malformed`: bad input is quarantined with a reason, never a panic, never a lost row.
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
@@ -10,6 +11,7 @@
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 //! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
 
+mod captures;
 mod chaos_activate;
 mod cli;
 mod collect_replay;
