@@ -51,6 +51,8 @@ pub enum JsonError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{what} output is empty: expected a JSON document with a `jobs` array (did the command fail? Slurm 22.05's scontrol has no --json)")]
+    Empty { what: &'static str },
     #[error("{what} JSON has no `jobs` array ({found}); expected an object with a `jobs` array")]
     NoJobs { what: &'static str, found: String },
     #[error("{what} reported errors and returned no jobs: {errors}")]
@@ -405,6 +407,9 @@ impl Fields<'_> {
 /// Parses a document and takes out its `jobs` array, with the line each job starts on.
 fn parse_document(text: &str, what: &'static str) -> Result<(Vec<Value>, Vec<u64>), JsonError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(JsonError::Empty { what });
+    }
     let doc: Value = serde_json::from_str(text).map_err(|source| JsonError::NotJson { what, source })?;
     let Value::Object(mut map) = doc else {
         return Err(JsonError::NoJobs { what, found: format!("the document is {}", describe(&doc)) });

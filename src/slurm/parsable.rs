@@ -56,6 +56,8 @@ pub enum ParsableError {
     MissingColumn(&'static str),
     #[error("sacct output is empty: expected a header line")]
     NoHeader,
+    #[error("the first line has no `|` or 0x1F delimiter, so this is not `sacct --parsable2` output (sacct's default table, YAML, or another command's output?); it starts {0:?}. Record sacct with --parsable2, or import a `sacct --json` document")]
+    NotParsable(String),
     #[error("reading sacct output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -317,8 +319,9 @@ impl<R: BufRead> SacctReader<R> {
                 }
                 // A recorded file tells its delimiter by its header.
                 if !header.as_bytes().contains(&self.opts.delimiter) {
-                    if let Some(d) = [0x1f, b'|'].into_iter().find(|d| header.as_bytes().contains(d)) {
-                        self.opts.delimiter = d;
+                    match [0x1f, b'|'].into_iter().find(|d| header.as_bytes().contains(d)) {
+                        Some(d) => self.opts.delimiter = d,
+                        None => return Err(ParsableError::NotParsable(header.chars().take(40).collect())),
                     }
                 }
                 let names: Vec<&str> = header.split(self.opts.delimiter as char).collect();

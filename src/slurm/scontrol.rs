@@ -167,7 +167,20 @@ const FREE_TEXT_KEYS: &[&str] = &[
 
 /// Reads `scontrol show job` output (multi-line or `-o`) into job runs; records that cannot be
 /// read become quarantine records with their text. Times are read in `tz`.
+///
+/// Empty input is itself quarantined: scontrol prints `No jobs in the system` when there are
+/// none, so nothing at all means the command failed (22.05's `scontrol show job --json` prints
+/// nothing and an error) or its output went elsewhere.
 pub fn read_scontrol_jobs(text: &str, default_cluster: &ClusterName, tz: &TimeZone) -> Vec<Item> {
+    if text.trim().is_empty() {
+        return vec![Item::Quarantine(Quarantined {
+            line: 1,
+            raw: text.into(),
+            reason: "scontrol output is empty: `scontrol show job` prints `No jobs in the system` when there are none, \
+                     so the command failed or printed elsewhere (Slurm 22.05 has no `scontrol --json`)"
+                .into(),
+        })];
+    }
     let mut out = Vec::new();
     // (first line number, lines) of the record being collected.
     let mut current: Option<(u64, Vec<&str>)> = None;
@@ -577,7 +590,10 @@ mod tests {
         assert!(q[2].reason.contains("SubmitTime"), "{}", q[2].reason);
         assert!(q[3].reason.contains("RunTime"), "{}", q[3].reason);
         assert!(read("No jobs in the system\n").is_empty());
-        assert!(read("").is_empty());
+        for empty in ["", "\n  \n"] {
+            let items = read(empty);
+            assert!(matches!(&items[..], [Item::Quarantine(q)] if q.reason.contains("empty")), "{items:?}");
+        }
     }
 
     proptest! {

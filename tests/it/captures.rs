@@ -278,15 +278,16 @@ fn all_fields_is_the_duplicates_output_less_the_requeued_run() {
 
 /// Outputs an admin might pass to `collect --from-file` by mistake, and what the refusal says.
 const NOT_SACCT_PARSABLE2: &[(&str, &str)] = &[
-    // Fixed width: no delimiter, so the whole header is one unknown column name.
-    ("sacct-default.txt", "sacct output has no JobIDRaw column"),
-    ("sacct-yaml.yaml", "sacct output has no JobIDRaw column"),
-    ("sinfo.json", "sacct output has no JobIDRaw column"),
-    ("sinfo.txt", "sacct output has no JobIDRaw column"),
+    // No `|` or 0x1F on the first line (fixed width, YAML, JSON, key=value): not --parsable2.
+    ("sacct-default.txt", "not `sacct --parsable2` output"),
+    ("sacct-yaml.yaml", "not `sacct --parsable2` output"),
+    ("sinfo.json", "not `sacct --parsable2` output"),
+    ("sinfo.txt", "not `sacct --parsable2` output"),
+    // `|`-delimited, but another command's columns.
     ("squeue.txt", "sacct output has no JobIDRaw column"),
     ("sacctmgr-account-withassoc.txt", "sacct output has no JobIDRaw column"),
     ("sacctmgr-account.txt", "sacct output has no JobIDRaw column"),
-    ("sacctmgr-assoc-tree.txt", "sacct output has no JobIDRaw column"),
+    ("sacctmgr-assoc-tree.txt", "not `sacct --parsable2` output"),
     ("sacctmgr-assoc.txt", "sacct output has no JobIDRaw column"),
     ("sacctmgr-cluster.txt", "sacct output has no JobIDRaw column"),
     ("sacctmgr-qos.txt", "sacct output has no JobIDRaw column"),
@@ -294,10 +295,10 @@ const NOT_SACCT_PARSABLE2: &[(&str, &str)] = &[
     ("sacctmgr-user-withassoc.txt", "sacct output has no JobIDRaw column"),
     ("sacctmgr-user.txt", "sacct output has no JobIDRaw column"),
     ("sacctmgr-wckey.txt", "sacct output has no JobIDRaw column"),
-    ("sreport-cluster-acctutil.txt", "sacct output has no JobIDRaw column"),
+    ("sreport-cluster-acctutil.txt", "not `sacct --parsable2` output"),
     ("sshare.txt", "sacct output has no JobIDRaw column"),
-    ("scontrol-show-node.txt", "sacct output has no JobIDRaw column"),
-    ("scontrol-show-partition.txt", "sacct output has no JobIDRaw column"),
+    ("scontrol-show-node.txt", "not `sacct --parsable2` output"),
+    ("scontrol-show-partition.txt", "not `sacct --parsable2` output"),
     // The failed `--json` captures are empty.
     ("sacctmgr-json.txt", "sacct output is empty: expected a header line"),
     ("scontrol-show-job-running.json", "sacct output is empty: expected a header line"),
@@ -344,13 +345,16 @@ fn json_readers_refuse_what_is_not_a_jobs_document() {
     ] {
         assert!(err.contains("JSON has no `jobs` array (top-level keys: errors, meta, nodes)"), "{err}");
     }
-    // The empty `--json` captures (22.05 has no --json there): the end of input, at once.
+    // The empty `--json` captures (22.05 has no --json there): refused as empty, with the hint.
     for file in ["scontrol-show-job-running.json", "scontrol-show-job-finished.json"] {
         let err = read_squeue_json(&text(file), &c).unwrap_err().to_string();
-        assert!(err.starts_with("squeue --json output is not JSON (EOF while parsing a value at line 1 column 0)"), "{file}: {err}");
+        assert!(err.starts_with("squeue --json output is empty") && err.contains("has no --json"), "{file}: {err}");
+        // The text reader, handed the same empty output, quarantines it rather than reading "no jobs".
+        let items = read_scontrol_jobs(&text(file), &c, &TimeZone::Utc);
+        assert!(matches!(&items[..], [Item::Quarantine(q)] if q.reason.contains("scontrol output is empty")), "{file}: {items:?}");
     }
     let err = read_sacct_json(&text("sacctmgr-json.txt"), &c).unwrap_err().to_string();
-    assert!(err.contains("not JSON (EOF while parsing a value at line 1 column 0)"), "{err}");
+    assert!(err.starts_with("sacct --json output is empty"), "{err}");
 }
 
 #[test]
