@@ -172,8 +172,8 @@ fn import_of_a_recorded_sacct_json_document() {
     // The same file again changes nothing.
     let (_, out, _) = run(bin().arg("--ledger").arg(&db).args(["collect", "--from-file"]).arg(&json));
     assert!(out.contains("(0 new, 0 updated, 27 unchanged)"), "{out}");
-    // Forced to text, the JSON is refused with what is missing.
+    // Forced to text, the JSON is refused as not being --parsable2 text.
     let (code, _, err) = run(bin().arg("--ledger").arg(&db).args(["collect", "--file-format", "parsable", "--from-file"]).arg(&json));
     assert_eq!(code, 1);
-    assert!(err.contains("sacct.json") && err.contains("JobIDRaw"), "{err}");
+    assert!(err.contains("sacct.json") && err.contains("not `sacct --parsable2` output"), "{err}");
 }
