@@ -19,6 +19,12 @@
 //! - squeue v0.0.37/38 (plain ints, `job_state` a string, exit codes as raw wait statuses) and
 //!   v0.0.40+ (`job_state` an array, exit codes as objects).
 //!
+//! Every sacct era above is tested against recorded output (`tests/fixtures/samples/PROVENANCE.md`):
+//! dbv0.0.37, dbv0.0.38, v0.0.39, v0.0.40, v0.0.41, v0.0.42 (24.11.5/.7), v0.0.43 and v0.0.44
+//! (25.11.0). The squeue/`/slurm/…/job` schema is tested with recorded v0.0.37, 22.05 (testbed),
+//! v0.0.42, v0.0.43 and v0.0.44 output; v0.0.39–v0.0.41 squeue JSON is read by the same rules
+//! without a recorded sample.
+//!
 //! # Known Slurm quirks, kept as Slurm prints them
 //! - 22.05 JSON reports non-signal exit codes wrongly: a job that ran `exit 1` shows
 //!   `{status: "SUCCESS", return_code: 0}` (the text `ExitCode` says `1:0`). Only signals come
@@ -31,6 +37,8 @@
 //!   print it; the scheduling flags become sacct's text names (`SchedMain`, `SchedBackfill`,
 //!   `SchedSubmit`, `StartRecieved` — Slurm's spelling; `CLEAR_SCHEDULING` is not printed).
 //! - sacct JSON has no uid and no canceller: `uid` and `cancelled_by` stay `None`.
+//! - 24.11 prints the plain-integer `time.start` of a job cancelled before it started as NO_VAL
+//!   (4294967294); it reads as "no start", like 0.
 //!
 //! The JSON compatibility helpers ([`slurm_number`], [`slurm_string`], [`slurm_state`],
 //! [`slurm_exit_code`], [`slurm_tres`]) live here, in one place, for every JSON reader.
@@ -375,9 +383,15 @@ impl Fields<'_> {
     fn u32(&self, path: &str) -> Result<Option<u32>, String> {
         self.num(path)?.u32().map_err(|e| format!("{path}: {e}"))
     }
-    /// An instant; 0, unset and negative are "not known".
+    /// An instant; 0, unset, negative and the 32-bit sentinels are "not known" (24.11 prints
+    /// the plain-integer `time.start` of a job cancelled before it started as NO_VAL).
     fn time(&self, path: &str) -> Result<Option<UnixTime>, String> {
-        Ok(self.num(path)?.u64().filter(|&t| t > 0).and_then(|t| i64::try_from(t).ok()).map(UnixTime))
+        Ok(self
+            .num(path)?
+            .u64()
+            .filter(|&t| t > 0 && t as i128 != NO_VAL32 && t as i128 != INFINITE32)
+            .and_then(|t| i64::try_from(t).ok())
+            .map(UnixTime))
     }
     fn string(&self, path: &str) -> Result<String, String> {
         slurm_string(self.get(path)).map_err(|e| format!("{path}: {e}"))
@@ -1011,6 +1025,22 @@ mod tests {
         include_str!("../../tests/fixtures/samples/Slurm-web__25.05_v0.0.43__slurmdb-job-gpus-per-task.json");
     const WEB_25_05_LIVE: &str =
         include_str!("../../tests/fixtures/samples/Slurm-web__25.05_v0.0.43__slurm-job-running.json");
+    const WEB_24_11_DONE: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__24.11_v0.0.42__slurmdb-job-completed.json");
+    const WEB_24_11_FAILED: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__24.11_v0.0.42__slurmdb-job-failed.json");
+    const WEB_24_11_GPUS: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__24.11_v0.0.42__slurmdb-job-gpus-completed.json");
+    const WEB_24_11_LIVE_PENDING: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__24.11_v0.0.42__slurm-job-pending.json");
+    const WEB_25_11_DONE: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__25.11_v0.0.44__slurmdb-job-completed.json");
+    const WEB_25_11_FAILED: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__25.11_v0.0.44__slurmdb-job-failed.json");
+    const WEB_25_11_MULTI_NODES: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__25.11_v0.0.44__slurmdb-job-gpus-multi-nodes.json");
+    const WEB_25_11_LIVE_PENDING: &str =
+        include_str!("../../tests/fixtures/samples/Slurm-web__25.11_v0.0.44__slurm-job-pending.json");
     const PROM_SQUEUE: &str = include_str!("../../tests/fixtures/samples/prometheus-slurm-exporter__squeue_out.json");
     const TB_SACCT: &str = include_str!("../../tests/fixtures/testbed/sacct.json");
     const TB_OOM: &str = include_str!("../../tests/fixtures/testbed/sacct-oom-cgroup-v1.json");
@@ -1110,6 +1140,131 @@ mod tests {
         assert_eq!(j.partition, "gpu");
         assert_eq!(j.step_count, 1);
         assert_eq!(j.alloc_cpus, 2);
+    }
+
+    #[test]
+    fn slurm_web_24_11_completed_with_step() {
+        let j = only_job(WEB_24_11_DONE);
+        assert_eq!(j.key.cluster.as_str(), "hpc");
+        assert_eq!((j.key.job_id_raw, j.key.submit, j.job_id.as_str()), (6362, UnixTime(1_762_788_774), "6362"));
+        assert_eq!(j.state, JobState::Completed);
+        assert_eq!(j.eligible, Some(UnixTime(1_762_788_774)));
+        assert_eq!((j.start, j.end), (Some(UnixTime(1_762_788_776)), Some(UnixTime(1_762_788_837))));
+        assert_eq!((j.elapsed_secs, j.suspended_secs, j.timelimit_mins), (61, 0, Some(2)));
+        assert_eq!(j.exit_code, Some(ExitCode { code: 0, signal: 0 }));
+        assert_eq!(j.derived_exit_code, Some(ExitCode { code: 0, signal: 0 }));
+        assert_eq!(j.alloc_tres.to_canonical(), format!("billing=32,cpu=32,mem={},node=1", 16_384u64 << 20));
+        assert_eq!(j.req_tres, j.alloc_tres, "requested equals allocated (energy -2 dropped from the latter)");
+        assert_eq!((j.alloc_cpus, j.req_cpus, j.nnodes, j.gpus()), (32, 32, 1, 0));
+        assert_eq!((j.req_mem_bytes, j.req_mem_per_cpu), (Some(512 << 20), true));
+        // One batch step, 0 s of CPU (a `sleep 60`); its energy is the set-but-zero `consumed`.
+        assert_eq!((j.step_count, j.total_cpu_ms, j.user_cpu_ms, j.system_cpu_ms), (1, 0, 0, 0));
+        assert_eq!((j.energy_joules, j.max_rss_bytes), (Some(0), None));
+        assert_eq!((j.array_job_id, j.array_task_id, j.het_job_id, j.het_job_offset), (None, None, None, None));
+        assert_eq!((j.user.as_str(), j.group.as_str(), j.account.as_str()), ("jbeck", "scientists", "biology"));
+        assert_eq!((j.partition.as_str(), j.qos.as_str(), j.nodelist.as_str()), ("standard", "normal", "cn1"));
+        assert_eq!(j.flags, "SchedMain,StartRecieved");
+        assert_eq!((j.wckey.as_str(), j.reservation.as_str()), ("", ""));
+        assert_eq!(j.submit_line, "sbatch --time 2 --wrap sleep 60 && true --ntasks 32");
+        assert_eq!(j.work_dir, "/home/jbeck");
+    }
+
+    #[test]
+    fn slurm_web_24_11_failed_exit_1() {
+        let j = only_job(WEB_24_11_FAILED);
+        assert_eq!((j.key.job_id_raw, j.key.submit), (9746, UnixTime(1_780_300_450)));
+        assert_eq!(j.state, JobState::Failed);
+        // `exit_code {status: ["ERROR"], return_code: 1}`: 1:0, which 22.05 JSON could not say.
+        assert_eq!(j.exit_code, Some(ExitCode { code: 1, signal: 0 }));
+        assert_eq!(j.derived_exit_code, Some(ExitCode { code: 0, signal: 0 }));
+        assert_eq!((j.start, j.end, j.elapsed_secs), (Some(UnixTime(1_780_300_451)), Some(UnixTime(1_780_300_452)), 1));
+        assert_eq!((j.alloc_cpus, j.alloc_tres.get("mem"), j.nnodes), (1, Some(512 << 20), 1));
+        assert_eq!((j.name.as_str(), j.user.as_str(), j.group.as_str()), ("allocation", "mwilliams", "slurm"));
+        assert_eq!((j.nodelist.as_str(), j.submit_line.as_str()), ("cn3", ""));
+        assert_eq!((j.step_count, j.total_cpu_ms), (1, 0));
+    }
+
+    #[test]
+    fn slurm_web_24_11_typed_gpus_counted_once() {
+        let j = only_job(WEB_24_11_GPUS);
+        assert_eq!((j.key.job_id_raw, j.state.clone()), (9612, JobState::Running));
+        // `time.end` 0 while running; the step's `end {set: true, number: 0}` is not an end either.
+        assert_eq!((j.start, j.end, j.elapsed_secs), (Some(UnixTime(1_780_298_437)), None, 30));
+        // Typed GPU TRES only (no plain `gres/gpu`): 2 h100 + 4 h200, each counted once.
+        assert_eq!(j.alloc_tres.get("gres/gpu:h100"), Some(2));
+        assert_eq!(j.alloc_tres.get("gres/gpu:h200"), Some(4));
+        assert_eq!(j.alloc_tres.get("gres/gpu"), None);
+        assert_eq!(j.gpus(), 6);
+        assert_eq!((j.req_tres.get("gres/gpu:h100"), j.req_tres.gpus()), (Some(6), 6));
+        assert_eq!((j.alloc_cpus, j.nnodes, j.partition.as_str(), j.nodelist.as_str()), (1, 1, "ia", "ia1"));
+        assert_eq!((j.step_count, j.total_cpu_ms), (1, 0));
+    }
+
+    #[test]
+    fn slurm_web_25_11_completed_with_step() {
+        let j = only_job(WEB_25_11_DONE);
+        assert_eq!((j.key.cluster.as_str(), j.key.job_id_raw, j.key.submit), ("hpc", 5749, UnixTime(1_762_942_474)));
+        assert_eq!(j.state, JobState::Completed);
+        assert_eq!((j.start, j.end), (Some(UnixTime(1_762_942_475)), Some(UnixTime(1_762_942_505))));
+        assert_eq!((j.elapsed_secs, j.timelimit_mins), (30, Some(2)));
+        assert_eq!(j.exit_code, Some(ExitCode { code: 0, signal: 0 }));
+        assert_eq!(j.alloc_tres.to_canonical(), format!("billing=4,cpu=4,mem={},node=1", 2_048u64 << 20));
+        assert_eq!((j.alloc_cpus, j.req_cpus, j.nnodes, j.gpus()), (4, 4, 1, 0));
+        assert_eq!((j.req_mem_bytes, j.req_mem_per_cpu), (Some(512 << 20), true));
+        // v0.0.44 steps add `time.limit` ({infinite: true}) and step stdio paths; neither matters.
+        assert_eq!((j.step_count, j.total_cpu_ms, j.energy_joules), (1, 0, Some(0)));
+        // `association.user`/`.account` are empty in 25.11 responses; the top-level fields are not.
+        assert_eq!((j.user.as_str(), j.account.as_str(), j.group.as_str()), ("vhartman", "biology", "scientists"));
+        assert_eq!(j.reservation, "", "reservation {{id: 0, name: \"\", requested: \"\"}}");
+        assert_eq!((j.partition.as_str(), j.flags.as_str()), ("normal", "SchedMain,StartRecieved"));
+        assert_eq!(j.submit_line, "sbatch --time 2 --wrap sleep 30 && true --ntasks 4");
+        assert_eq!((j.array_job_id, j.het_job_id, j.job_id.as_str()), (None, None, "5749"));
+    }
+
+    #[test]
+    fn slurm_web_25_11_failed_exit_1() {
+        let j = only_job(WEB_25_11_FAILED);
+        assert_eq!((j.key.job_id_raw, j.key.submit), (5739, UnixTime(1_762_942_459)));
+        assert_eq!(j.state, JobState::Failed);
+        assert_eq!(j.exit_code, Some(ExitCode { code: 1, signal: 0 }));
+        assert_eq!((j.start, j.end, j.elapsed_secs), (Some(UnixTime(1_762_942_460)), Some(UnixTime(1_762_942_462)), 2));
+        assert_eq!((j.alloc_cpus, j.alloc_tres.get("mem"), j.timelimit_mins), (1, Some(512 << 20), Some(1)));
+        assert_eq!(j.submit_line, "sbatch --time 1 --wrap sleep 1 && false --ntasks 1");
+        assert_eq!(j.step_count, 1);
+    }
+
+    #[test]
+    fn slurm_web_25_11_running_on_two_nodes() {
+        let j = only_job(WEB_25_11_MULTI_NODES);
+        assert_eq!((j.key.job_id_raw, j.state.clone()), (5679, JobState::Running));
+        assert_eq!((j.start, j.end, j.elapsed_secs), (Some(UnixTime(1_762_788_040)), None, 1));
+        assert_eq!((j.nnodes, j.nodelist.as_str()), (2, "gpu[1-2]"));
+        assert_eq!(j.alloc_tres.to_canonical(), format!("billing=2,cpu=2,mem={},node=2", 1_024u64 << 20));
+        assert_eq!((j.alloc_cpus, j.req_cpus, j.req_tres.get("node")), (2, 1, Some(1)));
+        // Submitted with `--gpus 8`, but this cluster does not account GPUs as TRES: none invented.
+        assert_eq!((j.gpus(), j.req_tres.gpus()), (0, 0));
+        assert_eq!((j.step_count, j.total_cpu_ms), (1, 0));
+    }
+
+    #[test]
+    fn slurm_web_start_no_val_is_unknown() {
+        // Job 9308 of rackslab/Slurm-web tests/assets/slurmrestd/24.11/0.0.42/slurmdb-jobs.json
+        // (commit 53b3348f9fdda40c1b6aaab66b0319343ea97ddb; 225 KB, not copied here): cancelled
+        // before it started, 24.11 prints `time.start` as NO_VAL (4294967294). These fields are
+        // taken from it unchanged; the rest of the job is left out.
+        let doc = r#"{"jobs":[{"job_id":9308,"cluster":"hpc","allocation_nodes":0,
+            "time":{"elapsed":0,"eligible":1779917176,"end":1779917176,"start":4294967294,
+              "submission":1779917176,"suspended":0},
+            "nodes":"None assigned","state":{"current":["CANCELLED"],"reason":"None"},"steps":[],
+            "tres":{"allocated":[],"requested":[{"type":"cpu","name":"","id":1,"count":1},
+              {"type":"mem","name":"","id":2,"count":512},{"type":"node","name":"","id":4,"count":1},
+              {"type":"billing","name":"","id":5,"count":1}]}}]}"#;
+        let j = only_job(doc);
+        assert_eq!(j.state, JobState::Cancelled);
+        assert_eq!((j.start, j.end, j.elapsed_secs), (None, Some(UnixTime(1_779_917_176)), 0));
+        // No allocation (`allocation_nodes` 0): the node count is the requested one.
+        assert_eq!((j.nodelist.as_str(), j.nnodes, j.alloc_cpus), ("", 1, 0));
+        assert_eq!(j.req_tres.to_canonical(), format!("billing=1,cpu=1,mem={},node=1", 512u64 << 20));
     }
 
     fn testbed() -> Vec<JobRun> {
@@ -1283,6 +1438,34 @@ mod tests {
         assert_eq!((j.alloc_cpus, j.nnodes, j.uid), (32, 1, Some(10_002)));
         assert_eq!(j.timelimit_mins, Some(2));
         assert_eq!(j.exit_code, Some(ExitCode { code: 0, signal: 0 }));
+    }
+
+    #[test]
+    fn squeue_slurm_web_24_11_and_25_11_pending() {
+        for (text, raw, submit, eligible, cpus, mem_gib, nodes, uid, user) in [
+            (WEB_24_11_LIVE_PENDING, 6370, 1_762_788_785, 1_762_792_385, 4, 2, 1, 10_004, "jbeck"),
+            (WEB_25_11_LIVE_PENDING, 5750, 1_762_942_475, 1_762_946_075, 128, 64, 2, 10_003, "vhartman"),
+        ] {
+            let items = read_squeue_json(text, &cluster()).unwrap();
+            let all = jobs(&items);
+            assert_eq!(all.len(), 1, "{items:?}");
+            let j = all[0];
+            assert_eq!((j.key.cluster.as_str(), j.key.job_id_raw, j.key.submit), ("hpc", raw, UnixTime(submit)));
+            assert_eq!(j.state, JobState::Pending);
+            // `start_time`/`end_time` of a pending job (`--begin now+1hour`) are the scheduler's
+            // plan (begin, begin + 1 min limit), not facts.
+            assert_eq!((j.start, j.end, j.elapsed_secs), (None, None, 0));
+            assert_eq!(j.eligible, Some(UnixTime(eligible)));
+            assert!(j.alloc_tres.is_empty());
+            assert_eq!((j.req_tres.get("cpu"), j.req_tres.get("mem")), (Some(cpus), Some(mem_gib << 30)));
+            assert_eq!((j.req_cpus, j.alloc_cpus, j.nnodes, j.gpus()), (cpus as u32, 0, nodes, 0));
+            assert_eq!((j.req_mem_bytes, j.req_mem_per_cpu), (Some(512 << 20), true));
+            assert_eq!((j.uid, j.user.as_str(), j.group.as_str()), (Some(uid), user, "scientists"));
+            assert_eq!((j.timelimit_mins, j.nodelist.as_str()), (Some(1), ""));
+            assert_eq!(j.job_id, raw.to_string());
+            assert_eq!((j.array_job_id, j.het_job_id), (None, None));
+            assert_eq!(j.exit_code, Some(ExitCode { code: 0, signal: 0 }));
+        }
     }
 
     #[test]
