@@ -250,22 +250,37 @@ pub struct Tres(Vec<(TresName, u64)>);
 /// allocate a `String` per entry.
 type TresName = std::borrow::Cow<'static, str>;
 
-/// Names Slurm prints on every cluster.
-const COMMON_TRES: [&str; 12] =
-    ["billing", "cpu", "energy", "fs/disk", "gres/gpu", "mem", "node", "pages", "vmem", "fs/lustre", "ic/ofed", "license"];
-
 fn tres_name(name: &str) -> TresName {
-    match COMMON_TRES.iter().find(|c| **c == name) {
+    match common_tres(name) {
         Some(c) => TresName::Borrowed(c),
         None => TresName::Owned(name.to_string()),
     }
 }
 
 fn tres_name_owned(name: String) -> TresName {
-    match COMMON_TRES.iter().find(|c| **c == name) {
+    match common_tres(&name) {
         Some(c) => TresName::Borrowed(c),
         None => TresName::Owned(name),
     }
+}
+
+/// The static copy of a name Slurm prints on every cluster; a `match` compares by length first.
+fn common_tres(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "billing" => "billing",
+        "cpu" => "cpu",
+        "energy" => "energy",
+        "fs/disk" => "fs/disk",
+        "gres/gpu" => "gres/gpu",
+        "mem" => "mem",
+        "node" => "node",
+        "pages" => "pages",
+        "vmem" => "vmem",
+        "fs/lustre" => "fs/lustre",
+        "ic/ofed" => "ic/ofed",
+        "license" => "license",
+        _ => return None,
+    })
 }
 
 impl Tres {

@@ -239,7 +239,8 @@ pub fn parse_count(name: &str, s: &str) -> Result<u32, ValueError> {
 }
 
 /// Reads a Slurm size with binary suffix into bytes: `256M`, `1G`, `62.50G`, `825768K`, `0`.
-/// `default_unit` applies to a bare number (`'K'` for RSS columns, `'M'` for memory TRES).
+/// `default_unit` applies to a bare number (`'B'` for `--noconvert` RSS columns, `'M'` for
+/// memory TRES).
 pub fn parse_bytes(s: &str, default_unit: char) -> Result<u64, ValueError> {
     match bytes_plain(s.as_bytes(), default_unit) {
         Some(n) => Ok(n),
@@ -340,7 +341,15 @@ pub enum TresKind {
 }
 
 fn is_bytes_tres(name: &str) -> bool {
-    name == "mem" || name == "vmem" || name.starts_with("fs/") || name.starts_with("bb/") || name == "gres/gpumem"
+    // By first byte: most names (cpu, energy, node, billing, pages, gres/gpu) fail at once.
+    match name.as_bytes().first() {
+        Some(b'm') => name == "mem",
+        Some(b'v') => name == "vmem",
+        Some(b'f') => name.starts_with("fs/"),
+        Some(b'b') => name.starts_with("bb/"),
+        Some(b'g') => name == "gres/gpumem",
+        _ => false,
+    }
 }
 
 /// Reads a TRES string such as `billing=1,cpu=1,gres/gpu:fake=1,gres/gpu=1,mem=256M,node=1`
