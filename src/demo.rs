@@ -1,8 +1,9 @@
 //! The embedded default: recorded real Slurm 22.05.8 output that the demo (and tests) replay
 //! through the real pipeline, so a fresh machine without Slurm can run everything.
 //!
-//! Every file comes from the project's Slurm 22.05 testbed; `tests/fixtures/testbed/INDEX.md`
-//! names the command behind each.
+//! Every file comes from the project's Slurm 22.05 testbed: `tests/fixtures/samples/PROVENANCE.md`
+//! says how each was recorded (each `.cmd` beside a file holds its exact command), and
+//! `testbed/README.md` names the scenario behind each job id.
 
 use std::sync::Arc;
 
