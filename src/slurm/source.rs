@@ -6,6 +6,9 @@
 //! carry no CPU usage), requeued runs (`--duplicates`), a delimiter that cannot occur in data,
 //! exact units (`--noconvert`), the header line kept (columns are found by name, not position)
 //! and times pinned to UTC (`TZ=UTC`, `SLURM_TIME_FORMAT=standard`).
+//! The only other accounting query is by job id (`--jobs=…`, same fields, no window), made only
+//! when runs the ledger holds open were missing from the window (see `collect`): none in
+//! steady state.
 //! `sacct --version`, `sacct --helpformat` and `scontrol show config` are local calls that do
 //! not query slurmdbd.
 
