@@ -66,6 +66,25 @@ fn runs(db: &std::path::Path, raw: u64) -> Vec<JobRun> {
     Ledger::open(db).unwrap().jobs(&JobFilter { job_id_raw: Some(raw), ..Default::default() }).unwrap()
 }
 
+/// Submits `script` as job `name` and collects (`--lookback 1h`) until the ledger shows it
+/// RUNNING, before `deadline`; returns its job id.
+fn submit_and_collect_running(db: &std::path::Path, name: &str, script: &str, deadline: Instant) -> u64 {
+    let out = Command::new("sbatch")
+        .args(["--parsable", "-J", name, "-o", "/dev/null", "-t", "2", "--wrap", script])
+        .output()
+        .expect("sbatch");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: u64 = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().parse().unwrap();
+    loop {
+        collect(db, &["--lookback", "1h"]);
+        if runs(db, job).first().is_some_and(|r| r.state == JobState::Running) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {job} never seen RUNNING");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 #[test]
 fn live_collect_gives_the_facts_an_admin_checks() {
     let Some(seed) = testbed() else { return };
@@ -141,22 +160,8 @@ fn live_running_job_is_updated_when_it_ends() {
     let _slurm = exclusive_slurm();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("l.db");
-    let out = Command::new("sbatch")
-        .args(["--parsable", "-J", "ledger-it-running", "-o", "/dev/null", "-t", "2", "--wrap", "sleep 8"])
-        .output()
-        .expect("sbatch");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let job: u64 = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    // Collect until the ledger shows it running (bounded).
-    loop {
-        collect(&db, &["--lookback", "1h"]);
-        if runs(&db, job).first().is_some_and(|r| r.state == JobState::Running) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "job {job} never seen RUNNING");
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let job = submit_and_collect_running(&db, "ledger-it-running", "sleep 8", deadline);
     // Then until it is accounted as completed.
     loop {
         std::thread::sleep(Duration::from_secs(2));
@@ -177,22 +182,10 @@ fn live_run_that_ended_before_the_window_is_settled_by_job_id() {
     let _slurm = exclusive_slurm();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("l.db");
-    let out = Command::new("sbatch")
-        .args(["--parsable", "-J", "ledger-it-settle", "-o", "/dev/null", "-t", "2", "--wrap", "sleep 3"])
-        .output()
-        .expect("sbatch");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let job: u64 = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap().parse().unwrap();
     // Bounded, with room for the seed's jobs still holding the node's CPUs.
     let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        collect(&db, &["--lookback", "1h"]);
-        if runs(&db, job).first().is_some_and(|r| r.state == JobState::Running) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "job {job} never seen RUNNING");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // Long enough to be seen running by a collect of a debug build on a busy machine.
+    let job = submit_and_collect_running(&db, "ledger-it-settle", "sleep 12", deadline);
     // Wait until slurmdbd has the end, then read a window that starts after it.
     loop {
         let out = Command::new("sacct").args(["-n", "-X", "-P", "-o", "State", "-j", &job.to_string()]).output().expect("sacct");
@@ -209,5 +202,5 @@ fn live_run_that_ended_before_the_window_is_settled_by_job_id() {
     let r = runs(&db, job);
     assert_eq!(r.len(), 1, "updated in place");
     assert_eq!(r[0].state, JobState::Completed, "{:#?}", r[0]);
-    assert!(r[0].end.is_some() && r[0].elapsed_secs >= 3, "{:#?}", r[0]);
+    assert!(r[0].end.is_some() && r[0].elapsed_secs >= 12, "{:#?}", r[0]);
 }
