@@ -10,16 +10,20 @@
 //! encoding each run for its row) runs on a second thread while this one writes, linked by a
 //! bounded channel.
 //!
-//! Settling open runs: a run the ledger holds as pending or running that the window did not
-//! show has ended before the window began (its end reached slurmdbd late, e.g. after the link
-//! from slurmctld was down longer than the overlap). After the poll, such runs are asked for
-//! by job id (`sacct --jobs`, no time window), oldest first and at most [`MAX_SETTLE`] a
-//! collect, so no run stays open forever.
+//! Settling open runs: a run the ledger holds as not final that the window did not show has
+//! most likely ended before the window began (its end reached slurmdbd late, e.g. after the
+//! link from slurmctld was down longer than the overlap), or has become invisible to windows
+//! (a pending job put on hold). After the poll, such runs are asked for by job id (`sacct
+//! --jobs`, no time window), at most [`MAX_SETTLE`] a collect, least recently asked first; a
+//! run asked for and still open is asked again after a doubling delay (see
+//! `ledger::settle`), so no run stays open forever unnoticed and none costs a query on every
+//! collect. A failed ask is reported with the collect (exit 1) and asked again next time; the
+//! window is stored and its cursor moved all the same.
 
 use std::collections::HashSet;
 use std::io::BufRead;
 
-use crate::ledger::{CollectRunRecord, Ledger, LedgerError, PreparedRun, Rejected, Upsert, Writer};
+use crate::ledger::{CollectRunRecord, Ledger, LedgerError, OpenRun, PreparedRun, Rejected, Upsert, Writer};
 use crate::model::{ClusterName, JobRun, UnixTime};
 use crate::slurm::parsable::{Item, ParsableError, Quarantined, ReadOptions, SacctReader};
 use crate::slurm::runner::RunError;
@@ -41,8 +45,6 @@ pub enum CollectError {
     Source(#[from] SourceError),
     #[error("sacct failed, the cursor of cluster {cluster} stays at its last position and the next collect retries this window: {source}")]
     Sacct { cluster: ClusterName, source: RunError },
-    #[error("the window of cluster {cluster} was stored and its cursor moved, but asking sacct for its open runs by job id failed (the next collect asks again): {source}")]
-    Settle { cluster: ClusterName, source: RunError },
     #[error(transparent)]
     Parse(#[from] ParsableError),
     #[error(transparent)]
@@ -88,14 +90,16 @@ pub struct CollectReport {
 }
 
 /// Open runs settled by job id after a poll.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Settled {
-    /// Open runs the window did not show, and how many of them were asked for (at most
-    /// [`MAX_SETTLE`]).
+    /// Open runs the window did not show, and how many of them were due and asked for (at
+    /// most [`MAX_SETTLE`]; the others were asked recently).
     pub open_unseen: u64,
     pub asked: u64,
     /// What the `sacct --jobs` calls returned (all runs of those ids).
     pub counts: Counts,
+    /// Why asking failed; the runs not settled are asked again next collect.
+    pub error: Option<String>,
 }
 
 /// (JobIDRaw, submit) of the runs a poll saw that are not final.
@@ -192,8 +196,9 @@ pub fn collect_cluster(
     })
 }
 
-/// Asks sacct by job id for the open runs of `cluster` the poll did not show (see the module
-/// doc); `None` when there were none.
+/// Asks sacct by job id for the open runs of `cluster` the poll did not show and that are due
+/// (see the module doc); `None` when there were none. A failure of sacct or of its output is
+/// reported in [`Settled::error`]; only a ledger failure is an error.
 fn settle_open_runs(
     source: &SlurmSource<'_>,
     info: &SlurmInfo,
@@ -202,39 +207,81 @@ fn settle_open_runs(
     open_seen: &OpenSeen,
     now: UnixTime,
 ) -> Result<Option<Settled>, CollectError> {
-    let unseen: Vec<u64> = ledger
-        .open_runs(cluster)?
-        .into_iter()
-        .filter(|(id, submit)| !open_seen.contains(&(*id, submit.0)))
-        .map(|(id, _)| id)
-        .collect();
+    let unseen: Vec<OpenRun> = ledger.open_runs(cluster)?.into_iter().filter(|r| !open_seen.contains(&(r.job_id_raw, r.submit.0))).collect();
     if unseen.is_empty() {
         return Ok(None);
     }
-    // Oldest first; a requeued job's runs share one id.
-    let mut asked_ids = HashSet::new();
-    let ids: Vec<u64> = unseen.iter().copied().filter(|id| asked_ids.insert(*id)).take(MAX_SETTLE).collect();
-    let mut settled = Settled { open_unseen: unseen.len() as u64, ..Default::default() };
-    settled.asked = unseen.iter().filter(|id| ids.contains(id)).count() as u64;
+    let due: Vec<&OpenRun> = unseen.iter().filter(|r| r.due(now)).take(MAX_SETTLE).collect();
+    let mut settled = Settled { open_unseen: unseen.len() as u64, asked: due.len() as u64, ..Default::default() };
+    // A requeued job's runs share one id: each id is asked once.
+    let mut seen_ids = HashSet::new();
+    let ids: Vec<u64> = due.iter().map(|r| r.job_id_raw).filter(|id| seen_ids.insert(*id)).collect();
     for chunk in ids.chunks(SETTLE_IDS_PER_CALL) {
-        let (reader, handle) = source.poll_jobs(info, cluster, chunk)?;
-        let ingested = ingest(ledger, reader, cluster, "sacct --jobs", now);
-        // Complete rows are stored even when sacct then fails: they are true, and re-read later.
-        let result = match ingested {
-            Ok((counts, _, w)) => {
-                w.commit()?;
-                settled.counts.add(&counts);
-                handle.finish()
-            }
+        let chunk_ids: HashSet<u64> = chunk.iter().copied().collect();
+        let keys: Vec<(u64, UnixTime)> = due.iter().filter(|r| chunk_ids.contains(&r.job_id_raw)).map(|r| (r.job_id_raw, r.submit)).collect();
+        match ask_by_id(source, info, ledger, cluster, chunk, &keys, now) {
+            Ok(counts) => settled.counts.add(&counts),
+            Err(CollectError::Ledger(e)) => return Err(e.into()),
             Err(e) => {
-                handle.finish().map_err(|source| CollectError::Settle { cluster: cluster.clone(), source })?;
-                return Err(e);
+                // The window's wording ("the cursor stays…") does not apply here.
+                settled.error = Some(match e {
+                    CollectError::Sacct { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                });
+                break;
             }
-        };
-        result.map_err(|source| CollectError::Settle { cluster: cluster.clone(), source })?;
+        }
     }
-    tracing::info!(cluster = %cluster, open_unseen = settled.open_unseen, asked = settled.asked, updated = settled.counts.runs_updated, "open runs settled by job id");
+    let mut w = ledger.writer(now)?;
+    w.record_collect(&CollectRunRecord {
+        cluster: cluster.to_string(),
+        source: "sacct --jobs".into(),
+        slurm_version: Some(info.version.to_string()),
+        window_start: None,
+        window_end: None,
+        started_at: now,
+        finished_at: now,
+        runs_seen: settled.counts.runs_seen,
+        runs_new: settled.counts.runs_new,
+        runs_updated: settled.counts.runs_updated,
+        quarantined: settled.counts.quarantined,
+        error: settled.error.clone(),
+    })?;
+    w.commit()?;
+    tracing::info!(cluster = %cluster, open_unseen = settled.open_unseen, asked = settled.asked, updated = settled.counts.runs_updated, "open runs asked for by job id");
     Ok(Some(settled))
+}
+
+/// One `sacct --jobs` call: stores what it returns and, when sacct succeeded, counts the ask
+/// for `keys` (the due runs of these ids) in the same transaction as the last rows.
+fn ask_by_id(
+    source: &SlurmSource<'_>,
+    info: &SlurmInfo,
+    ledger: &mut Ledger,
+    cluster: &ClusterName,
+    ids: &[u64],
+    keys: &[(u64, UnixTime)],
+    now: UnixTime,
+) -> Result<Counts, CollectError> {
+    let (reader, handle) = source.poll_jobs(info, cluster, ids)?;
+    let sacct_error = |source| CollectError::Sacct { cluster: cluster.clone(), source };
+    match ingest(ledger, reader, cluster, "sacct --jobs", now) {
+        Ok((counts, _, mut w)) => {
+            // Complete rows are stored even when sacct then fails: they are true. The ask is
+            // counted only for a complete answer.
+            let finished = handle.finish();
+            if finished.is_ok() {
+                w.record_settle_asks(cluster, keys)?;
+            }
+            w.commit()?;
+            finished.map_err(sacct_error)?;
+            Ok(counts)
+        }
+        Err(e) => {
+            handle.finish().map_err(sacct_error)?;
+            Err(e)
+        }
+    }
 }
 
 impl Counts {

@@ -9,8 +9,10 @@ fn main() -> ExitCode {
     slurm_ledger::cli::init_logging(&cli);
     match slurm_ledger::cli::run(cli) {
         Ok(code) => code,
-        // `slurm-ledger jobs | head`: the reader has what it wanted; stop quietly, as ripgrep does.
-        Err(e) if e.chain().any(is_broken_pipe) => ExitCode::SUCCESS,
+        // `slurm-ledger jobs | head`: the reader has what it wanted; stop without an error
+        // message, with the status of a command ended by SIGPIPE (128 + 13), never 0: a
+        // collect cut short this way may have left clusters unpolled.
+        Err(e) if e.chain().any(is_broken_pipe) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -198,7 +198,8 @@ impl JobState {
     }
 
     /// True when this run of the job will not change any more: it ended (any terminal state),
-    /// or it was requeued (Slurm starts a new run with a new submit time and leaves this one).
+    /// or it was requeued or resized (Slurm starts a new record with a new submit time and
+    /// leaves this one, ended, in REQUEUED or RESIZING).
     pub fn is_final(&self) -> bool {
         matches!(
             self,
@@ -212,6 +213,7 @@ impl JobState {
                 | Self::Deadline
                 | Self::OutOfMemory
                 | Self::Revoked
+                | Self::Resizing
                 | Self::SpecialExit
                 | Self::Requeued
         )

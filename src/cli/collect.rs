@@ -86,6 +86,7 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
             // Only the first bytes are looked at: the buffer is consumed by the reader after.
             FileFormat::Auto => {
                 let head = std::io::BufRead::fill_buf(&mut input).with_context(|| format!("reading {}", file.display()))?;
+                let head = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(head);
                 head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
             }
         };
@@ -135,7 +136,13 @@ pub(crate) fn collect_all(
     let mut failed = 0;
     for cluster in &clusters {
         match collect_cluster(&source, &info, ledger, cluster, since, now, policy) {
-            Ok(report) => print_report(out, &report)?,
+            Ok(report) => {
+                print_report(out, &report)?;
+                if let Some(e) = report.settled.as_ref().and_then(|s| s.error.as_ref()) {
+                    failed += 1;
+                    tracing::error!(cluster = %cluster, error = %e, "asking sacct for open runs by job id failed");
+                }
+            }
             Err(e) => {
                 failed += 1;
                 tracing::error!(cluster = %cluster, error = %e, "collect failed");
@@ -163,11 +170,14 @@ fn print_report(out: &mut dyn Write, r: &CollectReport) -> std::io::Result<()> {
     if let Some(s) = &r.settled {
         write!(
             out,
-            "; {} open run(s) the window did not show, {} asked for by job id ({} updated)",
+            "; {} open run(s) the window did not show, {} due and asked for by job id ({} updated)",
             s.open_unseen, s.asked, s.counts.runs_updated
         )?;
         if s.counts.quarantined > 0 {
             write!(out, ", {} quarantined", s.counts.quarantined)?;
+        }
+        if let Some(e) = &s.error {
+            write!(out, "; asking by job id FAILED (asked again next collect; the window is stored): {e}")?;
         }
     }
     if let Some(c) = r.cursor_kept {

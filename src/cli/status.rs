@@ -83,6 +83,18 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
         writeln!(out, "{t}")?;
         writeln!(out, "  (`slurm-ledger status --format json` shows the full records)")?;
     }
+    if st.unsettled_total > 0 {
+        writeln!(
+            out,
+            "\nOpen runs slurmdbd has not settled though asked for by job id {}+ times: {} (asked again at most daily; \
+             a run purged from slurmdbd while open stays here)",
+            crate::ledger::UNSETTLED_AFTER,
+            st.unsettled_total
+        )?;
+        for u in &st.unsettled {
+            writeln!(out, "  {} job {} submitted {}: asked {} times, last {}", u.cluster, u.job_id_raw, u.submit, u.asks, u.last_asked)?;
+        }
+    }
     write_sinks(out, st)?;
     writeln!(out, "\nLast collects:")?;
     if st.last_collects.is_empty() {
@@ -91,6 +103,7 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
     for r in &st.last_collects {
         let window = match (r.window_start, r.window_end) {
             (Some(a), Some(b)) => format!("{a} .. {b}"),
+            _ if r.source == "sacct --jobs" => "(open runs by job id)".into(),
             _ => "(file import)".into(),
         };
         let outcome = match &r.error {

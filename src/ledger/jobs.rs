@@ -411,16 +411,6 @@ const SELECT: &str = concat!("SELECT ", job_columns!(), " FROM job_runs");
 const SELECT_SEQ: &str = concat!("SELECT ", job_columns!(), ", change_seq FROM job_runs");
 
 impl Ledger {
-    /// The (JobIDRaw, submit) of every run of `cluster` not yet in a final state, oldest
-    /// submit first: the runs a collect settles by job id when its window did not show them.
-    pub fn open_runs(&self, cluster: &ClusterName) -> Result<Vec<(u64, UnixTime)>, LedgerError> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT job_id_raw, submit FROM job_runs WHERE cluster = ?1 AND is_final = 0 ORDER BY submit, job_id_raw")?;
-        let rows = stmt.query_map([cluster.as_str()], |r| Ok((r.get::<_, i64>(0)? as u64, UnixTime(r.get(1)?))))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     /// Runs matching the filter, oldest submit first.
     pub fn jobs(&self, f: &JobFilter) -> Result<Vec<JobRun>, LedgerError> {
         let mut sql = String::from(SELECT);

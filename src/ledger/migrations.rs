@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/0001_init.sql")),
     ("0002_deliveries", include_str!("../../migrations/0002_deliveries.sql")),
     ("0003_imported_frontiers", include_str!("../../migrations/0003_imported_frontiers.sql")),
+    ("0004_settle_asks", include_str!("../../migrations/0004_settle_asks.sql")),
 ];
 
 /// Brings the schema up to date inside one transaction per migration.

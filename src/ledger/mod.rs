@@ -18,6 +18,7 @@ mod imports;
 mod jobs;
 mod migrations;
 mod quarantine;
+mod settle;
 mod status;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use imports::{ImportOutcome, ImportedRow};
 pub use jobs::{JobFilter, PreparedRun, Rejected, RunWriter, Upsert};
 pub use migrations::MIGRATIONS;
 pub use quarantine::QuarantineRecord;
+pub use settle::{retry_delay_secs, OpenRun, UnsettledRun, UNSETTLED_AFTER};
 pub use status::{CollectRunRecord, CursorRecord, LedgerStatus, StateCount};
 
 /// Errors of the ledger.

@@ -48,6 +48,10 @@ pub struct LedgerStatus {
     pub quarantined_total: u64,
     pub quarantined_recent: Vec<QuarantineRecord>,
     pub last_collects: Vec<CollectRunRecord>,
+    /// Open runs asked for by job id [`super::UNSETTLED_AFTER`] times or more and still open
+    /// (how many, and the most asked).
+    pub unsettled_total: u64,
+    pub unsettled: Vec<super::UnsettledRun>,
     /// Per sink: deliveries by state, held runs, rejected deliveries.
     pub sinks: Vec<super::SinkStatus>,
 }
@@ -119,8 +123,11 @@ impl Ledger {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        let (unsettled_total, unsettled) = self.unsettled_runs(recent)?;
         Ok(LedgerStatus {
             schema_version,
+            unsettled_total,
+            unsettled,
             total_runs: total_runs as u64,
             open_runs: open_runs as u64,
             change_seq: self.change_seq()?,

@@ -690,7 +690,7 @@ mod tests {
     }
 
     #[test]
-    fn word_at_a_time_split_matches_a_plain_split() {
+    fn block_split_matches_a_plain_split() {
         let texts = [
             "", "|", "||", "a", "a|b", "|a|", "1234567|", "12345678|9", "1234567|12345678|||x", "ünï|cödé|€|",
             "no delimiter in a row longer than eight bytes",

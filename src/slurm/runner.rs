@@ -360,17 +360,17 @@ mod tests {
 
     #[test]
     fn wrapped_command_is_stopped_on_the_far_side_at_its_timeout() {
-        // The "far side" here is a wrapper that ignores its own death: `sh -c '"$@" & wait'`
-        // stands for ssh, whose remote command keeps running when the local client is killed.
-        // The remote `timeout` must end the wrapped command by itself: its marker file must
-        // not appear after the local kill.
+        // The "far side" is `setsid sh -c '"$@"'`: a new session the local kill of the process
+        // group does not reach, as a command ssh started on the head node. The `timeout` put
+        // before the wrapped command must end it by itself: its marker must never appear.
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("still-ran");
         let runner = CommandRunner { wrapper: vec!["setsid".into(), "sh".into(), "-c".into(), "\"$@\"".into(), "wrap".into()], bin_dir: None };
         let script = format!("sleep 3; touch {}", marker.display());
         let inv = Invocation::new("sh", &["-c", &script], Duration::from_secs(1));
+        // Local watchdog or far-side timeout (exit 124), whichever ends it first: never Ok.
         let err = runner.run_to_string(&inv).unwrap_err();
-        assert!(matches!(err, RunError::Timeout { .. }), "{err}");
+        assert!(matches!(&err, RunError::Timeout { .. }) || err.to_string().contains("124"), "{err}");
         std::thread::sleep(Duration::from_millis(3500));
         assert!(!marker.exists(), "the wrapped command outlived its timeout on the far side");
     }

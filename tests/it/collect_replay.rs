@@ -137,7 +137,7 @@ fn settle_runner() -> ReplayRunner {
     ReplayRunner::new(vec![
         Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
         Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
-        Recording::ok("sacct", &["--starttime=2026-11-30T22:38:04"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
+        Recording::ok("sacct", &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
         Recording::ok("sacct", &["--starttime=2026-11-30T22:48:27"], fixture_bytes("testbed/own-sacct-poll-after-end.txt")),
         Recording::ok("sacct", &["--jobs=443"], fixture_bytes("testbed/own-sacct-jobs-settle.txt")),
     ])
@@ -183,4 +183,80 @@ fn a_run_whose_end_the_window_missed_is_settled_by_job_id_and_a_later_since_keep
     let third = poll_since(&r, &mut l, "2026-11-30T22:48:27", "2026-11-30T22:48:29");
     assert_eq!(third.settled, None);
     assert_eq!(jobs_calls(&r), 1);
+}
+
+/// A run slurmdbd still reports open when asked by id is asked again only after a doubling
+/// delay, least recently asked first, and `status` lists it once asked often. The by-id answer
+/// here is the recorded window in which job 443 was RUNNING (own-sacct-poll-running.txt): what
+/// sacct --jobs=443 would have printed before the job ended.
+#[test]
+fn a_run_still_open_when_asked_is_asked_again_less_and_less_often() {
+    let r = ReplayRunner::new(vec![
+        Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
+        Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
+        Recording::ok("sacct", &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
+        Recording::ok("sacct", &["--jobs=443"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
+        // Any later window: the one recorded after 443 ended (443 absent).
+        Recording::ok("sacct", &["--parsable2"], fixture_bytes("testbed/own-sacct-poll-after-end.txt")),
+    ]);
+    let src = SlurmSource::new(&r, Duration::from_secs(5));
+    let info = src.detect().unwrap();
+    let mut l = Ledger::open_in_memory().unwrap();
+    let t0 = utc("2026-11-30T22:48:04");
+    collect_cluster(&src, &info, &mut l, &cluster(), Since::At(utc("2026-11-30T22:38:04")), t0, POLICY).unwrap();
+    let submit = utc("2026-11-30T22:47:59");
+    let mut asked_at = Vec::new();
+    // Polls every 5 minutes for 6 hours.
+    for k in 1..=72 {
+        let now = UnixTime(t0.0 + 300 * k);
+        let rep = collect_cluster(&src, &info, &mut l, &cluster(), Since::Cursor, now, POLICY).unwrap();
+        let s = rep.settled.expect("443 is open and not in the window");
+        assert_eq!((s.open_unseen, s.error), (1, None));
+        if s.asked == 1 {
+            asked_at.push(k);
+        }
+        let run = &l.jobs(&JobFilter { job_id_raw: Some(443), ..Default::default() }).unwrap()[0];
+        assert_eq!(run.state, JobState::Running, "slurmdbd still says RUNNING");
+    }
+    // Asked at once, then after 5, 10, 20, 40, 80, 160 minutes (polls every 5 minutes).
+    assert_eq!(asked_at, [1, 2, 4, 8, 16, 32, 64]);
+    assert_eq!(l.settle_asks(&cluster(), 443, submit).unwrap(), 7);
+    let st = l.status(5).unwrap();
+    assert_eq!(st.unsettled_total, 1);
+    assert_eq!((st.unsettled[0].job_id_raw, st.unsettled[0].asks), (443, 7));
+    let by_id = r.calls().iter().filter(|c| c.args.iter().any(|a| a == "--jobs=443")).count();
+    assert_eq!(by_id, 7, "one sacct --jobs call per ask, none in between");
+}
+
+/// sacct failing on the by-id ask: the window is stored and its cursor moved; the failure is
+/// in the report and in the collect history, and the run is asked again next collect.
+#[test]
+fn a_failed_ask_by_id_keeps_the_window_and_is_reported() {
+    let mut fail = Recording::ok("sacct", &["--jobs=443"], Vec::new());
+    fail.exit_code = 1;
+    fail.stderr = "sacct: error: Problem talking to the database: Connection refused".into();
+    let r = ReplayRunner::new(vec![
+        Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
+        Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
+        Recording::ok("sacct", &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
+        fail,
+        Recording::ok("sacct", &["--parsable2"], fixture_bytes("testbed/own-sacct-poll-after-end.txt")),
+    ]);
+    let mut l = Ledger::open_in_memory().unwrap();
+    poll_since(&r, &mut l, "2026-11-30T22:38:04", "2026-11-30T22:48:04");
+    let now = utc("2026-11-30T22:53:04");
+    let src = SlurmSource::new(&r, Duration::from_secs(5));
+    let info = src.detect().unwrap();
+    let rep = collect_cluster(&src, &info, &mut l, &cluster(), Since::Cursor, now, POLICY).unwrap();
+    let s = rep.settled.unwrap();
+    assert!(s.error.as_deref().unwrap_or("").contains("Connection refused"), "{s:?}");
+    assert_eq!(rep.counts.runs_seen, 2, "the window itself was read");
+    assert_eq!(l.cursor(&cluster()).unwrap(), Some(now), "and its cursor moved");
+    assert_eq!(l.settle_asks(&cluster(), 443, utc("2026-11-30T22:47:59")).unwrap(), 0, "a failed ask is not counted");
+    let last = &l.status(1).unwrap().last_collects[0];
+    assert_eq!(last.source, "sacct --jobs");
+    assert!(last.error.as_deref().unwrap_or("").contains("Connection refused"));
+    // Next collect asks again at once.
+    let rep = collect_cluster(&src, &info, &mut l, &cluster(), Since::Cursor, UnixTime(now.0 + 300), POLICY).unwrap();
+    assert_eq!(rep.settled.unwrap().asked, 1);
 }

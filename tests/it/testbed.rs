@@ -88,6 +88,8 @@ fn submit_and_collect_running(db: &std::path::Path, name: &str, script: &str, de
 #[test]
 fn live_collect_gives_the_facts_an_admin_checks() {
     let Some(seed) = testbed() else { return };
+    // No other test may submit a job between the two collects compared below.
+    let _slurm = exclusive_slurm();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("l.db");
     let first = collect(&db, &["--lookback", "2d"]);
