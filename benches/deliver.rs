@@ -22,11 +22,10 @@
 
 #[path = "common.rs"]
 mod common;
-use common::{cpu_jiffies, cpu_secs, env_u64, loadavg, machine, opts, vmhwm_kb, Cfg};
+use common::{arg_after, cfg_from_env, child, cpu_secs, env_u64, loadavg, machine, opts, vmhwm_kb, with_positional_jobs, Cfg, PhaseResult};
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use slurm_ledger::config::Settings;
@@ -217,64 +216,14 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
     println!("RESULT {}", line.join(" "));
 }
 
-struct PhaseResult {
-    kv: Vec<(String, String)>,
-}
-
-impl PhaseResult {
-    fn get(&self, k: &str) -> f64 {
-        self.kv.iter().find(|(key, _)| key == k).and_then(|(_, v)| v.parse().ok()).unwrap_or(f64::NAN)
-    }
-    fn text(&self, k: &str) -> &str {
-        self.kv.iter().find(|(key, _)| key == k).map_or("", |(_, v)| v.as_str())
-    }
-}
-
-fn child(phase: &str, cfg: Cfg, ledger: &Path) -> PhaseResult {
-    let exe = std::env::current_exe().unwrap();
-    let before = cpu_jiffies();
-    let load = loadavg();
-    let out = Command::new(exe)
-        .args(["--phase", phase, "--ledger"])
-        .arg(ledger)
-        .env("SYNTH_JOBS", cfg.jobs.to_string())
-        .env("SYNTH_STEPS", cfg.steps.to_string())
-        .env("SYNTH_SEED", cfg.seed.to_string())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("run phase child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "phase {phase} failed: {}\n{stdout}", out.status);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).expect("RESULT line");
-    let mut kv = line
-        .split(' ')
-        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect::<Vec<(String, String)>>();
-    // What the rest of the machine did meanwhile: busy CPUs (of all) and hypervisor steal.
-    let after = cpu_jiffies();
-    let total = (after.0 - before.0).max(1.0);
-    kv.push(("busy_pct".into(), format!("{:.0}", 100.0 * (1.0 - (after.1 - before.1) / total))));
-    kv.push(("steal_pct".into(), format!("{:.0}", 100.0 * (after.2 - before.2) / total)));
-    kv.push(("load".into(), load.replace(' ', "/")));
-    PhaseResult { kv }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = Cfg {
-        jobs: env_u64("SYNTH_JOBS", 1_000_000),
-        steps: env_u64("SYNTH_STEPS", 3) as u32,
-        seed: env_u64("SYNTH_SEED", 20261122),
-    };
-    let arg_after = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    if let Some(phase) = arg_after("--phase") {
-        run_phase(&phase, cfg, arg_after("--ledger").as_deref());
+    let cfg = cfg_from_env();
+    if let Some(phase) = arg_after(&args, "--phase") {
+        run_phase(&phase, cfg, arg_after(&args, "--ledger").as_deref());
         return;
     }
-    let cfg = match args.iter().find_map(|a| a.replace('_', "").parse::<u64>().ok()) {
-        Some(jobs) => Cfg { jobs, ..cfg },
-        None => cfg,
-    };
+    let cfg = with_positional_jobs(cfg, &args);
     let repeat = env_u64("SYNTH_REPEAT", 1).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
 
