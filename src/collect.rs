@@ -105,16 +105,34 @@ pub struct Settled {
 /// (JobIDRaw, submit) of the runs a poll saw that are not final.
 pub type OpenSeen = HashSet<(u64, i64)>;
 
-/// The window a collect of `cluster` reads.
-pub fn window_for(ledger: &Ledger, cluster: &ClusterName, since: Since, now: UnixTime, p: WindowPolicy) -> Result<Window, LedgerError> {
+/// The window a collect reads, given the cluster's cursor.
+fn window_for(cursor: Option<UnixTime>, since: Since, now: UnixTime, p: WindowPolicy) -> Window {
     let start = match since {
         Since::At(t) => t,
-        Since::Cursor => match ledger.cursor(cluster)? {
+        Since::Cursor => match cursor {
             Some(c) => UnixTime(c.0 - p.overlap_secs),
             None => UnixTime(now.0 - p.initial_lookback_secs),
         },
     };
-    Ok(Window { start: UnixTime(start.0.min(now.0 - 1)), end: now })
+    Window { start: UnixTime(start.0.min(now.0 - 1)), end: now }
+}
+
+/// One line of the collect history.
+fn history(cluster: &ClusterName, source: &str, version: Option<String>, window: Option<Window>, now: UnixTime, c: &Counts, error: Option<String>) -> CollectRunRecord {
+    CollectRunRecord {
+        cluster: cluster.to_string(),
+        source: source.into(),
+        slurm_version: version,
+        window_start: window.map(|w| w.start),
+        window_end: window.map(|w| w.end),
+        started_at: now,
+        finished_at: now,
+        runs_seen: c.runs_seen,
+        runs_new: c.runs_new,
+        runs_updated: c.runs_updated,
+        quarantined: c.quarantined,
+        error,
+    }
 }
 
 /// Polls one cluster through `source` and writes what it read.
@@ -127,34 +145,17 @@ pub fn collect_cluster(
     now: UnixTime,
     policy: WindowPolicy,
 ) -> Result<CollectReport, CollectError> {
-    let window = window_for(ledger, cluster, since, now, policy)?;
     let cursor = ledger.cursor(cluster)?;
+    let window = window_for(cursor, since, now, policy);
     let cursor_kept = cursor.filter(|c| window.start > *c);
     let (reader, handle) = source.poll(info, cluster, window)?;
     let version = info.version.to_string();
-    let mut record = CollectRunRecord {
-        cluster: cluster.to_string(),
-        source: "sacct".into(),
-        slurm_version: Some(version.clone()),
-        window_start: Some(window.start),
-        window_end: Some(window.end),
-        started_at: now,
-        finished_at: now,
-        runs_seen: 0,
-        runs_new: 0,
-        runs_updated: 0,
-        quarantined: 0,
-        error: None,
-    };
+    let record = |c: &Counts, error: Option<String>| history(cluster, "sacct", Some(version.clone()), Some(window), now, c, error);
     // Whatever the stream did, sacct's own exit decides whether the window is complete.
     let mut recorded = false;
     let outcome = match ingest(ledger, reader, cluster, "sacct", now) {
         Ok((counts, open_seen, mut w)) => {
             recorded = true;
-            record.runs_seen = counts.runs_seen;
-            record.runs_new = counts.runs_new;
-            record.runs_updated = counts.runs_updated;
-            record.quarantined = counts.quarantined;
             let result = match handle.finish() {
                 Ok(()) => {
                     if cursor_kept.is_none() {
@@ -164,8 +165,7 @@ pub fn collect_cluster(
                 }
                 Err(source) => Err(CollectError::Sacct { cluster: cluster.clone(), source }),
             };
-            record.error = result.as_ref().err().map(|e| e.to_string());
-            w.record_collect(&record)?;
+            w.record_collect(&record(&counts, result.as_ref().err().map(|e| e.to_string())))?;
             w.commit()?;
             result
         }
@@ -175,13 +175,12 @@ pub fn collect_cluster(
                 Err(source) => CollectError::Sacct { cluster: cluster.clone(), source },
                 Ok(()) => e,
             };
-            record.error = Some(e.to_string());
             Err(e)
         }
     };
-    if !recorded {
+    if let (false, Err(e)) = (recorded, &outcome) {
         let mut w = ledger.writer(now)?;
-        w.record_collect(&record)?;
+        w.record_collect(&record(&Counts::default(), Some(e.to_string())))?;
         w.commit()?;
     }
     let (counts, open_seen) = outcome?;
@@ -233,20 +232,7 @@ fn settle_open_runs(
         }
     }
     let mut w = ledger.writer(now)?;
-    w.record_collect(&CollectRunRecord {
-        cluster: cluster.to_string(),
-        source: "sacct --jobs".into(),
-        slurm_version: Some(info.version.to_string()),
-        window_start: None,
-        window_end: None,
-        started_at: now,
-        finished_at: now,
-        runs_seen: settled.counts.runs_seen,
-        runs_new: settled.counts.runs_new,
-        runs_updated: settled.counts.runs_updated,
-        quarantined: settled.counts.quarantined,
-        error: settled.error.clone(),
-    })?;
+    w.record_collect(&history(cluster, "sacct --jobs", Some(info.version.to_string()), None, now, &settled.counts, settled.error.clone()))?;
     w.commit()?;
     tracing::info!(cluster = %cluster, open_unseen = settled.open_unseen, asked = settled.asked, updated = settled.counts.runs_updated, "open runs asked for by job id");
     Ok(Some(settled))
@@ -306,20 +292,7 @@ pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadO
 pub fn import_items(ledger: &mut Ledger, items: impl Items, cluster: &ClusterName, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
     let cluster = cluster.clone();
     let (counts, _, mut w) = ingest(ledger, items, &cluster, label, now)?;
-    w.record_collect(&CollectRunRecord {
-        cluster: cluster.to_string(),
-        source: label.into(),
-        slurm_version: None,
-        window_start: None,
-        window_end: None,
-        started_at: now,
-        finished_at: now,
-        runs_seen: counts.runs_seen,
-        runs_new: counts.runs_new,
-        runs_updated: counts.runs_updated,
-        quarantined: counts.quarantined,
-        error: None,
-    })?;
+    w.record_collect(&history(&cluster, label, None, None, now, &counts, None))?;
     w.commit()?;
     Ok(CollectReport { cluster, window: None, counts, slurm_version: None, cursor_kept: None, settled: None })
 }
