@@ -35,6 +35,9 @@ pub const CHUNK: usize = 20_000;
 /// Open runs settled by job id per collect at most; the rest wait for the next collect.
 pub const MAX_SETTLE: usize = 2_000;
 
+/// The source name of the by-id asks in the ledger (quarantine and collect history).
+pub const BY_ID_SOURCE: &str = "sacct --jobs";
+
 /// Job ids per `sacct --jobs` call when settling (keeps the command line short).
 const SETTLE_IDS_PER_CALL: usize = 200;
 
@@ -232,7 +235,7 @@ fn settle_open_runs(
         }
     }
     let mut w = ledger.writer(now)?;
-    w.record_collect(&history(cluster, "sacct --jobs", Some(info.version.to_string()), None, now, &settled.counts, settled.error.clone()))?;
+    w.record_collect(&history(cluster, BY_ID_SOURCE, Some(info.version.to_string()), None, now, &settled.counts, settled.error.clone()))?;
     w.commit()?;
     tracing::info!(cluster = %cluster, open_unseen = settled.open_unseen, asked = settled.asked, updated = settled.counts.runs_updated, "open runs asked for by job id");
     Ok(Some(settled))
@@ -251,7 +254,7 @@ fn ask_by_id(
 ) -> Result<Counts, CollectError> {
     let (reader, handle) = source.poll_jobs(info, cluster, ids)?;
     let sacct_error = |source| CollectError::Sacct { cluster: cluster.clone(), source };
-    match ingest(ledger, reader, cluster, "sacct --jobs", now) {
+    match ingest(ledger, reader, cluster, BY_ID_SOURCE, now) {
         Ok((counts, _, mut w)) => {
             // Complete rows are stored even when sacct then fails: they are true. The ask is
             // counted only for a complete answer.

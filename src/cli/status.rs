@@ -103,7 +103,7 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
     for r in &st.last_collects {
         let window = match (r.window_start, r.window_end) {
             (Some(a), Some(b)) => format!("{a} .. {b}"),
-            _ if r.source == "sacct --jobs" => "(open runs by job id)".into(),
+            _ if r.source == crate::collect::BY_ID_SOURCE => "(open runs by job id)".into(),
             _ => "(file import)".into(),
         };
         let outcome = match &r.error {

@@ -130,34 +130,33 @@ impl<'r> SlurmSource<'r> {
 
     /// The one accounting query of a poll.
     pub fn sacct_invocation(&self, info: &SlurmInfo, cluster: &ClusterName, w: Window) -> Invocation {
-        let mut args = self.sacct_args(info);
-        args.push(format!("--starttime={}", format_sacct_time(w.start)));
-        args.push(format!("--endtime={}", format_sacct_time(w.end)));
-        args.push(format!("--clusters={cluster}"));
-        Invocation { program: "sacct".into(), args, env: pinned_env(), timeout: self.timeout }
+        let window = [format!("--starttime={}", format_sacct_time(w.start)), format!("--endtime={}", format_sacct_time(w.end))];
+        self.sacct(info, cluster, window)
     }
 
     /// The same query for given job ids at any time (`--jobs` without `--starttime` reads from
     /// the epoch): how runs left open in the ledger, whose end fell before the poll's window
     /// (slurmdbd received it late), are settled.
     pub fn sacct_jobs_invocation(&self, info: &SlurmInfo, cluster: &ClusterName, job_ids: &[u64]) -> Invocation {
-        let mut args = self.sacct_args(info);
         let ids: Vec<String> = job_ids.iter().map(u64::to_string).collect();
-        args.push(format!("--jobs={}", ids.join(",")));
-        args.push(format!("--clusters={cluster}"));
-        Invocation { program: "sacct".into(), args, env: pinned_env(), timeout: self.timeout }
+        self.sacct(info, cluster, [format!("--jobs={}", ids.join(","))])
     }
 
-    fn sacct_args(&self, info: &SlurmInfo) -> Vec<String> {
+    /// sacct with the fields, format and options every accounting query shares, selecting
+    /// with `selection` (a window or job ids) on `cluster`.
+    fn sacct(&self, info: &SlurmInfo, cluster: &ClusterName, selection: impl IntoIterator<Item = String>) -> Invocation {
         let format = info.fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(",");
-        vec![
+        let mut args = vec![
             "--allusers".to_string(),
             "--duplicates".into(),
             "--parsable2".into(),
             format!("--delimiter={}", DELIMITER as char),
             "--noconvert".into(),
             format!("--format={format}"),
-        ]
+        ];
+        args.extend(selection);
+        args.push(format!("--clusters={cluster}"));
+        Invocation { program: "sacct".into(), args, env: pinned_env(), timeout: self.timeout }
     }
 
     /// Starts the poll's sacct and returns a streaming reader over its job runs.
