@@ -20,7 +20,10 @@
 
 #[path = "common.rs"]
 mod common;
-use common::{arg_after, cfg_from_env, child, cpu_secs, env_u64, loadavg, machine, opts, vmhwm_kb, with_positional_jobs, Cfg, PhaseResult};
+use common::{
+    arg_after, cfg_from_env, child, cpu_secs, env_u64, loadavg, machine, opts, vmhwm_kb, with_positional_jobs, Cfg,
+    PhaseResult,
+};
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -146,7 +149,8 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
                 let (rx, h) = piped_day(cfg);
                 (Box::new(BufReader::with_capacity(PIPE_READ_BUF, rx)), Some(h))
             };
-            let report = import_file(&mut ledger, input, opts(), "synth-bench", UnixTime(DAY_START + 86_400)).expect("import");
+            let report =
+                import_file(&mut ledger, input, opts(), "synth-bench", UnixTime(DAY_START + 86_400)).expect("import");
             if let Some(h) = h {
                 put("bytes", h.join().unwrap().to_string());
             }
@@ -245,7 +249,9 @@ fn main() {
         let note = match *p {
             "gen" => format!("{:.0} MB generated", mb),
             "gen-file" => "the day written to a file for the -file phases".to_string(),
-            "parse" | "parse-file" => format!("jobs {} steps {} quarantined {}", r.get("jobs"), r.get("steps"), r.get("quarantined")),
+            "parse" | "parse-file" => {
+                format!("jobs {} steps {} quarantined {}", r.get("jobs"), r.get("steps"), r.get("quarantined"))
+            }
             "parse-1t" => format!("gen+parse on one thread; parse alone ~{:.2} s", s - get("gen").get("secs")),
             _ => format!(
                 "new {} updated {} unchanged {} quarantined {}, ledger {:.0} MB",
@@ -280,7 +286,9 @@ fn main() {
     let collect_file = get("collect-file");
     let recollect = get("recollect");
     let j = cfg.jobs as f64;
-    let sane = [parse, parse_file].iter().all(|p| p.get("jobs") == j && p.get("quarantined") == 0.0 && p.get("steps") == j * cfg.steps as f64)
+    let sane = [parse, parse_file]
+        .iter()
+        .all(|p| p.get("jobs") == j && p.get("quarantined") == 0.0 && p.get("steps") == j * cfg.steps as f64)
         && collect.get("new") == j
         && collect_file.get("new") == j
         && collect_file.get("quarantined") == 0.0
@@ -295,9 +303,24 @@ fn main() {
     let full = cfg.jobs >= 1_000_000;
     println!();
     println!("{:<44} {:>14} {:>14}  result", "target", "measured", "goal");
-    println!("{:<44} {:>14.0} {:>14}  {}", "parse rows/s (generator → pipe → SacctReader)", parse_rate, ">= 1000000", verdict(parse_rate >= TARGET_PARSE_ROWS_PER_SEC));
-    println!("{:<44} {:>14.0} {:>14}  {}", "parse rows/s (pre-generated file → reader)", parse_file_rate, ">= 1000000", verdict(parse_file_rate >= TARGET_PARSE_ROWS_PER_SEC));
-    for (label, r) in [("whole day collected, s (generator → pipe)", collect), ("whole day collected, s (pre-generated file)", collect_file)] {
+    println!(
+        "{:<44} {:>14.0} {:>14}  {}",
+        "parse rows/s (generator → pipe → SacctReader)",
+        parse_rate,
+        ">= 1000000",
+        verdict(parse_rate >= TARGET_PARSE_ROWS_PER_SEC)
+    );
+    println!(
+        "{:<44} {:>14.0} {:>14}  {}",
+        "parse rows/s (pre-generated file → reader)",
+        parse_file_rate,
+        ">= 1000000",
+        verdict(parse_file_rate >= TARGET_PARSE_ROWS_PER_SEC)
+    );
+    for (label, r) in [
+        ("whole day collected, s (generator → pipe)", collect),
+        ("whole day collected, s (pre-generated file)", collect_file),
+    ] {
         let cs = r.get("secs");
         println!(
             "{:<44} {:>14.2} {:>14}  {}",
@@ -307,6 +330,18 @@ fn main() {
             if full { verdict(cs <= TARGET_COLLECT_SECS) } else { "n/a (not a full day)" }
         );
     }
-    println!("{:<44} {:>14.1} {:>14}  {}", "peak RSS MB, max over phases (VmHWM)", peak, "<= 300", verdict(peak <= TARGET_RSS_MB));
-    println!("{:<44} {:>14} {:>14}  {}", "all jobs read, 0 quarantined, re-run unchanged", if sane { "yes" } else { "no" }, "yes", verdict(sane));
+    println!(
+        "{:<44} {:>14.1} {:>14}  {}",
+        "peak RSS MB, max over phases (VmHWM)",
+        peak,
+        "<= 300",
+        verdict(peak <= TARGET_RSS_MB)
+    );
+    println!(
+        "{:<44} {:>14} {:>14}  {}",
+        "all jobs read, 0 quarantined, re-run unchanged",
+        if sane { "yes" } else { "no" },
+        "yes",
+        verdict(sane)
+    );
 }

@@ -22,7 +22,12 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
 
 /// How the benchmarks read the synthetic day (as slurm-ledger reads its own sacct poll).
 pub fn opts() -> ReadOptions {
-    ReadOptions { delimiter: DELIMITER, layout: None, tz: TimeZone::Utc, default_cluster: ClusterName::new("testcluster").unwrap() }
+    ReadOptions {
+        delimiter: DELIMITER,
+        layout: None,
+        tz: TimeZone::Utc,
+        default_cluster: ClusterName::new("testcluster").unwrap(),
+    }
 }
 
 /// This process's CPU time (user + system), all threads, in seconds.
@@ -39,13 +44,19 @@ pub fn cpu_secs() -> f64 {
 /// System-wide CPU jiffies (total, idle, steal) from /proc/stat.
 pub fn cpu_jiffies() -> (f64, f64, f64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<f64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
     (v.iter().take(8).sum(), get(3) + get(4), get(7))
 }
 
 pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn vmhwm_kb() -> u64 {
@@ -59,7 +70,9 @@ pub fn vmhwm_kb() -> u64 {
 
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| cpuinfo.lines().find_map(|l| l.strip_prefix(name)).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string());
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|l| l.strip_prefix(name)).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string())
+    };
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|s| s.trim().to_string());
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
@@ -120,7 +133,11 @@ pub fn child(phase: &str, cfg: Cfg, ledger: &std::path::Path) -> PhaseResult {
 
 /// The day from `SYNTH_JOBS`/`SYNTH_STEPS`/`SYNTH_SEED` (1,000,000 jobs of 3 steps by default).
 pub fn cfg_from_env() -> Cfg {
-    Cfg { jobs: env_u64("SYNTH_JOBS", 1_000_000), steps: env_u64("SYNTH_STEPS", 3) as u32, seed: env_u64("SYNTH_SEED", 20261122) }
+    Cfg {
+        jobs: env_u64("SYNTH_JOBS", 1_000_000),
+        steps: env_u64("SYNTH_STEPS", 3) as u32,
+        seed: env_u64("SYNTH_SEED", 20261122),
+    }
 }
 
 /// `cargo bench --bench X -- 100000`: a positional job count overrides `SYNTH_JOBS`.

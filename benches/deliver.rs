@@ -22,7 +22,10 @@
 
 #[path = "common.rs"]
 mod common;
-use common::{arg_after, cfg_from_env, child, cpu_secs, env_u64, loadavg, machine, opts, vmhwm_kb, with_positional_jobs, Cfg, PhaseResult};
+use common::{
+    arg_after, cfg_from_env, child, cpu_secs, env_u64, loadavg, machine, opts, vmhwm_kb, with_positional_jobs, Cfg,
+    PhaseResult,
+};
 
 use std::io::Write;
 use std::path::Path;
@@ -58,7 +61,8 @@ fn sink() -> (ActivateSink, EnginePolicy) {
     for a in 0..200 {
         toml.push_str(&format!("acct{a:03} = \"allocation-oid-{:05}\"\n", 10_000 + a));
     }
-    let cfg = Settings::from_toml(&toml, "deliver-bench").expect("bench config").sinks.activate.expect("[sinks.activate]");
+    let cfg =
+        Settings::from_toml(&toml, "deliver-bench").expect("bench config").sinks.activate.expect("[sinks.activate]");
     let policy = EnginePolicy { min_running_slice_secs: cfg.metering.running_slice_secs, ..EnginePolicy::default() };
     (ActivateSink::offline(cfg).expect("offline sink"), policy)
 }
@@ -106,7 +110,8 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
     let mut measured: Option<f64> = None;
     match phase {
         "meter" => {
-            let (mut runs, mut deliveries, mut held, mut done, mut bytes, mut sum) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+            let (mut runs, mut deliveries, mut held, mut done, mut bytes, mut sum) =
+                (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
             let mut timed = 0.0;
             let quarantined = for_each_chunk(cfg, |chunk| {
                 let t = Instant::now();
@@ -198,8 +203,11 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
                 deliveries += 1;
                 sum = sum.wrapping_add(digest(&id, &q, &p));
             }
-            let runs: i64 = conn.query_row("SELECT count(*) FROM sink_runs WHERE sink = ?1", [sink.name()], |r| r.get(0)).unwrap();
-            let cursor: i64 = conn.query_row("SELECT change_seq FROM sink_cursors WHERE sink = ?1", [sink.name()], |r| r.get(0)).unwrap();
+            let runs: i64 =
+                conn.query_row("SELECT count(*) FROM sink_runs WHERE sink = ?1", [sink.name()], |r| r.get(0)).unwrap();
+            let cursor: i64 = conn
+                .query_row("SELECT change_seq FROM sink_cursors WHERE sink = ?1", [sink.name()], |r| r.get(0))
+                .unwrap();
             put("deliveries", deliveries.to_string());
             put("sink_runs", runs.to_string());
             put("cursor", cursor.to_string());
@@ -289,7 +297,10 @@ fn main() {
                     r.get("quarantined")
                 ),
             ),
-            "store" => ("-".into(), format!("untimed set-up: {} runs upserted, change_seq {}", r.get("runs"), r.get("change_seq"))),
+            "store" => (
+                "-".into(),
+                format!("untimed set-up: {} runs upserted, change_seq {}", r.get("runs"), r.get("change_seq")),
+            ),
             "plan" => (
                 format!("{:.0}", r.get("runs") / s),
                 format!(
@@ -299,7 +310,15 @@ fn main() {
                     r.get("db_bytes") / 1e6
                 ),
             ),
-            _ => ("-".into(), format!("untimed: {} deliveries, {} sink_runs, cursor {}", r.get("deliveries"), r.get("sink_runs"), r.get("cursor"))),
+            _ => (
+                "-".into(),
+                format!(
+                    "untimed: {} deliveries, {} sink_runs, cursor {}",
+                    r.get("deliveries"),
+                    r.get("sink_runs"),
+                    r.get("cursor")
+                ),
+            ),
         };
         println!(
             "{:<7} {:>7.2} {:>7.2} {:>7.2} {:>11} {:>9.1} {:>6.0}%/{:<3.0} {:>15}  {note}{}",
@@ -347,5 +366,9 @@ fn main() {
         "yes",
         verdict(sane)
     );
-    println!("digest  : {} ({} deliveries; same digest = same ids, quantities and payloads)", meter.text("digest"), meter.get("deliveries"));
+    println!(
+        "digest  : {} ({} deliveries; same digest = same ids, quantities and payloads)",
+        meter.text("digest"),
+        meter.get("deliveries")
+    );
 }

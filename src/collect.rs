@@ -121,7 +121,15 @@ fn window_for(cursor: Option<UnixTime>, since: Since, now: UnixTime, p: WindowPo
 }
 
 /// One line of the collect history.
-fn history(cluster: &ClusterName, source: &str, version: Option<String>, window: Option<Window>, now: UnixTime, c: &Counts, error: Option<String>) -> CollectRunRecord {
+fn history(
+    cluster: &ClusterName,
+    source: &str,
+    version: Option<String>,
+    window: Option<Window>,
+    now: UnixTime,
+    c: &Counts,
+    error: Option<String>,
+) -> CollectRunRecord {
     CollectRunRecord {
         cluster: cluster.to_string(),
         source: source.into(),
@@ -153,7 +161,9 @@ pub fn collect_cluster(
     let cursor_kept = cursor.filter(|c| window.start > *c);
     let (reader, handle) = source.poll(info, cluster, window)?;
     let version = info.version.to_string();
-    let record = |c: &Counts, error: Option<String>| history(cluster, "sacct", Some(version.clone()), Some(window), now, c, error);
+    let record = |c: &Counts, error: Option<String>| {
+        history(cluster, "sacct", Some(version.clone()), Some(window), now, c, error)
+    };
     // Whatever the stream did, sacct's own exit decides whether the window is complete.
     let mut recorded = false;
     let outcome = match ingest(ledger, reader, cluster, "sacct", now) {
@@ -209,7 +219,8 @@ fn settle_open_runs(
     open_seen: &OpenSeen,
     now: UnixTime,
 ) -> Result<Option<Settled>, CollectError> {
-    let unseen: Vec<OpenRun> = ledger.open_runs(cluster)?.into_iter().filter(|r| !open_seen.contains(&(r.job_id_raw, r.submit.0))).collect();
+    let unseen: Vec<OpenRun> =
+        ledger.open_runs(cluster)?.into_iter().filter(|r| !open_seen.contains(&(r.job_id_raw, r.submit.0))).collect();
     if unseen.is_empty() {
         return Ok(None);
     }
@@ -220,7 +231,8 @@ fn settle_open_runs(
     let ids: Vec<u64> = due.iter().map(|r| r.job_id_raw).filter(|id| seen_ids.insert(*id)).collect();
     for chunk in ids.chunks(SETTLE_IDS_PER_CALL) {
         let chunk_ids: HashSet<u64> = chunk.iter().copied().collect();
-        let keys: Vec<(u64, UnixTime)> = due.iter().filter(|r| chunk_ids.contains(&r.job_id_raw)).map(|r| (r.job_id_raw, r.submit)).collect();
+        let keys: Vec<(u64, UnixTime)> =
+            due.iter().filter(|r| chunk_ids.contains(&r.job_id_raw)).map(|r| (r.job_id_raw, r.submit)).collect();
         match ask_by_id(source, info, ledger, cluster, chunk, &keys, now) {
             Ok(counts) => settled.counts.add(&counts),
             Err(CollectError::Ledger(e)) => return Err(e.into()),
@@ -235,7 +247,15 @@ fn settle_open_runs(
         }
     }
     let mut w = ledger.writer(now)?;
-    w.record_collect(&history(cluster, BY_ID_SOURCE, Some(info.version.to_string()), None, now, &settled.counts, settled.error.clone()))?;
+    w.record_collect(&history(
+        cluster,
+        BY_ID_SOURCE,
+        Some(info.version.to_string()),
+        None,
+        now,
+        &settled.counts,
+        settled.error.clone(),
+    ))?;
     w.commit()?;
     tracing::info!(cluster = %cluster, open_unseen = settled.open_unseen, asked = settled.asked, updated = settled.counts.runs_updated, "open runs asked for by job id");
     Ok(Some(settled))
@@ -285,14 +305,26 @@ impl Counts {
 
 /// Reads a recorded sacct `--parsable2` output (with its header line) into the ledger.
 /// The cursor does not move: a file says nothing about what the cluster did since.
-pub fn import_file<R: BufRead + Send>(ledger: &mut Ledger, input: R, opts: ReadOptions, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
+pub fn import_file<R: BufRead + Send>(
+    ledger: &mut Ledger,
+    input: R,
+    opts: ReadOptions,
+    label: &str,
+    now: UnixTime,
+) -> Result<CollectReport, CollectError> {
     let cluster = opts.default_cluster.clone();
     import_items(ledger, SacctReader::new(input, opts), &cluster, label, now)
 }
 
 /// Stores already-read items (e.g. of a recorded `sacct --json` document) as [`import_file`]
 /// does; `cluster` is the one quarantined records are filed under.
-pub fn import_items(ledger: &mut Ledger, items: impl Items, cluster: &ClusterName, label: &str, now: UnixTime) -> Result<CollectReport, CollectError> {
+pub fn import_items(
+    ledger: &mut Ledger,
+    items: impl Items,
+    cluster: &ClusterName,
+    label: &str,
+    now: UnixTime,
+) -> Result<CollectReport, CollectError> {
     let cluster = cluster.clone();
     let (counts, _, mut w) = ingest(ledger, items, &cluster, label, now)?;
     w.record_collect(&history(&cluster, label, None, None, now, &counts, None))?;
@@ -440,7 +472,13 @@ fn parse_side(mut reader: impl Items, end: ParseEnd) {
 
 /// The writing thread: chunked transactions, written as batches arrive; the last one is
 /// returned open.
-fn write_side<'l>(ledger: &'l mut Ledger, end: WriteEnd, cluster: &ClusterName, source: &str, now: UnixTime) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError> {
+fn write_side<'l>(
+    ledger: &'l mut Ledger,
+    end: WriteEnd,
+    cluster: &ClusterName,
+    source: &str,
+    now: UnixTime,
+) -> Result<(Counts, OpenSeen, Writer<'l>), CollectError> {
     let mut counts = Counts::default();
     let mut open_seen = OpenSeen::new();
     let mut w = ledger.writer(now)?;
@@ -495,9 +533,12 @@ fn write_chunk(
                         let raw = serde_json::to_string(&job).unwrap_or_else(|_| format!("{job:?}"));
                         quarantined.push((job.key.cluster.clone(), 0, raw, error.to_string()));
                     }
-                    Parsed::Quarantine(q) => {
-                        quarantined.push((cluster.clone(), q.line, std::mem::take(&mut q.raw), std::mem::take(&mut q.reason)))
-                    }
+                    Parsed::Quarantine(q) => quarantined.push((
+                        cluster.clone(),
+                        q.line,
+                        std::mem::take(&mut q.raw),
+                        std::mem::take(&mut q.reason),
+                    )),
                 }
             }
             let _ = end.back.send(batch);

@@ -17,14 +17,14 @@
 //!
 //! See ARCHITECTURE.md for the invariants.
 
-pub mod model;
-pub mod collect;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod ledger;
 pub mod meter;
+pub mod model;
 pub mod sinks;
 pub mod slurm;
 pub mod synth;

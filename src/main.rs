@@ -24,5 +24,6 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     let pipe = Some(std::io::ErrorKind::BrokenPipe);
     e.downcast_ref::<std::io::Error>().map(|io| io.kind()) == pipe
         || e.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind()) == pipe
-        || e.downcast_ref::<csv::Error>().is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+        || e.downcast_ref::<csv::Error>()
+            .is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
 }

@@ -74,9 +74,7 @@ impl ClusterName {
         if ok {
             Ok(Self(name.to_string()))
         } else {
-            Err(format!(
-                "cluster name {name:?} is not valid: use 1-64 characters of letters, digits, '-', '_' or '.'"
-            ))
+            Err(format!("cluster name {name:?} is not valid: use 1-64 characters of letters, digits, '-', '_' or '.'"))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -344,10 +342,7 @@ impl Tres {
         if let Some(n) = self.get("gres/gpu") {
             return n;
         }
-        self.iter()
-            .filter(|(k, _)| k.starts_with("gres/gpu:"))
-            .map(|(_, n)| n)
-            .sum()
+        self.iter().filter(|(k, _)| k.starts_with("gres/gpu:")).map(|(_, n)| n).sum()
     }
 
     /// Adds `other` into `self`: sums every entry, except the peak quantities (`mem`, `vmem`),

@@ -316,10 +316,10 @@ impl SyntheticDay {
         let numbered = n.saturating_sub(2) as u64;
         for k in 0..n {
             let ms = match k {
-                1 => rng.below(5),                                     // extern: a few ms
-                0 if numbered == 0 => total_ms,                        // batch does the work
-                0 => total_ms / 20,                                    // batch script around srun
-                _ => (total_ms - total_ms / 20) / numbered,            // srun steps share the rest
+                1 => rng.below(5),                          // extern: a few ms
+                0 if numbered == 0 => total_ms,             // batch does the work
+                0 => total_ms / 20,                         // batch script around srun
+                _ => (total_ms - total_ms / 20) / numbered, // srun steps share the rest
             };
             let ms = representable_cpu_ms(ms);
             let user_ms = representable_cpu_ms(ms / 10 * 9);
@@ -341,7 +341,11 @@ impl SyntheticDay {
             ..a
         });
         let job_cpu = if n == 0 {
-            StepCpu { total_ms: representable_cpu_ms(total_ms), user_ms: representable_cpu_ms(total_ms / 10 * 9), ..sum }
+            StepCpu {
+                total_ms: representable_cpu_ms(total_ms),
+                user_ms: representable_cpu_ms(total_ms / 10 * 9),
+                ..sum
+            }
         } else {
             sum
         };
@@ -510,7 +514,8 @@ fn push_nodelist(out: &mut Vec<u8>, node0: u64, n: u64) {
 }
 
 /// "00".."99", for writing two digits per division.
-const DIGITS2: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+const DIGITS2: &[u8; 200] =
+    b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
 5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
 
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {
@@ -677,7 +682,11 @@ mod tests {
                     assert!(j.max_rss_bytes.is_some() && j.tres_usage_in_tot.get("mem").is_some());
                     if j.alloc_tres.gpus() > 0 {
                         let typed = j.alloc_tres.iter().any(|(k, _)| k.starts_with("gres/gpu:"));
-                        if typed { typed_gpu += 1 } else { untyped_gpu += 1 }
+                        if typed {
+                            typed_gpu += 1
+                        } else {
+                            untyped_gpu += 1
+                        }
                         assert_eq!(j.alloc_tres.gpus(), j.alloc_tres.get("gres/gpu").unwrap());
                     }
                 }
@@ -724,10 +733,12 @@ mod tests {
     fn imports_into_a_ledger() {
         let mut ledger = crate::ledger::Ledger::open_in_memory().unwrap();
         let input = std::io::BufReader::new(SyntheticDay::new(500, 3, 9));
-        let r = crate::collect::import_file(&mut ledger, input, opts(), "synth", UnixTime(DAY_START + DAY_SECS)).unwrap();
+        let r =
+            crate::collect::import_file(&mut ledger, input, opts(), "synth", UnixTime(DAY_START + DAY_SECS)).unwrap();
         assert_eq!((r.counts.runs_new, r.counts.quarantined), (500, 0));
         let input = std::io::BufReader::new(SyntheticDay::new(500, 3, 9));
-        let r = crate::collect::import_file(&mut ledger, input, opts(), "synth", UnixTime(DAY_START + DAY_SECS)).unwrap();
+        let r =
+            crate::collect::import_file(&mut ledger, input, opts(), "synth", UnixTime(DAY_START + DAY_SECS)).unwrap();
         assert_eq!((r.counts.runs_unchanged, r.counts.runs_new, r.counts.runs_updated), (500, 0, 0));
     }
 }

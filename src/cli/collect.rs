@@ -85,7 +85,8 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
             FileFormat::Parsable => false,
             // Only the first bytes are looked at: the buffer is consumed by the reader after.
             FileFormat::Auto => {
-                let head = std::io::BufRead::fill_buf(&mut input).with_context(|| format!("reading {}", file.display()))?;
+                let head =
+                    std::io::BufRead::fill_buf(&mut input).with_context(|| format!("reading {}", file.display()))?;
                 let head = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(head);
                 head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
             }
@@ -93,7 +94,8 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
         let label = format!("file:{}", file.display());
         let report = if json {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut input, &mut text).with_context(|| format!("reading {} (JSON must be UTF-8)", file.display()))?;
+            std::io::Read::read_to_string(&mut input, &mut text)
+                .with_context(|| format!("reading {} (JSON must be UTF-8)", file.display()))?;
             // JSON times are epoch seconds: --file-timezone does not apply.
             let items = read_sacct_json(&text, &cluster).with_context(|| format!("importing {}", file.display()))?;
             import_items(&mut ledger, items.into_iter(), &cluster, &label, now)
@@ -107,7 +109,9 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
     }
     let since = match (&a.since, &a.lookback) {
         (Some(t), _) => Since::At(parse_time_arg(t, now).map_err(|e| UsageError(format!("--since: {e}")))?),
-        (None, Some(d)) => Since::At(UnixTime(now.0 - parse_duration_secs(d).map_err(|e| UsageError(format!("--lookback: {e}")))?)),
+        (None, Some(d)) => {
+            Since::At(UnixTime(now.0 - parse_duration_secs(d).map_err(|e| UsageError(format!("--lookback: {e}")))?))
+        }
         (None, None) => Since::Cursor,
     };
     let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
@@ -132,7 +136,8 @@ pub(crate) fn collect_all(
     let info = source.detect().context("asking sacct for its version and fields")?;
     tracing::info!(version = %info.version, fields = info.fields.len(), "Slurm detected");
     let clusters = if clusters.is_empty() { vec![source.local_cluster()?] } else { clusters };
-    let policy = WindowPolicy { overlap_secs: s.slurm.overlap_secs, initial_lookback_secs: s.slurm.initial_lookback_secs };
+    let policy =
+        WindowPolicy { overlap_secs: s.slurm.overlap_secs, initial_lookback_secs: s.slurm.initial_lookback_secs };
     let mut failed = 0;
     for cluster in &clusters {
         match collect_cluster(&source, &info, ledger, cluster, since, now, policy) {

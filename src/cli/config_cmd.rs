@@ -26,13 +26,24 @@ pub fn run(cli: &Cli, c: &ConfigCommand) -> anyhow::Result<ExitCode> {
             }
             match path {
                 Some(p) => println!("config {}: OK", p.display()),
-                None => println!("no config file ({} absent): built-in defaults: OK", crate::config::DEFAULT_CONFIG_PATH),
+                None => {
+                    println!("no config file ({} absent): built-in defaults: OK", crate::config::DEFAULT_CONFIG_PATH)
+                }
             }
             let sl = &s.slurm;
             println!("ledger.path            = {}", s.ledger_path.display());
-            println!("slurm.clusters         = {}", if sl.clusters.is_empty() { "(local cluster)".into() } else { sl.clusters.join(", ") });
-            println!("slurm.bin_dir          = {}", sl.bin_dir.as_ref().map_or("(PATH)".into(), |d| d.display().to_string()));
-            println!("slurm.command_wrapper  = {}", if sl.command_wrapper.is_empty() { "(none)".into() } else { sl.command_wrapper.join(" ") });
+            println!(
+                "slurm.clusters         = {}",
+                if sl.clusters.is_empty() { "(local cluster)".into() } else { sl.clusters.join(", ") }
+            );
+            println!(
+                "slurm.bin_dir          = {}",
+                sl.bin_dir.as_ref().map_or("(PATH)".into(), |d| d.display().to_string())
+            );
+            println!(
+                "slurm.command_wrapper  = {}",
+                if sl.command_wrapper.is_empty() { "(none)".into() } else { sl.command_wrapper.join(" ") }
+            );
             println!("slurm.timeout_secs     = {}", sl.timeout_secs);
             println!("slurm.overlap          = {} s", sl.overlap_secs);
             println!("slurm.initial_lookback = {} s", sl.initial_lookback_secs);

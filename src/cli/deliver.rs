@@ -79,7 +79,15 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     let mut ledger = if a.dry_run { open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let out = &mut std::io::stdout().lock();
     let now = system_now();
-    let failed = deliver_all(&mut ledger, &sinks, &|n| policy_for(&s, n), a.limit.unwrap_or(s.delivery.batch), a.dry_run, now, out)?;
+    let failed = deliver_all(
+        &mut ledger,
+        &sinks,
+        &|n| policy_for(&s, n),
+        a.limit.unwrap_or(s.delivery.batch),
+        a.dry_run,
+        now,
+        out,
+    )?;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -112,7 +120,15 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     // Sinks after collecting: a missing key must not stop the collect.
     let sinks = build_sinks(&s, &a.deliver.sinks, !a.deliver.dry_run)?;
     // Deliver even when a cluster failed: what the ledger holds is still owed.
-    let failed = deliver_all(&mut ledger, &sinks, &|n| policy_for(&s, n), a.deliver.limit.unwrap_or(s.delivery.batch), a.deliver.dry_run, now, out)?;
+    let failed = deliver_all(
+        &mut ledger,
+        &sinks,
+        &|n| policy_for(&s, n),
+        a.deliver.limit.unwrap_or(s.delivery.batch),
+        a.deliver.dry_run,
+        now,
+        out,
+    )?;
     Ok(if failed || collect_failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -122,12 +138,17 @@ pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
     let Some(_lock) = sender_lock(&s, "retry")? else { return Ok(ExitCode::from(1)) };
     let sink = &sinks[0];
     let mut ledger = open_ledger(&s)?;
-    let rejected: Vec<_> =
-        ledger.deliveries(&a.sink, Some(DeliveryState::Rejected))?.into_iter().filter(|d| a.id.as_ref().map_or(true, |id| *id == d.id)).collect();
+    let rejected: Vec<_> = ledger
+        .deliveries(&a.sink, Some(DeliveryState::Rejected))?
+        .into_iter()
+        .filter(|d| a.id.as_ref().map_or(true, |id| *id == d.id))
+        .collect();
     // Re-render each payload with today's config: the fix may be a mapping.
     let mut payloads = Vec::with_capacity(rejected.len());
     for d in &rejected {
-        let Some(job) = ledger.job(&d.key)? else { anyhow::bail!("delivery {} refers to run {} that the ledger no longer has", d.id, d.key) };
+        let Some(job) = ledger.job(&d.key)? else {
+            anyhow::bail!("delivery {} refers to run {} that the ledger no longer has", d.id, d.key)
+        };
         let slice = crate::delivery::plan::Slice { start: d.slice_start, end: d.slice_end, quantity: 0 };
         match sink.render(&job, &slice, &d.id, &d.quantity) {
             Ok(p) => payloads.push((d.id.clone(), p)),
@@ -140,7 +161,10 @@ pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
         n += u64::from(w.requeue_rejected_with(id, p)?);
     }
     w.commit()?;
-    println!("{}: {n} rejected deliveries put back to pending with today's mapping; the next `deliver` sends them", a.sink);
+    println!(
+        "{}: {n} rejected deliveries put back to pending with today's mapping; the next `deliver` sends them",
+        a.sink
+    );
     if n == 0 && a.id.is_some() {
         println!("no rejected delivery has id {:?} (see `slurm-ledger status`)", a.id.as_deref().unwrap_or_default());
         return Ok(ExitCode::from(1));
@@ -180,14 +204,23 @@ pub(crate) fn deliver_all(
         }
         // Nothing got through although there was work: the platform is down or refuses the key.
         if exec.delivered + exec.found_already_delivered == 0 && exec.retry + exec.unknown > 0 {
-            writeln!(out, "  {name}: nothing was delivered; `slurm-ledger status` shows the last error of each waiting delivery")?;
+            writeln!(
+                out,
+                "  {name}: nothing was delivered; `slurm-ledger status` shows the last error of each waiting delivery"
+            )?;
             failed = true;
         }
     }
     Ok(failed)
 }
 
-fn dry_run_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, p: &EnginePolicy, out: &mut dyn Write) -> anyhow::Result<()> {
+fn dry_run_sink(
+    ledger: &Ledger,
+    sink: &dyn Sink,
+    now: UnixTime,
+    p: &EnginePolicy,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let name = sink.name();
     let crate::delivery::engine::Preview { planned, held } = preview_sink(ledger, sink, now, p)?;
     let waiting: Vec<_> = ledger
@@ -195,7 +228,13 @@ fn dry_run_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, p: &EnginePolic
         .into_iter()
         .filter(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::Retry | DeliveryState::Sent))
         .collect();
-    writeln!(out, "{name} (dry run): {} already planned and waiting, {} new from this pass, {} runs held", waiting.len(), planned.len(), held.len())?;
+    writeln!(
+        out,
+        "{name} (dry run): {} already planned and waiting, {} new from this pass, {} runs held",
+        waiting.len(),
+        planned.len(),
+        held.len()
+    )?;
     for d in waiting.iter().chain(planned.iter()) {
         let note = match d.state {
             DeliveryState::Sent => " (outcome unknown: looked up first)",

@@ -18,8 +18,8 @@ use crate::sinks::Sink;
 
 use super::collect::collect_all;
 use super::deliver::deliver_all;
-use super::sink_setup::policy_for;
 use super::jobs::{write_jobs, Format};
+use super::sink_setup::policy_for;
 use super::status::write_status;
 
 #[derive(Debug, Args)]
@@ -32,11 +32,15 @@ pub struct DemoArgs {
 
 pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = a.into.as_ref().filter(|p| p.exists()) {
-        anyhow::bail!(super::UsageError(format!("--into {}: the file exists; the demo writes a new ledger (give a new path)", p.display())));
+        anyhow::bail!(super::UsageError(format!(
+            "--into {}: the file exists; the demo writes a new ledger (give a new path)",
+            p.display()
+        )));
     }
     let tmp = tempdir()?;
     let path = a.into.clone().unwrap_or_else(|| tmp.join("demo-ledger.db"));
-    let mut settings = Settings::validate(RawConfig::default()).map_err(|_| anyhow::anyhow!("built-in defaults invalid"))?;
+    let mut settings =
+        Settings::validate(RawConfig::default()).map_err(|_| anyhow::anyhow!("built-in defaults invalid"))?;
     settings.ledger_path = path.clone();
     // The JSONL sink's file: beside a kept ledger, else in the temporary directory.
     let jsonl_path = match &a.into {
@@ -46,7 +50,11 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut ledger = Ledger::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let runner = replay_runner();
     let out = &mut std::io::stdout().lock();
-    writeln!(out, "slurm-ledger demo: recorded output of a real Slurm 22.05.8 cluster (testbed), replayed; ledger {}\n", path.display())?;
+    writeln!(
+        out,
+        "slurm-ledger demo: recorded output of a real Slurm 22.05.8 cluster (testbed), replayed; ledger {}\n",
+        path.display()
+    )?;
     writeln!(out, "== collect (first poll)")?;
     let failed = collect_all(&runner, &settings, &mut ledger, vec![], Since::Cursor, RECORDED_AT, out)?;
     writeln!(out, "\n== collect again (same window: nothing may change)")?;
@@ -83,9 +91,14 @@ gpu = "gpu-compute"
 /// Meters the ledger and delivers to the local JSONL sink (twice: the second pass sends nothing),
 /// then shows what ACTIVATE would receive. Returns 1 if anything was rejected.
 fn demo_deliver(ledger: &mut Ledger, jsonl: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<usize> {
-    let text = DEMO_SINKS.replacen("[sinks.jsonl]\n", &format!("[sinks.jsonl]\npath = {:?}\n", jsonl.display().to_string()), 1);
+    let text = DEMO_SINKS.replacen(
+        "[sinks.jsonl]\n",
+        &format!("[sinks.jsonl]\npath = {:?}\n", jsonl.display().to_string()),
+        1,
+    );
     let settings = Settings::from_toml(&text, "demo").map_err(|e| anyhow::anyhow!("demo sinks: {e}"))?;
-    let jsonl_sink = JsonlSink::new(settings.sinks.jsonl.clone().expect("demo config has [sinks.jsonl]")).map_err(anyhow::Error::msg)?;
+    let jsonl_sink = JsonlSink::new(settings.sinks.jsonl.clone().expect("demo config has [sinks.jsonl]"))
+        .map_err(anyhow::Error::msg)?;
     let activate = ActivateSink::offline(settings.sinks.activate.clone().expect("demo config has [sinks.activate]"))
         .map_err(anyhow::Error::msg)?
         .with_base_url(Some("https://activate.example.org".into()));

@@ -62,10 +62,17 @@ pub fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<ExitCode> {
     let ledger = open_ledger(&s)?;
     let now = system_now();
     let time = |v: &Option<String>, flag: &str| -> anyhow::Result<_> {
-        v.as_deref().map(|t| parse_time_arg(t, now).map_err(|e| anyhow::Error::new(UsageError(format!("{flag}: {e}"))))).transpose()
+        v.as_deref()
+            .map(|t| parse_time_arg(t, now).map_err(|e| anyhow::Error::new(UsageError(format!("{flag}: {e}")))))
+            .transpose()
     };
     let filter = JobFilter {
-        cluster: a.cluster.as_deref().map(ClusterName::new).transpose().map_err(|e| UsageError(format!("--cluster: {e}")))?,
+        cluster: a
+            .cluster
+            .as_deref()
+            .map(ClusterName::new)
+            .transpose()
+            .map_err(|e| UsageError(format!("--cluster: {e}")))?,
         user: a.user.clone(),
         account: a.account.clone(),
         partition: a.partition.clone(),
@@ -85,9 +92,28 @@ pub fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<ExitCode> {
 }
 
 const CSV_HEADER: [&str; 22] = [
-    "cluster", "job_id", "job_id_raw", "submit", "name", "user", "account", "partition", "qos", "state", "exit_code",
-    "start", "end", "elapsed_secs", "suspended_secs", "alloc_cpus", "gpus", "nnodes", "alloc_tres", "total_cpu_ms",
-    "max_rss_bytes", "nodelist",
+    "cluster",
+    "job_id",
+    "job_id_raw",
+    "submit",
+    "name",
+    "user",
+    "account",
+    "partition",
+    "qos",
+    "state",
+    "exit_code",
+    "start",
+    "end",
+    "elapsed_secs",
+    "suspended_secs",
+    "alloc_cpus",
+    "gpus",
+    "nnodes",
+    "alloc_tres",
+    "total_cpu_ms",
+    "max_rss_bytes",
+    "nodelist",
 ];
 
 /// Writes runs in the chosen format.
@@ -133,7 +159,20 @@ pub fn write_jobs(out: &mut dyn Write, jobs: &[JobRun], format: Format) -> anyho
             let mut table = Table::new();
             table.load_preset(UTF8_BORDERS_ONLY);
             table.set_header([
-                "CLUSTER", "JOBID", "RAW", "NAME", "USER", "ACCOUNT", "PARTITION", "STATE", "START", "ELAPSED", "CPUS", "GPUS", "MEM", "CPU TIME",
+                "CLUSTER",
+                "JOBID",
+                "RAW",
+                "NAME",
+                "USER",
+                "ACCOUNT",
+                "PARTITION",
+                "STATE",
+                "START",
+                "ELAPSED",
+                "CPUS",
+                "GPUS",
+                "MEM",
+                "CPU TIME",
             ]);
             for j in jobs {
                 let mut state = j.state.to_string();

@@ -124,9 +124,16 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
     let flags = tracker_flags(a)?;
     let out = &mut std::io::stdout().lock();
     let org = a.org.clone().or_else(|| flags.as_ref().map(|f| f.org.clone()));
-    let config_path = a.tracker_config.clone().or_else(|| flags.as_ref().map(|f| f.config.clone())).unwrap_or_else(|| tracker::flags::DEFAULT_CONFIG.into());
-    let state_path =
-        a.state_file.clone().or_else(|| flags.as_ref().map(|f| f.state_file.clone())).unwrap_or_else(|| tracker::flags::DEFAULT_STATE_FILE.into());
+    let config_path = a
+        .tracker_config
+        .clone()
+        .or_else(|| flags.as_ref().map(|f| f.config.clone()))
+        .unwrap_or_else(|| tracker::flags::DEFAULT_CONFIG.into());
+    let state_path = a
+        .state_file
+        .clone()
+        .or_else(|| flags.as_ref().map(|f| f.state_file.clone()))
+        .unwrap_or_else(|| tracker::flags::DEFAULT_STATE_FILE.into());
     let org = org.ok_or_else(|| usage("give the organization: --org ORG or --tracker-args '--org ORG …'".into()))?;
     if flags.as_ref().is_some_and(|f| f.api_key.is_some()) {
         writeln!(out, "note: the tracker's --api-key is not copied anywhere; write it into a file of mode 0600 and set api_key_file (or SLURM_LEDGER_ACTIVATE_API_KEY)")?;
@@ -166,8 +173,17 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
             known.dedup();
             match known.as_slice() {
                 [one] => ClusterName::new(one).map_err(usage)?,
-                [] => return Err(usage("no cluster is known yet: run `slurm-ledger collect` first, or give --cluster".into())),
-                many => return Err(usage(format!("several clusters are known ({}); give the tracker's with --cluster", many.join(", ")))),
+                [] => {
+                    return Err(usage(
+                        "no cluster is known yet: run `slurm-ledger collect` first, or give --cluster".into(),
+                    ))
+                }
+                many => {
+                    return Err(usage(format!(
+                        "several clusters are known ({}); give the tracker's with --cluster",
+                        many.join(", ")
+                    )))
+                }
             }
         }
     };
@@ -179,7 +195,10 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "no pending slurm-tracker row for job {job} on {cluster}")?;
             return Ok(ExitCode::from(1));
         }
-        writeln!(out, "job {job} on {cluster}: slurm-tracker's row released; the next `deliver` bills its runs in full")?;
+        writeln!(
+            out,
+            "job {job} on {cluster}: slurm-tracker's row released; the next `deliver` bills its runs in full"
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if ledger.sink_has_runs(ACTIVATE, &cluster)? && !a.force {
@@ -205,7 +224,12 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
     }
     let (mut in_ledger, mut later) = (0u64, 0u64);
     for r in &rows {
-        let runs = ledger.jobs(&JobFilter { cluster: Some(cluster.clone()), job_id_raw: Some(r.job_id), limit: Some(1), ..Default::default() })?;
+        let runs = ledger.jobs(&JobFilter {
+            cluster: Some(cluster.clone()),
+            job_id_raw: Some(r.job_id),
+            limit: Some(1),
+            ..Default::default()
+        })?;
         if runs.is_empty() {
             later += 1;
         } else {
@@ -257,7 +281,10 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
         counts[2],
         rejected.len()
     )?;
-    writeln!(out, "Each run starts where slurm-tracker stopped; `slurm-ledger deliver --dry-run` shows what is left to bill.")?;
+    writeln!(
+        out,
+        "Each run starts where slurm-tracker stopped; `slurm-ledger deliver --dry-run` shows what is left to bill."
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -31,7 +31,8 @@ TRES) and reports every second of usage to each platform exactly once.
 
 Start with `slurm-ledger demo` (no Slurm needed), then `slurm-ledger config example`.";
 
-const AFTER: &str = "Exit status: 0 success (quarantined records are reported, not fatal), 1 failure, 2 bad usage or config.
+const AFTER: &str =
+    "Exit status: 0 success (quarantined records are reported, not fatal), 1 failure, 2 bad usage or config.
 Environment: SLURM_LEDGER_CONFIG (config file), SLURM_LEDGER_DB (ledger file), RUST_LOG (log filter).";
 
 /// The command line.
@@ -94,12 +95,18 @@ pub fn init_logging(cli: &Cli) {
     };
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
 }
 
 /// Loads settings, exiting with status 2 and the problems when the config is bad.
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
-    let (mut s, _) = Settings::load(cli.config.as_deref()).map_err(|e| anyhow::Error::new(UsageError(e.to_string())))?;
+    let (mut s, _) =
+        Settings::load(cli.config.as_deref()).map_err(|e| anyhow::Error::new(UsageError(e.to_string())))?;
     if let Some(p) = &cli.ledger {
         s.ledger_path = p.clone();
     }
@@ -112,12 +119,14 @@ fn open_ledger(s: &Settings) -> anyhow::Result<Ledger> {
 
 /// The ledger for a dry run: read-only, nothing created or upgraded.
 fn open_ledger_read_only(s: &Settings) -> anyhow::Result<Ledger> {
-    Ledger::open_read_only(&s.ledger_path).with_context(|| format!("opening the ledger {} read-only (dry run)", s.ledger_path.display()))
+    Ledger::open_read_only(&s.ledger_path)
+        .with_context(|| format!("opening the ledger {} read-only (dry run)", s.ledger_path.display()))
 }
 
 /// Takes the ledger's sender lock, or says who holds it. `Ok(None)`: skip this pass.
 fn sender_lock(s: &Settings, what: &str) -> anyhow::Result<Option<lock::LedgerLock>> {
-    let l = lock::try_lock(&s.ledger_path).with_context(|| format!("locking {}", lock::lock_path(&s.ledger_path).display()))?;
+    let l = lock::try_lock(&s.ledger_path)
+        .with_context(|| format!("locking {}", lock::lock_path(&s.ledger_path).display()))?;
     if l.is_none() {
         eprintln!(
             "slurm-ledger {what}: another deliver/run/retry/migrate is working on {} (lock {}); nothing done this time",

@@ -22,8 +22,14 @@ pub fn build_sinks(s: &Settings, only: &[String], online: bool) -> anyhow::Resul
     let configured = s.sinks.names();
     for name in only {
         if !configured.contains(&name.as_str()) {
-            let have = if configured.is_empty() { "none is configured".to_string() } else { format!("configured: {}", configured.join(", ")) };
-            bail!(UsageError(format!("--sink {name}: no [sinks.{name}] table in the config ({have}); see `slurm-ledger config example`")));
+            let have = if configured.is_empty() {
+                "none is configured".to_string()
+            } else {
+                format!("configured: {}", configured.join(", "))
+            };
+            bail!(UsageError(format!(
+                "--sink {name}: no [sinks.{name}] table in the config ({have}); see `slurm-ledger config example`"
+            )));
         }
     }
     let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
@@ -35,7 +41,11 @@ pub fn build_sinks(s: &Settings, only: &[String], online: bool) -> anyhow::Resul
             file: a.api_key_file.as_deref(),
             file_key: "sinks.activate.api_key_file",
         };
-        let from = src.env.iter().find(|n| env_var(n).is_some_and(|v| !v.trim().is_empty())).map(|n| format!("environment variable {n}"));
+        let from = src
+            .env
+            .iter()
+            .find(|n| env_var(n).is_some_and(|v| !v.trim().is_empty()))
+            .map(|n| format!("environment variable {n}"));
         let from = from.or_else(|| src.file.map(|f| format!("file {}", f.display())));
         if let Some(from) = &from {
             // Which source, never the value: a stale PW_API_KEY left by the tracker's cron shows here.
@@ -47,8 +57,11 @@ pub fn build_sinks(s: &Settings, only: &[String], online: bool) -> anyhow::Resul
                     // On stderr even under -q: cron mails it.
                     eprintln!("warning: {w}");
                 }
-                let host = resolve_host(a.host.as_deref(), env_var(ENV_ACTIVATE_HOST).as_deref(), &key).map_err(UsageError)?;
-                ActivateSink::online(a.clone(), &host, key).map_err(anyhow::Error::msg).context("setting up the ACTIVATE sink")?
+                let host =
+                    resolve_host(a.host.as_deref(), env_var(ENV_ACTIVATE_HOST).as_deref(), &key).map_err(UsageError)?;
+                ActivateSink::online(a.clone(), &host, key)
+                    .map_err(anyhow::Error::msg)
+                    .context("setting up the ACTIVATE sink")?
             }
             Ok((key, _)) => {
                 let host = resolve_host(a.host.as_deref(), env_var(ENV_ACTIVATE_HOST).as_deref(), &key).ok();

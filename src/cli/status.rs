@@ -56,7 +56,11 @@ fn preview(raw: &str) -> String {
 
 /// The human-readable status.
 pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
-    writeln!(out, "schema v{}; {} job runs ({} not final); change sequence {}", st.schema_version, st.total_runs, st.open_runs, st.change_seq)?;
+    writeln!(
+        out,
+        "schema v{}; {} job runs ({} not final); change sequence {}",
+        st.schema_version, st.total_runs, st.open_runs, st.change_seq
+    )?;
     writeln!(out, "\nCollect cursors (next collect starts here, minus the overlap):")?;
     if st.cursors.is_empty() {
         writeln!(out, "  none yet: run `slurm-ledger collect`")?;
@@ -78,7 +82,15 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
         t.load_preset(UTF8_BORDERS_ONLY);
         t.set_header(["ID", "CLUSTER", "SOURCE", "LINE", "SEEN", "REASON", "RECORD"]);
         for q in &st.quarantined_recent {
-            t.add_row([q.id.to_string(), q.cluster.clone(), q.source.clone(), q.line.to_string(), q.times_seen.to_string(), q.reason.clone(), preview(&q.raw)]);
+            t.add_row([
+                q.id.to_string(),
+                q.cluster.clone(),
+                q.source.clone(),
+                q.line.to_string(),
+                q.times_seen.to_string(),
+                q.reason.clone(),
+                preview(&q.raw),
+            ]);
         }
         writeln!(out, "{t}")?;
         writeln!(out, "  (`slurm-ledger status --format json` shows the full records)")?;
@@ -92,7 +104,11 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
             st.unsettled_total
         )?;
         for u in &st.unsettled {
-            writeln!(out, "  {} job {} submitted {}: asked {} times, last {}", u.cluster, u.job_id_raw, u.submit, u.asks, u.last_asked)?;
+            writeln!(
+                out,
+                "  {} job {} submitted {}: asked {} times, last {}",
+                u.cluster, u.job_id_raw, u.submit, u.asks, u.last_asked
+            )?;
         }
     }
     write_sinks(out, st)?;
@@ -128,7 +144,11 @@ fn write_sinks(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
     for s in &st.sinks {
         let counts: Vec<String> = s.deliveries.iter().map(|(state, n)| format!("{n} {state}")).collect();
         let counts = if counts.is_empty() { "no deliveries".to_string() } else { counts.join(", ") };
-        writeln!(out, "  {}: {counts}; planned to change {}; {} runs held, {} rejected", s.sink, s.change_seq, s.held_total, s.rejected_total)?;
+        writeln!(
+            out,
+            "  {}: {counts}; planned to change {}; {} runs held, {} rejected",
+            s.sink, s.change_seq, s.held_total, s.rejected_total
+        )?;
         if s.deliveries.iter().any(|(state, n)| state == "sent" && *n > 0) {
             writeln!(out, "    'sent' = outcome unknown (timeout, 5xx): looked up on the platform before any resend")?;
         }
@@ -136,7 +156,11 @@ fn write_sinks(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
             writeln!(out, "    held {}: {}", h.key, h.reason)?;
         }
         if s.held_total > s.held.len() as u64 {
-            writeln!(out, "    … {} more held (`status --format json --recent N`)", s.held_total - s.held.len() as u64)?;
+            writeln!(
+                out,
+                "    … {} more held (`status --format json --recent N`)",
+                s.held_total - s.held.len() as u64
+            )?;
         }
         for r in &s.waiting {
             writeln!(out, "    waiting {} ({}, {} attempts): {}", r.id, r.key, r.attempts, r.error)?;

@@ -80,7 +80,8 @@ pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().map_err(|_| format!("{s:?} is not a duration; write e.g. \"90s\", \"15m\", \"2h\", \"7d\""))?;
+    let n: i64 =
+        num.parse().map_err(|_| format!("{s:?} is not a duration; write e.g. \"90s\", \"15m\", \"2h\", \"7d\""))?;
     let mult = match unit.trim() {
         "s" | "" => 1,
         "m" | "min" => 60,
@@ -107,7 +108,8 @@ fn syntax_message(text: &str, e: &toml::de::Error) -> String {
 impl Settings {
     /// Parses TOML text; `path` is only for messages.
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.into(), message: syntax_message(text, &e) })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax { path: path.into(), message: syntax_message(text, &e) })?;
         Self::validate(raw).map_err(|problems| ConfigError::Invalid { path: path.into(), problems })
     }
 
@@ -125,7 +127,8 @@ impl Settings {
             }
         };
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
         Ok((Self::from_toml(&text, &shown)?, Some(path)))
     }
 
@@ -155,12 +158,18 @@ impl Settings {
         let bin_dir = s.bin_dir.map(PathBuf::from);
         if let Some(d) = &bin_dir {
             if !d.is_absolute() {
-                problem("slurm.bin_dir", format!("{:?} is relative; give an absolute directory such as \"/usr/bin\"", d));
+                problem(
+                    "slurm.bin_dir",
+                    format!("{:?} is relative; give an absolute directory such as \"/usr/bin\"", d),
+                );
             }
         }
         let command_wrapper = s.command_wrapper.unwrap_or_default();
         if command_wrapper.iter().any(|a| a.is_empty()) {
-            problem("slurm.command_wrapper", "has an empty argument; write it as a list such as [\"ssh\", \"slurm-head\"]".into());
+            problem(
+                "slurm.command_wrapper",
+                "has an empty argument; write it as a list such as [\"ssh\", \"slurm-head\"]".into(),
+            );
         }
         let timeout_secs = s.timeout_secs.unwrap_or(600);
         if !(1..=86_400).contains(&timeout_secs) {
@@ -200,10 +209,21 @@ impl Settings {
         }
         Ok(Self {
             ledger_path,
-            slurm: SlurmSettings { clusters, bin_dir, command_wrapper, timeout_secs: timeout_secs as u64, overlap_secs, initial_lookback_secs },
+            slurm: SlurmSettings {
+                clusters,
+                bin_dir,
+                command_wrapper,
+                timeout_secs: timeout_secs as u64,
+                overlap_secs,
+                initial_lookback_secs,
+            },
             log_level,
             sinks,
-            delivery: DeliverySettings { retry_backoff_secs, max_backoff_secs: max_backoff_secs.max(retry_backoff_secs), batch: batch.max(1) as u64 },
+            delivery: DeliverySettings {
+                retry_backoff_secs,
+                max_backoff_secs: max_backoff_secs.max(retry_backoff_secs),
+                batch: batch.max(1) as u64,
+            },
         })
     }
 }

@@ -92,13 +92,21 @@ fn metering(
         && tres.len() <= 64
         && tres.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | ':' | '.'));
     if !tres_ok {
-        push(problems, key("tres"), format!("{tres:?} is not a TRES name; use e.g. \"cpu\", \"mem\", \"gres/gpu\", \"billing\""));
+        push(
+            problems,
+            key("tres"),
+            format!("{tres:?} is not a TRES name; use e.g. \"cpu\", \"mem\", \"gres/gpu\", \"billing\""),
+        );
     }
     let basis = match basis.as_deref() {
         None | Some("allocated") => Basis::Allocated,
         Some("requested") => Basis::Requested,
         Some(other) => {
-            push(problems, key("basis"), format!("is {other:?}; use \"allocated\" (AllocTRES, default) or \"requested\" (ReqTRES)"));
+            push(
+                problems,
+                key("basis"),
+                format!("is {other:?}; use \"allocated\" (AllocTRES, default) or \"requested\" (ReqTRES)"),
+            );
             Basis::Allocated
         }
     };
@@ -112,7 +120,13 @@ fn metering(
     };
     let timezone = timezone.unwrap_or_else(|| "UTC".into());
     if let Err(e) = jiff::tz::TimeZone::get(&timezone) {
-        push(problems, key("timezone"), format!("{timezone:?} is not a known time zone ({e}); use an IANA name such as \"UTC\" or \"Europe/Berlin\""));
+        push(
+            problems,
+            key("timezone"),
+            format!(
+                "{timezone:?} is not a known time zone ({e}); use an IANA name such as \"UTC\" or \"Europe/Berlin\""
+            ),
+        );
     }
     let running_slice_secs = match running_slice.map(|t| parse_duration_secs(&t)) {
         None => 900,
@@ -148,18 +162,32 @@ fn activate(problems: &mut Problems, a: RawActivate) -> ActivateSettings {
     let organization = match a.organization {
         Some(o) if path_segment_ok(&o) => o,
         Some(o) => {
-            push(problems, "sinks.activate.organization".into(), format!("{o:?} is not an organization name; give the name used in ACTIVATE URLs (slurm-tracker's --org)"));
+            push(
+                problems,
+                "sinks.activate.organization".into(),
+                format!(
+                    "{o:?} is not an organization name; give the name used in ACTIVATE URLs (slurm-tracker's --org)"
+                ),
+            );
             String::new()
         }
         None => {
-            push(problems, "sinks.activate.organization".into(), "is missing; give the organization name (slurm-tracker's --org)".into());
+            push(
+                problems,
+                "sinks.activate.organization".into(),
+                "is missing; give the organization name (slurm-tracker's --org)".into(),
+            );
             String::new()
         }
     };
     let host = non_empty(problems, "sinks.activate.host", a.host, "https://activate.example.org");
     if let Some(h) = &host {
         if !(h.starts_with("https://") || h.starts_with("http://")) || h.contains(char::is_whitespace) {
-            push(problems, "sinks.activate.host".into(), format!("{h:?} is not a base URL; write it as \"https://activate.example.org\""));
+            push(
+                problems,
+                "sinks.activate.host".into(),
+                format!("{h:?} is not a base URL; write it as \"https://activate.example.org\""),
+            );
         } else if let Err(e) = crate::sinks::activate::host::check_transport(h) {
             push(problems, "sinks.activate.host".into(), e);
         }
@@ -167,26 +195,46 @@ fn activate(problems: &mut Problems, a: RawActivate) -> ActivateSettings {
     let api_key_file = a.api_key_file.map(PathBuf::from);
     if let Some(p) = &api_key_file {
         if !p.is_absolute() {
-            push(problems, "sinks.activate.api_key_file".into(), format!("{} is relative; give an absolute path such as \"/etc/slurm-ledger/activate.key\"", p.display()));
+            push(
+                problems,
+                "sinks.activate.api_key_file".into(),
+                format!(
+                    "{} is relative; give an absolute path such as \"/etc/slurm-ledger/activate.key\"",
+                    p.display()
+                ),
+            );
         }
     }
     let default_sku = non_empty(problems, "sinks.activate.default_sku", a.default_sku, "standard-compute");
-    let default_allocation = non_empty(problems, "sinks.activate.default_allocation", a.default_allocation, "my-allocation");
+    let default_allocation =
+        non_empty(problems, "sinks.activate.default_allocation", a.default_allocation, "my-allocation");
     for (map, key) in [(&a.partition_sku, "partition_sku"), (&a.account_allocation, "account_allocation")] {
         for (from, to) in map {
             if !path_segment_ok(to) {
-                push(problems, format!("sinks.activate.{key}.{from}"), format!("maps to {to:?}; give a non-empty name without '/', other than \".\" or \"..\""));
+                push(
+                    problems,
+                    format!("sinks.activate.{key}.{from}"),
+                    format!("maps to {to:?}; give a non-empty name without '/', other than \".\" or \"..\""),
+                );
             }
         }
     }
     if let Some(d) = &default_allocation {
         if !path_segment_ok(d) {
-            push(problems, "sinks.activate.default_allocation".into(), format!("{d:?} cannot be a URL path segment; give a name without '/', other than \".\" or \"..\""));
+            push(
+                problems,
+                "sinks.activate.default_allocation".into(),
+                format!("{d:?} cannot be a URL path segment; give a name without '/', other than \".\" or \"..\""),
+            );
         }
     }
     let timeout_secs = a.timeout_secs.unwrap_or(30);
     if !(1..=600).contains(&timeout_secs) {
-        push(problems, "sinks.activate.timeout_secs".into(), format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"));
+        push(
+            problems,
+            "sinks.activate.timeout_secs".into(),
+            format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"),
+        );
     }
     let metering = metering(problems, "activate", a.tres, a.basis, a.period, a.timezone, a.running_slice);
     ActivateSettings {
@@ -205,7 +253,11 @@ fn activate(problems: &mut Problems, a: RawActivate) -> ActivateSettings {
 fn jsonl(problems: &mut Problems, j: RawJsonl) -> JsonlSettings {
     let path = PathBuf::from(j.path.unwrap_or_else(|| "/var/lib/slurm-ledger/usage.jsonl".into()));
     if path.as_os_str().is_empty() {
-        push(problems, "sinks.jsonl.path".into(), "is empty; give a file such as \"/var/lib/slurm-ledger/usage.jsonl\"".into());
+        push(
+            problems,
+            "sinks.jsonl.path".into(),
+            "is empty; give a file such as \"/var/lib/slurm-ledger/usage.jsonl\"".into(),
+        );
     }
     let metering = metering(problems, "jsonl", j.tres, j.basis, j.period, j.timezone, j.running_slice);
     JsonlSettings { path, metering }
@@ -239,7 +291,9 @@ mod tests {
 
     #[test]
     fn api_key_is_not_a_config_key() {
-        let e = Settings::from_toml("[sinks.activate]\norganization = \"o\"\napi_key = \"pwt_secret\"\n", "c.toml").unwrap_err().to_string();
+        let e = Settings::from_toml("[sinks.activate]\norganization = \"o\"\napi_key = \"pwt_secret\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `api_key`") && e.contains("line 3"), "{e}");
         assert!(!e.contains("pwt_secret"), "the value of a misplaced key was printed: {e}");
     }
@@ -261,9 +315,15 @@ mod transport_tests {
 
     #[test]
     fn plain_http_is_only_for_loopback() {
-        let e = Settings::from_toml("[sinks.activate]\norganization = \"o\"\nhost = \"http://activate.example.org\"\n", "c").unwrap_err().to_string();
+        let e = Settings::from_toml(
+            "[sinks.activate]\norganization = \"o\"\nhost = \"http://activate.example.org\"\n",
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("sinks.activate.host") && e.contains("https://"), "{e}");
-        assert!(Settings::from_toml("[sinks.activate]\norganization = \"o\"\nhost = \"http://127.0.0.1:8080\"\n", "c").is_ok());
+        assert!(Settings::from_toml("[sinks.activate]\norganization = \"o\"\nhost = \"http://127.0.0.1:8080\"\n", "c")
+            .is_ok());
         let e = Settings::from_toml("[sinks.activate]\norganization = \"..\"\n", "c").unwrap_err().to_string();
         assert!(e.contains("sinks.activate.organization"), "{e}");
     }

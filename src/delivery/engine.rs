@@ -114,7 +114,12 @@ pub fn backoff_secs(policy: &EnginePolicy, id: &str, attempts: u32) -> u64 {
 
 /// Plans every run that changed since the sink's cursor, plus runs it held (a fixed mapping
 /// releases them). Returns what it did.
-pub fn plan_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, policy: &EnginePolicy) -> Result<PlanReport, LedgerError> {
+pub fn plan_sink(
+    ledger: &mut Ledger,
+    sink: &dyn Sink,
+    now: UnixTime,
+    policy: &EnginePolicy,
+) -> Result<PlanReport, LedgerError> {
     let name = sink.name().to_string();
     let mut report = PlanReport::default();
     let imports = ledger.has_pending_imports(&name)?;
@@ -208,7 +213,12 @@ pub struct Preview {
 }
 
 /// What a plan pass would add, computed from the ledger without writing anything. `--dry-run`.
-pub fn preview_sink(ledger: &Ledger, sink: &dyn Sink, now: UnixTime, policy: &EnginePolicy) -> Result<Preview, LedgerError> {
+pub fn preview_sink(
+    ledger: &Ledger,
+    sink: &dyn Sink,
+    now: UnixTime,
+    policy: &EnginePolicy,
+) -> Result<Preview, LedgerError> {
     let name = sink.name();
     let imports = ledger.has_pending_imports(name)?;
     let mut preview = Preview::default();
@@ -369,7 +379,13 @@ fn decide(sink: &dyn Sink, job: &JobRun, prev: SinkRun, now: UnixTime, policy: &
 }
 
 /// Sends up to `limit` due deliveries of the sink.
-pub fn execute_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, limit: u64, policy: &EnginePolicy) -> Result<ExecReport, LedgerError> {
+pub fn execute_sink(
+    ledger: &mut Ledger,
+    sink: &dyn Sink,
+    now: UnixTime,
+    limit: u64,
+    policy: &EnginePolicy,
+) -> Result<ExecReport, LedgerError> {
     let mut report = ExecReport::default();
     for d in ledger.due_deliveries(sink.name(), now, limit)? {
         // A delivery that ever left may be on the platform (an unknown outcome, a crash, an
@@ -377,7 +393,17 @@ pub fn execute_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, limit: 
         if d.state == DeliveryState::Sent || d.attempts > 0 {
             match sink.lookup(&d) {
                 Lookup::Found { remote_id } => {
-                    if mark(ledger, now, &d, (d.state, d.attempts), DeliveryState::Delivered, d.attempts, now, None, remote_id.as_deref())? {
+                    if mark(
+                        ledger,
+                        now,
+                        &d,
+                        (d.state, d.attempts),
+                        DeliveryState::Delivered,
+                        d.attempts,
+                        now,
+                        None,
+                        remote_id.as_deref(),
+                    )? {
                         report.found_already_delivered += 1;
                     }
                     continue;
@@ -386,7 +412,17 @@ pub fn execute_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, limit: 
                 Lookup::Failed { reason } => {
                     let at = UnixTime(now.0 + backoff_secs(policy, &d.id, d.attempts.max(1)) as i64);
                     let error = format!("look-up failed: {reason}");
-                    if mark(ledger, now, &d, (d.state, d.attempts), DeliveryState::Sent, d.attempts, at, Some(&error), None)? {
+                    if mark(
+                        ledger,
+                        now,
+                        &d,
+                        (d.state, d.attempts),
+                        DeliveryState::Sent,
+                        d.attempts,
+                        at,
+                        Some(&error),
+                        None,
+                    )? {
                         report.unknown += 1;
                     }
                     continue;
@@ -394,11 +430,23 @@ pub fn execute_sink(ledger: &mut Ledger, sink: &dyn Sink, now: UnixTime, limit: 
             }
         }
         let attempts = d.attempts + 1;
-        let wait = |after: Option<u64>| UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64);
+        let wait = |after: Option<u64>| {
+            UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64)
+        };
         // Intent first: if we die after this, a later pass looks the delivery up, not before
         // the backoff (a platform may list an event a little after it accepted it). The
         // transition is conditional: a delivery another process already took is skipped.
-        if !mark(ledger, now, &d, (d.state, d.attempts), DeliveryState::Sent, attempts, wait(None), d.last_error.as_deref(), None)? {
+        if !mark(
+            ledger,
+            now,
+            &d,
+            (d.state, d.attempts),
+            DeliveryState::Sent,
+            attempts,
+            wait(None),
+            d.last_error.as_deref(),
+            None,
+        )? {
             continue;
         }
         let sent = (DeliveryState::Sent, attempts);

@@ -26,11 +26,21 @@ pub struct RunPlan {
 ///
 /// `min_running_slice_secs`: a run that is still going is only sliced once this much new
 /// billable time has accrued (the final remainder is always planned).
-pub fn plan_run(job: &JobRun, prev: &SinkRun, count: u64, unit: Unit, cal: &Calendar, min_running_slice_secs: i64) -> RunPlan {
+pub fn plan_run(
+    job: &JobRun,
+    prev: &SinkRun,
+    count: u64,
+    unit: Unit,
+    cal: &Calendar,
+    min_running_slice_secs: i64,
+) -> RunPlan {
     let final_run = job.state.is_final();
     let Some((span_start, span_end)) = billable_span(job) else {
         // Never started, or no billable time: nothing to report; final runs are complete.
-        return RunPlan { slices: vec![], next: SinkRun { planned_until: prev.planned_until, complete: final_run, hold_reason: None } };
+        return RunPlan {
+            slices: vec![],
+            next: SinkRun { planned_until: prev.planned_until, complete: final_run, hold_reason: None },
+        };
     };
     let from = prev.planned_until.map_or(span_start, |p| p.max(span_start));
     if from > span_end {
@@ -42,10 +52,16 @@ pub fn plan_run(job: &JobRun, prev: &SinkRun, count: u64, unit: Unit, cal: &Cale
             from.0 - span_start.0,
             job.key.job_id_raw
         );
-        return RunPlan { slices: vec![], next: SinkRun { planned_until: prev.planned_until, complete: false, hold_reason: Some(reason) } };
+        return RunPlan {
+            slices: vec![],
+            next: SinkRun { planned_until: prev.planned_until, complete: false, hold_reason: Some(reason) },
+        };
     }
     if !final_run && span_end.0 - from.0 < min_running_slice_secs.max(1) {
-        return RunPlan { slices: vec![], next: SinkRun { planned_until: Some(from), complete: false, hold_reason: None } };
+        return RunPlan {
+            slices: vec![],
+            next: SinkRun { planned_until: Some(from), complete: false, hold_reason: None },
+        };
     }
     let cum = |t: UnixTime| tres_seconds(count, (t.0 - span_start.0) as u64);
     let slices = cal

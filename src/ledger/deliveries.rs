@@ -77,7 +77,8 @@ pub struct SinkRun {
     pub hold_reason: Option<String>,
 }
 
-const COLS: &str = "id, sink, cluster, job_id_raw, submit, slice_start, slice_end, quantity, payload, state, attempts, \
+const COLS: &str =
+    "id, sink, cluster, job_id_raw, submit, slice_start, slice_end, quantity, payload, state, attempts, \
                     next_attempt_at, last_error, remote_id";
 
 fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError>> {
@@ -106,7 +107,8 @@ fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError
 const READ_SINK_RUN: &str =
     "SELECT planned_until, complete, hold_reason FROM sink_runs WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND submit = ?4";
 
-const PUT_SINK_RUN: &str = "INSERT INTO sink_runs (sink, cluster, job_id_raw, submit, planned_until, complete, hold_reason, updated_at)
+const PUT_SINK_RUN: &str =
+    "INSERT INTO sink_runs (sink, cluster, job_id_raw, submit, planned_until, complete, hold_reason, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
      ON CONFLICT (sink, cluster, job_id_raw, submit) DO UPDATE SET planned_until = excluded.planned_until,
          complete = excluded.complete, hold_reason = excluded.hold_reason, updated_at = excluded.updated_at";
@@ -122,13 +124,23 @@ fn read_sink_run(conn: &rusqlite::Connection, sink: &str, key: &JobKey) -> Resul
 fn query_sink_run(stmt: &mut Statement<'_>, sink: &str, key: &JobKey) -> Result<SinkRun, LedgerError> {
     Ok(stmt
         .query_row(params![sink, key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |r| {
-            Ok(SinkRun { planned_until: r.get::<_, Option<i64>>(0)?.map(UnixTime), complete: r.get::<_, i64>(1)? != 0, hold_reason: r.get(2)? })
+            Ok(SinkRun {
+                planned_until: r.get::<_, Option<i64>>(0)?.map(UnixTime),
+                complete: r.get::<_, i64>(1)? != 0,
+                hold_reason: r.get(2)?,
+            })
         })
         .optional()?
         .unwrap_or_default())
 }
 
-fn exec_put_sink_run(stmt: &mut Statement<'_>, now: i64, sink: &str, key: &JobKey, s: &SinkRun) -> Result<(), LedgerError> {
+fn exec_put_sink_run(
+    stmt: &mut Statement<'_>,
+    now: i64,
+    sink: &str,
+    key: &JobKey,
+    s: &SinkRun,
+) -> Result<(), LedgerError> {
     stmt.execute(params![
         sink,
         key.cluster.as_str(),
@@ -163,7 +175,9 @@ fn exec_insert_delivery(stmt: &mut Statement<'_>, now: i64, d: &Delivery) -> Res
     Ok(n == 1)
 }
 
-fn collect_deliveries(rows: impl Iterator<Item = rusqlite::Result<Result<Delivery, LedgerError>>>) -> Result<Vec<Delivery>, LedgerError> {
+fn collect_deliveries(
+    rows: impl Iterator<Item = rusqlite::Result<Result<Delivery, LedgerError>>>,
+) -> Result<Vec<Delivery>, LedgerError> {
     let mut out = Vec::new();
     for r in rows {
         out.push(r??);
@@ -191,11 +205,14 @@ impl Ledger {
         let mut stmt = self.conn().prepare(
             "SELECT cluster, job_id_raw, submit, hold_reason FROM sink_runs WHERE sink = ?1 AND hold_reason IS NOT NULL ORDER BY submit",
         )?;
-        let rows = stmt.query_map([sink], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?)))?;
+        let rows = stmt.query_map([sink], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (c, id, submit, reason) = row?;
-            let cluster = ClusterName::new(&c).map_err(|e| LedgerError::Corrupt { key: format!("{c}/{id}"), reason: e })?;
+            let cluster =
+                ClusterName::new(&c).map_err(|e| LedgerError::Corrupt { key: format!("{c}/{id}"), reason: e })?;
             out.push((JobKey { cluster, job_id_raw: id as u64, submit: UnixTime(submit) }, reason));
         }
         Ok(out)
@@ -215,7 +232,9 @@ impl Ledger {
 
     /// Every delivery of a sink in a state (or all states), oldest first.
     pub fn deliveries(&self, sink: &str, state: Option<DeliveryState>) -> Result<Vec<Delivery>, LedgerError> {
-        let sql = format!("SELECT {COLS} FROM deliveries WHERE sink = ?1 AND (?2 IS NULL OR state = ?2) ORDER BY created_at, id");
+        let sql = format!(
+            "SELECT {COLS} FROM deliveries WHERE sink = ?1 AND (?2 IS NULL OR state = ?2) ORDER BY created_at, id"
+        );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params![sink, state.map(|s| s.as_str())], row_to_delivery)?;
         collect_deliveries(rows)
@@ -278,7 +297,17 @@ impl Writer<'_> {
             "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5,
                  remote_id = coalesce(?6, remote_id), updated_at = ?7 WHERE id = ?1 AND state = ?8 AND attempts = ?9",
         )?;
-        let n = stmt.execute(params![id, state.as_str(), attempts as i64, next_attempt_at.0, last_error, remote_id, self.now, from.0.as_str(), from.1 as i64])?;
+        let n = stmt.execute(params![
+            id,
+            state.as_str(),
+            attempts as i64,
+            next_attempt_at.0,
+            last_error,
+            remote_id,
+            self.now,
+            from.0.as_str(),
+            from.1 as i64
+        ])?;
         Ok(n == 1)
     }
 
@@ -343,7 +372,11 @@ impl Ledger {
                 .prepare_cached("SELECT state, count(*) FROM deliveries WHERE sink = ?1 GROUP BY state ORDER BY state")?
                 .query_map([&sink], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect::<Result<_, _>>()?;
-            let held_total: i64 = c.query_row("SELECT count(*) FROM sink_runs WHERE sink = ?1 AND hold_reason IS NOT NULL", [&sink], |r| r.get(0))?;
+            let held_total: i64 = c.query_row(
+                "SELECT count(*) FROM sink_runs WHERE sink = ?1 AND hold_reason IS NOT NULL",
+                [&sink],
+                |r| r.get(0),
+            )?;
             let held = c
                 .prepare_cached(
                     "SELECT cluster || '/' || job_id_raw || '@' || submit, hold_reason FROM sink_runs
@@ -351,7 +384,10 @@ impl Ledger {
                 )?
                 .query_map(params![sink, recent as i64], |r| Ok(HeldRun { key: r.get(0)?, reason: r.get(1)? }))?
                 .collect::<Result<_, _>>()?;
-            let rejected_total: i64 = c.query_row("SELECT count(*) FROM deliveries WHERE sink = ?1 AND state = 'rejected'", [&sink], |r| r.get(0))?;
+            let rejected_total: i64 =
+                c.query_row("SELECT count(*) FROM deliveries WHERE sink = ?1 AND state = 'rejected'", [&sink], |r| {
+                    r.get(0)
+                })?;
             let rejected = c
                 .prepare_cached(
                     "SELECT id, cluster || '/' || job_id_raw || '@' || submit, attempts, coalesce(last_error, '') FROM deliveries

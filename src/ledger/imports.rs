@@ -34,11 +34,20 @@ pub enum ImportOutcome {
 impl Ledger {
     /// Whether the sink has imported rows not yet applied to a run.
     pub fn has_pending_imports(&self, sink: &str) -> Result<bool, LedgerError> {
-        Ok(self.conn().query_row("SELECT EXISTS (SELECT 1 FROM imported_frontiers WHERE sink = ?1 AND applied_submit IS NULL)", [sink], |r| r.get(0))?)
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM imported_frontiers WHERE sink = ?1 AND applied_submit IS NULL)",
+            [sink],
+            |r| r.get(0),
+        )?)
     }
 
     /// The pending imported row of a job, if any (read-only; `--dry-run`).
-    pub fn pending_import(&self, sink: &str, cluster: &ClusterName, job_id_raw: u64) -> Result<Option<ImportedRow>, LedgerError> {
+    pub fn pending_import(
+        &self,
+        sink: &str,
+        cluster: &ClusterName,
+        job_id_raw: u64,
+    ) -> Result<Option<ImportedRow>, LedgerError> {
         read_pending(self.conn(), sink, cluster, job_id_raw)
     }
 
@@ -52,21 +61,37 @@ impl Ledger {
     }
 }
 
-fn read_pending(c: &rusqlite::Connection, sink: &str, cluster: &ClusterName, job_id_raw: u64) -> Result<Option<ImportedRow>, LedgerError> {
+fn read_pending(
+    c: &rusqlite::Connection,
+    sink: &str,
+    cluster: &ClusterName,
+    job_id_raw: u64,
+) -> Result<Option<ImportedRow>, LedgerError> {
     let mut stmt = c.prepare_cached(
         "SELECT reported_elapsed_secs, reported_at, completed_at FROM imported_frontiers
          WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND applied_submit IS NULL",
     )?;
     Ok(stmt
         .query_row(params![sink, cluster.as_str(), job_id_raw as i64], |r| {
-            Ok(ImportedRow { job_id_raw, reported_elapsed_secs: r.get(0)?, reported_at: r.get(1)?, completed_at: r.get(2)? })
+            Ok(ImportedRow {
+                job_id_raw,
+                reported_elapsed_secs: r.get(0)?,
+                reported_at: r.get(1)?,
+                completed_at: r.get(2)?,
+            })
         })
         .optional()?)
 }
 
 impl Writer<'_> {
     /// Stores an imported row (idempotent).
-    pub fn put_import(&mut self, sink: &str, cluster: &ClusterName, row: &ImportedRow, source: &str) -> Result<ImportOutcome, LedgerError> {
+    pub fn put_import(
+        &mut self,
+        sink: &str,
+        cluster: &ClusterName,
+        row: &ImportedRow,
+        source: &str,
+    ) -> Result<ImportOutcome, LedgerError> {
         let existing: Option<(i64, i64, i64, Option<i64>)> = self
             .tx
             .query_row(
@@ -77,7 +102,9 @@ impl Writer<'_> {
             )
             .optional()?;
         match existing {
-            Some((e, a, c, _)) if (e, a, c) == (row.reported_elapsed_secs, row.reported_at, row.completed_at) => return Ok(ImportOutcome::AlreadyThere),
+            Some((e, a, c, _)) if (e, a, c) == (row.reported_elapsed_secs, row.reported_at, row.completed_at) => {
+                return Ok(ImportOutcome::AlreadyThere)
+            }
             Some((_, _, _, Some(_))) => return Ok(ImportOutcome::AlreadyApplied),
             _ => {}
         }
@@ -93,7 +120,12 @@ impl Writer<'_> {
     }
 
     /// The pending imported row of a job, read in this transaction.
-    pub fn pending_import(&self, sink: &str, cluster: &ClusterName, job_id_raw: u64) -> Result<Option<ImportedRow>, LedgerError> {
+    pub fn pending_import(
+        &self,
+        sink: &str,
+        cluster: &ClusterName,
+        job_id_raw: u64,
+    ) -> Result<Option<ImportedRow>, LedgerError> {
         read_pending(&self.tx, sink, cluster, job_id_raw)
     }
 
@@ -108,7 +140,13 @@ impl Writer<'_> {
     }
 
     /// Records that a job's imported row now belongs to the run submitted at `submit`.
-    pub fn mark_import_applied(&self, sink: &str, cluster: &ClusterName, job_id_raw: u64, submit: i64) -> Result<(), LedgerError> {
+    pub fn mark_import_applied(
+        &self,
+        sink: &str,
+        cluster: &ClusterName,
+        job_id_raw: u64,
+        submit: i64,
+    ) -> Result<(), LedgerError> {
         self.tx.execute(
             "UPDATE imported_frontiers SET applied_submit = ?4 WHERE sink = ?1 AND cluster = ?2 AND job_id_raw = ?3",
             params![sink, cluster.as_str(), job_id_raw as i64, submit],

@@ -19,16 +19,58 @@ pub enum Upsert {
 
 /// Content columns in bind order (parameters 1..=47), then the bookkeeping columns.
 const CONTENT: [&str; 47] = [
-    "cluster", "job_id_raw", "submit", "job_id", "array_job_id", "array_task_id", "het_job_id", "het_job_offset",
-    "name", "user_name", "uid", "group_name", "account", "partition", "qos", "state", "cancelled_by", "exit_code",
-    "derived_exit_code", "eligible", "start", "end", "elapsed_secs", "suspended_secs", "timelimit_mins", "nnodes",
-    "alloc_cpus", "req_cpus", "req_mem_bytes", "req_mem_per_cpu", "req_tres", "alloc_tres", "nodelist",
-    "total_cpu_ms", "user_cpu_ms", "system_cpu_ms", "max_rss_bytes", "tres_usage_in_tot", "step_count",
-    "energy_joules", "wckey", "reservation", "flags", "work_dir", "submit_line", "db_index", "is_final",
+    "cluster",
+    "job_id_raw",
+    "submit",
+    "job_id",
+    "array_job_id",
+    "array_task_id",
+    "het_job_id",
+    "het_job_offset",
+    "name",
+    "user_name",
+    "uid",
+    "group_name",
+    "account",
+    "partition",
+    "qos",
+    "state",
+    "cancelled_by",
+    "exit_code",
+    "derived_exit_code",
+    "eligible",
+    "start",
+    "end",
+    "elapsed_secs",
+    "suspended_secs",
+    "timelimit_mins",
+    "nnodes",
+    "alloc_cpus",
+    "req_cpus",
+    "req_mem_bytes",
+    "req_mem_per_cpu",
+    "req_tres",
+    "alloc_tres",
+    "nodelist",
+    "total_cpu_ms",
+    "user_cpu_ms",
+    "system_cpu_ms",
+    "max_rss_bytes",
+    "tres_usage_in_tot",
+    "step_count",
+    "energy_joules",
+    "wckey",
+    "reservation",
+    "flags",
+    "work_dir",
+    "submit_line",
+    "db_index",
+    "is_final",
 ];
 
 /// Looks a run up by its key: its rowid and content hash.
-const FIND_SQL: &str = "SELECT rowid, content_hash FROM job_runs WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3";
+const FIND_SQL: &str =
+    "SELECT rowid, content_hash FROM job_runs WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3";
 
 /// Whether any run of a cluster has a job id in a range (the primary key's prefix).
 const ANY_IN_RANGE_SQL: &str = "SELECT 1 FROM job_runs WHERE cluster = ?1 AND job_id_raw BETWEEN ?2 AND ?3 LIMIT 1";
@@ -139,7 +181,10 @@ fn push_exit(out: &mut String, e: Option<ExitCode>) -> Option<u32> {
 fn check_tres(tres: &Tres) -> Result<(), LedgerError> {
     for (name, n) in tres.iter() {
         if i64::try_from(n).is_err() {
-            return Err(LedgerError::ValueRange { field: if name == "mem" { "TRES mem" } else { "TRES count" }, value: n });
+            return Err(LedgerError::ValueRange {
+                field: if name == "mem" { "TRES mem" } else { "TRES count" },
+                value: n,
+            });
         }
     }
     Ok(())
@@ -207,14 +252,53 @@ impl Encoded {
             self.ints;
         let t = |i: usize| self.text(i).map_or(Val::Null, Val::Text);
         [
-            j.key.cluster.as_str().into(), raw.into(), submit.into(), j.job_id.as_str().into(), arr.into(), task.into(), het.into(), hoff.into(),
-            j.name.as_str().into(), j.user.as_str().into(), uid.into(), j.group.as_str().into(), j.account.as_str().into(),
-            j.partition.as_str().into(), j.qos.as_str().into(), j.state.as_str().into(), cby.into(), t(0),
-            t(1), elig.into(), start.into(), end.into(), el.into(), susp.into(), tl.into(), nn.into(),
-            ac.into(), rc.into(), rm.into(), rmpc.into(), t(2), t(3), j.nodelist.as_str().into(),
-            tc.into(), uc.into(), sc.into(), rss.into(), t(4), steps.into(),
-            en.into(), j.wckey.as_str().into(), j.reservation.as_str().into(), j.flags.as_str().into(), j.work_dir.as_str().into(),
-            j.submit_line.as_str().into(), dbi.into(), fin.into(),
+            j.key.cluster.as_str().into(),
+            raw.into(),
+            submit.into(),
+            j.job_id.as_str().into(),
+            arr.into(),
+            task.into(),
+            het.into(),
+            hoff.into(),
+            j.name.as_str().into(),
+            j.user.as_str().into(),
+            uid.into(),
+            j.group.as_str().into(),
+            j.account.as_str().into(),
+            j.partition.as_str().into(),
+            j.qos.as_str().into(),
+            j.state.as_str().into(),
+            cby.into(),
+            t(0),
+            t(1),
+            elig.into(),
+            start.into(),
+            end.into(),
+            el.into(),
+            susp.into(),
+            tl.into(),
+            nn.into(),
+            ac.into(),
+            rc.into(),
+            rm.into(),
+            rmpc.into(),
+            t(2),
+            t(3),
+            j.nodelist.as_str().into(),
+            tc.into(),
+            uc.into(),
+            sc.into(),
+            rss.into(),
+            t(4),
+            steps.into(),
+            en.into(),
+            j.wckey.as_str().into(),
+            j.reservation.as_str().into(),
+            j.flags.as_str().into(),
+            j.work_dir.as_str().into(),
+            j.submit_line.as_str().into(),
+            dbi.into(),
+            fin.into(),
         ]
     }
 }
@@ -300,7 +384,8 @@ impl RunWriter<'_> {
     pub fn expect_range(&mut self, cluster: &ClusterName, lo: u64, hi: u64) -> Result<(), LedgerError> {
         self.absent = None;
         let (Ok(lo_i), Ok(hi_i)) = (i64::try_from(lo), i64::try_from(hi)) else { return Ok(()) };
-        let any = self.any_in_range.query_row(rusqlite::params![cluster.as_str(), lo_i, hi_i], |_| Ok(())).optional()?;
+        let any =
+            self.any_in_range.query_row(rusqlite::params![cluster.as_str(), lo_i, hi_i], |_| Ok(())).optional()?;
         if any.is_none() {
             self.absent = Some((cluster.clone(), lo, hi));
         }
@@ -334,7 +419,10 @@ impl RunWriter<'_> {
         let changed = bind_row(stmt, &values, enc.hash, next_seq, self.now)?.raw_execute()?;
         if changed != 1 {
             // The key was looked up in this transaction: the write cannot miss its row.
-            return Err(LedgerError::Corrupt { key: j.key.to_string(), reason: format!("{changed} rows written for one run") });
+            return Err(LedgerError::Corrupt {
+                key: j.key.to_string(),
+                reason: format!("{changed} rows written for one run"),
+            });
         }
         *self.seq = next_seq;
         Ok(outcome)
@@ -487,11 +575,11 @@ impl Ledger {
     pub fn job(&self, key: &JobKey) -> Result<Option<JobRun>, LedgerError> {
         let sql = format!("{SELECT} WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3");
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let mut rows = stmt.query_map(rusqlite::params![key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], row_to_job)?;
+        let mut rows =
+            stmt.query_map(rusqlite::params![key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], row_to_job)?;
         rows.next().transpose()?.transpose()
     }
 }
-
 
 fn u(v: i64) -> u64 {
     v.max(0) as u64
@@ -576,7 +664,10 @@ mod tests {
     use crate::model::{ClusterName, ExitCode, JobKey, JobRun, JobState, Tres, UnixTime};
 
     fn rich() -> JobRun {
-        let mut j = JobRun::new(JobKey { cluster: ClusterName::new("c1").unwrap(), job_id_raw: 4242, submit: UnixTime(1_795_305_600) }, "7_3".into());
+        let mut j = JobRun::new(
+            JobKey { cluster: ClusterName::new("c1").unwrap(), job_id_raw: 4242, submit: UnixTime(1_795_305_600) },
+            "7_3".into(),
+        );
         j.array_job_id = Some(7);
         j.array_task_id = Some(3);
         j.name = "train ünïcode".into();
@@ -600,13 +691,19 @@ mod tests {
         j.req_cpus = 64;
         j.req_mem_bytes = Some(1 << 34);
         j.req_tres = Tres::from_pairs([("cpu".into(), 64), ("gres/gpu".into(), 2), ("mem".into(), 1 << 34)]);
-        j.alloc_tres = Tres::from_pairs([("billing".into(), 80), ("cpu".into(), 64), ("gres/gpu:a100".into(), 2), ("gres/gpu".into(), 2)]);
+        j.alloc_tres = Tres::from_pairs([
+            ("billing".into(), 80),
+            ("cpu".into(), 64),
+            ("gres/gpu:a100".into(), 2),
+            ("gres/gpu".into(), 2),
+        ]);
         j.nodelist = "c[0001-0002]".into();
         j.total_cpu_ms = 123_456;
         j.user_cpu_ms = 100_000;
         j.system_cpu_ms = 23_456;
         j.max_rss_bytes = Some(987_654_321);
-        j.tres_usage_in_tot = Tres::from_pairs([("cpu".into(), 123), ("fs/disk".into(), 5_000_000), ("mem".into(), 987_654_321)]);
+        j.tres_usage_in_tot =
+            Tres::from_pairs([("cpu".into(), 123), ("fs/disk".into(), 5_000_000), ("mem".into(), 987_654_321)]);
         j.step_count = 3;
         j.energy_joules = Some(0);
         j.wckey = "wc".into();
@@ -618,7 +715,10 @@ mod tests {
     }
 
     fn minimal() -> JobRun {
-        let mut j = JobRun::new(JobKey { cluster: ClusterName::new("c1").unwrap(), job_id_raw: 4243, submit: UnixTime(5) }, "4243".into());
+        let mut j = JobRun::new(
+            JobKey { cluster: ClusterName::new("c1").unwrap(), job_id_raw: 4243, submit: UnixTime(5) },
+            "4243".into(),
+        );
         j.state = JobState::Other("WEIRD".into());
         j
     }

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::model::{ClusterName, UnixTime};
 
-pub use deliveries::{Delivery, DeliveryState, HeldRun, DeliveryProblem, SinkRun, SinkStatus};
+pub use deliveries::{Delivery, DeliveryProblem, DeliveryState, HeldRun, SinkRun, SinkStatus};
 pub use imports::{ImportOutcome, ImportedRow};
 pub use jobs::{JobFilter, PreparedRun, Rejected, RunWriter, Upsert};
 pub use migrations::MIGRATIONS;
@@ -73,7 +73,8 @@ impl Ledger {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
-        conn.execute_batch("PRAGMA busy_timeout=10000;").map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
+        conn.execute_batch("PRAGMA busy_timeout=10000;")
+            .map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
         let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = MIGRATIONS.len() as u32;
         if found > supported {

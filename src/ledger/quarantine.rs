@@ -24,7 +24,14 @@ pub struct QuarantineRecord {
 
 impl Writer<'_> {
     /// Stores an unreadable record. Returns true when it was not already quarantined.
-    pub fn quarantine(&mut self, cluster: &ClusterName, source: &str, line: u64, raw: &str, reason: &str) -> Result<bool, LedgerError> {
+    pub fn quarantine(
+        &mut self,
+        cluster: &ClusterName,
+        source: &str,
+        line: u64,
+        raw: &str,
+        reason: &str,
+    ) -> Result<bool, LedgerError> {
         let mut stmt = self.tx.prepare_cached(
             "INSERT INTO quarantine (cluster, source, line, raw, reason, first_seen, last_seen, times_seen)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
@@ -32,10 +39,8 @@ impl Writer<'_> {
                  reason = excluded.reason, source = excluded.source, line = excluded.line
              RETURNING times_seen",
         )?;
-        let times: i64 = stmt.query_row(
-            rusqlite::params![cluster.as_str(), source, line as i64, raw, reason, self.now],
-            |r| r.get(0),
-        )?;
+        let times: i64 = stmt
+            .query_row(rusqlite::params![cluster.as_str(), source, line as i64, raw, reason, self.now], |r| r.get(0))?;
         Ok(times == 1)
     }
 }

@@ -140,7 +140,12 @@ mod tests {
         let delays: Vec<i64> = (0..12).map(retry_delay_secs).collect();
         assert_eq!(delays[..5], [0, 300, 600, 1200, 2400]);
         assert_eq!(delays[10..], [86_400, 86_400]);
-        let run = |asks, last: Option<i64>| OpenRun { job_id_raw: 1, submit: UnixTime(0), asks, last_asked: last.map(UnixTime) };
+        let run = |asks, last: Option<i64>| OpenRun {
+            job_id_raw: 1,
+            submit: UnixTime(0),
+            asks,
+            last_asked: last.map(UnixTime),
+        };
         assert!(run(0, None).due(UnixTime(10)));
         assert!(!run(2, Some(1000)).due(UnixTime(1599)));
         assert!(run(2, Some(1000)).due(UnixTime(1600)));

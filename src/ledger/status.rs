@@ -87,18 +87,22 @@ impl Ledger {
     pub fn status(&self, recent: u64) -> Result<LedgerStatus, LedgerError> {
         let c = self.conn();
         let schema_version: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let (total_runs, open_runs): (i64, i64) = c.query_row(
-            "SELECT count(*), coalesce(sum(is_final = 0), 0) FROM job_runs",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (total_runs, open_runs): (i64, i64) =
+            c.query_row("SELECT count(*), coalesce(sum(is_final = 0), 0) FROM job_runs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         let mut stmt = c.prepare("SELECT cluster, position, updated_at FROM collect_cursors ORDER BY cluster")?;
         let cursors = stmt
-            .query_map([], |r| Ok(CursorRecord { cluster: r.get(0)?, position: UnixTime(r.get(1)?), updated_at: UnixTime(r.get(2)?) }))?
+            .query_map([], |r| {
+                Ok(CursorRecord { cluster: r.get(0)?, position: UnixTime(r.get(1)?), updated_at: UnixTime(r.get(2)?) })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut stmt = c.prepare("SELECT cluster, state, count(*) FROM job_runs GROUP BY cluster, state ORDER BY cluster, state")?;
+        let mut stmt =
+            c.prepare("SELECT cluster, state, count(*) FROM job_runs GROUP BY cluster, state ORDER BY cluster, state")?;
         let states = stmt
-            .query_map([], |r| Ok(StateCount { cluster: r.get(0)?, state: r.get(1)?, runs: r.get::<_, i64>(2)? as u64 }))?
+            .query_map([], |r| {
+                Ok(StateCount { cluster: r.get(0)?, state: r.get(1)?, runs: r.get::<_, i64>(2)? as u64 })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         let quarantined_total: i64 = c.query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))?;
         let mut stmt = c.prepare(

@@ -73,9 +73,8 @@ impl Calendar {
             PeriodKind::Month => first.checked_add(1.month()),
         }
         .unwrap_or(first);
-        let to_ts = |d: jiff::civil::Date| {
-            d.to_zoned(self.tz.clone()).map(|z| z.timestamp().as_second()).unwrap_or(t.0)
-        };
+        let to_ts =
+            |d: jiff::civil::Date| d.to_zoned(self.tz.clone()).map(|z| z.timestamp().as_second()).unwrap_or(t.0);
         (UnixTime(to_ts(first)), UnixTime(to_ts(next)))
     }
 

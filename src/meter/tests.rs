@@ -2,7 +2,10 @@ use super::*;
 use crate::model::{ClusterName, JobKey, JobRun, JobState, Tres};
 
 fn job(start: i64, elapsed: u64, tres: &[(&str, u64)]) -> JobRun {
-    let mut j = JobRun::new(JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: 1, submit: UnixTime(start) }, "1".into());
+    let mut j = JobRun::new(
+        JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: 1, submit: UnixTime(start) },
+        "1".into(),
+    );
     j.start = Some(UnixTime(start));
     j.elapsed_secs = elapsed;
     j.state = JobState::Completed;

@@ -53,7 +53,8 @@ impl Sink for JsonlSink {
 
     fn render(&self, job: &JobRun, slice: &Slice, delivery_id: &str, quantity: &str) -> Result<String, String> {
         let unit = if unit_of(&self.cfg.metering.tres).per_unit == 3600 { "hours" } else { "GiB-hours" };
-        let quantity: serde_json::Number = quantity.parse().map_err(|_| format!("quantity {quantity:?} is not a number"))?;
+        let quantity: serde_json::Number =
+            quantity.parse().map_err(|_| format!("quantity {quantity:?} is not a number"))?;
         Ok(json!({
             "id": delivery_id,
             "cluster": job.key.cluster.as_str(),
@@ -105,7 +106,9 @@ impl Sink for JsonlSink {
                 Ok(l) => l,
                 Err(e) => return Lookup::Failed { reason: format!("reading {}: {e}", self.cfg.path.display()) },
             };
-            let found = serde_json::from_str::<serde_json::Value>(&line).ok().is_some_and(|v| v.get("id").and_then(|i| i.as_str()) == Some(d.id.as_str()));
+            let found = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .is_some_and(|v| v.get("id").and_then(|i| i.as_str()) == Some(d.id.as_str()));
             if found {
                 return Lookup::Found { remote_id: None };
             }

@@ -12,9 +12,9 @@ pub mod secret;
 use crate::config::Metering;
 use crate::delivery::plan::Slice;
 use crate::ledger::Delivery;
+use crate::meter::billed_count;
 use crate::meter::period::Calendar;
 use crate::meter::units::Unit;
-use crate::meter::billed_count;
 use crate::model::JobRun;
 
 /// The calendar of a sink's metering settings.

@@ -59,7 +59,10 @@ pub struct SecretSource<'a> {
 
 /// Loads a secret from the environment (looked up through `env`, so tests need no globals) or
 /// its file. Returns the secret and, for a file that group or others can read, a warning.
-pub fn load_secret(src: &SecretSource<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<(Secret, Option<String>), SecretError> {
+pub fn load_secret(
+    src: &SecretSource<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Secret, Option<String>), SecretError> {
     for name in src.env {
         if let Some(v) = env(name).filter(|v| !v.trim().is_empty()) {
             return Ok((Secret::new(&v), None));
@@ -69,8 +72,12 @@ pub fn load_secret(src: &SecretSource<'_>, env: &dyn Fn(&str) -> Option<String>)
     let Some(path) = src.file else {
         return Err(SecretError::Missing { what: src.what.into(), env: envs, key: src.file_key.into() });
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SecretError::Read { what: src.what.into(), path: path.to_path_buf(), env: envs.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
+        what: src.what.into(),
+        path: path.to_path_buf(),
+        env: envs.clone(),
+        source,
+    })?;
     if text.trim().is_empty() {
         return Err(SecretError::EmptyFile { what: src.what.into(), path: path.to_path_buf(), env: envs });
     }
@@ -82,7 +89,12 @@ fn loose_permissions(path: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
     (mode & 0o077 != 0).then(|| {
-        format!("secret file {} has mode {:o}: others can read it; run `chmod 600 {}`", path.display(), mode & 0o777, path.display())
+        format!(
+            "secret file {} has mode {:o}: others can read it; run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )
     })
 }
 

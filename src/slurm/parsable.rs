@@ -692,7 +692,16 @@ mod tests {
     #[test]
     fn block_split_matches_a_plain_split() {
         let texts = [
-            "", "|", "||", "a", "a|b", "|a|", "1234567|", "12345678|9", "1234567|12345678|||x", "ünï|cödé|€|",
+            "",
+            "|",
+            "||",
+            "a",
+            "a|b",
+            "|a|",
+            "1234567|",
+            "12345678|9",
+            "1234567|12345678|||x",
+            "ünï|cödé|€|",
             "no delimiter in a row longer than eight bytes",
             "0123456789abcdef|0123456789abcde|0123456789abcdef0|||||||||||||||||||||x",
             "|0123456789abcdef0123456789abcdef|",

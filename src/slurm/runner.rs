@@ -88,7 +88,8 @@ impl Started {
     /// Reads all of stdout as text and finishes (for small outputs: versions, configs).
     pub fn into_string(mut self, command: &str) -> Result<String, RunError> {
         let mut s = String::new();
-        let read = self.stdout.read_to_string(&mut s).map_err(|source| RunError::Io { command: command.into(), source });
+        let read =
+            self.stdout.read_to_string(&mut s).map_err(|source| RunError::Io { command: command.into(), source });
         let fin = self.finish();
         fin?;
         read?;
@@ -315,7 +316,9 @@ mod tests {
 
     #[test]
     fn failure_keeps_stderr() {
-        let err = CommandRunner::default().run_to_string(&sh("echo 'sacct: error: Invalid field requested: \"Planned\"' >&2; exit 1", 5_000)).unwrap_err();
+        let err = CommandRunner::default()
+            .run_to_string(&sh("echo 'sacct: error: Invalid field requested: \"Planned\"' >&2; exit 1", 5_000))
+            .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, RunError::Failed { .. }));
         assert!(msg.contains("Invalid field requested"), "{msg}");
@@ -334,7 +337,8 @@ mod tests {
     fn timeout_kills_the_process_group() {
         let start = Instant::now();
         // The child and its grandchild sleep; both must die so stdout reaches EOF.
-        let err = CommandRunner::default().run_to_string(&sh("echo started >&2; sleep 30 & sleep 30", 300)).unwrap_err();
+        let err =
+            CommandRunner::default().run_to_string(&sh("echo started >&2; sleep 30 & sleep 30", 300)).unwrap_err();
         assert!(matches!(err, RunError::Timeout { .. }), "{err}");
         assert!(err.to_string().contains("started"));
         assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
@@ -351,11 +355,15 @@ mod tests {
     #[test]
     fn wrapper_carries_the_environment() {
         // The wrapper is `sh -c '"$@"' wrap`: it runs its arguments, as ssh or docker exec would.
-        let runner = CommandRunner { wrapper: vec!["sh".into(), "-c".into(), "\"$@\"".into(), "wrap".into()], bin_dir: None };
+        let runner =
+            CommandRunner { wrapper: vec!["sh".into(), "-c".into(), "\"$@\"".into(), "wrap".into()], bin_dir: None };
         let mut inv = Invocation::new("sh", &["-c", "echo $TZ"], Duration::from_secs(5));
         inv.env.push(("TZ".into(), "UTC".into()));
         assert_eq!(runner.run_to_string(&inv).unwrap().trim(), "UTC");
-        assert_eq!(runner.argv(&inv)[..10], ["sh", "-c", "\"$@\"", "wrap", "timeout", "-k", "10", "5", "env", "TZ=UTC"]);
+        assert_eq!(
+            runner.argv(&inv)[..10],
+            ["sh", "-c", "\"$@\"", "wrap", "timeout", "-k", "10", "5", "env", "TZ=UTC"]
+        );
     }
 
     #[test]
@@ -365,7 +373,10 @@ mod tests {
         // before the wrapped command must end it by itself: its marker must never appear.
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("still-ran");
-        let runner = CommandRunner { wrapper: vec!["setsid".into(), "sh".into(), "-c".into(), "\"$@\"".into(), "wrap".into()], bin_dir: None };
+        let runner = CommandRunner {
+            wrapper: vec!["setsid".into(), "sh".into(), "-c".into(), "\"$@\"".into(), "wrap".into()],
+            bin_dir: None,
+        };
         let script = format!("sleep 3; touch {}", marker.display());
         let inv = Invocation::new("sh", &["-c", &script], Duration::from_secs(1));
         // Local watchdog or far-side timeout (exit 124), whichever ends it first: never Ok.
@@ -378,7 +389,10 @@ mod tests {
     #[test]
     fn a_missing_wrapper_is_named_as_the_wrapper() {
         let runner = CommandRunner { wrapper: vec!["/nonexistent/ssh".into(), "head".into()], bin_dir: None };
-        let err = runner.run_to_string(&Invocation::new("sacct", &["--version"], Duration::from_secs(1))).unwrap_err().to_string();
+        let err = runner
+            .run_to_string(&Invocation::new("sacct", &["--version"], Duration::from_secs(1)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("command wrapper `/nonexistent/ssh`") && err.contains("command_wrapper"), "{err}");
     }
 

@@ -176,9 +176,10 @@ pub fn read_scontrol_jobs(text: &str, default_cluster: &ClusterName, tz: &TimeZo
         return vec![Item::Quarantine(Quarantined {
             line: 1,
             raw: text.into(),
-            reason: "scontrol output is empty: `scontrol show job` prints `No jobs in the system` when there are none, \
+            reason:
+                "scontrol output is empty: `scontrol show job` prints `No jobs in the system` when there are none, \
                      so the command failed or printed elsewhere (Slurm 22.05 has no `scontrol --json`)"
-                .into(),
+                    .into(),
         })];
     }
     let mut out = Vec::new();

@@ -130,7 +130,8 @@ impl<'r> SlurmSource<'r> {
 
     /// The one accounting query of a poll.
     pub fn sacct_invocation(&self, info: &SlurmInfo, cluster: &ClusterName, w: Window) -> Invocation {
-        let window = [format!("--starttime={}", format_sacct_time(w.start)), format!("--endtime={}", format_sacct_time(w.end))];
+        let window =
+            [format!("--starttime={}", format_sacct_time(w.start)), format!("--endtime={}", format_sacct_time(w.end))];
         self.sacct(info, cluster, window)
     }
 
@@ -144,7 +145,12 @@ impl<'r> SlurmSource<'r> {
 
     /// sacct with the fields, format and options every accounting query shares, selecting
     /// with `selection` (a window or job ids) on `cluster`.
-    fn sacct(&self, info: &SlurmInfo, cluster: &ClusterName, selection: impl IntoIterator<Item = String>) -> Invocation {
+    fn sacct(
+        &self,
+        info: &SlurmInfo,
+        cluster: &ClusterName,
+        selection: impl IntoIterator<Item = String>,
+    ) -> Invocation {
         let format = info.fields.iter().map(|f| f.name()).collect::<Vec<_>>().join(",");
         let mut args = vec![
             "--allusers".to_string(),
@@ -160,12 +166,22 @@ impl<'r> SlurmSource<'r> {
     }
 
     /// Starts the poll's sacct and returns a streaming reader over its job runs.
-    pub fn poll(&self, info: &SlurmInfo, cluster: &ClusterName, w: Window) -> Result<(SacctStream, PollHandle), SourceError> {
+    pub fn poll(
+        &self,
+        info: &SlurmInfo,
+        cluster: &ClusterName,
+        w: Window,
+    ) -> Result<(SacctStream, PollHandle), SourceError> {
         self.start(self.sacct_invocation(info, cluster, w), cluster)
     }
 
     /// Starts sacct for `job_ids` (see [`Self::sacct_jobs_invocation`]).
-    pub fn poll_jobs(&self, info: &SlurmInfo, cluster: &ClusterName, job_ids: &[u64]) -> Result<(SacctStream, PollHandle), SourceError> {
+    pub fn poll_jobs(
+        &self,
+        info: &SlurmInfo,
+        cluster: &ClusterName,
+        job_ids: &[u64],
+    ) -> Result<(SacctStream, PollHandle), SourceError> {
         self.start(self.sacct_jobs_invocation(info, cluster, job_ids), cluster)
     }
 
@@ -218,19 +234,43 @@ mod tests {
     #[test]
     fn detect_and_build_the_poll_command() {
         let runner = ReplayRunner::new(vec![
-            Recording::ok("sacct", &["--version"], include_bytes!("../../tests/fixtures/testbed/scontrol-version.txt").to_vec()),
-            Recording::ok("sacct", &["--helpformat"], include_bytes!("../../tests/fixtures/testbed/sacct-helpformat.txt").to_vec()),
-            Recording::ok("scontrol", &["show", "config"], include_bytes!("../../tests/fixtures/testbed/scontrol-show-config.txt").to_vec()),
+            Recording::ok(
+                "sacct",
+                &["--version"],
+                include_bytes!("../../tests/fixtures/testbed/scontrol-version.txt").to_vec(),
+            ),
+            Recording::ok(
+                "sacct",
+                &["--helpformat"],
+                include_bytes!("../../tests/fixtures/testbed/sacct-helpformat.txt").to_vec(),
+            ),
+            Recording::ok(
+                "scontrol",
+                &["show", "config"],
+                include_bytes!("../../tests/fixtures/testbed/scontrol-show-config.txt").to_vec(),
+            ),
         ]);
         let src = SlurmSource::new(&runner, Duration::from_secs(5));
         let info = src.detect().unwrap();
         assert_eq!(info.version.to_string(), "22.05.8");
         let cluster = src.local_cluster().unwrap();
         assert_eq!(cluster.as_str(), "testcluster");
-        let inv = src.sacct_invocation(&info, &cluster, Window { start: UnixTime(1_795_305_600), end: UnixTime(1_795_309_200) });
+        let inv = src.sacct_invocation(
+            &info,
+            &cluster,
+            Window { start: UnixTime(1_795_305_600), end: UnixTime(1_795_309_200) },
+        );
         let args = inv.args.join(" ");
         assert!(!inv.args.iter().any(|a| a == "-X" || a == "--allocations"), "steps are needed");
-        for want in ["--allusers", "--duplicates", "--noconvert", "--delimiter=\u{1f}", "--starttime=2026-11-22T00:00:00", "--endtime=2026-11-22T01:00:00", "--clusters=testcluster"] {
+        for want in [
+            "--allusers",
+            "--duplicates",
+            "--noconvert",
+            "--delimiter=\u{1f}",
+            "--starttime=2026-11-22T00:00:00",
+            "--endtime=2026-11-22T01:00:00",
+            "--clusters=testcluster",
+        ] {
             assert!(args.contains(want), "{want} missing in {args}");
         }
         assert!(inv.env.contains(&("TZ".into(), "UTC".into())));

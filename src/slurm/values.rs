@@ -37,7 +37,9 @@ impl TimeZone {
         }
         match jiff::tz::TimeZone::get(name) {
             Ok(tz) => Ok(Self::Named(tz)),
-            Err(e) => err(format!("unknown time zone {name:?} ({e}); use an IANA name such as \"Europe/Berlin\" or \"UTC\"")),
+            Err(e) => {
+                err(format!("unknown time zone {name:?} ({e}); use an IANA name such as \"Europe/Berlin\" or \"UTC\""))
+            }
         }
     }
 }
@@ -116,10 +118,8 @@ pub fn parse_time(s: &str, tz: &TimeZone) -> Result<Option<UnixTime>, ValueError
             let dt = jiff::civil::DateTime::new(y as i16, mo as i8, d as i8, h as i8, mi as i8, se.min(59) as i8, 0)
                 .map_err(|e| ValueError(format!("time {s:?}: {e}")))?;
             // Ambiguous local times (DST fall-back) resolve to the earlier instant, as Slurm does.
-            let zoned = zone
-                .to_ambiguous_zoned(dt)
-                .compatible()
-                .map_err(|e| ValueError(format!("time {s:?} in zone: {e}")))?;
+            let zoned =
+                zone.to_ambiguous_zoned(dt).compatible().map_err(|e| ValueError(format!("time {s:?} in zone: {e}")))?;
             Ok(Some(UnixTime(zoned.timestamp().as_second())))
         }
     }
@@ -268,13 +268,17 @@ fn parse_bytes_general(s: &str, default_unit: char) -> Result<u64, ValueError> {
         _ => return Err(bad()),
     };
     let (int_part, frac_part) = split_at_byte(num, b'.').unwrap_or((num, ""));
-    if int_part.is_empty() || !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+    if int_part.is_empty()
+        || !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let whole: u64 = parse_u64(int_part).ok_or_else(bad)?;
-    let mut bytes = whole.checked_shl(shift).filter(|v| v >> shift == whole).ok_or_else(|| {
-        ValueError(format!("size {s:?} does not fit in 64 bits: no real allocation is that large"))
-    })?;
+    let mut bytes = whole
+        .checked_shl(shift)
+        .filter(|v| v >> shift == whole)
+        .ok_or_else(|| ValueError(format!("size {s:?} does not fit in 64 bits: no real allocation is that large")))?;
     if !frac_part.is_empty() && shift > 0 {
         // Exact decimal fraction of one unit, rounded to the nearest byte.
         let digits = frac_part.len().min(12);
@@ -435,7 +439,9 @@ pub fn parse_state(s: &str) -> Result<(JobState, Option<u32>), ValueError> {
         return err(format!("state {s:?} is not a Slurm state name"));
     }
     let by = match (words.next(), words.next()) {
-        (Some("by"), Some(uid)) => Some(uid.parse().map_err(|_| ValueError(format!("state {s:?}: uid after 'by' is not a number")))?),
+        (Some("by"), Some(uid)) => {
+            Some(uid.parse().map_err(|_| ValueError(format!("state {s:?}: uid after 'by' is not a number")))?)
+        }
         (None, _) => None,
         _ => return err(format!("state {s:?} is not '<STATE>' or '<STATE> by <uid>'")),
     };
@@ -447,7 +453,8 @@ pub fn parse_exit_code(s: &str) -> Result<Option<ExitCode>, ValueError> {
     if s.is_empty() {
         return Ok(None);
     }
-    let parsed = split_at_byte(s, b':').and_then(|(c, sig)| Some(ExitCode { code: c.parse().ok()?, signal: sig.parse().ok()? }));
+    let parsed =
+        split_at_byte(s, b':').and_then(|(c, sig)| Some(ExitCode { code: c.parse().ok()?, signal: sig.parse().ok()? }));
     parsed.map(Some).ok_or_else(|| ValueError(format!("exit code {s:?} is not code:signal")))
 }
 
@@ -585,14 +592,40 @@ mod tests {
 
     #[test]
     fn fast_paths_agree_with_the_general_readers() {
-        let durations = ["00:01.655", "59:59.999", "60:00.000", "00:60.000", "12:34:56", "99:59:59", "00:61:00", "1a:00:00", "00:00.0x0", "0:00:00", "00:00:00"];
+        let durations = [
+            "00:01.655",
+            "59:59.999",
+            "60:00.000",
+            "00:60.000",
+            "12:34:56",
+            "99:59:59",
+            "00:61:00",
+            "1a:00:00",
+            "00:00.0x0",
+            "0:00:00",
+            "00:00:00",
+        ];
         for d in durations {
             if let Some(fast) = duration_fixed_shape(d.as_bytes()) {
                 assert_eq!(Ok(fast), parse_duration_general(d), "{d}");
             }
             assert_eq!(parse_duration_ms(d), parse_duration_general(d), "{d}");
         }
-        let sizes = ["0", "256M", "825768K", "19273", "1g", "999999999999999999E", "99999999999999E", "12Q", "1.5G", "", "K", "00012K", "+5M"];
+        let sizes = [
+            "0",
+            "256M",
+            "825768K",
+            "19273",
+            "1g",
+            "999999999999999999E",
+            "99999999999999E",
+            "12Q",
+            "1.5G",
+            "",
+            "K",
+            "00012K",
+            "+5M",
+        ];
         for s in sizes {
             for unit in ['K', 'M', 'B'] {
                 if let Some(fast) = bytes_plain(s.as_bytes(), unit) {
@@ -627,7 +660,8 @@ mod tests {
         let a = parse_tres("billing=1,cpu=1,gres/gpu:fake=1,gres/gpu=1,mem=256M,node=1", TresKind::Alloc).unwrap();
         assert_eq!(a.get("mem"), Some(256 << 20));
         assert_eq!(a.gpus(), 1);
-        let u = parse_tres("cpu=00:00:01,energy=0,fs/disk=19273,mem=6228K,pages=0,vmem=9872K", TresKind::Usage).unwrap();
+        let u =
+            parse_tres("cpu=00:00:01,energy=0,fs/disk=19273,mem=6228K,pages=0,vmem=9872K", TresKind::Usage).unwrap();
         assert_eq!(u.get("cpu"), Some(1));
         assert_eq!(u.get("mem"), Some(6228 << 10));
         assert_eq!(u.get("fs/disk"), Some(19_273));

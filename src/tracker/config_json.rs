@@ -50,7 +50,8 @@ pub fn read_config_json(path: &Path) -> Result<TrackerMapping, ConfigJsonError> 
 
 /// Parses and validates the text of a slurm-tracker `config.json`; `path` is only for messages.
 pub fn parse_config_json(text: &str, path: &str) -> Result<TrackerMapping, ConfigJsonError> {
-    let doc: Json = serde_json::from_str(text).map_err(|e| ConfigJsonError::Syntax { path: path.into(), message: e.to_string() })?;
+    let doc: Json = serde_json::from_str(text)
+        .map_err(|e| ConfigJsonError::Syntax { path: path.into(), message: e.to_string() })?;
     let mut problems = Vec::new();
     let mapping = validate(&doc, &mut problems);
     if problems.is_empty() {
@@ -65,12 +66,20 @@ const TOP_KEYS: [&str; 4] = ["defaultSku", "defaultAllocation", "partition", "ac
 fn validate(doc: &Json, problems: &mut Vec<MappingProblem>) -> TrackerMapping {
     let mut out = TrackerMapping::default();
     let Json::Object(fields) = doc else {
-        problem(problems, "(top level)", format!("is {}, expected an object {{\"defaultSku\": …, \"partition\": […], …}}", doc.kind()));
+        problem(
+            problems,
+            "(top level)",
+            format!("is {}, expected an object {{\"defaultSku\": …, \"partition\": […], …}}", doc.kind()),
+        );
         return out;
     };
     for (i, (key, value)) in fields.iter().enumerate() {
         if fields[..i].iter().any(|(k, _)| k == key) {
-            problem(problems, key, "appears more than once (slurm-tracker used the last one silently); keep one".into());
+            problem(
+                problems,
+                key,
+                "appears more than once (slurm-tracker used the last one silently); keep one".into(),
+            );
             continue;
         }
         match key.as_str() {
@@ -118,7 +127,11 @@ fn entries(value: &Json, key: &str, value_key: &str, problems: &mut Vec<MappingP
         }
         for (seen, k) in [(seen_name, "name"), (seen_val, value_key)] {
             if !seen {
-                problem(problems, &format!("{at}.{k}"), format!("is missing; every {key} entry needs \"name\" and \"{value_key}\""));
+                problem(
+                    problems,
+                    &format!("{at}.{k}"),
+                    format!("is missing; every {key} entry needs \"name\" and \"{value_key}\""),
+                );
             }
         }
         let (Some(name), Some(val)) = (name, val) else { continue };
@@ -148,7 +161,11 @@ fn string_value(value: &Json, key: &str, problems: &mut Vec<MappingProblem>) -> 
         }
         Json::String(s) => Some(s.clone()),
         other => {
-            problem(problems, key, format!("is {}, expected a string; give it a value or remove the key", other.kind()));
+            problem(
+                problems,
+                key,
+                format!("is {}, expected a string; give it a value or remove the key", other.kind()),
+            );
             None
         }
     }
@@ -156,7 +173,9 @@ fn string_value(value: &Json, key: &str, problems: &mut Vec<MappingProblem>) -> 
 
 fn unknown_key_message(key: &str, known: &[&str]) -> String {
     match known.iter().find(|k| k.eq_ignore_ascii_case(key)) {
-        Some(k) => format!("is not a known key; slurm-tracker matched keys ignoring case, slurm-ledger does not: rename it to \"{k}\""),
+        Some(k) => format!(
+            "is not a known key; slurm-tracker matched keys ignoring case, slurm-ledger does not: rename it to \"{k}\""
+        ),
         None => format!("is not a known key (known: {}); remove it or fix its spelling", known.join(", ")),
     }
 }
@@ -180,7 +199,9 @@ impl TrackerMapping {
         if let Some(a) = &self.default_allocation {
             out.push_str(&format!("default_allocation = {}\n", toml_string(a)));
         }
-        for (table, pairs) in [("partition_sku", &self.partition_skus), ("account_allocation", &self.account_allocations)] {
+        for (table, pairs) in
+            [("partition_sku", &self.partition_skus), ("account_allocation", &self.account_allocations)]
+        {
             out.push_str(&format!("[sinks.activate.{table}]\n"));
             for (k, v) in pairs {
                 out.push_str(&format!("{} = {}\n", toml_key(k), toml_string(v)));
@@ -204,7 +225,10 @@ fn toml_key(k: &str) -> String {
     }
     let mut t = toml::Table::new();
     t.insert(k.to_owned(), toml::Value::Boolean(true));
-    toml::to_string(&t).ok().and_then(|line| line.trim_end().strip_suffix(" = true").map(str::to_owned)).unwrap_or_else(|| toml_string(k))
+    toml::to_string(&t)
+        .ok()
+        .and_then(|line| line.trim_end().strip_suffix(" = true").map(str::to_owned))
+        .unwrap_or_else(|| toml_string(k))
 }
 
 /// JSON with object keys in order and duplicates kept, so they can be reported
@@ -306,10 +330,17 @@ mod tests {
         let m = parse_config_json(SAMPLE, "config.sample.json").unwrap();
         assert_eq!(m.default_sku.as_deref(), Some("standard-compute"));
         assert_eq!(m.default_allocation.as_deref(), Some("default-allocation-oid"));
-        assert_eq!(m.partition_skus, pairs(&[("compute", "standard-compute"), ("gpu", "gpu-compute"), ("highmem", "high-memory-compute")]));
+        assert_eq!(
+            m.partition_skus,
+            pairs(&[("compute", "standard-compute"), ("gpu", "gpu-compute"), ("highmem", "high-memory-compute")])
+        );
         assert_eq!(
             m.account_allocations,
-            pairs(&[("research-team", "allocation-oid-12345"), ("engineering", "allocation-oid-67890"), ("data-science", "allocation-oid-abcde")])
+            pairs(&[
+                ("research-team", "allocation-oid-12345"),
+                ("engineering", "allocation-oid-67890"),
+                ("data-science", "allocation-oid-abcde")
+            ])
         );
     }
 
@@ -323,7 +354,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named_with_a_case_hint() {
-        let p = problems(r#"{"defaultSKU": "x", "partitions": [], "account": [{"name": "a", "allocation": "b", "sku": "c"}]}"#);
+        let p = problems(
+            r#"{"defaultSKU": "x", "partitions": [], "account": [{"name": "a", "allocation": "b", "sku": "c"}]}"#,
+        );
         let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["defaultSKU", "partitions", "account[0].sku"]);
         assert!(p[0].message.contains("rename it to \"defaultSku\""), "{}", p[0].message);
@@ -360,7 +393,10 @@ mod tests {
                 ("partition", "is an object, expected a list of {\"name\": …, \"sku\": …}"),
                 ("account[0].name", "is empty"),
                 ("account[0].allocation", "is a number, expected a string"),
-                ("account[1].name", "\"a \" has leading or trailing whitespace, which Slurm names and platform ids never have"),
+                (
+                    "account[1].name",
+                    "\"a \" has leading or trailing whitespace, which Slurm names and platform ids never have"
+                ),
                 ("account[1].allocation", "is missing"),
                 ("account[2]", "is a string, expected {\"name\": …, \"allocation\": …}"),
             ]
@@ -428,7 +464,8 @@ data-science = "allocation-oid-abcde"
         assert_eq!(a.get("default_allocation").and_then(|v| v.as_str()), m.default_allocation.as_deref());
         for (table, want) in [("partition_sku", &m.partition_skus), ("account_allocation", &m.account_allocations)] {
             let t = a[table].as_table().unwrap();
-            let mut got: Vec<(String, String)> = t.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
+            let mut got: Vec<(String, String)> =
+                t.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
             let mut want = want.clone();
             got.sort();
             want.sort();

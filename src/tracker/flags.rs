@@ -294,7 +294,10 @@ mod tests {
         assert_eq!(e, FlagsError::Unknown(vec!["--verbose".into(), "--lookbak".into(), "-v".into(), "--help".into()]));
         assert!(e.to_string().starts_with("unknown slurm-tracker flag(s): --verbose, --lookbak, -v, --help;"), "{e}");
         // A misspelt flag's value is positional to us; the flag is the error that explains it.
-        assert_eq!(parse(&format!("--org a --apikey {KEY}")).unwrap_err(), FlagsError::Unknown(vec!["--apikey".into()]));
+        assert_eq!(
+            parse(&format!("--org a --apikey {KEY}")).unwrap_err(),
+            FlagsError::Unknown(vec!["--apikey".into()])
+        );
     }
 
     #[test]
@@ -304,7 +307,10 @@ mod tests {
         assert_eq!(parse("--org --dry-run").unwrap_err(), FlagsError::ValueIsFlag { flag: "--org".into() });
         assert_eq!(parse("--org=").unwrap_err(), FlagsError::EmptyValue { flag: "--org".into() });
         assert_eq!(parse("--org a --org b").unwrap_err(), FlagsError::Repeated { flag: "--org".into() });
-        assert_eq!(parse("--org a --dry-run --dry-run").unwrap_err(), FlagsError::Repeated { flag: "--dry-run".into() });
+        assert_eq!(
+            parse("--org a --dry-run --dry-run").unwrap_err(),
+            FlagsError::Repeated { flag: "--dry-run".into() }
+        );
         assert_eq!(parse("--org a extra").unwrap_err(), FlagsError::Positional { position: 3 });
         assert_eq!(parse("--org a --").unwrap().org, "a");
     }
@@ -315,7 +321,10 @@ mod tests {
         assert_eq!(parse("--org a --lookback 1440").unwrap().lookback_minutes, 1440);
         assert_eq!(parse("--org a --lookback=-5").unwrap_err(), FlagsError::BadLookback { value: "-5".into() });
         assert_eq!(parse("--org a --lookback 5m").unwrap_err(), FlagsError::BadLookback { value: "5m".into() });
-        assert_eq!(parse("--org a --lookback 99999999999").unwrap_err(), FlagsError::BadLookback { value: "99999999999".into() });
+        assert_eq!(
+            parse("--org a --lookback 99999999999").unwrap_err(),
+            FlagsError::BadLookback { value: "99999999999".into() }
+        );
         assert_eq!(parse("--org a --lookback 010").unwrap_err(), FlagsError::OctalLookback { value: "010".into() });
     }
 }

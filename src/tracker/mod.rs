@@ -168,7 +168,10 @@ pub fn imported_frontier(row: &TrackerJobState, run: &RunFacts) -> Result<Import
             }
             // Without a known End: End ≥ start + elapsed for the run the row describes.
             None if row.last_reported_at < run.start.saturating_add(run.elapsed_secs) => {
-                return Err(NotImported::EndMismatch { tracker_end: row.last_reported_at, run_end: run.start.saturating_add(run.elapsed_secs) });
+                return Err(NotImported::EndMismatch {
+                    tracker_end: row.last_reported_at,
+                    run_end: run.start.saturating_add(run.elapsed_secs),
+                });
             }
             _ => {}
         }
@@ -189,7 +192,10 @@ pub fn imported_frontier(row: &TrackerJobState, run: &RunFacts) -> Result<Import
 /// as its index and frontier; otherwise the reason each run gave, in the same order.
 ///
 /// At most one run is given the frontier: giving it to two would count the tracker's billing twice.
-pub fn pick_run(row: &TrackerJobState, runs_newest_first: &[RunFacts]) -> Result<(usize, ImportedFrontier), Vec<NotImported>> {
+pub fn pick_run(
+    row: &TrackerJobState,
+    runs_newest_first: &[RunFacts],
+) -> Result<(usize, ImportedFrontier), Vec<NotImported>> {
     let mut reasons = Vec::with_capacity(runs_newest_first.len());
     for (i, run) in runs_newest_first.iter().enumerate() {
         match imported_frontier(row, run) {

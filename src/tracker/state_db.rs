@@ -103,9 +103,11 @@ impl StateDb {
             return Err(StateDbError::NotFound { path: path_buf });
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| StateDbError::Open { path: path_buf.clone(), source })?;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|source| StateDbError::Open { path: path_buf.clone(), source })?;
         // A tracker finishing its cron run holds the write lock briefly.
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|source| StateDbError::Open { path: path_buf.clone(), source })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|source| StateDbError::Open { path: path_buf.clone(), source })?;
         let db = Self { conn, path: path_buf };
         db.check_schema()?;
         Ok(db)
@@ -117,11 +119,19 @@ impl StateDb {
     }
 
     fn check_schema(&self) -> Result<(), StateDbError> {
-        let not_db = |e: rusqlite::Error| StateDbError::NotTrackerDb { path: self.path.clone(), detail: format!("SQLite cannot read it ({e})") };
-        let mut stmt = self.conn.prepare("SELECT name FROM pragma_table_info('job_states') ORDER BY cid").map_err(not_db)?;
-        let cols: Vec<String> = stmt.query_map([], |r| r.get(0)).map_err(not_db)?.collect::<Result<_, _>>().map_err(not_db)?;
+        let not_db = |e: rusqlite::Error| StateDbError::NotTrackerDb {
+            path: self.path.clone(),
+            detail: format!("SQLite cannot read it ({e})"),
+        };
+        let mut stmt =
+            self.conn.prepare("SELECT name FROM pragma_table_info('job_states') ORDER BY cid").map_err(not_db)?;
+        let cols: Vec<String> =
+            stmt.query_map([], |r| r.get(0)).map_err(not_db)?.collect::<Result<_, _>>().map_err(not_db)?;
         if cols.is_empty() {
-            return Err(StateDbError::NotTrackerDb { path: self.path.clone(), detail: "it has no job_states table".into() });
+            return Err(StateDbError::NotTrackerDb {
+                path: self.path.clone(),
+                detail: "it has no job_states table".into(),
+            });
         }
         let missing: Vec<&str> = COLUMNS.iter().copied().filter(|c| !cols.iter().any(|x| x == c)).collect();
         let extra: Vec<&str> = cols.iter().map(String::as_str).filter(|c| !COLUMNS.contains(c)).collect();
@@ -131,7 +141,11 @@ impl StateDb {
                 detail.push_str(&format!(" lacks column(s) {}", missing.join(", ")));
             }
             if !extra.is_empty() {
-                detail.push_str(&format!("{} has unknown column(s) {}", if missing.is_empty() { "" } else { " and" }, extra.join(", ")));
+                detail.push_str(&format!(
+                    "{} has unknown column(s) {}",
+                    if missing.is_empty() { "" } else { " and" },
+                    extra.join(", ")
+                ));
             }
             detail.push_str(&format!(" (expected exactly {})", COLUMNS.join(", ")));
             return Err(StateDbError::NotTrackerDb { path: self.path.clone(), detail });
@@ -145,7 +159,8 @@ impl StateDb {
 
     /// Number of rows in `job_states`.
     pub fn row_count(&self) -> Result<u64, StateDbError> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM job_states", [], |r| r.get(0)).map_err(self.read_err())?;
+        let n: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM job_states", [], |r| r.get(0)).map_err(self.read_err())?;
         Ok(n as u64)
     }
 
@@ -227,7 +242,13 @@ fn check_row(values: [Value; 5]) -> StateRow {
     });
     match (reasons.is_empty(), elapsed, at, hours, completed) {
         (true, Some(last_reported_elapsed), Some(last_reported_at), Some(total_core_hours), Some(completed_at)) => {
-            StateRow::Job(TrackerJobState { job_id: job_id as u64, last_reported_elapsed, last_reported_at, total_core_hours, completed_at })
+            StateRow::Job(TrackerJobState {
+                job_id: job_id as u64,
+                last_reported_elapsed,
+                last_reported_at,
+                total_core_hours,
+                completed_at,
+            })
         }
         _ => StateRow::Rejected(Rejected { job_id, reason: reasons.join("; ") }),
     }
@@ -274,7 +295,8 @@ mod tests {
     const LOOSE_DDL: &str = "CREATE TABLE job_states (job_id INTEGER PRIMARY KEY, last_reported_elapsed INTEGER, \
         last_reported_at INTEGER, total_core_hours REAL, completed_at INTEGER DEFAULT 0);";
     /// The tracker's upsert.
-    const UPSERT: &str = "INSERT INTO job_states (job_id, last_reported_elapsed, last_reported_at, total_core_hours, completed_at)
+    const UPSERT: &str =
+        "INSERT INTO job_states (job_id, last_reported_elapsed, last_reported_at, total_core_hours, completed_at)
         VALUES (?1, ?2, ?3, ?4, ?5)
         ON CONFLICT(job_id) DO UPDATE SET last_reported_elapsed = excluded.last_reported_elapsed,
           last_reported_at = excluded.last_reported_at, total_core_hours = excluded.total_core_hours,
@@ -411,7 +433,10 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains(&path.display().to_string()) && msg.contains("--state-file"), "{msg}");
         assert!(!path.exists(), "opening must not create the file");
-        assert!(matches!(StateDb::open(dir.path()).unwrap_err(), StateDbError::NotFound { .. }), "a directory is not the file");
+        assert!(
+            matches!(StateDb::open(dir.path()).unwrap_err(), StateDbError::NotFound { .. }),
+            "a directory is not the file"
+        );
     }
 
     #[test]
@@ -421,13 +446,20 @@ mod tests {
         std::fs::write(&text, "{\"defaultSku\": \"x\"} and some more text to be longer than a header").unwrap();
         let e = StateDb::open(&text).unwrap_err();
         assert!(matches!(e, StateDbError::NotTrackerDb { .. }), "{e:?}");
-        assert!(e.to_string().starts_with(&format!("{} is not a slurm-tracker state DB: SQLite cannot read it", text.display())), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{} is not a slurm-tracker state DB: SQLite cannot read it", text.display())),
+            "{e}"
+        );
 
         let (_d1, other) = db_with("CREATE TABLE job_runs (id INTEGER);", |_| {});
         let e = StateDb::open(&other).unwrap_err().to_string();
         assert!(e.contains("is not a slurm-tracker state DB: it has no job_states table; pass the file the crontab's --state-file names"), "{e}");
 
-        let (_d2, wrong) = db_with("CREATE TABLE job_states (job_id INTEGER PRIMARY KEY, last_reported_elapsed INTEGER, note TEXT);", |_| {});
+        let (_d2, wrong) = db_with(
+            "CREATE TABLE job_states (job_id INTEGER PRIMARY KEY, last_reported_elapsed INTEGER, note TEXT);",
+            |_| {},
+        );
         let e = StateDb::open(&wrong).unwrap_err().to_string();
         assert!(
             e.contains("its job_states table lacks column(s) last_reported_at, total_core_hours, completed_at and has unknown column(s) note (expected exactly job_id, last_reported_elapsed, last_reported_at, total_core_hours, completed_at)"),

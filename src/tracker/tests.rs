@@ -6,12 +6,24 @@ const T0: i64 = 1_780_000_000;
 
 /// A row as the tracker writes it for a running job: `Start + ElapsedRaw`.
 fn running_row(job_id: u64, start: i64, elapsed: i64) -> TrackerJobState {
-    TrackerJobState { job_id, last_reported_elapsed: elapsed, last_reported_at: start + elapsed, total_core_hours: 1.0, completed_at: 0 }
+    TrackerJobState {
+        job_id,
+        last_reported_elapsed: elapsed,
+        last_reported_at: start + elapsed,
+        total_core_hours: 1.0,
+        completed_at: 0,
+    }
 }
 
 /// A row as the tracker writes it for a completed job: `End`, and `completed_at = now()`.
 fn completed_row(job_id: u64, elapsed: i64, end: i64) -> TrackerJobState {
-    TrackerJobState { job_id, last_reported_elapsed: elapsed, last_reported_at: end, total_core_hours: 1.0, completed_at: end + 123 }
+    TrackerJobState {
+        job_id,
+        last_reported_elapsed: elapsed,
+        last_reported_at: end,
+        total_core_hours: 1.0,
+        completed_at: end + 123,
+    }
 }
 
 fn run(start: i64, elapsed_secs: i64, is_final: bool, end: Option<i64>) -> RunFacts {
@@ -48,7 +60,11 @@ fn final_poll_with_no_new_time_is_complete() {
 fn completed_job_is_complete() {
     let row = completed_row(7, 3600, T0 + 3600);
     assert_eq!(imported_frontier(&row, &run(T0, 3600, true, Some(T0 + 3600))), frontier(T0 + 3600, true));
-    assert_eq!(imported_frontier(&row, &run(T0, 3600, true, None)), frontier(T0 + 3600, true), "End unknown to the ledger");
+    assert_eq!(
+        imported_frontier(&row, &run(T0, 3600, true, None)),
+        frontier(T0 + 3600, true),
+        "End unknown to the ledger"
+    );
 }
 
 #[test]
@@ -84,14 +100,23 @@ fn completed_row_of_another_run_by_end() {
         Err(NotImported::EndMismatch { tracker_end: T0 + 3600, run_end: T0 + 3610 })
     );
     // Without the ledger's End: End cannot be before start + elapsed.
-    assert_eq!(imported_frontier(&row, &run(T0 + 10, 3600, true, None)), Err(NotImported::EndMismatch { tracker_end: T0 + 3600, run_end: T0 + 3610 }));
+    assert_eq!(
+        imported_frontier(&row, &run(T0 + 10, 3600, true, None)),
+        Err(NotImported::EndMismatch { tracker_end: T0 + 3600, run_end: T0 + 3610 })
+    );
 }
 
 #[test]
 fn run_not_started() {
     let row = running_row(7, T0, 600);
-    assert_eq!(imported_frontier(&row, &run(0, 0, false, None)), Err(NotImported::RunNotStarted { reported_secs: 600 }));
-    assert_eq!(imported_frontier(&row, &run(T0, -1, false, None)), Err(NotImported::RunNotStarted { reported_secs: 600 }));
+    assert_eq!(
+        imported_frontier(&row, &run(0, 0, false, None)),
+        Err(NotImported::RunNotStarted { reported_secs: 600 })
+    );
+    assert_eq!(
+        imported_frontier(&row, &run(T0, -1, false, None)),
+        Err(NotImported::RunNotStarted { reported_secs: 600 })
+    );
 }
 
 #[test]
@@ -117,11 +142,20 @@ fn requeue_row_written_by_the_old_run() {
     let row = running_row(7, T0, 600);
     let new_run = run(T0 + 1000, 300, false, None);
     let old_run = run(T0, 700, true, Some(T0 + 700));
-    assert_eq!(imported_frontier(&row, &new_run), Err(NotImported::MoreThanRun { reported_secs: 600, run_elapsed_secs: 300 }));
-    assert_eq!(pick_run(&row, &[new_run, old_run]), Ok((1, ImportedFrontier { reported_until: T0 + 600, complete: false })));
+    assert_eq!(
+        imported_frontier(&row, &new_run),
+        Err(NotImported::MoreThanRun { reported_secs: 600, run_elapsed_secs: 300 })
+    );
+    assert_eq!(
+        pick_run(&row, &[new_run, old_run]),
+        Ok((1, ImportedFrontier { reported_until: T0 + 600, complete: false }))
+    );
     // The new run has grown past the old one's reported time, but the tracker has not reported yet.
     let new_run = run(T0 + 1000, 650, false, None);
-    assert_eq!(imported_frontier(&row, &new_run), Err(NotImported::StartMismatch { implied_start: T0, run_start: T0 + 1000 }));
+    assert_eq!(
+        imported_frontier(&row, &new_run),
+        Err(NotImported::StartMismatch { implied_start: T0, run_start: T0 + 1000 })
+    );
     assert_eq!(pick_run(&row, &[new_run, old_run]).map(|(i, _)| i), Ok(1));
 }
 
@@ -133,8 +167,14 @@ fn requeue_row_taken_over_by_the_new_run() {
     let row = running_row(7, T0 + 1000, 800);
     let new_run = run(T0 + 1000, 900, false, None);
     let old_run = run(T0, 700, true, Some(T0 + 700));
-    assert_eq!(pick_run(&row, &[new_run, old_run]), Ok((0, ImportedFrontier { reported_until: T0 + 1800, complete: false })));
-    assert_eq!(imported_frontier(&row, &old_run), Err(NotImported::MoreThanRun { reported_secs: 800, run_elapsed_secs: 700 }));
+    assert_eq!(
+        pick_run(&row, &[new_run, old_run]),
+        Ok((0, ImportedFrontier { reported_until: T0 + 1800, complete: false }))
+    );
+    assert_eq!(
+        imported_frontier(&row, &old_run),
+        Err(NotImported::MoreThanRun { reported_secs: 800, run_elapsed_secs: 700 })
+    );
 }
 
 #[test]
@@ -154,7 +194,13 @@ fn job_requeued_after_the_tracker_completed_it() {
 fn no_run_matches_gives_every_reason() {
     let row = running_row(7, T0, 600);
     let reasons = pick_run(&row, &[run(0, 0, false, None), run(T0 + 5, 900, false, None)]).unwrap_err();
-    assert_eq!(reasons, [NotImported::RunNotStarted { reported_secs: 600 }, NotImported::StartMismatch { implied_start: T0, run_start: T0 + 5 }]);
+    assert_eq!(
+        reasons,
+        [
+            NotImported::RunNotStarted { reported_secs: 600 },
+            NotImported::StartMismatch { implied_start: T0, run_start: T0 + 5 }
+        ]
+    );
     assert_eq!(pick_run(&row, &[]), Err(vec![]));
 }
 

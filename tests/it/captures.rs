@@ -26,7 +26,11 @@ use crate::common::*;
 const COVERAGE: &[(&str, &str, &str)] = &[
     ("sacct-X-delim-unitsep.txt", "tests/it/parsers.rs", "unit_separator_keeps_the_pipe_name_intact"),
     ("sacct-X-duplicates.txt", "tests/it/parsers.rs", "duplicates_give_the_requeued_job_two_runs"),
-    ("sacct-X-parsable2.txt", "tests/it/captures.rs", "noheader_pipe_output_reads_every_window_job_but_the_pipe_named_one"),
+    (
+        "sacct-X-parsable2.txt",
+        "tests/it/captures.rs",
+        "noheader_pipe_output_reads_every_window_job_but_the_pipe_named_one",
+    ),
     ("sacct-all-fields-duplicates.txt", "tests/it/parsers.rs", "every_column_output_parses_the_same_runs"),
     ("sacct-all-fields.txt", "tests/it/captures.rs", "all_fields_is_the_duplicates_output_less_the_requeued_run"),
     ("sacct-default.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
@@ -35,10 +39,18 @@ const COVERAGE: &[(&str, &str, &str)] = &[
     ("sacct-oom-cgroup-v1.txt", "tests/it/parsers.rs", "file_without_key_columns_is_refused_with_the_fix"),
     ("sacct-states-running.txt", "src/slurm/parsable.rs", "recycled_runs_read_exactly_as_fresh_ones"),
     ("sacct-steps-parsable2.txt", "tests/it/parsers.rs", "testbed_steps_output_gives_every_job_and_folds_steps"),
-    ("sacct-units-M.txt", "tests/it/captures.rs", "units_m_output_is_refused_and_its_values_are_the_exact_ones_rounded"),
+    (
+        "sacct-units-M.txt",
+        "tests/it/captures.rs",
+        "units_m_output_is_refused_and_its_values_are_the_exact_ones_rounded",
+    ),
     ("sacct-yaml.yaml", "tests/it/captures.rs", "json_readers_refuse_what_is_not_a_jobs_document"),
     ("sacct.json", "src/slurm/json.rs", "testbed_requeued_job_has_two_runs"),
-    ("sacctmgr-account-withassoc.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
+    (
+        "sacctmgr-account-withassoc.txt",
+        "tests/it/captures.rs",
+        "outputs_that_are_not_sacct_parsable2_are_refused_by_name",
+    ),
     ("sacctmgr-account.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
     ("sacctmgr-assoc-tree.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
     ("sacctmgr-assoc.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
@@ -51,10 +63,18 @@ const COVERAGE: &[(&str, &str, &str)] = &[
     ("sacctmgr-wckey.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
     ("scontrol-show-config.txt", "src/slurm/source.rs", "detect_and_build_the_poll_command"),
     ("scontrol-show-job-all.txt", "src/slurm/scontrol.rs", "multiline_and_oneliner_agree"),
-    ("scontrol-show-job-finished.json", "tests/it/captures.rs", "json_captures_are_empty_because_22_05_has_no_json_there"),
+    (
+        "scontrol-show-job-finished.json",
+        "tests/it/captures.rs",
+        "json_captures_are_empty_because_22_05_has_no_json_there",
+    ),
     ("scontrol-show-job-finished.txt", "src/slurm/scontrol.rs", "finished_job_24_with_suspension"),
     ("scontrol-show-job-oneliner.txt", "src/slurm/scontrol.rs", "multiline_and_oneliner_agree"),
-    ("scontrol-show-job-running.json", "tests/it/captures.rs", "json_captures_are_empty_because_22_05_has_no_json_there"),
+    (
+        "scontrol-show-job-running.json",
+        "tests/it/captures.rs",
+        "json_captures_are_empty_because_22_05_has_no_json_there",
+    ),
     ("scontrol-show-job-running.txt", "src/slurm/scontrol.rs", "running_job_25"),
     ("scontrol-show-node.txt", "tests/it/captures.rs", "scontrol_reader_refuses_node_and_partition_records"),
     ("scontrol-show-partition.txt", "tests/it/captures.rs", "scontrol_reader_refuses_node_and_partition_records"),
@@ -63,7 +83,11 @@ const COVERAGE: &[(&str, &str, &str)] = &[
     ("sinfo.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
     ("squeue.json", "src/slurm/json.rs", "squeue_testbed"),
     ("squeue.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
-    ("sreport-cluster-acctutil.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
+    (
+        "sreport-cluster-acctutil.txt",
+        "tests/it/captures.rs",
+        "outputs_that_are_not_sacct_parsable2_are_refused_by_name",
+    ),
     ("sshare.txt", "tests/it/captures.rs", "outputs_that_are_not_sacct_parsable2_are_refused_by_name"),
 ];
 
@@ -96,7 +120,11 @@ fn index_jobs() -> Vec<IndexJob> {
 
 /// The jobs a `-S/-E` window query returns: INDEX.md marks the held ones it does not.
 fn window_job_ids() -> BTreeSet<String> {
-    index_jobs().into_iter().filter(|j| !j.scenario.contains("NOT returned by -S/-E window")).map(|j| j.job_id).collect()
+    index_jobs()
+        .into_iter()
+        .filter(|j| !j.scenario.contains("NOT returned by -S/-E window"))
+        .map(|j| j.job_id)
+        .collect()
 }
 
 /// The `--format` list of a capture's `.cmd`, as a layout for its `--noheader` output.
@@ -174,7 +202,10 @@ fn sacct_units_m(bytes: u64) -> String {
 fn units_m_output_is_refused_and_its_values_are_the_exact_ones_rounded() {
     let file = "sacct-units-M.txt";
     let c = cmd(file);
-    assert!(c.contains("--units=M") && c.contains("--format=JobID,ReqMem,MaxRSS,AveRSS,MaxVMSize,TRESUsageInTot"), "{c}");
+    assert!(
+        c.contains("--units=M") && c.contains("--format=JobID,ReqMem,MaxRSS,AveRSS,MaxVMSize,TRESUsageInTot"),
+        "{c}"
+    );
     // Its --format has neither JobIDRaw nor Submit: runs cannot be keyed, so it is refused whole.
     let err = read_all(&fixture_bytes(&format!("testbed/{file}"))[..], opts("x")).unwrap_err().to_string();
     assert!(err.contains("no JobIDRaw column") && err.contains("request it in --format"), "{err}");
@@ -217,7 +248,10 @@ fn units_m_output_is_refused_and_its_values_are_the_exact_ones_rounded() {
             sizes += 1;
             fractions += usize::from(m.contains('.'));
         }
-        let (tm, te) = (parse_tres(r[5], TresKind::Usage).unwrap(), parse_tres(e[col("TRESUsageInTot")], TresKind::Usage).unwrap());
+        let (tm, te) = (
+            parse_tres(r[5], TresKind::Usage).unwrap(),
+            parse_tres(e[col("TRESUsageInTot")], TresKind::Usage).unwrap(),
+        );
         let names = |t: &slurm_ledger::model::Tres| t.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
         assert_eq!(names(&tm), names(&te), "TRESUsageInTot of {id}");
         for (name, exact) in te.iter() {
@@ -351,7 +385,10 @@ fn json_readers_refuse_what_is_not_a_jobs_document() {
         assert!(err.starts_with("squeue --json output is empty") && err.contains("has no --json"), "{file}: {err}");
         // The text reader, handed the same empty output, quarantines it rather than reading "no jobs".
         let items = read_scontrol_jobs(&text(file), &c, &TimeZone::Utc);
-        assert!(matches!(&items[..], [Item::Quarantine(q)] if q.reason.contains("scontrol output is empty")), "{file}: {items:?}");
+        assert!(
+            matches!(&items[..], [Item::Quarantine(q)] if q.reason.contains("scontrol output is empty")),
+            "{file}: {items:?}"
+        );
     }
     let err = read_sacct_json(&text("sacctmgr-json.txt"), &c).unwrap_err().to_string();
     assert!(err.starts_with("sacct --json output is empty"), "{err}");
@@ -360,7 +397,9 @@ fn json_readers_refuse_what_is_not_a_jobs_document() {
 #[test]
 fn scontrol_reader_refuses_node_and_partition_records() {
     let c = ClusterName::new("x").unwrap();
-    for (file, first) in [("scontrol-show-node.txt", "NodeName=vm "), ("scontrol-show-partition.txt", "PartitionName=compute")] {
+    for (file, first) in
+        [("scontrol-show-node.txt", "NodeName=vm "), ("scontrol-show-partition.txt", "PartitionName=compute")]
+    {
         let t = text(file);
         let items = read_scontrol_jobs(&t, &c, &TimeZone::Utc);
         // Nothing read as a job; the whole text kept in one quarantine record that says why.
@@ -369,7 +408,11 @@ fn scontrol_reader_refuses_node_and_partition_records() {
         assert!(q.reason.contains("not a job record") && q.reason.contains("scontrol show job"), "{}", q.reason);
         assert_eq!(q.line, 1);
         assert!(q.raw.starts_with(first), "{file}: {}", q.raw);
-        assert_eq!(q.raw.lines().count(), t.lines().filter(|l| !l.trim().is_empty()).count(), "{file}: every line kept");
+        assert_eq!(
+            q.raw.lines().count(),
+            t.lines().filter(|l| !l.trim().is_empty()).count(),
+            "{file}: every line kept"
+        );
     }
 }
 
@@ -385,7 +428,10 @@ fn json_captures_are_empty_because_22_05_has_no_json_there() {
         assert!(c.starts_with(&format!("{tool} ")) && c.ends_with("--json"), "{c}");
         let stderr = text(&format!("{file}.stderr"));
         assert!(stderr.starts_with(&format!("{tool}: unrecognized option '--json'")), "{file}: {stderr}");
-        assert!(stderr.contains(&format!("Try \"{tool} --help\"")) && stderr.trim_end().ends_with("exit=1"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("Try \"{tool} --help\"")) && stderr.trim_end().ends_with("exit=1"),
+            "{stderr}"
+        );
     }
 }
 

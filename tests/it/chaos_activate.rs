@@ -65,7 +65,13 @@ struct Spec {
 const SPECS: &[Spec] = &[
     Spec { tag: "wide", user: "bob", account: "engineering", args: &["-c", "4", "-t", "2"], script: "sleep 8" },
     Spec { tag: "cancel", user: "bob", account: "engineering", args: &["-c", "2", "-t", "3"], script: "sleep 120" },
-    Spec { tag: "requeue", user: "root", account: "research-team", args: &["-c", "1", "-t", "2", "--requeue"], script: "sleep 15" },
+    Spec {
+        tag: "requeue",
+        user: "root",
+        account: "research-team",
+        args: &["-c", "1", "-t", "2", "--requeue"],
+        script: "sleep 15",
+    },
     Spec { tag: "long", user: "carol", account: "hpc_proj1", args: &["-c", "1", "-t", "2"], script: "sleep 60" },
     Spec { tag: "short", user: "alice", account: "research-team", args: &["-c", "1", "-t", "1"], script: "sleep 2" },
     Spec { tag: "eng", user: "alice", account: "engineering", args: &["-c", "2", "-t", "1"], script: "sleep 5" },
@@ -81,8 +87,20 @@ const SPECS: &[Spec] = &[
         args: &["-c", "1", "-t", "1", "--array=0-3"],
         script: "sleep $((2 + SLURM_ARRAY_TASK_ID * 2))",
     },
-    Spec { tag: "gpu", user: "carol", account: "hpc_proj1", args: &["-p", "gpu", "-c", "1", "-t", "1"], script: "sleep 12" },
-    Spec { tag: "qos", user: "bob", account: "engineering", args: &["-c", "1", "-t", "2", "--qos=high"], script: "sleep 30" },
+    Spec {
+        tag: "gpu",
+        user: "carol",
+        account: "hpc_proj1",
+        args: &["-p", "gpu", "-c", "1", "-t", "1"],
+        script: "sleep 12",
+    },
+    Spec {
+        tag: "qos",
+        user: "bob",
+        account: "engineering",
+        args: &["-c", "1", "-t", "2", "--qos=high"],
+        script: "sleep 30",
+    },
     Spec { tag: "three", user: "alice", account: "engineering", args: &["-n", "3", "-t", "1"], script: "sleep 10" },
     Spec { tag: "forty", user: "root", account: "engineering", args: &["-c", "1", "-t", "2"], script: "sleep 40" },
 ];
@@ -93,7 +111,21 @@ const ARRAY_TASKS: usize = 4;
 fn submit(s: &Spec) -> u64 {
     let name = format!("chaos-{}", s.tag);
     let out = Command::new("runuser")
-        .args(["-u", s.user, "--", "sbatch", "--parsable", "-D", "/tmp", "-o", "/dev/null", "-J", &name, "-A", s.account])
+        .args([
+            "-u",
+            s.user,
+            "--",
+            "sbatch",
+            "--parsable",
+            "-D",
+            "/tmp",
+            "-o",
+            "/dev/null",
+            "-J",
+            &name,
+            "-A",
+            s.account,
+        ])
         .args(s.args)
         .args(["--wrap", s.script])
         .output()
@@ -134,7 +166,10 @@ fn act_when_running(id: u64, secs: u64, cmds: Vec<Vec<String>>) -> Result<String
             return Err(format!("{}: {}", c.join(" "), String::from_utf8_lossy(&out.stderr)));
         }
     }
-    Ok(format!("job {id}, {secs} s after it started: {}", cmds.iter().map(|c| c.join(" ")).collect::<Vec<_>>().join("; ")))
+    Ok(format!(
+        "job {id}, {secs} s after it started: {}",
+        cmds.iter().map(|c| c.join(" ")).collect::<Vec<_>>().join("; ")
+    ))
 }
 
 /// One row of `sacct --duplicates -X`: one run of a job.
@@ -161,7 +196,8 @@ fn sacct_runs(ids: &[u64]) -> Vec<SacctRun> {
         .map(|l| {
             let f: Vec<&str> = l.split('|').collect();
             assert_eq!(f.len(), 4, "sacct row {l:?}");
-            let submit = parse_date_time(&format!("{}Z", f[1])).unwrap_or_else(|| panic!("sacct submit {:?} in {l:?}", f[1])).0;
+            let submit =
+                parse_date_time(&format!("{}Z", f[1])).unwrap_or_else(|| panic!("sacct submit {:?} in {l:?}", f[1])).0;
             SacctRun {
                 raw: f[0].parse().unwrap_or_else(|_| panic!("JobIDRaw {:?} in {l:?}", f[0])),
                 submit,
@@ -172,8 +208,18 @@ fn sacct_runs(ids: &[u64]) -> Vec<SacctRun> {
         .collect()
 }
 
-const TERMINAL: &[&str] =
-    &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REQUEUED"];
+const TERMINAL: &[&str] = &[
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REQUEUED",
+];
 
 /// Every job is final: each row terminal, a requeued job has a later run that is not REQUEUED,
 /// and all `jobs` job ids (array tasks split out) are there.
@@ -192,7 +238,10 @@ fn all_final(rows: &[SacctRun], jobs: usize) -> bool {
 fn micro(text: &str) -> i128 {
     let (int, frac) = text.split_once('.').unwrap_or((text, ""));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    assert!(digits(int) && (frac.is_empty() || digits(frac)) && frac.len() <= 6, "quantity {text:?} is not a decimal with ≤ 6 places");
+    assert!(
+        digits(int) && (frac.is_empty() || digits(frac)) && frac.len() <= 6,
+        "quantity {text:?} is not a decimal with ≤ 6 places"
+    );
     int.parse::<i128>().unwrap() * 1_000_000 + format!("{frac:0<6}").parse::<i128>().unwrap()
 }
 
@@ -211,7 +260,11 @@ fn run_of(e: &Event) -> (u64, i64) {
 }
 
 fn delivery_id(e: &Event) -> String {
-    e.metadata.as_ref().and_then(|m| m["deliveryId"].as_str()).unwrap_or_else(|| panic!("event {} has no metadata.deliveryId", e.id)).to_string()
+    e.metadata
+        .as_ref()
+        .and_then(|m| m["deliveryId"].as_str())
+        .unwrap_or_else(|| panic!("event {} has no metadata.deliveryId", e.id))
+        .to_string()
 }
 
 /// `slurm-ledger --config CFG --ledger DB run`, output appended to `log`.
@@ -260,7 +313,10 @@ fn tail(log: &Path) -> String {
 /// Deliveries of the sink not yet settled (pending, sent with unknown outcome, waiting to retry).
 fn open_deliveries(db: &Path) -> usize {
     let l = Ledger::open(db).unwrap();
-    [DeliveryState::Pending, DeliveryState::Sent, DeliveryState::Retry].iter().map(|s| l.deliveries("activate", Some(*s)).unwrap().len()).sum()
+    [DeliveryState::Pending, DeliveryState::Sent, DeliveryState::Retry]
+        .iter()
+        .map(|s| l.deliveries("activate", Some(*s)).unwrap().len())
+        .sum()
 }
 
 #[test]
@@ -328,8 +384,10 @@ fn chaos_activate_exactly_once_over_live_slurm() {
     let cancel = vec![cmd(&["scancel", &cancel_id.to_string()])];
     // A requeue resets the submit time, which puts the job behind every other one (all have the
     // same priority): an admin priority lets its second run start as soon as it is eligible.
-    let requeue =
-        vec![cmd(&["scontrol", "requeue", &requeue_id.to_string()]), cmd(&["scontrol", "update", &format!("jobid={requeue_id}"), "priority=100000"])];
+    let requeue = vec![
+        cmd(&["scontrol", "requeue", &requeue_id.to_string()]),
+        cmd(&["scontrol", "update", &format!("jobid={requeue_id}"), "priority=100000"]),
+    ];
     let mut operators = vec![
         std::thread::spawn(move || act_when_running(cancel_id, 6, cancel)),
         std::thread::spawn(move || act_when_running(requeue_id, 4, requeue)),
@@ -356,7 +414,11 @@ fn chaos_activate_exactly_once_over_live_slurm() {
             drop(CancelOnDrop(ids.clone()));
             cancelled_leftovers = true;
         }
-        assert!(Instant::now() < chaos_deadline + Duration::from_secs(30), "jobs never became final: {:#?}", sacct_runs(&ids));
+        assert!(
+            Instant::now() < chaos_deadline + Duration::from_secs(30),
+            "jobs never became final: {:#?}",
+            sacct_runs(&ids)
+        );
         passes += 1;
         let t = Instant::now();
         let mut child = spawn_run(&cfg, &db, &log, &format!("chaos pass {passes}"));
@@ -408,7 +470,11 @@ fn chaos_activate_exactly_once_over_live_slurm() {
         if st.success() && open == 0 && ours_final {
             break rows;
         }
-        assert!(Instant::now() < clean_deadline, "not settled after {CLEAN_LIMIT:?} of clean passes; log tail:\n{}", tail(&log));
+        assert!(
+            Instant::now() < clean_deadline,
+            "not settled after {CLEAN_LIMIT:?} of clean passes; log tail:\n{}",
+            tail(&log)
+        );
         std::thread::sleep(Duration::from_secs(1));
     };
 
@@ -468,10 +534,19 @@ fn chaos_activate_exactly_once_over_live_slurm() {
         total_micro += expected;
         table.push_str(&format!(
             "  job {:>5} submit {} {:<10} CPUTimeRAW {:>5} → expected {:>8} µ, events {:>2} sum {:>8} µ, diff {diff}\n",
-            r.raw, r.submit, r.state, r.cpu_time_raw, expected, evs.len(), got
+            r.raw,
+            r.submit,
+            r.state,
+            r.cpu_time_raw,
+            expected,
+            evs.len(),
+            got
         ));
         if diff != 0 {
-            problems.push(format!("job {} submit {} ({}): events sum to {got} µ core-hours, Slurm accounts {expected} µ (diff {diff})", r.raw, r.submit, r.state));
+            problems.push(format!(
+                "job {} submit {} ({}): events sum to {got} µ core-hours, Slurm accounts {expected} µ (diff {diff})",
+                r.raw, r.submit, r.state
+            ));
         }
     }
     let requeued = final_rows.iter().filter(|r| r.raw == requeue_id).count();
@@ -480,7 +555,8 @@ fn chaos_activate_exactly_once_over_live_slurm() {
     }
     print!("{table}");
     let faults: Vec<String> = counts.iter().map(|(k, n)| format!("{k:?}={n}")).collect();
-    let (posts, gets) = chaos_requests.iter().fold((0, 0), |(p, g), r| if r.method == "POST" { (p + 1, g) } else { (p, g + 1) });
+    let (posts, gets) =
+        chaos_requests.iter().fold((0, 0), |(p, g), r| if r.method == "POST" { (p + 1, g) } else { (p, g + 1) });
     let injected = counts.values().sum::<u64>();
     println!(
         "chaos summary: seed {seed}; jobs {}, runs {}, events {} (all runs), kills {kills} ({kills_alive} of a live process) in {passes} chaos passes + {clean} clean; \
@@ -500,6 +576,11 @@ fn chaos_activate_exactly_once_over_live_slurm() {
     }
     let shown = problems.iter().take(40).cloned().collect::<Vec<_>>().join("\n");
     let more = if problems.len() > 40 { format!("\n… and {} more", problems.len() - 40) } else { String::new() };
-    assert!(problems.is_empty(), "exactly-once violated (seed {seed}), {} problems:\n{shown}{more}\nlog tail:\n{}", problems.len(), tail(&log));
+    assert!(
+        problems.is_empty(),
+        "exactly-once violated (seed {seed}), {} problems:\n{shown}{more}\nlog tail:\n{}",
+        problems.len(),
+        tail(&log)
+    );
     assert_eq!(max_diff, 0);
 }

@@ -12,7 +12,11 @@ fn bin() -> Command {
 
 fn run(c: &mut Command) -> (i32, String, String) {
     let Output { status, stdout, stderr } = c.output().expect("run slurm-ledger");
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -44,7 +48,10 @@ fn demo_runs_the_pipeline_on_recorded_output() {
     assert!(out.contains("jsonl: 28 runs planned → 24 new deliveries (0 runs held); sent: 24 delivered"), "{out}");
     assert!(out.contains("jsonl: 0 runs planned → 0 new deliveries"), "{out}");
     assert!(out.contains("24 usage records"), "{out}");
-    assert!(out.contains("POST https://activate.example.org/api/organizations/demo-org/allocations/demo-allocation/usage"), "{out}");
+    assert!(
+        out.contains("POST https://activate.example.org/api/organizations/demo-org/allocations/demo-allocation/usage"),
+        "{out}"
+    );
     assert!(out.contains("jsonl: 24 delivered; planned to change"), "status shows the sink: {out}");
 }
 
@@ -80,10 +87,22 @@ fn collect_without_slurm_says_how_to_fix_it() {
 fn import_then_list_as_csv_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("l.db");
-    let (code, out, err) = run(bin().arg("--ledger").arg(&db).args(["collect", "--from-file"]).arg(fixture("testbed/sacct-X-duplicates.txt")));
+    let (code, out, err) = run(bin()
+        .arg("--ledger")
+        .arg(&db)
+        .args(["collect", "--from-file"])
+        .arg(fixture("testbed/sacct-X-duplicates.txt")));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 quarantined"), "{out}");
-    let (code, out, _) = run(bin().arg("--ledger").arg(&db).args(["jobs", "--user", "alice", "--state", "COMPLETED,FAILED", "--format", "csv"]));
+    let (code, out, _) = run(bin().arg("--ledger").arg(&db).args([
+        "jobs",
+        "--user",
+        "alice",
+        "--state",
+        "COMPLETED,FAILED",
+        "--format",
+        "csv",
+    ]));
     assert_eq!(code, 0);
     let mut rdr = csv::Reader::from_reader(out.as_bytes());
     let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
@@ -136,12 +155,24 @@ fn jobs_filters_and_status_json_on_the_recorded_poll() {
     assert_eq!(code, 0, "{err}");
     let st: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((st["total_runs"].as_u64(), st["open_runs"].as_u64()), (Some(28), Some(2)));
-    let by_state: std::collections::BTreeMap<String, u64> =
-        st["states"].as_array().unwrap().iter().map(|s| (s["state"].as_str().unwrap().to_string(), s["runs"].as_u64().unwrap())).collect();
-    let want: std::collections::BTreeMap<String, u64> = [("CANCELLED", 3), ("COMPLETED", 18), ("FAILED", 3), ("PENDING", 1), ("REQUEUED", 1), ("RUNNING", 1), ("TIMEOUT", 1)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+    let by_state: std::collections::BTreeMap<String, u64> = st["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["state"].as_str().unwrap().to_string(), s["runs"].as_u64().unwrap()))
         .collect();
+    let want: std::collections::BTreeMap<String, u64> = [
+        ("CANCELLED", 3),
+        ("COMPLETED", 18),
+        ("FAILED", 3),
+        ("PENDING", 1),
+        ("REQUEUED", 1),
+        ("RUNNING", 1),
+        ("TIMEOUT", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     assert_eq!(by_state, want);
     // The demo polls at the recording's time: the cursor is there (2026-11-22T02:00:30Z).
     assert_eq!(st["cursors"][0]["cluster"], "testcluster");
@@ -173,7 +204,8 @@ fn import_of_a_recorded_sacct_json_document() {
     let (_, out, _) = run(bin().arg("--ledger").arg(&db).args(["collect", "--from-file"]).arg(&json));
     assert!(out.contains("(0 new, 0 updated, 27 unchanged)"), "{out}");
     // Forced to text, the JSON is refused as not being --parsable2 text.
-    let (code, _, err) = run(bin().arg("--ledger").arg(&db).args(["collect", "--file-format", "parsable", "--from-file"]).arg(&json));
+    let (code, _, err) =
+        run(bin().arg("--ledger").arg(&db).args(["collect", "--file-format", "parsable", "--from-file"]).arg(&json));
     assert_eq!(code, 1);
     assert!(err.contains("sacct.json") && err.contains("not `sacct --parsable2` output"), "{err}");
 }

@@ -29,7 +29,11 @@ fn runner_with_poll(poll: Vec<u8>, exit_code: i32, stderr: &str) -> ReplayRunner
     ])
 }
 
-fn poll(runner: &ReplayRunner, ledger: &mut Ledger, now: UnixTime) -> Result<slurm_ledger::collect::CollectReport, slurm_ledger::collect::CollectError> {
+fn poll(
+    runner: &ReplayRunner,
+    ledger: &mut Ledger,
+    now: UnixTime,
+) -> Result<slurm_ledger::collect::CollectReport, slurm_ledger::collect::CollectError> {
     let src = SlurmSource::new(runner, Duration::from_secs(5));
     let info = src.detect().unwrap();
     collect_cluster(&src, &info, ledger, &cluster(), Since::Cursor, now, POLICY)
@@ -137,8 +141,16 @@ fn settle_runner() -> ReplayRunner {
     ReplayRunner::new(vec![
         Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
         Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
-        Recording::ok("sacct", &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
-        Recording::ok("sacct", &["--starttime=2026-11-30T22:48:27"], fixture_bytes("testbed/own-sacct-poll-after-end.txt")),
+        Recording::ok(
+            "sacct",
+            &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"],
+            fixture_bytes("testbed/own-sacct-poll-running.txt"),
+        ),
+        Recording::ok(
+            "sacct",
+            &["--starttime=2026-11-30T22:48:27"],
+            fixture_bytes("testbed/own-sacct-poll-after-end.txt"),
+        ),
         Recording::ok("sacct", &["--jobs=443"], fixture_bytes("testbed/own-sacct-jobs-settle.txt")),
     ])
 }
@@ -147,7 +159,12 @@ fn utc(s: &str) -> UnixTime {
     slurm_ledger::slurm::values::parse_time(s, &slurm_ledger::slurm::values::TimeZone::Utc).unwrap().unwrap()
 }
 
-fn poll_since(runner: &ReplayRunner, ledger: &mut Ledger, since: &str, now: &str) -> slurm_ledger::collect::CollectReport {
+fn poll_since(
+    runner: &ReplayRunner,
+    ledger: &mut Ledger,
+    since: &str,
+    now: &str,
+) -> slurm_ledger::collect::CollectReport {
     let src = SlurmSource::new(runner, Duration::from_secs(5));
     let info = src.detect().unwrap();
     collect_cluster(&src, &info, ledger, &cluster(), Since::At(utc(since)), utc(now), POLICY).unwrap()
@@ -157,7 +174,8 @@ fn poll_since(runner: &ReplayRunner, ledger: &mut Ledger, since: &str, now: &str
 fn a_run_whose_end_the_window_missed_is_settled_by_job_id_and_a_later_since_keeps_the_cursor() {
     let r = settle_runner();
     let mut l = Ledger::open_in_memory().unwrap();
-    let jobs_calls = |r: &ReplayRunner| r.calls().iter().filter(|c| c.args.iter().any(|a| a.starts_with("--jobs="))).count();
+    let jobs_calls =
+        |r: &ReplayRunner| r.calls().iter().filter(|c| c.args.iter().any(|a| a.starts_with("--jobs="))).count();
 
     let first = poll_since(&r, &mut l, "2026-11-30T22:38:04", "2026-11-30T22:48:04");
     assert_eq!(first.settled, None, "every open run was in the window");
@@ -194,7 +212,11 @@ fn a_run_still_open_when_asked_is_asked_again_less_and_less_often() {
     let r = ReplayRunner::new(vec![
         Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
         Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
-        Recording::ok("sacct", &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
+        Recording::ok(
+            "sacct",
+            &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"],
+            fixture_bytes("testbed/own-sacct-poll-running.txt"),
+        ),
         Recording::ok("sacct", &["--jobs=443"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
         // Any later window: the one recorded after 443 ended (443 absent).
         Recording::ok("sacct", &["--parsable2"], fixture_bytes("testbed/own-sacct-poll-after-end.txt")),
@@ -238,7 +260,11 @@ fn a_failed_ask_by_id_keeps_the_window_and_is_reported() {
     let r = ReplayRunner::new(vec![
         Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
         Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
-        Recording::ok("sacct", &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"], fixture_bytes("testbed/own-sacct-poll-running.txt")),
+        Recording::ok(
+            "sacct",
+            &["--starttime=2026-11-30T22:38:04", "--endtime=2026-11-30T22:48:04"],
+            fixture_bytes("testbed/own-sacct-poll-running.txt"),
+        ),
         fail,
         Recording::ok("sacct", &["--parsable2"], fixture_bytes("testbed/own-sacct-poll-after-end.txt")),
     ]);

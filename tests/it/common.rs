@@ -15,7 +15,12 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
 }
 
 pub fn opts(cluster: &str) -> ReadOptions {
-    ReadOptions { delimiter: b'|', layout: None, tz: TimeZone::Utc, default_cluster: ClusterName::new(cluster).unwrap() }
+    ReadOptions {
+        delimiter: b'|',
+        layout: None,
+        tz: TimeZone::Utc,
+        default_cluster: ClusterName::new(cluster).unwrap(),
+    }
 }
 
 /// Parses bytes; returns (jobs, quarantined).

@@ -52,12 +52,19 @@ fn write_cfg(site: &Site, url: &str, accounts: &str) {
 pub fn slurm_ledger(site: &Site, args: &[&str], key: Option<&str>) -> (i32, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"));
     c.arg("--config").arg(&site.cfg).arg("--ledger").arg(&site.db).args(args);
-    c.env_remove("PW_API_KEY").env_remove("SLURM_LEDGER_ACTIVATE_API_KEY").env_remove("PW_PLATFORM_HOST").env("RUST_LOG", "warn");
+    c.env_remove("PW_API_KEY")
+        .env_remove("SLURM_LEDGER_ACTIVATE_API_KEY")
+        .env_remove("PW_PLATFORM_HOST")
+        .env("RUST_LOG", "warn");
     if let Some(k) = key {
         c.env("SLURM_LEDGER_ACTIVATE_API_KEY", k);
     }
     let o = c.output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 pub fn deliver(site: &Site) -> String {
@@ -184,8 +191,14 @@ fn dry_run_prints_the_requests_and_changes_nothing() {
     // No key needed for a dry run.
     let (code, out, err) = slurm_ledger(&site, &["deliver", "--dry-run"], None);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains(&format!("POST {}/api/organizations/acme/allocations/alloc-eng/usage", f.base_url())), "{out}");
-    assert!(out.contains("\"sku\":\"gpu-compute\"") && out.contains("\"deliveryId\":\"sl:activate:testcluster:"), "{out}");
+    assert!(
+        out.contains(&format!("POST {}/api/organizations/acme/allocations/alloc-eng/usage", f.base_url())),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"sku\":\"gpu-compute\"") && out.contains("\"deliveryId\":\"sl:activate:testcluster:"),
+        "{out}"
+    );
     assert_eq!(status(&site), before, "a dry run wrote to the ledger");
     assert!(f.requests().is_empty(), "a dry run sent requests");
     // What the dry run showed is what is then sent.
@@ -203,7 +216,10 @@ fn unmapped_runs_are_held_with_a_reason_then_released() {
     assert!(out.contains("runs held"), "{out}");
     assert!(f.events().iter().all(|e| e.allocation != "alloc-p1"));
     let (_, st, _) = slurm_ledger(&site, &["status"], None);
-    assert!(st.contains("held testcluster/") && st.contains("account \"hpc_proj1\" maps to no ACTIVATE allocation"), "{st}");
+    assert!(
+        st.contains("held testcluster/") && st.contains("account \"hpc_proj1\" maps to no ACTIVATE allocation"),
+        "{st}"
+    );
     write_cfg(&site, &f.base_url(), ALL_MAPPED);
     deliver(&site);
     assert_eq!(recorded(&f.events()), expected(&site.db, &["research-team", "engineering", "hpc_proj1"]));
@@ -222,7 +238,11 @@ fn rejected_deliveries_are_kept_shown_and_retried_after_a_fix() {
     let (_, st, _) = slurm_ledger(&site, &["status"], None);
     assert!(st.contains("rejected sl:activate:") && st.contains("404"), "{st}");
     // Fix the mapping, retry by command: the payload is re-rendered with the new allocation.
-    write_cfg(&site, &f.base_url(), "research-team = \"alloc-rt\"\nengineering = \"alloc-eng\"\nhpc_proj1 = \"alloc-new\"\n");
+    write_cfg(
+        &site,
+        &f.base_url(),
+        "research-team = \"alloc-rt\"\nengineering = \"alloc-eng\"\nhpc_proj1 = \"alloc-new\"\n",
+    );
     let (code, out, err) = slurm_ledger(&site, &["retry", "--sink", "activate"], None);
     assert_eq!(code, 0, "{out}{err}");
     deliver(&site);

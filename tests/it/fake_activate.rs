@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use crate::common::fixture_bytes;
 use crate::fakes::activate::parse_date_time;
 use crate::fakes::http::percent_decode;
-use crate::fakes::{base64_encode, Event, FakeActivate, FakeConfig, Fault, FaultKind, FaultMix, Outcome, RecordedRequest};
+use crate::fakes::{
+    base64_encode, Event, FakeActivate, FakeConfig, Fault, FaultKind, FaultMix, Outcome, RecordedRequest,
+};
 
 const KEY: &str = "pwt_bG9jYWxob3N0.s3cret";
 const USAGE: &str = "/api/organizations/acme/allocations/alloc-a/usage";
@@ -123,7 +125,8 @@ impl Conn {
         let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
         let headers: Vec<(String, String)> =
             lines.map(|l| l.split_once(':').unwrap()).map(|(n, v)| (n.to_string(), v.trim().to_string())).collect();
-        let len: usize = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")).unwrap().1.parse().unwrap();
+        let len: usize =
+            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")).unwrap().1.parse().unwrap();
         while self.buf.len() < end + 4 + len {
             fill(&mut self.buf).unwrap_or_else(|g| panic!("body cut short: {g:?}"));
         }
@@ -150,7 +153,13 @@ fn once(f: &FakeActivate, method: &str, target: &str, headers: &[(&str, &str)], 
 /// A POST with good credentials and content type.
 fn post(f: &FakeActivate, target: &str, body: &Value) -> Got {
     let auth = basic(&format!("{KEY}:"));
-    once(f, "POST", target, &[("Authorization", &auth), ("Content-Type", "application/json")], body.to_string().as_bytes())
+    once(
+        f,
+        "POST",
+        target,
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
 }
 
 fn get(f: &FakeActivate, target: &str) -> Resp {
@@ -213,7 +222,8 @@ fn refuses_missing_or_wrong_credentials() {
         Some(KEY.to_string()),
     ];
     for auth in &refused {
-        let headers: Vec<(&str, &str)> = std::iter::once(ct).chain(auth.as_deref().map(|a| ("Authorization", a))).collect();
+        let headers: Vec<(&str, &str)> =
+            std::iter::once(ct).chain(auth.as_deref().map(|a| ("Authorization", a))).collect();
         let r = once(&f, "POST", USAGE, &headers, body.as_bytes()).resp();
         assert_eq!(r.status, 401, "{headers:?}");
         assert_eq!(r.json()["code"], 401);
@@ -283,7 +293,8 @@ fn refuses_bodies_outside_post_usage_event_input() {
     let auth = basic(&format!("{KEY}:"));
     let h = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
     let truncated = &b"{\"sku\": \"a\", "[..];
-    let twice = &br#"{"sku":"a","sku":"b","quantity":1,"startedAt":"2026-01-20T10:00:00Z","endedAt":"2026-01-20T10:00:00Z"}"#[..];
+    let twice =
+        &br#"{"sku":"a","sku":"b","quantity":1,"startedAt":"2026-01-20T10:00:00Z","endedAt":"2026-01-20T10:00:00Z"}"#[..];
     for raw in [truncated, twice] {
         let r = once(&f, "POST", USAGE, &h, raw).resp();
         assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(raw));
@@ -321,7 +332,8 @@ fn refuses_unknown_targets_methods_and_content_types() {
             assert_eq!(r.header("Allow"), Some("GET, POST"));
         }
     }
-    let charset = once(&f, "POST", USAGE, &[good[0], ("Content-Type", "Application/JSON; charset=utf-8")], body.as_bytes());
+    let charset =
+        once(&f, "POST", USAGE, &[good[0], ("Content-Type", "Application/JSON; charset=utf-8")], body.as_bytes());
     assert_eq!(charset.resp().status, 200);
     assert_eq!(f.events().len(), 1);
 }
@@ -337,19 +349,25 @@ fn lists_with_metadata_search_time_filter_and_paging() {
     no_meta.as_object_mut().unwrap().remove("metadata");
     assert_eq!(post(&f, USAGE, &no_meta).resp().status, 200);
     // Another allocation's events never show.
-    assert_eq!(post(&f, "/api/organizations/acme/allocations/alloc%20b/usage", &event(8, "sl:activate:cl:123")).resp().status, 200);
+    assert_eq!(
+        post(&f, "/api/organizations/acme/allocations/alloc%20b/usage", &event(8, "sl:activate:cl:123")).resp().status,
+        200
+    );
 
     let all = get(&f, USAGE).json();
     assert_eq!((all["total"].as_u64(), all["page"].as_u64(), all["pageSize"].as_u64()), (Some(7), Some(1), Some(50)));
     let row = &all["data"][0];
-    for k in ["id", "organization", "allocation", "sku", "quantity", "startedAt", "endedAt", "createdAt", "user", "metadata"] {
+    for k in
+        ["id", "organization", "allocation", "sku", "quantity", "startedAt", "endedAt", "createdAt", "user", "metadata"]
+    {
         assert!(row.get(k).is_some(), "{k} missing in {row}");
     }
 
     // Percent-encoded, upper case (the search ignores case), with `+` as a space elsewhere.
     let page = get(&f, &format!("{USAGE}?metadata=SL%3AACTIVATE%3Acl%3A123&pageSize=2&page=2")).json();
     assert_eq!(page["total"], 5);
-    let ids: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["metadata"]["deliveryId"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        page["data"].as_array().unwrap().iter().map(|e| e["metadata"]["deliveryId"].as_str().unwrap()).collect();
     assert_eq!(ids, ["sl:activate:cl:123:3", "sl:activate:cl:123:4"]);
     let last = get(&f, &format!("{USAGE}?metadata=sl:activate:cl:123&pageSize=2&page=3")).json();
     assert_eq!(last["data"].as_array().unwrap().len(), 1);
@@ -358,11 +376,15 @@ fn lists_with_metadata_search_time_filter_and_paging() {
     assert_eq!(get(&f, &format!("{USAGE}?metadata=other+run")).json()["total"], 1);
     assert_eq!(get(&f, &format!("{USAGE}?metadata=other%2Brun")).json()["total"], 0);
 
-    let window = get(&f, &format!("{USAGE}?startedAtFrom=2026-01-20T02%3A00%3A00Z&startedAtTo=2026-01-20T05:00:00%2B01:00")).json();
-    let started: Vec<&str> = window["data"].as_array().unwrap().iter().map(|e| e["startedAt"].as_str().unwrap()).collect();
+    let window =
+        get(&f, &format!("{USAGE}?startedAtFrom=2026-01-20T02%3A00%3A00Z&startedAtTo=2026-01-20T05:00:00%2B01:00"))
+            .json();
+    let started: Vec<&str> =
+        window["data"].as_array().unwrap().iter().map(|e| e["startedAt"].as_str().unwrap()).collect();
     assert_eq!(started, ["2026-01-20T02:00:00Z", "2026-01-20T03:00:00Z", "2026-01-20T04:00:00Z"]);
 
-    let refused = ["page=0", "pageSize=1001", "pageSize=x", "startedAtFrom=yesterday", "endedAtFrom=2026-01-20T00:00:00Z"];
+    let refused =
+        ["page=0", "pageSize=1001", "pageSize=x", "startedAtFrom=yesterday", "endedAtFrom=2026-01-20T00:00:00Z"];
     for bad in refused.into_iter().chain(["color=red", "metadata=%zz"]) {
         let r = get(&f, &format!("{USAGE}?{bad}"));
         assert_eq!(r.status, 400, "{bad}");
@@ -435,7 +457,8 @@ fn each_scripted_fault_behaves_as_documented() {
     assert_eq!(f.fault_counts(), kinds.iter().map(|k| (*k, 1u64)).collect::<std::collections::BTreeMap<_, _>>());
     let requests: Vec<RecordedRequest> = f.requests();
     assert!(requests.iter().all(|r| r.method == "POST" && r.target == USAGE));
-    let log: Vec<(Outcome, Option<FaultKind>)> = requests.iter().map(|r| (r.outcome, r.fault.as_ref().map(Fault::kind))).collect();
+    let log: Vec<(Outcome, Option<FaultKind>)> =
+        requests.iter().map(|r| (r.outcome, r.fault.as_ref().map(Fault::kind))).collect();
     use Outcome::{Dropped, Status};
     let want = [
         (Status(400), None),
@@ -450,7 +473,8 @@ fn each_scripted_fault_behaves_as_documented() {
         (Status(200), None),
     ];
     assert_eq!(log, want);
-    let recorded: Vec<String> = f.events().iter().map(|e| e.metadata.as_ref().unwrap()["deliveryId"].as_str().unwrap().into()).collect();
+    let recorded: Vec<String> =
+        f.events().iter().map(|e| e.metadata.as_ref().unwrap()["deliveryId"].as_str().unwrap().into()).collect();
     assert_eq!(recorded, ["fault:1", "fault:3", "fault:6", "fault:7", "fault:8", "fault:9"]);
 
     // Stop does not wait for the 30 s answer still pending on `slow`.
@@ -480,7 +504,8 @@ fn random_faults_follow_the_seed_and_are_counted() {
         let counts = f.fault_counts();
         let faulted = f.requests().iter().filter(|r| r.fault.is_some()).count() as u64;
         assert_eq!(counts.values().sum::<u64>(), faulted);
-        let not_recorded = counts.get(&FaultKind::DropBefore).unwrap_or(&0) + counts.get(&FaultKind::Status5xxBefore).unwrap_or(&0);
+        let not_recorded =
+            counts.get(&FaultKind::DropBefore).unwrap_or(&0) + counts.get(&FaultKind::Status5xxBefore).unwrap_or(&0);
         assert_eq!(f.events().len() as u64, 40 - not_recorded);
         (f.requests().into_iter().map(|r| (r.outcome, r.fault)).collect::<Vec<_>>(), counts)
     };
@@ -525,7 +550,10 @@ fn bounds_what_it_reads() {
     let f = FakeActivate::start(config());
     let auth = basic(&format!("{KEY}:"));
     let mut c = Conn::open(&f, Duration::from_secs(5));
-    c.s.write_all(format!("POST {USAGE} HTTP/1.1\r\nAuthorization: {auth}\r\nContent-Length: 2000000\r\n\r\n").as_bytes()).unwrap();
+    c.s.write_all(
+        format!("POST {USAGE} HTTP/1.1\r\nAuthorization: {auth}\r\nContent-Length: 2000000\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
     assert_eq!(c.read().resp().status, 413);
     assert!(c.closed_by_server(Duration::from_secs(2)));
 
@@ -614,4 +642,3 @@ fn query_values_are_percent_decoded() {
         assert_eq!(percent_decode(bad, true), None, "{bad}");
     }
 }
-

@@ -76,7 +76,8 @@ fn newline_inside_a_job_name_is_joined_back() {
     // 0x1F-delimited real rows; a job name with an embedded newline (sbatch accepts one).
     let text = String::from_utf8(fixture_bytes("testbed/sacct-X-delim-unitsep.txt")).unwrap();
     let cmd = std::fs::read_to_string(fixture("testbed/sacct-X-delim-unitsep.txt.cmd")).unwrap();
-    let names: Vec<&str> = cmd.split("--format=").nth(1).unwrap().split_whitespace().next().unwrap().split(',').collect();
+    let names: Vec<&str> =
+        cmd.split("--format=").nth(1).unwrap().split_whitespace().next().unwrap().split(',').collect();
     let name_col = names.iter().position(|n| *n == "JobName").unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     let mut f: Vec<String> = lines[0].split('\u{1f}').map(String::from).collect();

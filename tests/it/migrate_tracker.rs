@@ -50,14 +50,26 @@ fn what_the_tracker_billed_is_not_billed_again() {
         ins.execute(rusqlite::params![424242, 60, 1_795_000_060, 0.0166, 0]).unwrap();
     }
     let config = fixture("slurm-tracker/config.sample.json");
-    let args = format!("/usr/local/bin/slurm-tracker --org acme --lookback 10 --config {} --state-file {}", config.display(), state.display());
+    let args = format!(
+        "/usr/local/bin/slurm-tracker --org acme --lookback 10 --config {} --state-file {}",
+        config.display(),
+        state.display()
+    );
     std::fs::write(&site.cfg, "").unwrap();
     let (code, out, err) = slurm_ledger(&site, &["migrate", "slurm-tracker", "--tracker-args", &args], None);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("4 rows read for cluster testcluster: 4 imported") && out.contains("1 will be matched when collected"), "{out}");
+    assert!(
+        out.contains("4 rows read for cluster testcluster: 4 imported")
+            && out.contains("1 will be matched when collected"),
+        "{out}"
+    );
     // The printed table is the config to use: the sample's mapping.
     let table: String = out.split_once("config.sample.json:\n").unwrap().1.split("\n\n").next().unwrap().to_string();
-    assert!(table.contains("research-team = \"allocation-oid-12345\"") && table.contains("default_sku = \"standard-compute\""), "{table}");
+    assert!(
+        table.contains("research-team = \"allocation-oid-12345\"")
+            && table.contains("default_sku = \"standard-compute\""),
+        "{table}"
+    );
     // Importing again changes nothing.
     let (_, again, _) = slurm_ledger(&site, &["migrate", "slurm-tracker", "--tracker-args", &args], None);
     assert!(again.contains("0 imported, 4 already imported"), "{again}");

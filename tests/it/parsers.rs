@@ -35,7 +35,8 @@ fn testbed_steps_output_gives_every_job_and_folds_steps() {
     let wall = j24.end.unwrap().0 - j24.start.unwrap().0;
     assert_eq!(wall as u64, j24.elapsed_secs + j24.suspended_secs);
     // Array: 7_3's raw id reuses the master id 7.
-    let raws: Vec<(String, u64)> = jobs.iter().filter(|j| j.array_job_id == Some(7)).map(|j| (j.job_id.clone(), j.key.job_id_raw)).collect();
+    let raws: Vec<(String, u64)> =
+        jobs.iter().filter(|j| j.array_job_id == Some(7)).map(|j| (j.job_id.clone(), j.key.job_id_raw)).collect();
     assert_eq!(raws, [("7_0".into(), 15), ("7_1".into(), 16), ("7_2".into(), 19), ("7_3".into(), 7)]);
     assert_eq!(one(&jobs, "7_3").state, JobState::Failed);
     // Het job components: raw ids 13 and 14, cancelled while pending.
@@ -92,7 +93,8 @@ fn every_column_output_parses_the_same_runs() {
     let (all, _) = parse(&fixture_bytes("testbed/sacct-all-fields-duplicates.txt"), opts("x"));
     let (x, _) = parse(&fixture_bytes("testbed/sacct-X-duplicates.txt"), opts("x"));
     let keys = |v: &[slurm_ledger::model::JobRun]| {
-        let mut k: Vec<_> = v.iter().map(|j| (j.key.clone(), j.state.clone(), j.alloc_tres.clone(), j.elapsed_secs)).collect();
+        let mut k: Vec<_> =
+            v.iter().map(|j| (j.key.clone(), j.state.clone(), j.alloc_tres.clone(), j.elapsed_secs)).collect();
         k.sort_by(|a, b| a.0.cmp(&b.0));
         k
     };

@@ -17,7 +17,10 @@ pub(crate) fn live_testbed_enabled() -> bool {
     let up = std::env::var("SLURM_LEDGER_TESTBED").as_deref() == Ok("1");
     let required = std::env::var("SLURM_LEDGER_REQUIRE_TESTBED").as_deref() == Ok("1");
     if !up {
-        assert!(!required, "SLURM_LEDGER_REQUIRE_TESTBED=1 but the Slurm testbed is not up (run testbed/slurm-testbed.sh ensure)");
+        assert!(
+            !required,
+            "SLURM_LEDGER_REQUIRE_TESTBED=1 but the Slurm testbed is not up (run testbed/slurm-testbed.sh ensure)"
+        );
         eprintln!("SKIPPED: Slurm testbed not up (SLURM_LEDGER_TESTBED != 1); run scripts/test as root on Debian 12 to start it");
     }
     up
@@ -45,7 +48,10 @@ fn testbed() -> Option<HashMap<String, String>> {
 }
 
 fn id(seed: &HashMap<String, String>, k: &str) -> u64 {
-    seed.get(k).unwrap_or_else(|| panic!("{k} missing in seed.env")).parse().unwrap_or_else(|_| panic!("{k} not a number"))
+    seed.get(k)
+        .unwrap_or_else(|| panic!("{k} missing in seed.env"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{k} not a number"))
 }
 
 fn collect(db: &std::path::Path, extra: &[&str]) -> String {
@@ -147,7 +153,12 @@ fn live_collect_gives_the_facts_an_admin_checks() {
     drop(ledger);
     let second = collect(&db, &["--lookback", "2d"]);
     assert!(second.contains("(0 new,"), "{second}");
-    let updated: usize = second.split(" updated").next().and_then(|h| h.rsplit(' ').next()).and_then(|n| n.parse().ok()).expect("updated count");
+    let updated: usize = second
+        .split(" updated")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("updated count");
     assert!(updated <= open + 2, "only open runs (and jobs that started since) may change: {second}");
     let after: Vec<JobRun> = Ledger::open(&db).unwrap().jobs(&JobFilter::default()).unwrap();
     for b in before.iter().filter(|j| j.state.is_final()) {
@@ -190,7 +201,10 @@ fn live_run_that_ended_before_the_window_is_settled_by_job_id() {
     let job = submit_and_collect_running(&db, "ledger-it-settle", "sleep 12", deadline);
     // Wait until slurmdbd has the end, then read a window that starts after it.
     loop {
-        let out = Command::new("sacct").args(["-n", "-X", "-P", "-o", "State", "-j", &job.to_string()]).output().expect("sacct");
+        let out = Command::new("sacct")
+            .args(["-n", "-X", "-P", "-o", "State", "-j", &job.to_string()])
+            .output()
+            .expect("sacct");
         if String::from_utf8_lossy(&out.stdout).trim() == "COMPLETED" {
             break;
         }

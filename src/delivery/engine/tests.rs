@@ -62,7 +62,13 @@ impl FakeSink {
 
     fn record(&self, d: &Delivery) {
         let micro: u128 = d.quantity.replace('.', "").parse().unwrap();
-        self.platform.borrow_mut().recorded.push((d.id.clone(), d.key.to_string(), micro, d.slice_start.0, d.slice_end.0));
+        self.platform.borrow_mut().recorded.push((
+            d.id.clone(),
+            d.key.to_string(),
+            micro,
+            d.slice_start.0,
+            d.slice_end.0,
+        ));
     }
 }
 
@@ -78,7 +84,10 @@ impl Sink for FakeSink {
         cpu.map(|count| Rate { count, unit: Unit::HOURS }).ok_or_else(|| "no cpu TRES".to_string())
     }
     fn render(&self, job: &JobRun, s: &Slice, id: &str, q: &str) -> Result<String, String> {
-        Ok(format!("{{\"id\":\"{id}\",\"job\":{},\"q\":\"{q}\",\"from\":{},\"to\":{}}}", job.key.job_id_raw, s.start.0, s.end.0))
+        Ok(format!(
+            "{{\"id\":\"{id}\",\"job\":{},\"q\":\"{q}\",\"from\":{},\"to\":{}}}",
+            job.key.job_id_raw, s.start.0, s.end.0
+        ))
     }
     fn send(&self, d: &Delivery) -> Outcome {
         match self.fault() {
@@ -110,7 +119,10 @@ impl Sink for FakeSink {
 }
 
 fn run(id: u64, start: i64, elapsed: u64, state: JobState, cpus: u64) -> JobRun {
-    let mut j = JobRun::new(JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: id, submit: UnixTime(start - 1) }, id.to_string());
+    let mut j = JobRun::new(
+        JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: id, submit: UnixTime(start - 1) },
+        id.to_string(),
+    );
     j.start = Some(UnixTime(start));
     j.elapsed_secs = elapsed;
     j.state = state;
@@ -143,13 +155,24 @@ fn pass(ledger: &mut Ledger, sink: &FakeSink, now: UnixTime, policy: &EnginePoli
 /// After the histories: passes until nothing is due (bounded; the platform still fails at its
 /// rate), then what the platform recorded: no delivery twice, every run's slices summing exactly
 /// to its total, none for a run that does not exist, none overlapping within a run.
-fn drain_and_check(ledger: &mut Ledger, sink: &FakeSink, mut now: i64, policy: &EnginePolicy, totals: &HashMap<String, u128>) -> Result<(), TestCaseError> {
+fn drain_and_check(
+    ledger: &mut Ledger,
+    sink: &FakeSink,
+    mut now: i64,
+    policy: &EnginePolicy,
+    totals: &HashMap<String, u128>,
+) -> Result<(), TestCaseError> {
     for _ in 0..200 {
         now += 120;
         pass(ledger, sink, UnixTime(now), policy);
-        if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() { break; }
+        if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() {
+            break;
+        }
     }
-    prop_assert!(ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty(), "work left after 200 passes");
+    prop_assert!(
+        ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty(),
+        "work left after 200 passes"
+    );
     let p = sink.platform.borrow();
     let mut ids: Vec<&String> = p.recorded.iter().map(|r| &r.0).collect();
     ids.sort();
@@ -157,16 +180,22 @@ fn drain_and_check(ledger: &mut Ledger, sink: &FakeSink, mut now: i64, policy: &
     ids.dedup();
     prop_assert_eq!(ids.len(), n, "a delivery was recorded twice");
     let mut sums: HashMap<String, u128> = HashMap::new();
-    for r in &p.recorded { *sums.entry(r.1.clone()).or_default() += r.2; }
+    for r in &p.recorded {
+        *sums.entry(r.1.clone()).or_default() += r.2;
+    }
     for (key, total) in totals {
         prop_assert_eq!(sums.get(key).copied().unwrap_or(0), *total, "run {}", key);
     }
     prop_assert!(sums.keys().all(|k| totals.contains_key(k)), "a slice for a run that does not exist");
     let mut by_run: HashMap<&String, Vec<(i64, i64)>> = HashMap::new();
-    for r in &p.recorded { by_run.entry(&r.1).or_default().push((r.3, r.4)); }
+    for r in &p.recorded {
+        by_run.entry(&r.1).or_default().push((r.3, r.4));
+    }
     for v in by_run.values_mut() {
         v.sort();
-        for w in v.windows(2) { prop_assert!(w[0].1 <= w[1].0, "overlap {:?}", w); }
+        for w in v.windows(2) {
+            prop_assert!(w[0].1 <= w[1].0, "overlap {:?}", w);
+        }
     }
     Ok(())
 }

@@ -12,7 +12,10 @@ fn cal(kind: PeriodKind) -> Calendar {
 }
 
 fn run(start: i64, elapsed: u64, state: JobState, cpus: u64) -> JobRun {
-    let mut j = JobRun::new(JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: 7, submit: UnixTime(start - 5) }, "7".into());
+    let mut j = JobRun::new(
+        JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: 7, submit: UnixTime(start - 5) },
+        "7".into(),
+    );
     j.start = Some(UnixTime(start));
     j.elapsed_secs = elapsed;
     j.state = state;

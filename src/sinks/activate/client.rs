@@ -59,10 +59,14 @@ impl ActivateClient {
     /// `{host}/api/organizations/{org}/allocations/{allocation}/usage`, segments escaped.
     fn usage_url(&self, allocation: &str) -> Url {
         let mut url = self.base.clone();
-        url.path_segments_mut()
-            .expect("checked in new")
-            .pop_if_empty()
-            .extend(["api", "organizations", &self.organization, "allocations", allocation, "usage"]);
+        url.path_segments_mut().expect("checked in new").pop_if_empty().extend([
+            "api",
+            "organizations",
+            &self.organization,
+            "allocations",
+            allocation,
+            "usage",
+        ]);
         url
     }
 
@@ -97,11 +101,15 @@ impl ActivateClient {
             };
             let status = resp.status();
             if !status.is_success() {
-                return Lookup::Failed { reason: format!("GET {} answered {status}: {}", strip(&url), error_message(resp)) };
+                return Lookup::Failed {
+                    reason: format!("GET {} answered {status}: {}", strip(&url), error_message(resp)),
+                };
             }
             let body: Value = match resp.json() {
                 Ok(v) => v,
-                Err(e) => return Lookup::Failed { reason: format!("GET {}: the answer is not JSON: {e}", strip(&url)) },
+                Err(e) => {
+                    return Lookup::Failed { reason: format!("GET {}: the answer is not JSON: {e}", strip(&url)) }
+                }
             };
             let Some(items) = items_of(&body) else {
                 return Lookup::Failed { reason: format!("GET {}: unrecognised list answer (no data/items/results array); cannot prove the event is absent", strip(&url)) };
@@ -123,7 +131,9 @@ impl ActivateClient {
                 return Lookup::NotFound;
             }
         }
-        Lookup::Failed { reason: format!("more than {} events match {delivery_id:?}; cannot decide", MAX_PAGES * PAGE_SIZE) }
+        Lookup::Failed {
+            reason: format!("more than {} events match {delivery_id:?}; cannot decide", MAX_PAGES * PAGE_SIZE),
+        }
     }
 }
 
@@ -158,9 +168,15 @@ fn classify(resp: Response) -> Outcome {
     }
     if status.is_redirection() {
         let to = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?").to_string();
-        return Outcome::Unknown { reason: format!("{status}: redirected to {to}; set `host` to the API's own address") };
+        return Outcome::Unknown {
+            reason: format!("{status}: redirected to {to}; set `host` to the API's own address"),
+        };
     }
-    let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let message = error_message(resp);
     match status {
         StatusCode::TOO_MANY_REQUESTS => Outcome::Retry { reason: format!("429 Too Many Requests: {message}"), after_secs: retry_after },
@@ -178,7 +194,9 @@ fn classify(resp: Response) -> Outcome {
 fn error_message(resp: Response) -> String {
     let text = resp.text().unwrap_or_default();
     let from_json = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
-        ["detail", "message", "title", "error"].iter().find_map(|k| v.get(k).and_then(Value::as_str).map(str::to_string))
+        ["detail", "message", "title", "error"]
+            .iter()
+            .find_map(|k| v.get(k).and_then(Value::as_str).map(str::to_string))
     });
     let msg = from_json.unwrap_or(text);
     let msg = msg.trim();

@@ -31,7 +31,10 @@ pub fn allocation_for<'a>(cfg: &'a ActivateSettings, job: &JobRun) -> Result<&'a
 /// The SKU a run's partition maps to.
 pub fn sku_for<'a>(cfg: &'a ActivateSettings, job: &JobRun) -> Result<&'a str, String> {
     cfg.partition_sku.get(&job.partition).or(cfg.default_sku.as_ref()).map(String::as_str).ok_or_else(|| {
-        format!("partition {:?} maps to no ACTIVATE SKU: add it under [sinks.activate.partition_sku] or set default_sku", job.partition)
+        format!(
+            "partition {:?} maps to no ACTIVATE SKU: add it under [sinks.activate.partition_sku] or set default_sku",
+            job.partition
+        )
     })
 }
 
@@ -40,7 +43,13 @@ pub fn sku_for<'a>(cfg: &'a ActivateSettings, job: &JobRun) -> Result<&'a str, S
 /// Written directly as JSON text, byte for byte what serializing the `json!` value tree of
 /// [`render_payload_value`] gives (keys in `serde_json::Map`'s sorted order, serde_json's
 /// string escaping and number formatting), without building the tree: it runs once per slice.
-pub fn render_payload(cfg: &ActivateSettings, job: &JobRun, slice: &Slice, delivery_id: &str, quantity: &str) -> Result<String, String> {
+pub fn render_payload(
+    cfg: &ActivateSettings,
+    job: &JobRun,
+    slice: &Slice,
+    delivery_id: &str,
+    quantity: &str,
+) -> Result<String, String> {
     let allocation = allocation_for(cfg, job)?;
     let sku = sku_for(cfg, job)?;
     let quantity: serde_json::Number =
@@ -121,7 +130,13 @@ fn push_rfc3339(out: &mut Vec<u8>, t: crate::model::UnixTime) {
 
 /// The payload as the `json!` value tree (the reference [`render_payload`] writes directly).
 #[cfg(test)]
-pub fn render_payload_value(cfg: &ActivateSettings, job: &JobRun, slice: &Slice, delivery_id: &str, quantity: &str) -> Result<String, String> {
+pub fn render_payload_value(
+    cfg: &ActivateSettings,
+    job: &JobRun,
+    slice: &Slice,
+    delivery_id: &str,
+    quantity: &str,
+) -> Result<String, String> {
     let allocation = allocation_for(cfg, job)?;
     let sku = sku_for(cfg, job)?;
     let quantity: serde_json::Number =
@@ -176,7 +191,11 @@ mod tests {
     }
 
     fn job(account: &str, partition: &str) -> JobRun {
-        let key = JobKey { cluster: ClusterName::new("mycluster").unwrap(), job_id_raw: 4242, submit: UnixTime(1_768_902_000) };
+        let key = JobKey {
+            cluster: ClusterName::new("mycluster").unwrap(),
+            job_id_raw: 4242,
+            submit: UnixTime(1_768_902_000),
+        };
         let mut j = JobRun::new(key, "4242".into());
         j.account = account.into();
         j.partition = partition.into();

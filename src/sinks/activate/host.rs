@@ -7,14 +7,17 @@ use crate::sinks::secret::Secret;
 
 /// Resolves the base URL (no trailing slash). `https://` is prepended to a bare host name.
 pub fn resolve_host(configured: Option<&str>, env_host: Option<&str>, key: &Secret) -> Result<String, String> {
-    let chosen = configured.map(str::to_string).or_else(|| env_host.map(str::trim).filter(|h| !h.is_empty()).map(str::to_string));
+    let chosen = configured
+        .map(str::to_string)
+        .or_else(|| env_host.map(str::trim).filter(|h| !h.is_empty()).map(str::to_string));
     let host = match chosen {
         Some(h) => h,
         None => host_from_key(key).ok_or_else(|| {
             "the ACTIVATE host is unknown: set `host` in [sinks.activate] or PW_PLATFORM_HOST (the API key does not encode one)".to_string()
         })?,
     };
-    let url = if host.starts_with("http://") || host.starts_with("https://") { host } else { format!("https://{host}") };
+    let url =
+        if host.starts_with("http://") || host.starts_with("https://") { host } else { format!("https://{host}") };
     check_transport(&url)?;
     Ok(url.trim_end_matches('/').to_string())
 }
@@ -23,7 +26,11 @@ pub fn resolve_host(configured: Option<&str>, env_host: Option<&str>, key: &Secr
 pub fn check_transport(url: &str) -> Result<(), String> {
     let Some(rest) = url.strip_prefix("http://") else { return Ok(()) };
     let authority = rest.split('/').next().unwrap_or("");
-    let host = if authority.starts_with('[') { authority.split(']').next().map(|h| format!("{h}]")).unwrap_or_default() } else { authority.split(':').next().unwrap_or("").to_string() };
+    let host = if authority.starts_with('[') {
+        authority.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or("").to_string()
+    };
     if ["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()) {
         Ok(())
     } else {
@@ -38,7 +45,8 @@ pub fn host_from_key(key: &Secret) -> Option<String> {
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let bytes = engine.decode(encoded.trim_end_matches('=')).ok()?;
     let host = String::from_utf8(bytes).ok()?;
-    let ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '/' | '_'));
+    let ok =
+        !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '/' | '_'));
     ok.then_some(host)
 }
 

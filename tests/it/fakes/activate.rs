@@ -156,7 +156,8 @@ impl FakeActivate {
         let state = State { mix: cfg.faults.clone(), rng: cfg.seed, ..State::default() };
         let shared = Arc::new(Shared { cfg, state: Mutex::new(state) });
         let s = shared.clone();
-        let server = Server::start(Arc::new(move |req: &Request| s.handle(req))).expect("fake ACTIVATE: bind 127.0.0.1:0");
+        let server =
+            Server::start(Arc::new(move |req: &Request| s.handle(req))).expect("fake ACTIVATE: bind 127.0.0.1:0");
         FakeActivate { shared, server }
     }
 
@@ -228,7 +229,12 @@ impl Shared {
             Reply::Drop => Outcome::Dropped,
             Reply::Send { response, .. } => Outcome::Status(response.status),
         };
-        self.state().requests.push(RecordedRequest { method: req.method.clone(), target: req.target.clone(), outcome, fault });
+        self.state().requests.push(RecordedRequest {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            outcome,
+            fault,
+        });
         reply
     }
 
@@ -238,7 +244,10 @@ impl Shared {
             return (now(error(404, &format!("no route for {}", req.path()))), None);
         };
         if req.method != "POST" && req.method != "GET" {
-            return (now(error(405, &format!("{} not allowed here", req.method)).with_header("Allow", "GET, POST")), None);
+            return (
+                now(error(405, &format!("{} not allowed here", req.method)).with_header("Allow", "GET, POST")),
+                None,
+            );
         }
         if let Err(why) = self.check_auth(req) {
             return (now(error(401, why).with_header("WWW-Authenticate", "Basic realm=\"ACTIVATE\"")), None);
@@ -271,7 +280,10 @@ impl Shared {
         let reply = match &fault {
             Some(Fault::Status5xxBefore(c)) => return (now(error(*c, "injected fault")), fault),
             Some(Fault::TooMany { retry_after_secs: s }) => {
-                return (now(error(429, "injected fault: too many requests").with_header("Retry-After", &s.to_string())), fault)
+                return (
+                    now(error(429, "injected fault: too many requests").with_header("Retry-After", &s.to_string())),
+                    fault,
+                )
             }
             Some(Fault::DropBefore) => return (Reply::Drop, fault),
             _ => match (input, listing) {
@@ -295,7 +307,9 @@ impl Shared {
         let (scheme, cred) = h.split_once(' ').unwrap_or((h, ""));
         let cred = cred.trim();
         if scheme.eq_ignore_ascii_case("Basic") {
-            let text = base64_decode(cred).and_then(|b| String::from_utf8(b).ok()).ok_or("Basic credentials are not base64")?;
+            let text = base64_decode(cred)
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or("Basic credentials are not base64")?;
             let (user, password) = text.split_once(':').ok_or("Basic credentials have no ':'")?;
             if !password.is_empty() {
                 return Err("the password must be empty (the API key is the user)");
@@ -325,11 +339,14 @@ impl Shared {
             None if is_post || st.mix.on_get => {
                 let u = (splitmix64(&mut st.rng) >> 11) as f64 / (1u64 << 53) as f64;
                 let mut acc = 0.0;
-                st.mix.weights.iter().find(|(p, _)| {
-                    acc += p;
-                    u < acc
-                })
-                .map(|(_, f)| f.clone())
+                st.mix
+                    .weights
+                    .iter()
+                    .find(|(p, _)| {
+                        acc += p;
+                        u < acc
+                    })
+                    .map(|(_, f)| f.clone())
             }
             None => None,
         };
@@ -367,9 +384,14 @@ impl Shared {
             let bad = |what: &str| format!("{k}: {what}, got {v:?}");
             match k.as_str() {
                 "page" => page = v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| bad("expected an integer ≥ 1"))?,
-                "pageSize" => page_size = v.parse().ok().filter(|p| (1..=1000).contains(p)).ok_or_else(|| bad("expected 1 to 1000"))?,
+                "pageSize" => {
+                    page_size =
+                        v.parse().ok().filter(|p| (1..=1000).contains(p)).ok_or_else(|| bad("expected 1 to 1000"))?
+                }
                 "metadata" => needle = Some(v.to_lowercase()),
-                "startedAtFrom" => from = Some(parse_date_time(&v).ok_or_else(|| bad("expected an RFC 3339 date-time"))?),
+                "startedAtFrom" => {
+                    from = Some(parse_date_time(&v).ok_or_else(|| bad("expected an RFC 3339 date-time"))?)
+                }
                 "startedAtTo" => to = Some(parse_date_time(&v).ok_or_else(|| bad("expected an RFC 3339 date-time"))?),
                 "endedAtFrom" | "endedAtTo" | "createdAtFrom" | "createdAtTo" | "type" | "subtype" | "quantityMin"
                 | "quantityMax" | "unitRateMin" | "unitRateMax" | "amountMin" | "amountMax" => {
@@ -387,7 +409,9 @@ impl Shared {
             .iter()
             .filter(|e| e.organization == org && e.allocation == alloc)
             .filter(|e| {
-                needle.as_ref().map_or(true, |n| e.metadata.as_ref().is_some_and(|m| m.to_string().to_lowercase().contains(n)))
+                needle
+                    .as_ref()
+                    .map_or(true, |n| e.metadata.as_ref().is_some_and(|m| m.to_string().to_lowercase().contains(n)))
             })
             .filter(|e| {
                 let t = parse_date_time(&e.started_at).expect("validated on POST");
@@ -451,7 +475,9 @@ fn validate(body: &[u8]) -> Result<Input, String> {
         }
     }
     if let Some(k) = obj.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(format!("{k}: property not allowed (PostUsageEventInput has additionalProperties: false; allowed: {ALLOWED:?})"));
+        return Err(format!(
+            "{k}: property not allowed (PostUsageEventInput has additionalProperties: false; allowed: {ALLOWED:?})"
+        ));
     }
     if let Some(k) = REQUIRED.iter().find(|k| !obj.contains_key(**k)) {
         return Err(format!("{k}: required property missing"));
@@ -461,10 +487,14 @@ fn validate(body: &[u8]) -> Result<Input, String> {
         other => return Err(format!("sku: expected a non-empty string, got {other}")),
     };
     let quantity = match &obj["quantity"] {
-        Value::Number(n) => n.as_f64().filter(|q| q.is_finite() && *q >= 0.0).ok_or(format!("quantity: expected a number ≥ 0, got {n}"))?,
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|q| q.is_finite() && *q >= 0.0)
+            .ok_or(format!("quantity: expected a number ≥ 0, got {n}"))?,
         other => return Err(format!("quantity: expected a number, got {other}")),
     };
-    let quantity_text = members.iter().find(|(k, _)| k == "quantity").map(|(_, t)| t.clone()).expect("quantity is a member");
+    let quantity_text =
+        members.iter().find(|(k, _)| k == "quantity").map(|(_, t)| t.clone()).expect("quantity is a member");
     let time = |k: &str| match &obj[k] {
         Value::String(s) => parse_date_time(s)
             .map(|t| (s.clone(), t))
@@ -628,7 +658,8 @@ pub fn base64_encode(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         for j in 0..4 {
             out.push(if j <= c.len() { A[(n >> (18 - 6 * j)) as usize & 63] as char } else { '=' });
         }

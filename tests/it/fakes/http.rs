@@ -212,7 +212,8 @@ fn serve_connection(mut stream: TcpStream, handler: &(dyn Fn(&Request) -> Reply 
                 return;
             }
             Reply::Send { delay, response } => {
-                if !sleep_unless_stopped(delay, stop) || write_response(&mut stream, &response, close).is_err() || close {
+                if !sleep_unless_stopped(delay, stop) || write_response(&mut stream, &response, close).is_err() || close
+                {
                     return;
                 }
             }

@@ -9,4 +9,6 @@
 pub mod activate;
 pub mod http;
 
-pub use activate::{base64_encode, Event, FakeActivate, FakeConfig, Fault, FaultKind, FaultMix, Outcome, RecordedRequest};
+pub use activate::{
+    base64_encode, Event, FakeActivate, FakeConfig, Fault, FaultKind, FaultMix, Outcome, RecordedRequest,
+};
