@@ -33,7 +33,9 @@ use slurm_ledger::collect::import_file;
 use slurm_ledger::ledger::Ledger;
 use slurm_ledger::model::UnixTime;
 use slurm_ledger::slurm::parsable::{Item, SacctReader};
-use slurm_ledger::synth::{SyntheticDay, DAY_START};
+#[path = "synth.rs"]
+mod synth;
+use synth::{SyntheticDay, DAY_START};
 
 const TARGET_PARSE_ROWS_PER_SEC: f64 = 1_000_000.0;
 const TARGET_COLLECT_SECS: f64 = 15.0;

@@ -38,7 +38,9 @@ use slurm_ledger::model::{JobRun, UnixTime};
 use slurm_ledger::sinks::activate::ActivateSink;
 use slurm_ledger::sinks::Sink;
 use slurm_ledger::slurm::parsable::{Item, SacctReader};
-use slurm_ledger::synth::{SyntheticDay, DAY_START};
+#[path = "synth.rs"]
+mod synth;
+use synth::{SyntheticDay, DAY_START};
 
 const TARGET_SECS: f64 = 5.0;
 /// Runs parsed per untimed chunk of the `meter` phase.

@@ -568,12 +568,18 @@ fn job_id_range(batch: &[Parsed]) -> Option<(&ClusterName, u64, u64)> {
     Some((&first.cluster, lo, hi))
 }
 
+/// The benchmarks' synthetic-day generator (it lives with them, not in the library).
+#[cfg(test)]
+#[path = "../benches/synth.rs"]
+#[allow(dead_code)] // the benchmarks use all of it; these tests, part
+mod synth;
+
 #[cfg(test)]
 mod tests {
+    use super::synth::{SyntheticDay, DAY_START};
     use super::*;
     use crate::slurm::source::DELIMITER;
     use crate::slurm::values::TimeZone;
-    use crate::synth::{SyntheticDay, DAY_START};
 
     fn day(jobs: u64) -> SacctReader<std::io::BufReader<SyntheticDay>> {
         let opts = ReadOptions {

@@ -3,19 +3,18 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::collect::{collect_cluster, import_file, import_items, CollectReport, Since, WindowPolicy};
+use crate::collect::{import_file, import_items, CollectReport, Since};
 use crate::config::{parse_duration_secs, Settings};
-use crate::ledger::Ledger;
 use crate::model::{ClusterName, UnixTime};
+use crate::pass::{self, ClusterOutcome, CollectPlan};
 use crate::slurm::json::read_sacct_json;
 use crate::slurm::parsable::ReadOptions;
-use crate::slurm::runner::{CommandRunner, Runner};
-use crate::slurm::source::{SlurmSource, DELIMITER};
+use crate::slurm::runner::CommandRunner;
+use crate::slurm::source::DELIMITER;
 use crate::slurm::values::TimeZone;
 
 use super::{open_ledger, parse_time_arg, settings, system_now, Cli, UsageError};
@@ -70,6 +69,12 @@ fn cluster_arg(name: &str, what: &str) -> anyhow::Result<ClusterName> {
     ClusterName::new(name).map_err(|e| anyhow::Error::new(UsageError(format!("{what}: {e}"))))
 }
 
+/// The clusters of `--cluster` (default: `[slurm] clusters`; empty: the local cluster).
+pub(crate) fn clusters_arg(s: &Settings, given: &[String]) -> anyhow::Result<Vec<ClusterName>> {
+    let clusters = if given.is_empty() { &s.slurm.clusters } else { given };
+    clusters.iter().map(|c| cluster_arg(c, "--cluster")).collect()
+}
+
 pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
     let mut ledger = open_ledger(&s)?;
@@ -115,47 +120,20 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
         (None, None) => Since::Cursor,
     };
     let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
-    let clusters = if a.clusters.is_empty() { s.slurm.clusters.clone() } else { a.clusters.clone() };
-    let clusters = clusters.iter().map(|c| cluster_arg(c, "--cluster")).collect::<anyhow::Result<Vec<_>>>()?;
-    let failed = collect_all(&runner, &s, &mut ledger, clusters, since, now, out)?;
+    let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters: clusters_arg(&s, &a.clusters)?, since };
+    let failed = print_clusters(out, &pass::collect_all(&mut ledger, &plan, now)?)?;
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Polls each cluster (the local one when `clusters` is empty); a failing cluster does not stop
-/// the others. Returns how many failed.
-pub(crate) fn collect_all(
-    runner: &dyn Runner,
-    s: &Settings,
-    ledger: &mut Ledger,
-    clusters: Vec<ClusterName>,
-    since: Since,
-    now: UnixTime,
-    out: &mut dyn Write,
-) -> anyhow::Result<usize> {
-    let source = SlurmSource::new(runner, Duration::from_secs(s.slurm.timeout_secs));
-    let info = source.detect().context("asking sacct for its version and fields")?;
-    tracing::info!(version = %info.version, fields = info.fields.len(), "Slurm detected");
-    let clusters = if clusters.is_empty() { vec![source.local_cluster()?] } else { clusters };
-    let policy =
-        WindowPolicy { overlap_secs: s.slurm.overlap_secs, initial_lookback_secs: s.slurm.initial_lookback_secs };
-    let mut failed = 0;
-    for cluster in &clusters {
-        match collect_cluster(&source, &info, ledger, cluster, since, now, policy) {
-            Ok(report) => {
-                print_report(out, &report)?;
-                if let Some(e) = report.settled.as_ref().and_then(|s| s.error.as_ref()) {
-                    failed += 1;
-                    tracing::error!(cluster = %cluster, error = %e, "asking sacct for open runs by job id failed");
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                tracing::error!(cluster = %cluster, error = %e, "collect failed");
-                writeln!(out, "{cluster}: FAILED: {e}")?;
-            }
+/// Prints what each cluster's collect did. Returns how many failed.
+pub(crate) fn print_clusters(out: &mut dyn Write, outcomes: &[ClusterOutcome]) -> std::io::Result<usize> {
+    for o in outcomes {
+        match o {
+            ClusterOutcome::Collected(report) => print_report(out, report)?,
+            ClusterOutcome::Failed { cluster, error } => writeln!(out, "{cluster}: FAILED: {error}")?,
         }
     }
-    Ok(failed)
+    Ok(outcomes.iter().filter(|o| o.failed()).count())
 }
 
 fn print_report(out: &mut dyn Write, r: &CollectReport) -> std::io::Result<()> {

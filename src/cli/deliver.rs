@@ -7,15 +7,16 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::collect::Since;
-use crate::delivery::engine::{execute_sink, plan_sink, preview_sink, EnginePolicy};
+use crate::delivery::consumer::Consumer;
+use crate::delivery::engine::{self, EngineError, Preview};
 use crate::ledger::{DeliveryState, Ledger};
-use crate::model::{ClusterName, UnixTime};
-use crate::sinks::Sink;
+use crate::model::UnixTime;
+use crate::pass::{self, CollectPlan, SinkOutcome};
 use crate::slurm::runner::CommandRunner;
+use crate::tracker::TrackerSeeds;
 
-use super::collect::collect_all;
-use super::sink_setup::{build_sinks, policy_for};
-use super::{open_ledger, open_ledger_read_only, sender_lock, settings, system_now, Cli, UsageError};
+use super::collect::{clusters_arg, print_clusters};
+use super::{build_sinks, open_ledger, open_ledger_read_only, sender_lock, settings, system_now, Cli, UsageError};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -79,15 +80,12 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     let mut ledger = if a.dry_run { open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let out = &mut std::io::stdout().lock();
     let now = system_now();
-    let failed = deliver_all(
-        &mut ledger,
-        &sinks,
-        &|n| policy_for(&s, n),
-        a.limit.unwrap_or(s.delivery.batch),
-        a.dry_run,
-        now,
-        out,
-    )?;
+    let failed = if a.dry_run {
+        dry_run(&ledger, &sinks, now, out)?;
+        false
+    } else {
+        print_sinks(out, &pass::deliver_all(&mut ledger, &sinks, a.limit.unwrap_or(s.delivery.batch), now)?)?
+    };
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -104,63 +102,37 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     let mut ledger = if a.deliver.dry_run { open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let out = &mut std::io::stdout().lock();
     let now = system_now();
-    let clusters = if a.clusters.is_empty() { s.slurm.clusters.clone() } else { a.clusters.clone() };
-    let clusters = clusters
-        .iter()
-        .map(|c| ClusterName::new(c).map_err(|e| anyhow::Error::new(UsageError(format!("--cluster: {e}")))))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
-    // A dry run must not move cursors either: it plans from what the ledger already holds.
-    let collect_failed = if a.deliver.dry_run {
+    let clusters = clusters_arg(&s, &a.clusters)?;
+    // Sinks are built first, but a sink that cannot be built (a missing key) must not stop the
+    // collect: the error is reported after it.
+    let sinks = build_sinks(&s, &a.deliver.sinks, !a.deliver.dry_run);
+    if a.deliver.dry_run {
+        // A dry run must not move cursors either: it plans from what the ledger already holds.
         writeln!(out, "(dry run: not collecting; planning from the ledger as it is)")?;
-        0
-    } else {
-        collect_all(&runner, &s, &mut ledger, clusters, Since::Cursor, now, out)?
-    };
-    // Sinks after collecting: a missing key must not stop the collect.
-    let sinks = build_sinks(&s, &a.deliver.sinks, !a.deliver.dry_run)?;
-    // Deliver even when a cluster failed: what the ledger holds is still owed.
-    let failed = deliver_all(
-        &mut ledger,
-        &sinks,
-        &|n| policy_for(&s, n),
-        a.deliver.limit.unwrap_or(s.delivery.batch),
-        a.deliver.dry_run,
-        now,
-        out,
-    )?;
-    Ok(if failed || collect_failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        dry_run(&ledger, &sinks?, now, out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
+    let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters, since: Since::Cursor };
+    let limit = a.deliver.limit.unwrap_or(s.delivery.batch);
+    let report = pass::run(&mut ledger, &plan, sinks.as_deref().unwrap_or_default(), limit, now)?;
+    print_clusters(out, &report.clusters)?;
+    // After the collect's report: a sink that could not be built is the operator's to fix.
+    sinks?;
+    print_sinks(out, &report.sinks)?;
+    Ok(if report.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
     let sinks = build_sinks(&s, std::slice::from_ref(&a.sink), false)?;
     let Some(_lock) = sender_lock(&s, "retry")? else { return Ok(ExitCode::from(1)) };
-    let sink = &sinks[0];
     let mut ledger = open_ledger(&s)?;
-    let rejected: Vec<_> = ledger
-        .deliveries(&a.sink, Some(DeliveryState::Rejected))?
-        .into_iter()
-        .filter(|d| a.id.as_ref().map_or(true, |id| *id == d.id))
-        .collect();
-    // Re-render each payload with today's config: the fix may be a mapping.
-    let mut payloads = Vec::with_capacity(rejected.len());
-    for d in &rejected {
-        let Some(job) = ledger.job(&d.key)? else {
-            anyhow::bail!("delivery {} refers to run {} that the ledger no longer has", d.id, d.key)
-        };
-        let slice = crate::delivery::plan::Slice { start: d.slice_start, end: d.slice_end, quantity: 0 };
-        match sink.render(&job, &slice, &d.id, &d.quantity) {
-            Ok(p) => payloads.push((d.id.clone(), p)),
-            Err(reason) => anyhow::bail!(UsageError(format!("delivery {} still cannot be rendered: {reason}", d.id))),
-        }
-    }
-    let mut w = ledger.writer(system_now())?;
-    let mut n = 0;
-    for (id, p) in &payloads {
-        n += u64::from(w.requeue_rejected_with(id, p)?);
-    }
-    w.commit()?;
+    let n = match engine::retry_rejected(&mut ledger, &sinks[0], a.id.as_deref(), system_now()) {
+        Ok(n) => n,
+        Err(e @ EngineError::StillUnroutable { .. }) => return Err(UsageError(e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
     println!(
         "{}: {n} rejected deliveries put back to pending with today's mapping; the next `deliver` sends them",
         a.sink
@@ -172,80 +144,76 @@ pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Plans and executes every sink (or previews, for a dry run). Returns whether any delivery
-/// was rejected, or a sink had work and delivered none of it.
-pub(crate) fn deliver_all(
-    ledger: &mut Ledger,
-    sinks: &[Box<dyn Sink>],
-    policy: &dyn Fn(&str) -> EnginePolicy,
-    limit: u64,
-    dry_run: bool,
-    now: UnixTime,
-    out: &mut dyn Write,
-) -> anyhow::Result<bool> {
-    let mut failed = false;
-    for sink in sinks {
-        let name = sink.name();
-        let p = policy(name);
-        if dry_run {
-            dry_run_sink(ledger, sink.as_ref(), now, &p, out)?;
-            continue;
-        }
-        let plan = plan_sink(ledger, sink.as_ref(), now, &p)?;
-        let exec = execute_sink(ledger, sink.as_ref(), now, limit, &p)?;
+/// Prints what each sink's plan and execute did. Returns whether any delivery was rejected, or
+/// a sink had work and delivered none of it.
+pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome]) -> std::io::Result<bool> {
+    for o in sinks {
+        let (name, plan, exec) = (&o.sink, &o.plan, &o.exec);
         writeln!(
             out,
             "{name}: {} runs planned → {} new deliveries ({} runs held); sent: {} delivered, {} found already delivered, {} to retry, {} unknown (looked up next time), {} rejected",
-            plan.runs_considered, plan.deliveries_planned, plan.runs_held, exec.delivered, exec.found_already_delivered, exec.retry, exec.unknown, exec.rejected
+            plan.runs_considered,
+            plan.deliveries_planned,
+            plan.runs_held,
+            exec.delivered,
+            exec.found_already_delivered,
+            exec.retry,
+            exec.unknown,
+            exec.rejected
         )?;
         if exec.rejected > 0 {
-            writeln!(out, "  {name}: see `slurm-ledger status` for the platform's reasons; `slurm-ledger retry --sink {name}` after a fix")?;
-            failed = true;
+            writeln!(
+                out,
+                "  {name}: see `slurm-ledger status` for the platform's reasons; `slurm-ledger retry --sink {name}` after a fix"
+            )?;
         }
-        // Nothing got through although there was work: the platform is down or refuses the key.
-        if exec.delivered + exec.found_already_delivered == 0 && exec.retry + exec.unknown > 0 {
+        if o.stalled() {
             writeln!(
                 out,
                 "  {name}: nothing was delivered; `slurm-ledger status` shows the last error of each waiting delivery"
             )?;
-            failed = true;
         }
     }
-    Ok(failed)
+    Ok(sinks.iter().any(SinkOutcome::failed))
 }
 
-fn dry_run_sink(
-    ledger: &Ledger,
-    sink: &dyn Sink,
-    now: UnixTime,
-    p: &EnginePolicy,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let name = sink.name();
-    let crate::delivery::engine::Preview { planned, held } = preview_sink(ledger, sink, now, p)?;
-    let waiting: Vec<_> = ledger
-        .deliveries(name, None)?
-        .into_iter()
-        .filter(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::Retry | DeliveryState::Sent))
-        .collect();
-    writeln!(
-        out,
-        "{name} (dry run): {} already planned and waiting, {} new from this pass, {} runs held",
-        waiting.len(),
-        planned.len(),
-        held.len()
-    )?;
-    for d in waiting.iter().chain(planned.iter()) {
-        let note = match d.state {
-            DeliveryState::Sent => " (outcome unknown: looked up first)",
-            DeliveryState::Retry => " (retry)",
-            _ => "",
-        };
-        writeln!(out, "\n# {}  {} {}..{} quantity {}{note}", d.id, d.key, d.slice_start, d.slice_end, d.quantity)?;
-        writeln!(out, "{}", sink.describe(d))?;
-    }
-    for (key, reason) in &held {
-        writeln!(out, "\n# held {key}: {reason}")?;
+/// Prints, for each sink, every request a pass would send now: what is already planned and
+/// waiting, and what planning would add. Writes nothing.
+pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &mut dyn Write) -> anyhow::Result<()> {
+    for c in sinks {
+        let name = c.name.as_str();
+        let Preview { planned, held } = engine::preview(ledger, c, Some(&TrackerSeeds), now)?;
+        let waiting: Vec<_> = ledger
+            .deliveries(name, None)?
+            .into_iter()
+            .filter(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::Retry | DeliveryState::Sent))
+            .collect();
+        writeln!(
+            out,
+            "{name} (dry run): {} already planned and waiting, {} new from this pass, {} runs held",
+            waiting.len(),
+            planned.len(),
+            held.len()
+        )?;
+        for d in waiting.iter().chain(planned.iter()) {
+            let note = match d.state {
+                DeliveryState::Sent => " (outcome unknown: looked up first)",
+                DeliveryState::Retry => " (retry)",
+                _ => "",
+            };
+            let (a, b) =
+                d.span.map_or_else(|| ("-".to_string(), "-".to_string()), |(a, b)| (a.to_string(), b.to_string()));
+            let amount = d.amount.as_deref().unwrap_or("-");
+            writeln!(out, "\n# {}  {} {a}..{b} quantity {amount}{note}", d.id, d.run_text())?;
+            let run = match &d.key {
+                Some(k) => ledger.job(k)?,
+                None => None,
+            };
+            writeln!(out, "{}", c.sender.describe(d, run.as_ref()))?;
+        }
+        for (key, reason) in &held {
+            writeln!(out, "\n# held {key}: {reason}")?;
+        }
     }
     Ok(())
 }

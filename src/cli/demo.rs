@@ -9,17 +9,15 @@ use clap::Args;
 
 use crate::collect::Since;
 use crate::config::{RawConfig, Settings};
+use crate::delivery::consumer::Consumer;
 use crate::demo::{replay_runner, RECORDED_AT};
 use crate::ledger::{JobFilter, Ledger};
+use crate::pass::{self, CollectPlan};
+use crate::sinks::{build, BuildCtx};
 
-use crate::sinks::activate::ActivateSink;
-use crate::sinks::jsonl::JsonlSink;
-use crate::sinks::Sink;
-
-use super::collect::collect_all;
-use super::deliver::deliver_all;
+use super::collect::print_clusters;
+use super::deliver::{dry_run, print_sinks};
 use super::jobs::{write_jobs, Format};
-use super::sink_setup::policy_for;
 use super::status::write_status;
 
 #[derive(Debug, Args)]
@@ -55,15 +53,44 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         "slurm-ledger demo: recorded output of a real Slurm 22.05.8 cluster (testbed), replayed; ledger {}\n",
         path.display()
     )?;
-    writeln!(out, "== collect (first poll)")?;
-    let failed = collect_all(&runner, &settings, &mut ledger, vec![], Since::Cursor, RECORDED_AT, out)?;
-    writeln!(out, "\n== collect again (same window: nothing may change)")?;
-    let failed = failed + collect_all(&runner, &settings, &mut ledger, vec![], Since::Cursor, RECORDED_AT, out)?;
+    let plan = CollectPlan { runner: &runner, slurm: &settings.slurm, clusters: vec![], since: Since::Cursor };
+    let (jsonl, activate) = demo_sinks(&jsonl_path)?;
+    let jsonl = [jsonl];
+    writeln!(
+        out,
+        "== one pass (what cron's `run` and the daemon repeat): collect, then deliver core-hours to a local JSONL sink ({})",
+        jsonl_path.display()
+    )?;
+    let first = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT)?;
+    print_clusters(out, &first.clusters)?;
+    print_sinks(out, &first.sinks)?;
+    writeln!(out, "\n== the same pass again (same window: no run may change, nothing new may be sent)")?;
+    let second = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT)?;
+    print_clusters(out, &second.clusters)?;
+    print_sinks(out, &second.sinks)?;
+    let failed = usize::from(first.failed()) + usize::from(second.failed());
     writeln!(out, "\n== Slurm calls made (one sacct query per poll):")?;
     for c in runner.calls() {
         writeln!(out, "  {}", c.display().replace('\u{1f}', "\\x1f"))?;
     }
-    let failed = failed + demo_deliver(&mut ledger, &jsonl_path, out)?;
+    let lines = std::fs::read_to_string(&jsonl_path).unwrap_or_default();
+    writeln!(out, "\n{} usage records; the first three:", lines.lines().count())?;
+    for l in lines.lines().take(3) {
+        writeln!(out, "  {l}")?;
+    }
+    writeln!(out, "\n== ACTIVATE, dry run (what slurm-tracker's replacement would POST; first two)")?;
+    let mut preview = Vec::new();
+    dry_run(&ledger, std::slice::from_ref(&activate), RECORDED_AT, &mut preview)?;
+    let preview = String::from_utf8_lossy(&preview);
+    let mut shown = 0;
+    for block in preview.split("\n\n") {
+        if block.starts_with('#') && block.contains("\nPOST ") && shown < 2 {
+            writeln!(out, "{block}\n")?;
+            shown += 1;
+        } else if !block.starts_with('#') {
+            writeln!(out, "{}", block.trim_end())?;
+        }
+    }
     writeln!(out, "\n== status")?;
     write_status(out, &ledger.status(5)?)?;
     writeln!(out, "\n== jobs")?;
@@ -88,46 +115,22 @@ running_slice = "1m"
 gpu = "gpu-compute"
 "#;
 
-/// Meters the ledger and delivers to the local JSONL sink (twice: the second pass sends nothing),
-/// then shows what ACTIVATE would receive. Returns 1 if anything was rejected.
-fn demo_deliver(ledger: &mut Ledger, jsonl: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<usize> {
+/// The demo's sinks: the local JSONL file, and ACTIVATE offline (no key: it can only show what
+/// it would send).
+fn demo_sinks(jsonl: &std::path::Path) -> anyhow::Result<(Consumer, Consumer)> {
     let text = DEMO_SINKS.replacen(
         "[sinks.jsonl]\n",
         &format!("[sinks.jsonl]\npath = {:?}\n", jsonl.display().to_string()),
         1,
     );
     let settings = Settings::from_toml(&text, "demo").map_err(|e| anyhow::anyhow!("demo sinks: {e}"))?;
-    let jsonl_sink = JsonlSink::new(settings.sinks.jsonl.clone().expect("demo config has [sinks.jsonl]"))
-        .map_err(anyhow::Error::msg)?;
-    let activate = ActivateSink::offline(settings.sinks.activate.clone().expect("demo config has [sinks.activate]"))
-        .map_err(anyhow::Error::msg)?
-        .with_base_url(Some("https://activate.example.org".into()));
-    let policy = |n: &str| policy_for(&settings, n);
-    let local: Vec<Box<dyn Sink>> = vec![Box::new(jsonl_sink)];
-    writeln!(out, "\n== deliver core-hours to a local JSONL sink ({})", jsonl.display())?;
-    let mut failed = deliver_all(ledger, &local, &policy, 10_000, false, RECORDED_AT, out)? as usize;
-    writeln!(out, "\n== deliver again (nothing new may be sent)")?;
-    failed += deliver_all(ledger, &local, &policy, 10_000, false, RECORDED_AT, out)? as usize;
-    let lines = std::fs::read_to_string(jsonl).unwrap_or_default();
-    writeln!(out, "\n{} usage records; the first three:", lines.lines().count())?;
-    for l in lines.lines().take(3) {
-        writeln!(out, "  {l}")?;
-    }
-    writeln!(out, "\n== ACTIVATE, dry run (what slurm-tracker's replacement would POST; first two)")?;
-    let remote: Vec<Box<dyn Sink>> = vec![Box::new(activate)];
-    let mut preview = Vec::new();
-    deliver_all(ledger, &remote, &policy, 10_000, true, RECORDED_AT, &mut preview)?;
-    let preview = String::from_utf8_lossy(&preview);
-    let mut shown = 0;
-    for block in preview.split("\n\n") {
-        if block.starts_with('#') && block.contains("\nPOST ") && shown < 2 {
-            writeln!(out, "{block}\n")?;
-            shown += 1;
-        } else if !block.starts_with('#') {
-            writeln!(out, "{}", block.trim_end())?;
-        }
-    }
-    Ok(failed)
+    let env = |_: &str| None;
+    let ctx = BuildCtx { online: false, env: &env, policy: super::engine_policy(&settings) };
+    let mut built = build(&settings.sinks, &[], &ctx)?.into_iter().map(|b| b.consumer);
+    let (Some(activate), Some(jsonl)) = (built.next(), built.next()) else {
+        anyhow::bail!("the demo config has [sinks.activate] and [sinks.jsonl]")
+    };
+    Ok((jsonl, activate))
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {

@@ -201,7 +201,7 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    if ledger.sink_has_runs(ACTIVATE, &cluster)? && !a.force {
+    if ledger.consumer_has_runs(ACTIVATE, &cluster)? && !a.force {
         return Err(usage(format!(
             "slurm-ledger has already planned ACTIVATE usage for cluster {cluster}: runs planned before the import keep their \
              own frontier, so what the tracker billed of them would be billed again. Import before the first `deliver`/`run` \

@@ -8,7 +8,6 @@ mod demo;
 mod jobs;
 mod lock;
 mod migrate;
-mod sink_setup;
 mod status;
 mod timeargs;
 
@@ -19,7 +18,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Settings, ENV_CONFIG, ENV_LEDGER};
+use crate::delivery::consumer::{Consumer, EnginePolicy};
 use crate::ledger::Ledger;
+use crate::sinks::BuildCtx;
 
 pub use timeargs::{parse_time_arg, system_now};
 
@@ -135,6 +136,32 @@ fn sender_lock(s: &Settings, what: &str) -> anyhow::Result<Option<lock::LedgerLo
         );
     }
     Ok(l)
+}
+
+/// The configured sinks (or those named in `only`) as consumers. `online`: load keys so they can
+/// send (a missing key is a usage error); otherwise they can only plan and describe (`--dry-run`).
+/// Warnings (a key file others can read) go to stderr even under `-q`: cron mails them.
+fn build_sinks(s: &Settings, only: &[String], online: bool) -> anyhow::Result<Vec<Consumer>> {
+    let env = |name: &str| std::env::var(name).ok();
+    let ctx = BuildCtx { online, env: &env, policy: engine_policy(s) };
+    match crate::sinks::build(&s.sinks, only, &ctx) {
+        Ok(built) => Ok(built
+            .into_iter()
+            .map(|b| {
+                for w in &b.warnings {
+                    eprintln!("warning: {w}");
+                }
+                b.consumer
+            })
+            .collect()),
+        Err(e) if e.is_usage() => Err(UsageError(e.to_string()).into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Retry timing from `[delivery]`.
+fn engine_policy(s: &Settings) -> EnginePolicy {
+    EnginePolicy { base_backoff_secs: s.delivery.retry_backoff_secs, max_backoff_secs: s.delivery.max_backoff_secs }
 }
 
 /// An error that is the user's input: exit status 2.

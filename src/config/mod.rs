@@ -4,12 +4,11 @@
 //! Environment variable names live here, in one place.
 
 mod raw;
-mod sinks;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::validate::{parse_duration_secs, ConfigProblem};
 pub use raw::RawConfig;
-pub use sinks::{ActivateSettings, JsonlSettings, Metering, SinkSettings};
 
 /// Config file used when none is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/slurm-ledger/config.toml";
@@ -19,20 +18,13 @@ pub const DEFAULT_LEDGER_PATH: &str = "/var/lib/slurm-ledger/ledger.db";
 pub const ENV_CONFIG: &str = "SLURM_LEDGER_CONFIG";
 /// Names the ledger file, over the config.
 pub const ENV_LEDGER: &str = "SLURM_LEDGER_DB";
-/// The ACTIVATE API key (slurm-tracker's variable, read as it did).
-pub const ENV_ACTIVATE_KEY: &str = "PW_API_KEY";
-/// The ACTIVATE API key, slurm-ledger's own name (wins over `PW_API_KEY`).
-pub const ENV_ACTIVATE_KEY_OWN: &str = "SLURM_LEDGER_ACTIVATE_API_KEY";
-/// The ACTIVATE base URL (slurm-tracker's variable), when the config has no `host`.
-pub const ENV_ACTIVATE_HOST: &str = "PW_PLATFORM_HOST";
-
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Settings {
     pub ledger_path: PathBuf,
     pub slurm: SlurmSettings,
     pub log_level: String,
-    pub sinks: SinkSettings,
+    pub sinks: crate::sinks::SinkSettings,
     pub delivery: DeliverySettings,
 }
 
@@ -57,13 +49,6 @@ pub struct SlurmSettings {
     pub initial_lookback_secs: i64,
 }
 
-/// One problem with the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub key: String,
-    pub message: String,
-}
-
 /// Why the config cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -73,24 +58,6 @@ pub enum ConfigError {
     Syntax { path: String, message: String },
     #[error("config file {path} has {} problem(s):\n{}", .problems.len(), .problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n"))]
     Invalid { path: String, problems: Vec<ConfigProblem> },
-}
-
-/// Reads a duration such as `90s`, `15m`, `2h`, `7d`, `1w` into seconds.
-pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: i64 =
-        num.parse().map_err(|_| format!("{s:?} is not a duration; write e.g. \"90s\", \"15m\", \"2h\", \"7d\""))?;
-    let mult = match unit.trim() {
-        "s" | "" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("{s:?} has unknown unit {unit:?}; use s, m, h, d or w")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// A TOML error as `line N: message`, without the offending line's text: a secret pasted into
@@ -203,7 +170,7 @@ impl Settings {
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             problem("log.level", format!("is {log_level:?}; use one of error, warn, info, debug, trace"));
         }
-        let sinks = sinks::validate(&mut problems, raw.sinks);
+        let sinks = crate::sinks::validate(raw.sinks, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -324,5 +291,66 @@ mod tests {
         assert_eq!(parse_duration_secs("7d"), Ok(604_800));
         assert!(parse_duration_secs("2 fortnights").is_err());
         assert!(parse_duration_secs("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use crate::config::Settings;
+
+    #[test]
+    fn activate_section_is_validated_with_keys() {
+        let text = "[sinks.activate]\nhost = \"activate.example.org\"\nbasis = \"both\"\nperiod = \"week\"\ntimezone = \"Mars/Olympus\"\napi_key_file = \"key\"\n[sinks.activate.account_allocation]\nphys = \"\"\n";
+        let e = Settings::from_toml(text, "c.toml").unwrap_err().to_string();
+        for key in [
+            "sinks.activate.organization",
+            "sinks.activate.host",
+            "sinks.activate.basis",
+            "sinks.activate.period",
+            "sinks.activate.timezone",
+            "sinks.activate.api_key_file",
+            "sinks.activate.account_allocation.phys",
+        ] {
+            assert!(e.contains(key), "{key} missing in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn api_key_is_not_a_config_key() {
+        let e = Settings::from_toml("[sinks.activate]\norganization = \"o\"\napi_key = \"pwt_secret\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `api_key`") && e.contains("line 3"), "{e}");
+        assert!(!e.contains("pwt_secret"), "the value of a misplaced key was printed: {e}");
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_toml("[sinks.activate]\norganization = \"acme\"\n", "c.toml").unwrap();
+        let a = s.sinks.activate.unwrap();
+        assert_eq!(a.metering.tres, "cpu");
+        assert_eq!(a.metering.running_slice_secs, 900);
+        assert_eq!(a.timeout_secs, 30);
+        assert_eq!(s.sinks.jsonl, None);
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use crate::config::Settings;
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        let e = Settings::from_toml(
+            "[sinks.activate]\norganization = \"o\"\nhost = \"http://activate.example.org\"\n",
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sinks.activate.host") && e.contains("https://"), "{e}");
+        assert!(Settings::from_toml("[sinks.activate]\norganization = \"o\"\nhost = \"http://127.0.0.1:8080\"\n", "c")
+            .is_ok());
+        let e = Settings::from_toml("[sinks.activate]\norganization = \"..\"\n", "c").unwrap_err().to_string();
+        assert!(e.contains("sinks.activate.organization"), "{e}");
     }
 }

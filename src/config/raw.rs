@@ -12,7 +12,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
-    pub sinks: RawSinks,
+    pub sinks: crate::sinks::RawSinks,
     #[serde(default)]
     pub delivery: RawDelivery,
 }
@@ -24,47 +24,6 @@ pub struct RawDelivery {
     pub retry_backoff: Option<String>,
     pub max_backoff: Option<String>,
     pub batch: Option<i64>,
-}
-
-/// `[sinks.*]`: one table per platform; a sink is on when its table is present.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSinks {
-    pub activate: Option<RawActivate>,
-    pub jsonl: Option<RawJsonl>,
-}
-
-/// `[sinks.activate]`: Parallel Works ACTIVATE usage events.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawActivate {
-    pub organization: Option<String>,
-    pub host: Option<String>,
-    pub api_key_file: Option<String>,
-    pub default_sku: Option<String>,
-    pub default_allocation: Option<String>,
-    #[serde(default)]
-    pub partition_sku: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub account_allocation: std::collections::BTreeMap<String, String>,
-    pub tres: Option<String>,
-    pub basis: Option<String>,
-    pub period: Option<String>,
-    pub timezone: Option<String>,
-    pub running_slice: Option<String>,
-    pub timeout_secs: Option<i64>,
-}
-
-/// `[sinks.jsonl]`: a local file of usage records, one JSON object per line.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawJsonl {
-    pub path: Option<String>,
-    pub tres: Option<String>,
-    pub basis: Option<String>,
-    pub period: Option<String>,
-    pub timezone: Option<String>,
-    pub running_slice: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

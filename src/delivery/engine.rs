@@ -1,40 +1,40 @@
-//! The delivery engine's I/O half: plan a sink from its change cursor, then execute its due
-//! deliveries. Every state change is its own SQLite transaction, taken *before* the action it
-//! guards where a crash could otherwise double-charge:
+//! The engine: plan a consumer from its change cursor, then execute its due items. It knows no
+//! consumer: planners decide what an item is, senders where it goes. Every state change is its
+//! own SQLite transaction, taken *before* the action it guards where a crash could otherwise
+//! double-charge:
 //!
-//! 1. plan: slices + frontier + sink cursor commit together (a slice is planned once);
-//! 2. execute: `pending → sent` commits before the request leaves (intent recorded);
+//! 1. plan: items + marks + consumer cursor commit together (an item is planned once);
+//! 2. execute: `pending → sent` commits before the item leaves (intent recorded);
 //! 3. the answer commits `sent → delivered | retry | rejected`; an unknown outcome stays `sent`.
 //!
-//! A delivery found in `sent` (crash, timeout, dropped connection) is looked up on the
-//! platform before it is sent again: found → delivered, not found → sent. So a platform without
-//! idempotency keys still records each slice once.
+//! An item found in `sent` (crash, timeout, dropped connection), or any item that ever left, is
+//! looked up on the platform before it is sent again: found → delivered, not found → sent. So a
+//! platform without idempotency keys still records each item once.
 
-use crate::ledger::{Delivery, DeliveryState, ImportedRow, Ledger, LedgerError, SinkRun, Writer};
 use std::collections::HashSet;
 
+use crate::ledger::{
+    Delivery, DeliveryState, Ledger, LedgerError, MarkedRun, NewItem, PlanStatements, RunMark, Writer,
+};
 use crate::model::{JobKey, JobRun, UnixTime};
-use crate::sinks::{Lookup, Outcome, Sink};
 
-use super::plan::plan_run;
+use super::consumer::{Consumer, Decision, EnginePolicy, Lookup, Outcome};
+use super::seed::SeedRule;
 
 /// Runs read per planning transaction.
 const PLAN_CHUNK: u64 = 10_000;
 
-/// Planning and retry settings.
-#[derive(Debug, Clone, Copy)]
-pub struct EnginePolicy {
-    /// A running run is sliced once this much new billable time accrued.
-    pub min_running_slice_secs: i64,
-    /// First retry delay; doubles per attempt up to `max_backoff_secs`.
-    pub base_backoff_secs: u64,
-    pub max_backoff_secs: u64,
-}
-
-impl Default for EnginePolicy {
-    fn default() -> Self {
-        Self { min_running_slice_secs: 900, base_backoff_secs: 30, max_backoff_secs: 3600 }
-    }
+/// Why a pass could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{consumer} has imported frontiers (seeds) waiting, but no rule to match them to runs was given (internal error; report it)")]
+    NoSeedRule { consumer: String },
+    #[error("item {id} of {consumer} refers to run {run} that the ledger no longer has")]
+    RunMissing { consumer: String, id: String, run: String },
+    #[error("item {id} of {consumer} still has no route: {reason}")]
+    StillUnroutable { consumer: String, id: String, reason: String },
 }
 
 /// What a plan pass did.
@@ -55,51 +55,6 @@ pub struct ExecReport {
     pub rejected: u64,
 }
 
-/// The deterministic id of a slice: the same slice of the same run for the same sink always
-/// gets the same id, and it is what the platform's metadata carries for look-ups.
-pub fn delivery_id(sink: &str, job: &JobRun, start: UnixTime, end: UnixTime) -> String {
-    // `sl:{sink}:{cluster}:{job_id_raw}:{submit}:{start}-{end}`, sized once and written without
-    // the formatting machinery: this runs for every slice of every run.
-    let cluster = job.key.cluster.as_str();
-    let mut id = String::with_capacity(8 + sink.len() + cluster.len() + 4 * 20);
-    id.push_str("sl:");
-    id.push_str(sink);
-    id.push(':');
-    id.push_str(cluster);
-    id.push(':');
-    push_u64(&mut id, job.key.job_id_raw);
-    id.push(':');
-    push_i64(&mut id, job.key.submit.0);
-    id.push(':');
-    push_i64(&mut id, start.0);
-    id.push('-');
-    push_i64(&mut id, end.0);
-    id
-}
-
-/// Appends `n` in decimal, as `Display` writes it.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
-}
-
-/// Appends `v` in decimal, as `Display` writes it.
-fn push_i64(out: &mut String, v: i64) {
-    if v < 0 {
-        out.push('-');
-    }
-    push_u64(out, v.unsigned_abs());
-}
-
 /// Retry delay: exponential with a deterministic jitter (from the id), so tests are repeatable
 /// and a burst of failures does not retry in lockstep.
 pub fn backoff_secs(policy: &EnginePolicy, id: &str, attempts: u32) -> u64 {
@@ -112,91 +67,118 @@ pub fn backoff_secs(policy: &EnginePolicy, id: &str, attempts: u32) -> u64 {
     base + h % (base / 2 + 1)
 }
 
-/// Plans every run that changed since the sink's cursor, plus runs it held (a fixed mapping
-/// releases them). Returns what it did.
-pub fn plan_sink(
+/// Plans every run that changed since the consumer's cursor, plus the runs it holds (a fixed
+/// mapping releases them). `seeds` matches stored seeds (imported frontiers) to runs.
+pub fn plan(
     ledger: &mut Ledger,
-    sink: &dyn Sink,
+    consumer: &Consumer,
+    seeds: Option<&dyn SeedRule>,
     now: UnixTime,
-    policy: &EnginePolicy,
-) -> Result<PlanReport, LedgerError> {
-    let name = sink.name().to_string();
+) -> Result<PlanReport, EngineError> {
+    let name = consumer.name.as_str();
     let mut report = PlanReport::default();
-    let imports = ledger.has_pending_imports(&name)?;
+    let seeds = pending_seeds(ledger, name, seeds)?;
     // Held runs first: their mapping may have been fixed since.
-    let held = ledger.held_runs(&name)?;
-    if !held.is_empty() {
-        let jobs: Vec<JobRun> = held.iter().filter_map(|(k, _)| ledger.job(k).transpose()).collect::<Result<_, _>>()?;
-        let w = ledger.writer(now)?;
-        plan_runs(&w, sink, jobs.iter(), now, policy, imports, &mut report)?;
-        w.commit()?;
-    }
-    let mut seq = ledger.sink_cursor(&name)?;
+    let mut w = ledger.writer(now)?;
+    let id = w.consumer(name)?;
+    let held = w.held_runs_marked(id)?;
+    plan_runs(&w, id, consumer, held, now, seeds, &mut report)?;
+    w.commit()?;
+    let mut seq = ledger.consumer_cursor(name)?;
     loop {
-        let batch = ledger.runs_changed_since(seq, PLAN_CHUNK)?;
-        let Some((last, _)) = batch.last() else { break };
-        let last = *last;
         let mut w = ledger.writer(now)?;
-        plan_runs(&w, sink, batch.iter().map(|(_, job)| job), now, policy, imports, &mut report)?;
-        w.set_sink_cursor(&name, last)?;
+        let batch = w.changed_runs(id, seq, PLAN_CHUNK)?;
+        let Some(last) = batch.last().map(|r| r.seq) else { break };
+        plan_runs(&w, id, consumer, batch, now, seeds, &mut report)?;
+        w.set_consumer_cursor(id, last)?;
         w.commit()?;
         seq = last;
     }
     Ok(report)
 }
 
-/// Plans `jobs` in the caller's transaction: each run's frontier is read (an imported one for
-/// a run never planned), its decision stored (deliveries and frontier), on statements prepared
-/// once for the whole batch.
-fn plan_runs<'j>(
+/// The seed rule, when the consumer has seeds waiting (`None` otherwise: no look-up per run).
+fn pending_seeds<'s>(
+    ledger: &Ledger,
+    name: &str,
+    seeds: Option<&'s dyn SeedRule>,
+) -> Result<Option<&'s dyn SeedRule>, EngineError> {
+    if !ledger.has_pending_imports(name)? {
+        return Ok(None);
+    }
+    seeds.map(Some).ok_or_else(|| EngineError::NoSeedRule { consumer: name.to_string() })
+}
+
+/// Plans `runs` in the caller's transaction: a run never planned first takes its job's seed
+/// (if one applies), then the planner decides and the decision is stored (items and mark).
+fn plan_runs(
     w: &Writer<'_>,
-    sink: &dyn Sink,
-    jobs: impl Iterator<Item = &'j JobRun>,
+    id: i64,
+    consumer: &Consumer,
+    runs: Vec<MarkedRun>,
     now: UnixTime,
-    policy: &EnginePolicy,
-    imports: bool,
+    seeds: Option<&dyn SeedRule>,
     report: &mut PlanReport,
-) -> Result<(), LedgerError> {
-    let name = sink.name();
-    let mut st = w.plan_statements()?;
-    for job in jobs {
-        let mut prev = st.sink_run(name, &job.key)?;
+) -> Result<(), EngineError> {
+    let name = consumer.name.as_str();
+    let mut st = w.plan_statements(id)?;
+    for MarkedRun { run, mark, .. } in runs {
+        report.runs_considered += 1;
+        let mut mark = mark;
         let mut hold = None;
-        if imports && prev.planned_until.is_none() && !prev.complete {
-            if let Some(row) = w.pending_import(name, &job.key.cluster, job.key.job_id_raw)? {
-                match imported_prev(&row, job) {
+        if let Some(rule) = seeds.filter(|_| mark.mark.is_none() && !mark.done) {
+            if let Some(row) = w.pending_import(name, &run.key.cluster, run.key.job_id_raw)? {
+                match rule.apply(&row, &run) {
                     // Taken once: the row is marked with this run, in the transaction that
-                    // stores the run's frontier.
-                    ImportMatch::Applies(s) => {
-                        w.mark_import_applied(name, &job.key.cluster, job.key.job_id_raw, job.key.submit.0)?;
-                        st.put_sink_run(name, &job.key, &s)?;
-                        prev = s;
+                    // stores the run's mark.
+                    Ok(m) => {
+                        w.mark_import_applied(name, &run.key.cluster, run.key.job_id_raw, run.key.submit.0)?;
+                        st.put_mark(&run.key, &m)?;
+                        mark = m;
                     }
-                    ImportMatch::Wait(reason) => hold = Some(reason),
+                    Err(reason) => hold = Some(reason),
                 }
             }
         }
-        report.runs_considered += 1;
         let decision = match hold {
-            Some(reason) => Decision::Hold { prev, reason },
-            None => decide(sink, job, prev, now, policy),
+            Some(reason) => Decision::Hold(reason),
+            None => consumer.planner.plan(&run, &mark, now),
         };
-        match decision {
-            Decision::Done => {}
-            Decision::Hold { prev, reason } => {
-                report.runs_held += 1;
-                st.put_sink_run(name, &job.key, &SinkRun { hold_reason: Some(reason), ..prev })?;
+        store(&mut st, &run.key, &mark, decision, report)?;
+    }
+    Ok(())
+}
+
+/// Stores one run's decision: its items, and its mark when that changed.
+fn store(
+    st: &mut PlanStatements<'_>,
+    key: &JobKey,
+    prev: &RunMark,
+    decision: Decision,
+    report: &mut PlanReport,
+) -> Result<(), EngineError> {
+    match decision {
+        Decision::Done => {}
+        Decision::Hold(reason) => {
+            report.runs_held += 1;
+            let held = RunMark { hold: Some(reason), ..prev.clone() };
+            if held != *prev {
+                st.put_mark(key, &held)?;
             }
-            Decision::Plan { deliveries, next } => {
-                for d in &deliveries {
-                    if st.insert_delivery(d)? {
-                        report.deliveries_planned += 1;
-                    }
+        }
+        Decision::Plan { items, next } => {
+            for item in &items {
+                if st.insert_item(key, item)? {
+                    report.deliveries_planned += 1;
                 }
-                if next.hold_reason.is_some() {
-                    report.runs_held += 1;
-                }
-                st.put_sink_run(name, &job.key, &next)?;
+            }
+            if next.hold.is_some() {
+                report.runs_held += 1;
+            }
+            // A run seen for the first time always gets its row, so that a later change is
+            // planned from this mark, never from the start again.
+            if next != *prev || prev == &RunMark::default() {
+                st.put_mark(key, &next)?;
             }
         }
     }
@@ -206,204 +188,130 @@ fn plan_runs<'j>(
 /// What a plan pass would add.
 #[derive(Debug, Default)]
 pub struct Preview {
-    /// The deliveries it would plan.
+    /// The items it would plan, with their run.
     pub planned: Vec<Delivery>,
     /// The runs it would hold: (run key, reason).
     pub held: Vec<(String, String)>,
 }
 
 /// What a plan pass would add, computed from the ledger without writing anything. `--dry-run`.
-pub fn preview_sink(
+pub fn preview(
     ledger: &Ledger,
-    sink: &dyn Sink,
+    consumer: &Consumer,
+    seeds: Option<&dyn SeedRule>,
     now: UnixTime,
-    policy: &EnginePolicy,
-) -> Result<Preview, LedgerError> {
-    let name = sink.name();
-    let imports = ledger.has_pending_imports(name)?;
+) -> Result<Preview, EngineError> {
+    let name = consumer.name.as_str();
+    let seeds = pending_seeds(ledger, name, seeds)?;
     let mut preview = Preview::default();
-    // What a real pass would have written by now: runs already decided, imports already taken.
+    // What a real pass would have written by now: runs already decided, seeds already taken.
     let mut decided: HashSet<JobKey> = HashSet::new();
-    let mut imports_taken: HashSet<(String, u64)> = HashSet::new();
-    let mut consider = |job: &JobRun, preview: &mut Preview| -> Result<(), LedgerError> {
-        if !decided.insert(job.key.clone()) {
+    let mut seeds_taken: HashSet<(String, u64)> = HashSet::new();
+    let mut consider = |r: MarkedRun, preview: &mut Preview| -> Result<(), EngineError> {
+        let MarkedRun { run, mut mark, .. } = r;
+        if !decided.insert(run.key.clone()) {
             return Ok(());
         }
-        let mut prev = ledger.sink_run(name, &job.key)?;
-        let import_key = (job.key.cluster.as_str().to_string(), job.key.job_id_raw);
-        if imports && prev.planned_until.is_none() && !prev.complete && !imports_taken.contains(&import_key) {
-            match ledger.pending_import(name, &job.key.cluster, job.key.job_id_raw)?.map(|r| imported_prev(&r, job)) {
-                Some(ImportMatch::Applies(s)) => {
-                    imports_taken.insert(import_key);
-                    prev = s;
+        let seed_key = (run.key.cluster.as_str().to_string(), run.key.job_id_raw);
+        if let Some(rule) = seeds.filter(|_| mark.mark.is_none() && !mark.done && !seeds_taken.contains(&seed_key)) {
+            if let Some(row) = ledger.pending_import(name, &run.key.cluster, run.key.job_id_raw)? {
+                match rule.apply(&row, &run) {
+                    Ok(m) => {
+                        seeds_taken.insert(seed_key);
+                        mark = m;
+                    }
+                    Err(reason) => {
+                        preview.held.push((run.key.to_string(), reason));
+                        return Ok(());
+                    }
                 }
-                Some(ImportMatch::Wait(reason)) => {
-                    preview.held.push((job.key.to_string(), reason));
-                    return Ok(());
-                }
-                None => {}
             }
         }
-        match decide(sink, job, prev, now, policy) {
-            Decision::Plan { deliveries, next } => {
-                preview.planned.extend(deliveries);
-                if let Some(r) = next.hold_reason {
-                    preview.held.push((job.key.to_string(), r));
+        match consumer.planner.plan(&run, &mark, now) {
+            Decision::Plan { items, next } => {
+                preview.planned.extend(items.into_iter().map(|i| pending(name, &run, i, now)));
+                if let Some(r) = next.hold {
+                    preview.held.push((run.key.to_string(), r));
                 }
             }
-            Decision::Hold { reason, .. } => preview.held.push((job.key.to_string(), reason)),
+            Decision::Hold(reason) => preview.held.push((run.key.to_string(), reason)),
             Decision::Done => {}
         }
         Ok(())
     };
-    for (k, _) in ledger.held_runs(name)? {
-        if let Some(job) = ledger.job(&k)? {
-            consider(&job, &mut preview)?;
-        }
+    for r in ledger.held_runs_marked(name)? {
+        consider(r, &mut preview)?;
     }
-    let mut seq = ledger.sink_cursor(name)?;
+    let mut seq = ledger.consumer_cursor(name)?;
     loop {
-        let batch = ledger.runs_changed_since(seq, PLAN_CHUNK)?;
-        let Some((last, _)) = batch.last() else { break };
-        seq = *last;
-        for (_, job) in &batch {
-            consider(job, &mut preview)?;
+        let batch = ledger.changed_runs(name, seq, PLAN_CHUNK)?;
+        let Some(last) = batch.last().map(|r| r.seq) else { break };
+        seq = last;
+        for r in batch {
+            consider(r, &mut preview)?;
         }
     }
     Ok(preview)
 }
 
-/// How an imported frontier (slurm-tracker's state) relates to a run.
-enum ImportMatch {
-    /// The row describes this run: planning starts where the old tool stopped.
-    Applies(SinkRun),
-    /// The run does not match the row (yet: the ledger may be behind, or the row is another
-    /// run's): hold it rather than bill what the old tool may already have billed.
-    Wait(String),
-}
-
-fn imported_prev(row: &ImportedRow, job: &JobRun) -> ImportMatch {
-    let state = crate::tracker::TrackerJobState {
-        job_id: row.job_id_raw,
-        last_reported_elapsed: row.reported_elapsed_secs,
-        last_reported_at: row.reported_at,
-        total_core_hours: 0.0,
-        completed_at: row.completed_at,
-    };
-    // A requeued run never changes again either.
-    let settled = job.state.is_final() || job.state == crate::model::JobState::Requeued;
-    let facts = crate::tracker::RunFacts {
-        start: job.start.map_or(0, |t| t.0),
-        elapsed_secs: i64::try_from(job.elapsed_secs).unwrap_or(i64::MAX),
-        is_final: settled,
-        end: job.end.filter(|_| settled).map(|t| t.0),
-    };
-    match crate::tracker::imported_frontier(&state, &facts) {
-        Ok(f) => ImportMatch::Applies(SinkRun { planned_until: Some(UnixTime(f.reported_until)), complete: f.complete, hold_reason: None }),
-        Err(reason) if !settled => ImportMatch::Wait(format!("waiting for the run to match slurm-tracker's state: {reason}")),
-        // A settled run that does not match: the row may belong to another run of the job (a
-        // requeue; that run takes it when planned, and this one is then billed whole) or the
-        // tracker's clock was off. Never guess: hold until a run takes the row or an admin
-        // releases it.
-        Err(reason) => ImportMatch::Wait(format!(
-            "slurm-tracker's state for job {} does not match this run ({reason}); if the tracker did not bill this run, \
-             `slurm-ledger migrate slurm-tracker --release {}` bills it in full",
-            job.key.job_id_raw, job.key.job_id_raw
-        )),
+/// A planned item as the outbox would hold it, before it is stored.
+fn pending(consumer: &str, run: &JobRun, item: NewItem, now: UnixTime) -> Delivery {
+    Delivery {
+        id: item.id,
+        sink: consumer.to_string(),
+        key: Some(run.key.clone()),
+        span: item.span,
+        amount: item.amount,
+        route: item.route,
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        remote_id: None,
     }
 }
 
-/// The pure core of [`plan_sink`] for one run, without a ledger (benchmarks, tools): the
-/// deliveries of the run's new slices after `prev` and its next frontier; `Ok(None)` when the
-/// run is already complete for the sink; `Err(reason)` when it is held.
-pub fn plan_deliveries(
-    sink: &dyn Sink,
-    job: &JobRun,
-    prev: SinkRun,
+/// The pure core of [`plan`] for one run, without a ledger (benchmarks, tools): the items of the
+/// run after `mark` and its next mark; `Ok(None)` when the run is done for the consumer;
+/// `Err(reason)` when it is held.
+pub fn plan_one(
+    consumer: &Consumer,
+    run: &JobRun,
+    mark: &RunMark,
     now: UnixTime,
-    policy: &EnginePolicy,
-) -> Result<Option<(Vec<Delivery>, SinkRun)>, String> {
-    match decide(sink, job, prev, now, policy) {
+) -> Result<Option<(Vec<Delivery>, RunMark)>, String> {
+    match consumer.planner.plan(run, mark, now) {
         Decision::Done => Ok(None),
-        Decision::Hold { reason, .. } => Err(reason),
-        Decision::Plan { deliveries, next } => Ok(Some((deliveries, next))),
+        Decision::Hold(reason) => Err(reason),
+        Decision::Plan { items, next } => {
+            Ok(Some((items.into_iter().map(|i| pending(&consumer.name, run, i, now)).collect(), next)))
+        }
     }
 }
 
-/// What planning one run decides, before anything is stored.
-enum Decision {
-    /// Already complete for this sink.
-    Done,
-    /// Cannot be planned now; `prev` is kept with the reason.
-    Hold { prev: SinkRun, reason: String },
-    /// New deliveries and the next frontier.
-    Plan { deliveries: Vec<Delivery>, next: SinkRun },
+/// The run an item belongs to, as the ledger holds it now.
+fn run_of(ledger: &Ledger, d: &Delivery) -> Result<Option<JobRun>, EngineError> {
+    match &d.key {
+        Some(k) => Ok(ledger.job(k)?),
+        None => Ok(None),
+    }
 }
 
-/// Pure: the deliveries of one run's new slices for a sink, or why it is held.
-fn decide(sink: &dyn Sink, job: &JobRun, prev: SinkRun, now: UnixTime, policy: &EnginePolicy) -> Decision {
-    if prev.complete {
-        return Decision::Done;
-    }
-    let rate = match sink.rate(job) {
-        Ok(r) => r,
-        Err(reason) => return Decision::Hold { prev, reason },
-    };
-    let name = sink.name();
-    let plan = plan_run(job, &prev, rate.count, rate.unit, sink.calendar(), policy.min_running_slice_secs);
-    let mut deliveries = Vec::with_capacity(plan.slices.len());
-    for s in &plan.slices {
-        let id = delivery_id(name, job, s.start, s.end);
-        let quantity = rate.unit.format(s.quantity);
-        let payload = match sink.render(job, s, &id, &quantity) {
-            Ok(p) => p,
-            // Nothing of this plan is stored: the run stays where it was, held.
-            Err(reason) => return Decision::Hold { prev, reason },
-        };
-        deliveries.push(Delivery {
-            id,
-            sink: name.to_string(),
-            key: job.key.clone(),
-            slice_start: s.start,
-            slice_end: s.end,
-            quantity,
-            payload,
-            state: DeliveryState::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            last_error: None,
-            remote_id: None,
-        });
-    }
-    Decision::Plan { deliveries, next: plan.next }
-}
-
-/// Sends up to `limit` due deliveries of the sink.
-pub fn execute_sink(
-    ledger: &mut Ledger,
-    sink: &dyn Sink,
-    now: UnixTime,
-    limit: u64,
-    policy: &EnginePolicy,
-) -> Result<ExecReport, LedgerError> {
+/// Sends up to `limit` due items of the consumer.
+pub fn execute(ledger: &mut Ledger, consumer: &Consumer, now: UnixTime, limit: u64) -> Result<ExecReport, EngineError> {
+    let name = consumer.name.as_str();
+    let policy = &consumer.policy;
+    let sender = consumer.sender.as_ref();
     let mut report = ExecReport::default();
-    for d in ledger.due_deliveries(sink.name(), now, limit)? {
-        // A delivery that ever left may be on the platform (an unknown outcome, a crash, an
+    for d in ledger.due_deliveries(name, now, limit)? {
+        let run = run_of(ledger, &d)?;
+        // An item that ever left may be on the platform (an unknown outcome, a crash, an
         // answer lost): look it up before any resend, whatever state it is in now.
         if d.state == DeliveryState::Sent || d.attempts > 0 {
-            match sink.lookup(&d) {
+            match sender.lookup(&d, run.as_ref()) {
                 Lookup::Found { remote_id } => {
-                    if mark(
-                        ledger,
-                        now,
-                        &d,
-                        (d.state, d.attempts),
-                        DeliveryState::Delivered,
-                        d.attempts,
-                        now,
-                        None,
-                        remote_id.as_deref(),
-                    )? {
+                    let to = Transition::new(DeliveryState::Delivered, d.attempts, now);
+                    if mark(ledger, now, name, &d, (d.state, d.attempts), to.remote(remote_id.as_deref()))? {
                         report.found_already_delivered += 1;
                     }
                     continue;
@@ -412,17 +320,8 @@ pub fn execute_sink(
                 Lookup::Failed { reason } => {
                     let at = UnixTime(now.0 + backoff_secs(policy, &d.id, d.attempts.max(1)) as i64);
                     let error = format!("look-up failed: {reason}");
-                    if mark(
-                        ledger,
-                        now,
-                        &d,
-                        (d.state, d.attempts),
-                        DeliveryState::Sent,
-                        d.attempts,
-                        at,
-                        Some(&error),
-                        None,
-                    )? {
+                    let to = Transition::new(DeliveryState::Sent, d.attempts, at).error(Some(&error));
+                    if mark(ledger, now, name, &d, (d.state, d.attempts), to)? {
                         report.unknown += 1;
                     }
                     continue;
@@ -433,38 +332,33 @@ pub fn execute_sink(
         let wait = |after: Option<u64>| {
             UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64)
         };
-        // Intent first: if we die after this, a later pass looks the delivery up, not before
-        // the backoff (a platform may list an event a little after it accepted it). The
-        // transition is conditional: a delivery another process already took is skipped.
-        if !mark(
-            ledger,
-            now,
-            &d,
-            (d.state, d.attempts),
-            DeliveryState::Sent,
-            attempts,
-            wait(None),
-            d.last_error.as_deref(),
-            None,
-        )? {
+        // Intent first: if we die after this, a later pass looks the item up, not before the
+        // backoff (a platform may list an event a little after it accepted it). The transition
+        // is conditional: an item another process already took is skipped.
+        let intent = Transition::new(DeliveryState::Sent, attempts, wait(None)).error(d.last_error.as_deref());
+        if !mark(ledger, now, name, &d, (d.state, d.attempts), intent)? {
             continue;
         }
         let sent = (DeliveryState::Sent, attempts);
-        match sink.send(&d) {
+        match sender.send(&d, run.as_ref()) {
             Outcome::Delivered { remote_id } => {
-                mark(ledger, now, &d, sent, DeliveryState::Delivered, attempts, now, None, remote_id.as_deref())?;
+                let to = Transition::new(DeliveryState::Delivered, attempts, now).remote(remote_id.as_deref());
+                mark(ledger, now, name, &d, sent, to)?;
                 report.delivered += 1;
             }
             Outcome::Retry { reason, after_secs } => {
-                mark(ledger, now, &d, sent, DeliveryState::Retry, attempts, wait(after_secs), Some(&reason), None)?;
+                let to = Transition::new(DeliveryState::Retry, attempts, wait(after_secs)).error(Some(&reason));
+                mark(ledger, now, name, &d, sent, to)?;
                 report.retry += 1;
             }
             Outcome::Unknown { reason } => {
-                mark(ledger, now, &d, sent, DeliveryState::Sent, attempts, wait(None), Some(&reason), None)?;
+                let to = Transition::new(DeliveryState::Sent, attempts, wait(None)).error(Some(&reason));
+                mark(ledger, now, name, &d, sent, to)?;
                 report.unknown += 1;
             }
             Outcome::Rejected { reason } => {
-                mark(ledger, now, &d, sent, DeliveryState::Rejected, attempts, now, Some(&reason), None)?;
+                let to = Transition::new(DeliveryState::Rejected, attempts, now).error(Some(&reason));
+                mark(ledger, now, name, &d, sent, to)?;
                 report.rejected += 1;
             }
         }
@@ -472,24 +366,80 @@ pub fn execute_sink(
     Ok(report)
 }
 
-/// Moves a delivery from `from` (state, attempts) to a new state in its own transaction.
-/// Returns false when the delivery is no longer in `from` (another process moved it).
-#[allow(clippy::too_many_arguments)]
-fn mark(
-    ledger: &mut Ledger,
-    now: UnixTime,
-    d: &Delivery,
-    from: (DeliveryState, u32),
+/// Where an item moves: state, attempts, next attempt, last error, remote id.
+struct Transition<'a> {
     state: DeliveryState,
     attempts: u32,
     next: UnixTime,
-    error: Option<&str>,
-    remote_id: Option<&str>,
-) -> Result<bool, LedgerError> {
+    error: Option<&'a str>,
+    remote_id: Option<&'a str>,
+}
+
+impl<'a> Transition<'a> {
+    fn new(state: DeliveryState, attempts: u32, next: UnixTime) -> Self {
+        Self { state, attempts, next, error: None, remote_id: None }
+    }
+    fn error(self, error: Option<&'a str>) -> Self {
+        Self { error, ..self }
+    }
+    fn remote(self, remote_id: Option<&'a str>) -> Self {
+        Self { remote_id, ..self }
+    }
+}
+
+/// Moves an item from `from` (state, attempts) in its own transaction. Returns false when the
+/// item is no longer in `from` (another process moved it).
+fn mark(
+    ledger: &mut Ledger,
+    now: UnixTime,
+    consumer: &str,
+    d: &Delivery,
+    from: (DeliveryState, u32),
+    to: Transition<'_>,
+) -> Result<bool, EngineError> {
     let mut w = ledger.writer(now)?;
-    let moved = w.mark_delivery_from(&d.id, from, state, attempts, next, error, remote_id)?;
+    let moved = w.mark_delivery_from(consumer, &d.id, from, to.state, to.attempts, to.next, to.error, to.remote_id)?;
     w.commit()?;
     Ok(moved)
+}
+
+/// Puts a consumer's rejected items (or the one with `id`) back to pending, each with the route
+/// its planner gives it now (the fix may be a mapping). Nothing moves unless every one of them
+/// has a route. Returns how many moved.
+pub fn retry_rejected(
+    ledger: &mut Ledger,
+    consumer: &Consumer,
+    id: Option<&str>,
+    now: UnixTime,
+) -> Result<u64, EngineError> {
+    let name = consumer.name.as_str();
+    let rejected: Vec<Delivery> = ledger
+        .deliveries(name, Some(DeliveryState::Rejected))?
+        .into_iter()
+        .filter(|d| id.map_or(true, |id| id == d.id))
+        .collect();
+    let mut routes = Vec::with_capacity(rejected.len());
+    for d in &rejected {
+        let route = match run_of(ledger, d)? {
+            Some(run) => consumer.planner.reroute(&run, d).map_err(|reason| EngineError::StillUnroutable {
+                consumer: name.to_string(),
+                id: d.id.clone(),
+                reason,
+            })?,
+            None if d.key.is_some() => {
+                return Err(EngineError::RunMissing { consumer: name.to_string(), id: d.id.clone(), run: d.run_text() })
+            }
+            None => d.route.clone(),
+        };
+        routes.push((d.id.as_str(), route));
+    }
+    let mut w = ledger.writer(now)?;
+    let mut n = 0;
+    for (id, route) in routes {
+        n += u64::from(w.requeue_rejected(name, id, route.as_deref())?);
+    }
+    w.commit()?;
+    Ok(n)
 }
 
 #[cfg(test)]

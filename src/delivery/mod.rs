@@ -1,12 +1,19 @@
-//! The delivery engine shared by every sink: plan, then execute.
+//! The delivery engine shared by every consumer of the ledger: plan, then execute.
 //!
-//! - [`plan`] is pure: a run and its planning frontier for a sink → new slices (never
-//!   overlapping what was planned, cut at billing-period boundaries, quantities that add up
-//!   exactly to the run's rounded total) and the next frontier. The caller stores slices and
-//!   frontier in one SQLite transaction, so a crash plans a slice either fully or not at all.
+//! - [`consumer`]: the interface. A consumer is a pure [`consumer::Planner`] (a changed run and
+//!   the consumer's mark for it → outbox items with opaque, deterministic ids, and the next mark)
+//!   and a [`consumer::Sender`] (send an item, look one up). Retryability is the
+//!   [`consumer::Outcome`] a sender returns.
+//! - [`engine`]: the cursor loop over `change_seq`, held runs, seeds, the outbox state machine
+//!   (intent before send, look-up before resend), backoff, `--dry-run` previews and `retry`.
+//! - [`slices`]: the slice planner (metering cut at billing periods, exact cumulative quantities)
+//!   that the usage sinks (ACTIVATE, JSONL) share.
+//! - [`seed`]: marks handed over by a replaced tool, matched to runs by a rule the caller gives.
 //!
-//! Invariant: a second of a run's billable span is in at most one slice per sink, and once the
-//! run is final, in exactly one.
+//! Invariant: the engine knows no particular consumer; an item is planned at most once per
+//! consumer (its id), and sent again only after a look-up proved it absent.
 
+pub mod consumer;
 pub mod engine;
-pub mod plan;
+pub mod seed;
+pub mod slices;

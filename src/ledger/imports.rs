@@ -50,15 +50,6 @@ impl Ledger {
     ) -> Result<Option<ImportedRow>, LedgerError> {
         read_pending(self.conn(), sink, cluster, job_id_raw)
     }
-
-    /// Whether the sink has planned or held any run of the cluster (an import then comes late).
-    pub fn sink_has_runs(&self, sink: &str, cluster: &ClusterName) -> Result<bool, LedgerError> {
-        Ok(self.conn().query_row(
-            "SELECT EXISTS (SELECT 1 FROM sink_runs WHERE sink = ?1 AND cluster = ?2)",
-            params![sink, cluster.as_str()],
-            |r| r.get(0),
-        )?)
-    }
 }
 
 fn read_pending(

@@ -495,8 +495,10 @@ macro_rules! job_columns {
 }
 
 const SELECT: &str = concat!("SELECT ", job_columns!(), " FROM job_runs");
+/// Columns read by [`row_to_job`]; [`SELECT_SEQ`] has `change_seq` after them.
+pub(super) const JOB_COLUMN_COUNT: usize = 46;
 /// [`SELECT`] with `change_seq` as column 46.
-const SELECT_SEQ: &str = concat!("SELECT ", job_columns!(), ", change_seq FROM job_runs");
+pub(super) const SELECT_SEQ: &str = concat!("SELECT ", job_columns!(), ", change_seq FROM job_runs");
 
 impl Ledger {
     /// Runs matching the filter, oldest submit first.
@@ -585,7 +587,7 @@ fn u(v: i64) -> u64 {
     v.max(0) as u64
 }
 
-fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Result<JobRun, LedgerError>> {
+pub(super) fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Result<JobRun, LedgerError>> {
     let cluster_text: String = r.get(0)?;
     let id: i64 = r.get(1)?;
     // The key text is only built for an error (this runs once per row read).

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_deliveries", include_str!("../../migrations/0002_deliveries.sql")),
     ("0003_imported_frontiers", include_str!("../../migrations/0003_imported_frontiers.sql")),
     ("0004_settle_asks", include_str!("../../migrations/0004_settle_asks.sql")),
+    ("0005_outbox", include_str!("../../migrations/0005_outbox.sql")),
 ];
 
 /// Brings the schema up to date inside one transaction per migration.

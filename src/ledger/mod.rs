@@ -2,7 +2,10 @@
 //!
 //! Tables (see `migrations/`): `job_runs` (one row per run, keyed by slurmdbd's own key),
 //! `collect_cursors` (per cluster), `quarantine` (unreadable records with text and reason),
-//! `collect_runs` (history), `meta` (the change sequence).
+//! `collect_runs` (history), `meta` (the change sequence), `settle_asks` (open runs asked for
+//! by id); for the consumers: `consumers` (one cursor each), `consumer_runs` (per run: mark,
+//! done, hold), `outbox` (items and their state machine), `imported_frontiers` (seeds from a
+//! replaced tool).
 //!
 //! Invariants:
 //! - Upserts are idempotent: the same record written twice changes nothing (a content hash
@@ -13,10 +16,11 @@
 //! - Writes happen in `BEGIN IMMEDIATE` transactions with `synchronous=FULL`: what a commit
 //!   returned survives a crash or power loss.
 
-mod deliveries;
+mod consumers;
 mod imports;
 mod jobs;
 mod migrations;
+mod outbox;
 mod quarantine;
 mod settle;
 mod status;
@@ -27,10 +31,11 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::model::{ClusterName, UnixTime};
 
-pub use deliveries::{Delivery, DeliveryProblem, DeliveryState, HeldRun, SinkRun, SinkStatus};
+pub use consumers::{MarkedRun, PlanStatements, RunMark};
 pub use imports::{ImportOutcome, ImportedRow};
 pub use jobs::{JobFilter, PreparedRun, Rejected, RunWriter, Upsert};
 pub use migrations::MIGRATIONS;
+pub use outbox::{Delivery, DeliveryProblem, DeliveryState, HeldRun, NewItem, SinkStatus};
 pub use quarantine::QuarantineRecord;
 pub use settle::{retry_delay_secs, OpenRun, UnsettledRun, UNSETTLED_AFTER};
 pub use status::{CollectRunRecord, CursorRecord, LedgerStatus, StateCount};

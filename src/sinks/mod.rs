@@ -1,90 +1,140 @@
-//! Sinks: one folder per platform. Each sink says, purely, how it bills a run ([`Sink::rate`])
-//! and what one slice's request looks like ([`Sink::render`]); and, with I/O, how to send a
-//! delivery and how to find out whether the platform already has it.
+//! Sinks: one folder per platform, each owning its `[sinks.NAME]` config section (raw keys,
+//! validation), its planner (or its pricing for the shared slice planner), its sender and its
+//! tests, registered in the one list at the bottom of this file ([`registry!`]). Adding a sink
+//! touches its folder and that list.
 //!
-//! Retryability is decided in one place, the [`Outcome`] a sink returns. No sink imports another;
-//! the ledger stores a sink's name and its opaque payloads and knows no sink.
+//! A sink is built at the edge into a [`Consumer`] of the delivery engine; keys are read here from
+//! the environment or files (never from the config or the command line) and never printed. No
+//! sink imports another; the ledger stores a sink's name and items and knows no sink.
 
 pub mod activate;
 pub mod jsonl;
-pub mod secret;
 
-use crate::config::Metering;
-use crate::delivery::plan::Slice;
-use crate::ledger::Delivery;
-use crate::meter::billed_count;
-use crate::meter::period::Calendar;
-use crate::meter::units::Unit;
-use crate::model::JobRun;
+use crate::delivery::consumer::{Consumer, EnginePolicy};
+use crate::secret::SecretError;
+use crate::validate::Problems;
 
-/// The calendar of a sink's metering settings.
-pub fn calendar(m: &Metering) -> Result<Calendar, String> {
-    let tz = jiff::tz::TimeZone::get(&m.timezone).map_err(|e| format!("time zone {:?}: {e}", m.timezone))?;
-    Ok(Calendar { kind: m.period, tz })
+/// One kind of sink: its config section and how it becomes a consumer.
+pub trait SinkKind {
+    /// The sink's name: its config table (`[sinks.NAME]`) and its name in the ledger. Stable:
+    /// renaming loses the sink's state.
+    const NAME: &'static str;
+    /// The config section as written (serde, `deny_unknown_fields`).
+    type Raw: serde::de::DeserializeOwned + Default;
+    /// The section validated.
+    type Settings: Clone + std::fmt::Debug + PartialEq + Eq + serde::Serialize;
+    /// Pure validation: every problem, each naming its key (`sinks.NAME.key`) and the fix.
+    fn validate(raw: Self::Raw, problems: &mut Problems) -> Self::Settings;
+    /// The consumer. `ctx.online`: load keys so it can send; otherwise it can plan and describe.
+    fn build(settings: &Self::Settings, ctx: &BuildCtx<'_>) -> Result<Built, SinkError>;
 }
 
-/// The unit a TRES is reported in: GiB-hours for byte quantities, hours of the count otherwise.
-pub fn unit_of(tres: &str) -> Unit {
-    if tres == "mem" || tres == "vmem" || tres.starts_with("fs/") || tres.starts_with("bb/") {
-        Unit::GIB_HOURS
-    } else {
-        Unit::HOURS
+/// What building a sink needs from the edge.
+pub struct BuildCtx<'a> {
+    /// Load secrets and clients so the sinks can send (`false`: `--dry-run`, `status`).
+    pub online: bool,
+    /// The environment, looked up through this (tests need no globals).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Retry timing (`[delivery]`).
+    pub policy: EnginePolicy,
+}
+
+/// A built sink, and what the operator must be told (a key file others can read).
+pub struct Built {
+    pub consumer: Consumer,
+    pub warnings: Vec<String>,
+}
+
+/// Why sinks cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("--sink {name}: no [sinks.{name}] table in the config ({have}); see `slurm-ledger config example`")]
+    NotConfigured { name: String, have: String },
+    #[error("no sink is configured: add a [sinks.activate] or [sinks.jsonl] table to the config (see `slurm-ledger config example`)")]
+    NoneConfigured,
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// A setting that only shows as wrong once used (a host that cannot be resolved, a zone).
+    #[error("[sinks.{sink}]: {message}")]
+    Config { sink: &'static str, message: String },
+    /// The sink cannot start (an HTTP client that cannot be built).
+    #[error("setting up the {sink} sink: {message}")]
+    Setup { sink: &'static str, message: String },
+}
+
+impl SinkError {
+    /// The operator's input is wrong (exit status 2), not the machine.
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, Self::Setup { .. })
     }
 }
 
-/// How a sink with these metering settings bills a run: its count of the billed TRES (0 when
-/// the run has none of it: nothing is reported) in that TRES's unit.
-pub fn metered_rate(m: &Metering, job: &JobRun) -> Rate {
-    let count = billed_count(job, m.basis, &m.tres);
-    Rate { count, unit: unit_of(&m.tres) }
-}
-
-/// How a sink bills one run: a count of one TRES, in a unit, cut in a calendar.
-#[derive(Debug, Clone)]
-pub struct Rate {
-    pub count: u64,
-    pub unit: Unit,
-}
-
-/// What happened to one send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The platform recorded it.
-    Delivered { remote_id: Option<String> },
-    /// The platform certainly did not record it (refused connection, 429, 503 before
-    /// processing); try again, not before `after_secs` if the platform said so.
-    Retry { reason: String, after_secs: Option<u64> },
-    /// The request may have been recorded (timeout after sending, dropped connection, 5xx):
-    /// look it up before sending again.
-    Unknown { reason: String },
-    /// The platform refuses it for good (4xx): kept with the reason until retried by command.
-    Rejected { reason: String },
-}
-
-/// Whether the platform already has a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    Found { remote_id: Option<String> },
-    NotFound,
-    Failed { reason: String },
-}
-
-/// A platform that receives usage.
-pub trait Sink {
-    /// The sink's name in the ledger (`activate`, …). Stable: renaming loses the sink's state.
-    fn name(&self) -> &str;
-    /// The calendar whose periods slices never cross.
-    fn calendar(&self) -> &Calendar;
-    /// Pure: how this run is billed, or why it cannot be (held with this reason until fixed).
-    fn rate(&self, job: &JobRun) -> Result<Rate, String>;
-    /// Pure: the request body for one slice.
-    fn render(&self, job: &JobRun, slice: &Slice, delivery_id: &str, quantity: &str) -> Result<String, String>;
-    /// Sends one delivery.
-    fn send(&self, d: &Delivery) -> Outcome;
-    /// Looks up whether the platform already recorded this delivery.
-    fn lookup(&self, d: &Delivery) -> Lookup;
-    /// The request a delivery becomes, as `--dry-run` prints it (no secrets).
-    fn describe(&self, d: &Delivery) -> String {
-        d.payload.clone()
+/// The configured sinks, all of them, or those named in `only`, in registry order.
+pub fn build(settings: &SinkSettings, only: &[String], ctx: &BuildCtx<'_>) -> Result<Vec<Built>, SinkError> {
+    let configured = settings.names();
+    for name in only {
+        if !configured.contains(&name.as_str()) {
+            let have = if configured.is_empty() {
+                "none is configured".to_string()
+            } else {
+                format!("configured: {}", configured.join(", "))
+            };
+            return Err(SinkError::NotConfigured { name: name.clone(), have });
+        }
     }
+    let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
+    let built = settings.build_each(&wanted, ctx)?;
+    if built.is_empty() {
+        return Err(SinkError::NoneConfigured);
+    }
+    Ok(built)
+}
+
+/// The one list of sinks: `name => kind`. Generates `RawSinks` (the `[sinks]` table as written),
+/// `SinkSettings` (validated), [`validate`] and the build dispatch.
+macro_rules! registry {
+    ($($name:ident => $kind:ty),* $(,)?) => {
+        /// `[sinks.*]` as written: one table per platform; a sink is on when its table is present.
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawSinks {
+            $(pub $name: Option<<$kind as SinkKind>::Raw>,)*
+        }
+
+        /// Every configured sink, validated.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct SinkSettings {
+            $(pub $name: Option<<$kind as SinkKind>::Settings>,)*
+        }
+
+        /// The names of every sink slurm-ledger has, in delivery order.
+        pub const KNOWN: &[&str] = &[$(<$kind as SinkKind>::NAME),*];
+
+        impl SinkSettings {
+            /// Names of the configured sinks, in delivery order.
+            pub fn names(&self) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $(if self.$name.is_some() { v.push(<$kind as SinkKind>::NAME); })*
+                v
+            }
+
+            fn build_each(&self, wanted: &dyn Fn(&str) -> bool, ctx: &BuildCtx<'_>) -> Result<Vec<Built>, SinkError> {
+                let mut out = Vec::new();
+                $(if let Some(s) = self.$name.as_ref().filter(|_| wanted(<$kind as SinkKind>::NAME)) {
+                    out.push(<$kind as SinkKind>::build(s, ctx)?);
+                })*
+                Ok(out)
+            }
+        }
+
+        /// Validates every `[sinks.*]` table.
+        pub fn validate(raw: RawSinks, problems: &mut Problems) -> SinkSettings {
+            SinkSettings { $($name: raw.$name.map(|r| <$kind as SinkKind>::validate(r, problems)),)* }
+        }
+    };
+}
+
+registry! {
+    activate => activate::Activate,
+    jsonl => jsonl::Jsonl,
 }

@@ -29,7 +29,7 @@ pub const DEFAULT_STATE_FILE: &str = "./slurm_job_states.db";
 /// `--config` when not given (relative to the cron job's working directory).
 pub const DEFAULT_CONFIG: &str = "config.json";
 
-pub use crate::sinks::secret::Secret;
+use crate::secret::Secret;
 
 /// A slurm-tracker invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! - **its command line** as the crontab has it ([`flags`]): `--org` becomes the ACTIVATE sink's
 //!   organization; `--config` and `--state-file` say where the other two files are (relative
 //!   paths are relative to the cron job's working directory); `--api-server`/`--api-key` are
-//!   the platform and credential (the key is a [`flags::Secret`] and never printed);
+//!   the platform and credential (the key is a [`crate::secret::Secret`] and never printed);
 //! - **its `config.json`** ([`config_json`]): the partition → SKU and account → allocation
 //!   mapping, rendered as the `[sinks.activate]` TOML snippet of slurm-ledger's config;
 //! - **its state DB** `slurm_job_states.db` ([`state_db`], opened read-only): per JobIDRaw, how
@@ -42,10 +42,12 @@
 
 pub mod config_json;
 pub mod flags;
+pub mod seeds;
 pub mod state_db;
 
 pub use config_json::{ConfigJsonError, MappingProblem, TrackerMapping};
-pub use flags::{FlagsError, Secret, TrackerFlags};
+pub use flags::{FlagsError, TrackerFlags};
+pub use seeds::TrackerSeeds;
 pub use state_db::{Rejected, StateDb, StateDbError, StateRow, TrackerJobState};
 
 /// One run of a job as our ledger has it: the facts the frontier rule compares with the row.

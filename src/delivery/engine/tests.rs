@@ -4,16 +4,17 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 
 use proptest::prelude::*;
 
 use super::*;
-use crate::delivery::plan::Slice;
-use crate::meter::period::{Calendar, PeriodKind};
+use crate::delivery::consumer::{Lookup, Outcome, Sender};
+use crate::delivery::slices::{Metering, Price, Pricing, SlicePlanner};
+use crate::meter::period::PeriodKind;
 use crate::meter::units::Unit;
 use crate::meter::{billed_tres, tres_seconds, Basis};
 use crate::model::{ClusterName, JobKey, JobState, Tres};
-use crate::sinks::Rate;
 
 #[derive(Default)]
 struct Platform {
@@ -21,8 +22,17 @@ struct Platform {
     recorded: Vec<(String, String, u128, i64, i64)>,
 }
 
+/// Bills allocated CPUs in hours; a run without a cpu TRES is held.
+struct CpuPricing;
+
+impl Pricing for CpuPricing {
+    fn price(&self, job: &JobRun) -> Result<Price, String> {
+        let cpu = billed_tres(job, Basis::Allocated).into_iter().find(|(k, _)| k == "cpu").map(|(_, n)| n);
+        cpu.map(|count| Price { count, unit: Unit::HOURS, route: None }).ok_or_else(|| "no cpu TRES".to_string())
+    }
+}
+
 struct FakeSink {
-    cal: Calendar,
     platform: RefCell<Platform>,
     rng: RefCell<u64>,
     /// Per-mille chance of each fault.
@@ -39,6 +49,10 @@ enum Fault {
 }
 
 impl FakeSink {
+    fn new(seed: u64, fault_rate: u64) -> Rc<Self> {
+        Rc::new(FakeSink { platform: RefCell::default(), rng: RefCell::new(seed), fault_rate })
+    }
+
     fn roll(&self) -> u64 {
         let mut x = *self.rng.borrow();
         x ^= x << 13;
@@ -61,61 +75,63 @@ impl FakeSink {
     }
 
     fn record(&self, d: &Delivery) {
-        let micro: u128 = d.quantity.replace('.', "").parse().unwrap();
-        self.platform.borrow_mut().recorded.push((
-            d.id.clone(),
-            d.key.to_string(),
-            micro,
-            d.slice_start.0,
-            d.slice_end.0,
-        ));
+        let micro: u128 = d.amount.as_deref().unwrap().replace('.', "").parse().unwrap();
+        let (start, end) = d.span.unwrap();
+        self.platform.borrow_mut().recorded.push((d.id.clone(), d.run_text(), micro, start.0, end.0));
     }
 }
 
-impl Sink for FakeSink {
-    fn name(&self) -> &str {
-        "fake"
-    }
-    fn calendar(&self) -> &Calendar {
-        &self.cal
-    }
-    fn rate(&self, job: &JobRun) -> Result<Rate, String> {
-        let cpu = billed_tres(job, Basis::Allocated).into_iter().find(|(k, _)| k == "cpu").map(|(_, n)| n);
-        cpu.map(|count| Rate { count, unit: Unit::HOURS }).ok_or_else(|| "no cpu TRES".to_string())
-    }
-    fn render(&self, job: &JobRun, s: &Slice, id: &str, q: &str) -> Result<String, String> {
-        Ok(format!(
-            "{{\"id\":\"{id}\",\"job\":{},\"q\":\"{q}\",\"from\":{},\"to\":{}}}",
-            job.key.job_id_raw, s.start.0, s.end.0
-        ))
-    }
-    fn send(&self, d: &Delivery) -> Outcome {
-        match self.fault() {
+/// The test keeps one handle on the platform, the consumer the other.
+struct Shared(Rc<FakeSink>);
+
+impl Sender for Shared {
+    fn send(&self, d: &Delivery, _run: Option<&JobRun>) -> Outcome {
+        let s = &self.0;
+        match s.fault() {
             Fault::None => {
-                self.record(d);
-                Outcome::Delivered { remote_id: Some(format!("r-{}", self.platform.borrow().recorded.len())) }
+                s.record(d);
+                Outcome::Delivered { remote_id: Some(format!("r-{}", s.platform.borrow().recorded.len())) }
             }
             Fault::RefuseBefore => Outcome::Retry { reason: "503".into(), after_secs: Some(5) },
             Fault::CrashBefore => panic!("agent killed before the request left"),
             Fault::AcceptLoseAnswer => {
-                self.record(d);
+                s.record(d);
                 Outcome::Unknown { reason: "timeout after send".into() }
             }
             Fault::AcceptThenCrash => {
-                self.record(d);
+                s.record(d);
                 panic!("agent killed after the platform recorded")
             }
         }
     }
-    fn lookup(&self, d: &Delivery) -> Lookup {
-        if self.roll() < self.fault_rate {
+    fn lookup(&self, d: &Delivery, _run: Option<&JobRun>) -> Lookup {
+        let s = &self.0;
+        if s.roll() < s.fault_rate {
             return Lookup::Failed { reason: "502 on look-up".into() };
         }
-        match self.platform.borrow().recorded.iter().find(|r| r.0 == d.id) {
+        match s.platform.borrow().recorded.iter().find(|r| r.0 == d.id) {
             Some(_) => Lookup::Found { remote_id: None },
             None => Lookup::NotFound,
         }
     }
+    fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {
+        d.id.clone()
+    }
+}
+
+/// The consumer under test: slices of allocated CPUs per UTC day, every new second planned at
+/// once, sent to the fake platform.
+fn consumer(sink: &Rc<FakeSink>) -> Consumer {
+    let metering = Metering {
+        tres: "cpu".into(),
+        basis: Basis::Allocated,
+        period: PeriodKind::Day,
+        timezone: "UTC".into(),
+        running_slice_secs: 0,
+    };
+    let planner = SlicePlanner::new("fake", CpuPricing, &metering).unwrap();
+    let policy = EnginePolicy { base_backoff_secs: 5, max_backoff_secs: 60 };
+    Consumer::new("fake", Box::new(planner), Box::new(Shared(sink.clone())), policy)
 }
 
 fn run(id: u64, start: i64, elapsed: u64, state: JobState, cpus: u64) -> JobRun {
@@ -145,10 +161,10 @@ fn quiet_simulated_kills() {
 }
 
 /// One engine pass where the agent may die anywhere (a panic unwinds: open transactions roll back).
-fn pass(ledger: &mut Ledger, sink: &FakeSink, now: UnixTime, policy: &EnginePolicy) {
+fn pass(ledger: &mut Ledger, consumer: &Consumer, now: UnixTime) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        plan_sink(ledger, sink, now, policy).unwrap();
-        execute_sink(ledger, sink, now, 1000, policy).unwrap();
+        plan(ledger, consumer, None, now).unwrap();
+        execute(ledger, consumer, now, 1000).unwrap();
     }));
 }
 
@@ -158,13 +174,13 @@ fn pass(ledger: &mut Ledger, sink: &FakeSink, now: UnixTime, policy: &EnginePoli
 fn drain_and_check(
     ledger: &mut Ledger,
     sink: &FakeSink,
+    consumer: &Consumer,
     mut now: i64,
-    policy: &EnginePolicy,
     totals: &HashMap<String, u128>,
 ) -> Result<(), TestCaseError> {
     for _ in 0..200 {
         now += 120;
-        pass(ledger, sink, UnixTime(now), policy);
+        pass(ledger, consumer, UnixTime(now));
         if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() {
             break;
         }
@@ -210,8 +226,8 @@ proptest! {
         runs in prop::collection::vec((1u64..64, prop::collection::vec(60u64..20_000, 1..8)), 1..6),
     ) {
         quiet_simulated_kills();
-        let policy = EnginePolicy { min_running_slice_secs: 0, base_backoff_secs: 5, max_backoff_secs: 60 };
-        let sink = FakeSink { cal: Calendar { kind: PeriodKind::Day, tz: jiff::tz::TimeZone::UTC }, platform: RefCell::default(), rng: RefCell::new(seed), fault_rate };
+        let sink = FakeSink::new(seed, fault_rate);
+        let consumer = consumer(&sink);
         let mut ledger = Ledger::open_in_memory().unwrap();
         let start = 1_795_300_000i64;
         let mut now = start;
@@ -229,9 +245,9 @@ proptest! {
                 w.upsert_run(&j).unwrap();
             }
             w.commit().unwrap();
-            pass(&mut ledger, &sink, UnixTime(now), &policy);
+            pass(&mut ledger, &consumer, UnixTime(now));
         }
-        drain_and_check(&mut ledger, &sink, now, &policy, &totals)?;
+        drain_and_check(&mut ledger, &sink, &consumer, now, &totals)?;
     }
 }
 
@@ -276,8 +292,8 @@ proptest! {
         agent_up in prop::collection::vec(any::<bool>(), 1..12),
     ) {
         quiet_simulated_kills();
-        let policy = EnginePolicy { min_running_slice_secs: 0, base_backoff_secs: 5, max_backoff_secs: 60 };
-        let sink = FakeSink { cal: Calendar { kind: PeriodKind::Day, tz: jiff::tz::TimeZone::UTC }, platform: RefCell::default(), rng: RefCell::new(seed), fault_rate };
+        let sink = FakeSink::new(seed, fault_rate);
+        let consumer = consumer(&sink);
         let mut ledger = Ledger::open_in_memory().unwrap();
         let mut now = 1_795_300_000i64;
         // Per job: (start of the current run, its elapsed); per run key: its exact total.
@@ -309,10 +325,10 @@ proptest! {
             }
             w.commit().unwrap();
             if agent_up[poll % agent_up.len()] {
-                pass(&mut ledger, &sink, UnixTime(now), &policy);
+                pass(&mut ledger, &consumer, UnixTime(now));
             }
         }
-        drain_and_check(&mut ledger, &sink, now, &policy, &totals)?;
+        drain_and_check(&mut ledger, &sink, &consumer, now, &totals)?;
     }
 }
 
@@ -323,7 +339,7 @@ proptest! {
         let key = JobKey { cluster: ClusterName::new("my-cluster.1").unwrap(), job_id_raw: id, submit: UnixTime(submit) };
         let job = JobRun::new(key, id.to_string());
         prop_assert_eq!(
-            delivery_id("activate", &job, UnixTime(start), UnixTime(end)),
+            crate::delivery::slices::delivery_id("activate", &job, UnixTime(start), UnixTime(end)),
             format!("sl:activate:my-cluster.1:{id}:{submit}:{start}-{end}")
         );
     }

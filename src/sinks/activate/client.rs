@@ -23,8 +23,8 @@ use reqwest::blocking::{Client, Response};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use crate::sinks::secret::Secret;
-use crate::sinks::{Lookup, Outcome};
+use crate::delivery::consumer::{Lookup, Outcome};
+use crate::secret::Secret;
 
 use super::event::DELIVERY_ID_KEY;
 

@@ -11,8 +11,9 @@ use serde_json::Value;
 #[cfg(test)]
 use serde_json::{json, Map};
 
-use crate::config::ActivateSettings;
-use crate::delivery::plan::Slice;
+use crate::delivery::slices::Slice;
+
+use super::config::ActivateSettings;
 use crate::model::JobRun;
 
 /// The metadata key carrying slurm-ledger's delivery id; look-ups search for it.
@@ -38,6 +39,19 @@ pub fn sku_for<'a>(cfg: &'a ActivateSettings, job: &JobRun) -> Result<&'a str, S
     })
 }
 
+/// The route an item is planned with: allocation and SKU, pinned so that a look-up goes to the
+/// allocation the event was sent to even if the mapping changed since.
+pub fn route(allocation: &str, sku: &str) -> String {
+    format!("{allocation}\u{1f}{sku}")
+}
+
+/// The allocation and SKU of a route.
+pub fn parse_route(route: Option<&str>) -> Result<(&str, &str), String> {
+    route
+        .and_then(|r| r.split_once('\u{1f}'))
+        .ok_or_else(|| format!("item has no ACTIVATE route (allocation and SKU): {route:?}"))
+}
+
 /// The stored payload of one slice: allocation and event body.
 ///
 /// Written directly as JSON text, byte for byte what serializing the `json!` value tree of
@@ -50,8 +64,20 @@ pub fn render_payload(
     delivery_id: &str,
     quantity: &str,
 ) -> Result<String, String> {
-    let allocation = allocation_for(cfg, job)?;
-    let sku = sku_for(cfg, job)?;
+    render_routed(cfg, job, slice, delivery_id, quantity, allocation_for(cfg, job)?, sku_for(cfg, job)?)
+}
+
+/// [`render_payload`] for an allocation and SKU already decided (the route an item was planned
+/// with).
+pub fn render_routed(
+    cfg: &ActivateSettings,
+    job: &JobRun,
+    slice: &Slice,
+    delivery_id: &str,
+    quantity: &str,
+    allocation: &str,
+    sku: &str,
+) -> Result<String, String> {
     let quantity: serde_json::Number =
         quantity.parse().map_err(|_| format!("quantity {quantity:?} is not a number (internal error; report it)"))?;
     let mut out: Vec<u8> = Vec::with_capacity(640);
@@ -181,13 +207,12 @@ pub fn parse_payload(text: &str) -> Result<Payload, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
     use crate::model::{ClusterName, JobKey, UnixTime};
 
     fn cfg() -> ActivateSettings {
         let text = "[sinks.activate]\norganization = \"acme\"\ndefault_sku = \"standard-compute\"\n\
                     [sinks.activate.partition_sku]\ngpu = \"gpu-compute\"\n[sinks.activate.account_allocation]\nresearch-team = \"allocation-oid-12345\"\n";
-        Settings::from_toml(text, "t").unwrap().sinks.activate.unwrap()
+        super::super::config::from_config_text(text)
     }
 
     fn job(account: &str, partition: &str) -> JobRun {

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 
-use crate::sinks::secret::Secret;
+use crate::secret::Secret;
 
 /// Resolves the base URL (no trailing slash). `https://` is prepended to a bare host name.
 pub fn resolve_host(configured: Option<&str>, env_host: Option<&str>, key: &Secret) -> Result<String, String> {

@@ -6,116 +6,92 @@
 //! slurm-ledger's deterministic delivery id in `metadata.deliveryId`, and an event whose outcome
 //! is unknown is looked up by it before it is sent again.
 //!
-//! - [`event`]: mapping (account → allocation, partition → SKU) and the request body; pure.
+//! - [`config`]: `[sinks.activate]` as written, and its validation.
+//! - [`planner`]: pricing for the shared slice planner: account → allocation and partition → SKU
+//!   (pinned in each item's route), the billed TRES.
+//! - [`event`]: the request body of one slice; pure.
+//! - [`sender`]: renders and sends an item, looks one up.
 //! - [`client`]: HTTP and the classification of answers into outcomes.
 //! - [`host`]: where the API lives (config, `PW_PLATFORM_HOST`, or the key itself).
 
 pub mod client;
+pub mod config;
 pub mod event;
 pub mod host;
+pub mod planner;
+pub mod sender;
 
 use std::time::Duration;
 
-use crate::config::ActivateSettings;
-use crate::delivery::plan::Slice;
-use crate::ledger::Delivery;
-use crate::meter::period::Calendar;
-use crate::model::JobRun;
-use crate::sinks::secret::Secret;
-use crate::sinks::{metered_rate, Lookup, Outcome, Rate, Sink};
+use crate::delivery::consumer::Consumer;
+use crate::delivery::slices::SlicePlanner;
+use crate::secret::{load_secret, SecretSource};
 
+use super::{BuildCtx, Built, SinkError, SinkKind};
 use client::ActivateClient;
+use config::ActivateSettings;
+use planner::ActivatePricing;
+use sender::ActivateSender;
 
 /// The sink's name in the ledger.
 pub const NAME: &str = "activate";
+/// The ACTIVATE API key (slurm-tracker's variable, read as it did).
+pub const ENV_KEY: &str = "PW_API_KEY";
+/// The ACTIVATE API key, slurm-ledger's own name (wins over `PW_API_KEY`).
+pub const ENV_KEY_OWN: &str = "SLURM_LEDGER_ACTIVATE_API_KEY";
+/// The ACTIVATE base URL (slurm-tracker's variable), when the config has no `host`.
+pub const ENV_HOST: &str = "PW_PLATFORM_HOST";
 
-/// The ACTIVATE sink. Without a client (dry run, no key) it plans and renders but cannot send.
-pub struct ActivateSink {
-    cfg: ActivateSettings,
-    calendar: Calendar,
-    client: Option<ActivateClient>,
-    /// The API's base URL, when known (shown by `--dry-run`).
-    base_url: Option<String>,
-}
+/// The ACTIVATE sink kind (see the registry in `sinks`).
+pub struct Activate;
 
-impl ActivateSink {
-    /// Shows this base URL in `--dry-run` output.
-    pub fn with_base_url(mut self, url: Option<String>) -> Self {
-        self.base_url = url;
-        self
+impl SinkKind for Activate {
+    const NAME: &'static str = NAME;
+    type Raw = config::RawActivate;
+    type Settings = ActivateSettings;
+
+    fn validate(raw: Self::Raw, problems: &mut crate::validate::Problems) -> Self::Settings {
+        config::validate(raw, problems)
     }
 
-    /// A sink that can plan and render only (`--dry-run`, `status`).
-    pub fn offline(cfg: ActivateSettings) -> Result<Self, String> {
-        let calendar = crate::sinks::calendar(&cfg.metering)?;
-        Ok(Self { cfg, calendar, client: None, base_url: None })
-    }
-
-    /// A sink that sends to `base_url` with `key`.
-    pub fn online(cfg: ActivateSettings, base_url: &str, key: Secret) -> Result<Self, String> {
-        let client = ActivateClient::new(base_url, &cfg.organization, key, Duration::from_secs(cfg.timeout_secs))?;
-        let mut s = Self::offline(cfg)?;
-        s.client = Some(client);
-        s.base_url = Some(base_url.to_string());
-        Ok(s)
-    }
-
-    fn client(&self) -> Result<&ActivateClient, String> {
-        self.client.as_ref().ok_or_else(|| "the ACTIVATE sink has no API key loaded (dry run)".to_string())
-    }
-}
-
-impl Sink for ActivateSink {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn calendar(&self) -> &Calendar {
-        &self.calendar
-    }
-
-    fn rate(&self, job: &JobRun) -> Result<Rate, String> {
-        event::allocation_for(&self.cfg, job)?;
-        event::sku_for(&self.cfg, job)?;
-        Ok(metered_rate(&self.cfg.metering, job))
-    }
-
-    fn render(&self, job: &JobRun, slice: &Slice, delivery_id: &str, quantity: &str) -> Result<String, String> {
-        event::render_payload(&self.cfg, job, slice, delivery_id, quantity)
-    }
-
-    fn send(&self, d: &Delivery) -> Outcome {
-        let client = match self.client() {
-            Ok(c) => c,
-            Err(reason) => return Outcome::Retry { reason, after_secs: None },
+    fn build(a: &ActivateSettings, ctx: &BuildCtx<'_>) -> Result<Built, SinkError> {
+        let src = SecretSource {
+            what: "ACTIVATE API key",
+            env: &[ENV_KEY_OWN, ENV_KEY],
+            file: a.api_key_file.as_deref(),
+            file_key: "sinks.activate.api_key_file",
         };
-        match event::parse_payload(&d.payload) {
-            Ok(p) => client.create(&p.allocation, &p.event),
-            Err(reason) => Outcome::Rejected { reason },
+        let env = ctx.env;
+        let from = src
+            .env
+            .iter()
+            .find(|n| env(n).is_some_and(|v| !v.trim().is_empty()))
+            .map(|n| format!("environment variable {n}"))
+            .or_else(|| src.file.map(|f| format!("file {}", f.display())));
+        if let Some(from) = &from {
+            // Which source, never the value: a stale PW_API_KEY left by the tracker's cron shows here.
+            tracing::info!("ACTIVATE API key from {from}");
         }
-    }
-
-    fn describe(&self, d: &Delivery) -> String {
-        match event::parse_payload(&d.payload) {
-            Ok(p) => format!(
-                "POST {}/api/organizations/{}/allocations/{}/usage\n{}",
-                self.base_url.as_deref().unwrap_or("{host}"),
-                self.cfg.organization,
-                p.allocation,
-                p.event
-            ),
-            Err(e) => format!("(unreadable payload: {e})"),
-        }
-    }
-
-    fn lookup(&self, d: &Delivery) -> Lookup {
-        let client = match self.client() {
-            Ok(c) => c,
-            Err(reason) => return Lookup::Failed { reason },
+        let mut warnings = Vec::new();
+        let sender = match load_secret(&src, env) {
+            Ok((key, warning)) if ctx.online => {
+                warnings.extend(warning);
+                let host = host::resolve_host(a.host.as_deref(), env(ENV_HOST).as_deref(), &key)
+                    .map_err(|message| SinkError::Config { sink: NAME, message })?;
+                let timeout = Duration::from_secs(a.timeout_secs);
+                let client = ActivateClient::new(&host, &a.organization, key, timeout)
+                    .map_err(|message| SinkError::Setup { sink: NAME, message })?;
+                ActivateSender::new(a.clone(), Some(client), Some(host))
+            }
+            Ok((key, _)) => {
+                let host = host::resolve_host(a.host.as_deref(), env(ENV_HOST).as_deref(), &key).ok();
+                ActivateSender::new(a.clone(), None, host)
+            }
+            Err(e) if ctx.online => return Err(e.into()),
+            Err(_) => ActivateSender::new(a.clone(), None, a.host.clone()),
         };
-        match event::parse_payload(&d.payload) {
-            Ok(p) => client.find(&p.allocation, &d.id),
-            Err(reason) => Lookup::Failed { reason },
-        }
+        let planner = SlicePlanner::new(NAME, ActivatePricing::new(a.clone()), &a.metering)
+            .map_err(|message| SinkError::Config { sink: NAME, message })?;
+        Ok(Built { consumer: Consumer::new(NAME, Box::new(planner), Box::new(sender), ctx.policy), warnings })
     }
 }

@@ -28,12 +28,12 @@ fn a_finished_job_is_planned_in_one_go_and_cut_at_midnight() {
     // 2026-11-21T22:00Z .. 2026-11-22T01:00Z: Berlin midnight is 23:00Z.
     let start = 1_795_298_400;
     let j = run(start, 3 * 3600, JobState::Completed, 4);
-    let p = plan_run(&j, &SinkRun::default(), 4, Unit::HOURS, &cal(PeriodKind::Day), 0);
+    let p = plan_run(&j, &RunMark::default(), 4, Unit::HOURS, &cal(PeriodKind::Day), 0);
     assert_eq!(p.slices.len(), 2);
     assert_eq!(p.slices[0].end.0, start + 3600);
     let total: u128 = p.slices.iter().map(|s| s.quantity).sum();
     assert_eq!(Unit::HOURS.format(total), "12.000000");
-    assert!(p.next.complete);
+    assert!(p.next.done);
     // Planning again adds nothing.
     let again = plan_run(&j, &p.next, 4, Unit::HOURS, &cal(PeriodKind::Day), 0);
     assert!(again.slices.is_empty());
@@ -42,19 +42,19 @@ fn a_finished_job_is_planned_in_one_go_and_cut_at_midnight() {
 #[test]
 fn less_time_than_planned_is_held_with_a_reason() {
     let j = run(1000, 50, JobState::Completed, 1);
-    let prev = SinkRun { planned_until: Some(UnixTime(1100)), complete: false, hold_reason: None };
+    let prev = RunMark { mark: Some(1100), done: false, hold: None };
     let p = plan_run(&j, &prev, 1, Unit::HOURS, &cal(PeriodKind::Month), 0);
     assert!(p.slices.is_empty());
-    assert!(p.next.hold_reason.unwrap().contains("sacct -j 7"));
-    assert_eq!(p.next.planned_until, Some(UnixTime(1100)), "the frontier never moves back");
+    assert!(p.next.hold.unwrap().contains("sacct -j 7"));
+    assert_eq!(p.next.mark, Some(1100), "the frontier never moves back");
 }
 
 #[test]
 fn never_started_is_complete_without_slices() {
     let mut j = run(1000, 0, JobState::Cancelled, 2);
     j.start = None;
-    let p = plan_run(&j, &SinkRun::default(), 2, Unit::HOURS, &cal(PeriodKind::Day), 0);
-    assert!(p.slices.is_empty() && p.next.complete);
+    let p = plan_run(&j, &RunMark::default(), 2, Unit::HOURS, &cal(PeriodKind::Day), 0);
+    assert!(p.slices.is_empty() && p.next.done);
 }
 
 proptest! {
@@ -76,7 +76,7 @@ proptest! {
         let kind = if monthly { PeriodKind::Month } else { PeriodKind::Day };
         // UTC takes the calendar's integer path, Berlin the zone-rules path.
         let calendar = if utc { Calendar { kind, tz: jiff::tz::TimeZone::UTC } } else { cal(kind) };
-        let mut state = SinkRun::default();
+        let mut state = RunMark::default();
         let mut committed: Vec<Slice> = Vec::new();
         let mut elapsed = 0u64;
         for (grow, crash) in &steps {
@@ -92,7 +92,7 @@ proptest! {
         let j = run(start, elapsed, JobState::Completed, cpus);
         let p = plan_run(&j, &state, cpus, Unit::HOURS, &calendar, min_slice);
         committed.extend(p.slices.iter().copied());
-        prop_assert!(p.next.complete);
+        prop_assert!(p.next.done);
         for w in committed.windows(2) {
             prop_assert!(w[0].end <= w[1].start, "overlap: {:?} then {:?}", w[0], w[1]);
         }

@@ -16,8 +16,8 @@
 
 use std::io::{BufRead, Read};
 
-use crate::slurm::fields::{Field, FIELD_COUNT};
-use crate::slurm::source::DELIMITER;
+use slurm_ledger::slurm::fields::{Field, FIELD_COUNT};
+use slurm_ledger::slurm::source::DELIMITER;
 
 /// The recorded real output the rows are built from.
 const RECORDED: &str = include_str!("../tests/fixtures/testbed/sacct-all-fields-duplicates.txt");
@@ -625,9 +625,9 @@ const _: () = assert!(FIELD_COUNT == Field::ALL.len());
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClusterName, UnixTime};
-    use crate::slurm::parsable::{Item, ReadOptions, SacctReader};
-    use crate::slurm::values::TimeZone;
+    use slurm_ledger::model::{ClusterName, UnixTime};
+    use slurm_ledger::slurm::parsable::{Item, ReadOptions, SacctReader};
+    use slurm_ledger::slurm::values::TimeZone;
 
     fn opts() -> ReadOptions {
         ReadOptions {
@@ -731,14 +731,14 @@ mod tests {
 
     #[test]
     fn imports_into_a_ledger() {
-        let mut ledger = crate::ledger::Ledger::open_in_memory().unwrap();
+        let mut ledger = slurm_ledger::ledger::Ledger::open_in_memory().unwrap();
         let input = std::io::BufReader::new(SyntheticDay::new(500, 3, 9));
-        let r =
-            crate::collect::import_file(&mut ledger, input, opts(), "synth", UnixTime(DAY_START + DAY_SECS)).unwrap();
+        let r = slurm_ledger::collect::import_file(&mut ledger, input, opts(), "synth", UnixTime(DAY_START + DAY_SECS))
+            .unwrap();
         assert_eq!((r.counts.runs_new, r.counts.quarantined), (500, 0));
         let input = std::io::BufReader::new(SyntheticDay::new(500, 3, 9));
-        let r =
-            crate::collect::import_file(&mut ledger, input, opts(), "synth", UnixTime(DAY_START + DAY_SECS)).unwrap();
+        let r = slurm_ledger::collect::import_file(&mut ledger, input, opts(), "synth", UnixTime(DAY_START + DAY_SECS))
+            .unwrap();
         assert_eq!((r.counts.runs_unchanged, r.counts.runs_new, r.counts.runs_updated), (500, 0, 0));
     }
 }

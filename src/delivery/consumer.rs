@@ -1,0 +1,92 @@
+//! The consumer interface: what the engine asks of anything that follows the ledger.
+//!
+//! A consumer is a [`Planner`] (pure: a changed run and the consumer's mark for it → new outbox
+//! items and the next mark) and a [`Sender`] (I/O: send an item, look one up). The engine knows
+//! neither what an item means nor where it goes: it keeps the cursor loop, the marks, held runs,
+//! the outbox state machine and backoff. Retryability is decided in one place, the [`Outcome`] a
+//! sender returns.
+
+use crate::ledger::{Delivery, NewItem, RunMark};
+use crate::model::{JobRun, UnixTime};
+
+/// What planning one run decides, before anything is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing more will come of this run (its mark says done).
+    Done,
+    /// Cannot be planned now: the mark is kept, with this reason (shown by `status`).
+    Hold(String),
+    /// New items of this run and its next mark (which may itself hold the run, with a reason).
+    Plan { items: Vec<NewItem>, next: RunMark },
+}
+
+/// Pure planning: no clock but `now`, no I/O.
+pub trait Planner {
+    /// What is new in `run` for this consumer after `mark`.
+    fn plan(&self, run: &JobRun, mark: &RunMark, now: UnixTime) -> Decision;
+    /// The route an item of `run` takes now (for `retry` after a mapping was fixed), or why it
+    /// still has none.
+    fn reroute(&self, run: &JobRun, item: &Delivery) -> Result<Option<String>, String>;
+}
+
+/// What happened to one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The platform recorded it.
+    Delivered { remote_id: Option<String> },
+    /// The platform certainly did not record it (refused connection, 429, 503 before
+    /// processing); try again, not before `after_secs` if the platform said so.
+    Retry { reason: String, after_secs: Option<u64> },
+    /// The request may have been recorded (timeout after sending, dropped connection, 5xx):
+    /// look it up before sending again.
+    Unknown { reason: String },
+    /// The platform refuses it for good (4xx): kept with the reason until retried by command.
+    Rejected { reason: String },
+}
+
+/// Whether the platform already has an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found { remote_id: Option<String> },
+    NotFound,
+    Failed { reason: String },
+}
+
+/// I/O: where items go. `run` is the item's run as the ledger holds it now (`None` for an item
+/// of no run, or a run the ledger no longer has).
+pub trait Sender {
+    /// Sends one item.
+    fn send(&self, item: &Delivery, run: Option<&JobRun>) -> Outcome;
+    /// Looks up whether the platform already recorded this item.
+    fn lookup(&self, item: &Delivery, run: Option<&JobRun>) -> Lookup;
+    /// The request an item becomes, as `--dry-run` prints it (no secrets).
+    fn describe(&self, item: &Delivery, run: Option<&JobRun>) -> String;
+}
+
+/// Retry timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnginePolicy {
+    /// First retry delay; doubles per attempt up to `max_backoff_secs`.
+    pub base_backoff_secs: u64,
+    pub max_backoff_secs: u64,
+}
+
+impl Default for EnginePolicy {
+    fn default() -> Self {
+        Self { base_backoff_secs: 30, max_backoff_secs: 3600 }
+    }
+}
+
+/// One consumer of the ledger: its name (stable: renaming loses its state), planner, sender.
+pub struct Consumer {
+    pub name: String,
+    pub planner: Box<dyn Planner>,
+    pub sender: Box<dyn Sender>,
+    pub policy: EnginePolicy,
+}
+
+impl Consumer {
+    pub fn new(name: &str, planner: Box<dyn Planner>, sender: Box<dyn Sender>, policy: EnginePolicy) -> Self {
+        Self { name: name.to_string(), planner, sender, policy }
+    }
+}

@@ -1,0 +1,243 @@
+//! The consumers' durable state besides the outbox: per consumer, its cursor over `change_seq`;
+//! per consumer and run, its mark (an opaque integer: for slices, how far the billable span is
+//! planned), whether it is done with the run, and why it holds the run.
+//!
+//! Invariants: a consumer's cursor never moves back; a run's mark is written in the same
+//! transaction as the items planned from it (see [`PlanStatements`]), so a crash plans an item
+//! either with its mark or not at all.
+
+use rusqlite::{params, CachedStatement, OptionalExtension, Row};
+
+use crate::model::{ClusterName, JobKey, JobRun, UnixTime};
+
+use super::jobs::{row_to_job, JOB_COLUMN_COUNT, SELECT_SEQ};
+use super::{Ledger, LedgerError, Writer};
+
+/// What a consumer keeps about one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunMark {
+    /// The consumer's position in the run, its own meaning (slices: planned up to this instant).
+    pub mark: Option<i64>,
+    /// Nothing more will come of this run for the consumer.
+    pub done: bool,
+    /// Why the run cannot be planned now (shown by `status`; planning resumes when fixed).
+    pub hold: Option<String>,
+}
+
+/// A run read for planning, with the consumer's mark and the run's place in the change sequence.
+pub struct MarkedRun {
+    pub seq: i64,
+    pub run: JobRun,
+    pub mark: RunMark,
+}
+
+fn mark_of(r: &Row<'_>, first: usize) -> rusqlite::Result<RunMark> {
+    Ok(RunMark {
+        mark: r.get(first)?,
+        done: r.get::<_, Option<i64>>(first + 1)?.unwrap_or(0) != 0,
+        hold: r.get(first + 2)?,
+    })
+}
+
+/// Runs changed after `seq` (in change order) joined with their marks: the planner's one read.
+const CHANGED: &str = "SELECT r.*, m.mark, m.done, m.hold FROM (SELECT_SEQ WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2) r \
+     LEFT JOIN consumer_runs m ON m.consumer = ?3 AND m.cluster = r.cluster AND m.job_id_raw = r.job_id_raw AND m.submit = r.submit \
+     ORDER BY r.change_seq";
+
+/// Runs the consumer holds, with their marks.
+const HELD: &str = "SELECT r.*, m.mark, m.done, m.hold FROM consumer_runs m \
+     JOIN (SELECT_SEQ) r ON m.cluster = r.cluster AND m.job_id_raw = r.job_id_raw AND m.submit = r.submit \
+     WHERE m.consumer = ?1 AND m.hold IS NOT NULL ORDER BY m.submit, m.cluster, m.job_id_raw";
+
+const READ_MARK: &str =
+    "SELECT mark, done, hold FROM consumer_runs WHERE consumer = ?1 AND cluster = ?2 AND job_id_raw = ?3 AND submit = ?4";
+
+const PUT_MARK: &str = "INSERT INTO consumer_runs (consumer, cluster, job_id_raw, submit, mark, done, hold)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT (consumer, cluster, job_id_raw, submit) DO UPDATE SET mark = excluded.mark, done = excluded.done,
+         hold = excluded.hold";
+
+fn sql(template: &str) -> String {
+    template.replace("SELECT_SEQ", SELECT_SEQ)
+}
+
+fn read_marked(stmt: &mut rusqlite::Statement<'_>, p: impl rusqlite::Params) -> Result<Vec<MarkedRun>, LedgerError> {
+    let rows = stmt.query_map(p, |r| {
+        Ok((r.get::<_, i64>(JOB_COLUMN_COUNT)?, row_to_job(r)?, mark_of(r, JOB_COLUMN_COUNT + 1)?))
+    })?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (seq, run, mark) = r?;
+        out.push(MarkedRun { seq, run: run?, mark });
+    }
+    Ok(out)
+}
+
+fn consumer_id(c: &rusqlite::Connection, name: &str) -> Result<Option<i64>, LedgerError> {
+    Ok(c.prepare_cached("SELECT id FROM consumers WHERE name = ?1")?.query_row([name], |r| r.get(0)).optional()?)
+}
+
+impl Ledger {
+    /// The consumer's id, if it ever planned.
+    pub fn consumer_id(&self, name: &str) -> Result<Option<i64>, LedgerError> {
+        consumer_id(self.conn(), name)
+    }
+
+    /// The consumer's position in the change sequence (0 before its first plan).
+    pub fn consumer_cursor(&self, name: &str) -> Result<i64, LedgerError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT change_seq FROM consumers WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// The mark of a run for a consumer (the default when there is none).
+    pub fn run_mark(&self, name: &str, key: &JobKey) -> Result<RunMark, LedgerError> {
+        let Some(id) = self.consumer_id(name)? else { return Ok(RunMark::default()) };
+        let mut stmt = self.conn().prepare_cached(READ_MARK)?;
+        Ok(stmt
+            .query_row(params![id, key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |r| mark_of(r, 0))
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Up to `limit` runs changed after `seq`, each with the consumer's mark.
+    pub fn changed_runs(&self, name: &str, seq: i64, limit: u64) -> Result<Vec<MarkedRun>, LedgerError> {
+        let id = self.consumer_id(name)?.unwrap_or(-1);
+        let mut stmt = self.conn().prepare_cached(&sql(CHANGED))?;
+        read_marked(&mut stmt, params![seq, limit as i64, id])
+    }
+
+    /// The runs a consumer holds, each with its mark (whose `hold` says why).
+    pub fn held_runs_marked(&self, name: &str) -> Result<Vec<MarkedRun>, LedgerError> {
+        let Some(id) = self.consumer_id(name)? else { return Ok(Vec::new()) };
+        let mut stmt = self.conn().prepare_cached(&sql(HELD))?;
+        read_marked(&mut stmt, [id])
+    }
+
+    /// Runs a consumer holds back, with the reason.
+    pub fn held_runs(&self, name: &str) -> Result<Vec<(JobKey, String)>, LedgerError> {
+        let Some(id) = self.consumer_id(name)? else { return Ok(Vec::new()) };
+        let mut stmt = self.conn().prepare(
+            "SELECT cluster, job_id_raw, submit, hold FROM consumer_runs WHERE consumer = ?1 AND hold IS NOT NULL
+             ORDER BY submit, cluster, job_id_raw",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (c, id, submit, reason) = row?;
+            let cluster =
+                ClusterName::new(&c).map_err(|e| LedgerError::Corrupt { key: format!("{c}/{id}"), reason: e })?;
+            out.push((JobKey { cluster, job_id_raw: id as u64, submit: UnixTime(submit) }, reason));
+        }
+        Ok(out)
+    }
+
+    /// Whether the consumer has planned or held any run of the cluster.
+    pub fn consumer_has_runs(&self, name: &str, cluster: &ClusterName) -> Result<bool, LedgerError> {
+        let Some(id) = self.consumer_id(name)? else { return Ok(false) };
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM consumer_runs WHERE consumer = ?1 AND cluster = ?2)",
+            params![id, cluster.as_str()],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+impl Writer<'_> {
+    /// The consumer's id, registering the name on first use.
+    pub fn consumer(&mut self, name: &str) -> Result<i64, LedgerError> {
+        if let Some(id) = consumer_id(&self.tx, name)? {
+            return Ok(id);
+        }
+        self.tx.execute(
+            "INSERT INTO consumers (name, change_seq, updated_at) VALUES (?1, 0, ?2)",
+            params![name, self.now],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Moves the consumer's change-sequence cursor (never backwards).
+    pub fn set_consumer_cursor(&mut self, consumer: i64, seq: i64) -> Result<(), LedgerError> {
+        self.tx.execute(
+            "UPDATE consumers SET change_seq = max(change_seq, ?2), updated_at = ?3 WHERE id = ?1",
+            params![consumer, seq, self.now],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a run's mark for a consumer.
+    pub fn put_mark(&mut self, consumer: i64, key: &JobKey, m: &RunMark) -> Result<(), LedgerError> {
+        exec_put_mark(&mut self.tx.prepare_cached(PUT_MARK)?, consumer, key, m)
+    }
+
+    /// The mark of a run, read inside this transaction (so two planners cannot overlap).
+    pub fn run_mark(&self, consumer: i64, key: &JobKey) -> Result<RunMark, LedgerError> {
+        Ok(self
+            .tx
+            .prepare_cached(READ_MARK)?
+            .query_row(params![consumer, key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |r| mark_of(r, 0))
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Up to `limit` runs changed after `seq` with their marks, read inside this transaction.
+    pub fn changed_runs(&self, consumer: i64, seq: i64, limit: u64) -> Result<Vec<MarkedRun>, LedgerError> {
+        let mut stmt = self.tx.prepare_cached(&sql(CHANGED))?;
+        read_marked(&mut stmt, params![seq, limit as i64, consumer])
+    }
+
+    /// The runs the consumer holds with their marks, read inside this transaction.
+    pub fn held_runs_marked(&self, consumer: i64) -> Result<Vec<MarkedRun>, LedgerError> {
+        let mut stmt = self.tx.prepare_cached(&sql(HELD))?;
+        read_marked(&mut stmt, [consumer])
+    }
+
+    /// The statements a planning pass runs for every run, prepared once for a batch.
+    pub fn plan_statements(&self, consumer: i64) -> Result<PlanStatements<'_>, LedgerError> {
+        Ok(PlanStatements {
+            consumer,
+            put: self.tx.prepare_cached(PUT_MARK)?,
+            insert: self.tx.prepare_cached(super::outbox::INSERT_ITEM)?,
+            now: self.now,
+        })
+    }
+}
+
+fn exec_put_mark(stmt: &mut CachedStatement<'_>, consumer: i64, key: &JobKey, m: &RunMark) -> Result<(), LedgerError> {
+    stmt.execute(params![
+        consumer,
+        key.cluster.as_str(),
+        key.job_id_raw as i64,
+        key.submit.0,
+        m.mark,
+        m.done as i64,
+        m.hold
+    ])?;
+    Ok(())
+}
+
+/// [`Writer::put_mark`] and [`Writer::insert_item`] on statements held for a batch of runs,
+/// inside the writer's transaction. Same SQL, same effects.
+pub struct PlanStatements<'t> {
+    consumer: i64,
+    put: CachedStatement<'t>,
+    insert: CachedStatement<'t>,
+    now: i64,
+}
+
+impl PlanStatements<'_> {
+    /// Stores a run's mark.
+    pub fn put_mark(&mut self, key: &JobKey, m: &RunMark) -> Result<(), LedgerError> {
+        exec_put_mark(&mut self.put, self.consumer, key, m)
+    }
+
+    /// Adds a planned item of run `key`; false when an item with that id exists already.
+    pub fn insert_item(&mut self, key: &JobKey, item: &super::NewItem) -> Result<bool, LedgerError> {
+        super::outbox::exec_insert_item(&mut self.insert, self.consumer, self.now, Some(key), item)
+    }
+}

@@ -1,0 +1,356 @@
+//! The outbox shared by every consumer: items with deterministic ids and their state machine.
+//! Consumer-agnostic: an item is an opaque id, the run it belongs to (if any), a span, an amount
+//! and a route, all written by the consumer's planner and read back by its sender.
+//!
+//! Invariants: an id is unique per consumer (an item is never planned twice); every state change
+//! is a compare-and-set on (state, attempts), so two senders never both send an item.
+
+use rusqlite::{params, CachedStatement, Row};
+
+use crate::model::{ClusterName, JobKey, UnixTime};
+
+use super::{Ledger, LedgerError, Writer};
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Planned, never sent.
+    Pending,
+    /// Sent, no answer recorded: the platform may or may not have it. Looked up before a resend.
+    Sent,
+    /// Failed in a way that is worth retrying at `next_attempt_at`.
+    Retry,
+    /// The platform accepted it.
+    Delivered,
+    /// The platform refused it for good; kept with its error until retried by command.
+    Rejected,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// The stored code (`outbox.state`); below [`DeliveryState::Delivered`] is still to do.
+    fn code(self) -> i64 {
+        match self {
+            Self::Pending => 0,
+            Self::Sent => 1,
+            Self::Retry => 2,
+            Self::Delivered => 3,
+            Self::Rejected => 4,
+        }
+    }
+
+    fn from_code(c: i64) -> Option<Self> {
+        Some(match c {
+            0 => Self::Pending,
+            1 => Self::Sent,
+            2 => Self::Retry,
+            3 => Self::Delivered,
+            4 => Self::Rejected,
+            _ => return None,
+        })
+    }
+}
+
+/// An item as a planner hands it to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    /// Deterministic: the same item planned again gets the same id (and is then ignored).
+    pub id: String,
+    /// The interval (or instant, `start == end`) the item covers.
+    pub span: Option<(UnixTime, UnixTime)>,
+    /// The exact amount in the consumer's unit, as decimal text.
+    pub amount: Option<String>,
+    /// What the planner pinned for the sender (where the item goes); opaque to the ledger.
+    pub route: Option<String>,
+}
+
+/// One item of the outbox, with its state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Delivery {
+    /// The item's id, unique per consumer (what a platform's metadata carries for look-ups).
+    pub id: String,
+    pub sink: String,
+    /// The run the item belongs to.
+    pub key: Option<JobKey>,
+    pub span: Option<(UnixTime, UnixTime)>,
+    pub amount: Option<String>,
+    pub route: Option<String>,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: UnixTime,
+    pub last_error: Option<String>,
+    pub remote_id: Option<String>,
+}
+
+impl Delivery {
+    /// The run key as `status` prints it, or `-` for an item of no run.
+    pub fn run_text(&self) -> String {
+        self.key.as_ref().map_or_else(|| "-".to_string(), |k| k.to_string())
+    }
+}
+
+const COLS: &str =
+    "o.key, c.name, o.cluster, o.job_id_raw, o.submit, o.span_start, o.span_end, o.amount, o.route, o.state, \
+                    o.attempts, o.next_attempt_at, o.last_error, o.remote_id";
+const FROM: &str = "FROM outbox o JOIN consumers c ON c.id = o.consumer";
+
+fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError>> {
+    let id: String = r.get(0)?;
+    let corrupt = |reason: String| LedgerError::Corrupt { key: id.clone(), reason };
+    let key = match (r.get::<_, Option<String>>(2)?, r.get::<_, Option<i64>>(3)?, r.get::<_, Option<i64>>(4)?) {
+        (Some(c), Some(job), Some(submit)) => match ClusterName::new(&c) {
+            Ok(cluster) => Some(JobKey { cluster, job_id_raw: job as u64, submit: UnixTime(submit) }),
+            Err(_) => return Ok(Err(corrupt(format!("cluster {c:?}")))),
+        },
+        _ => None,
+    };
+    let span = match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<i64>>(6)?) {
+        (Some(a), Some(b)) => Some((UnixTime(a), UnixTime(b))),
+        _ => None,
+    };
+    let code: i64 = r.get(9)?;
+    let Some(state) = DeliveryState::from_code(code) else { return Ok(Err(corrupt(format!("state {code}")))) };
+    Ok(Ok(Delivery {
+        id: id.clone(),
+        sink: r.get(1)?,
+        key,
+        span,
+        amount: r.get(7)?,
+        route: r.get(8)?,
+        state,
+        attempts: r.get::<_, i64>(10)? as u32,
+        next_attempt_at: UnixTime(r.get(11)?),
+        last_error: r.get(12)?,
+        remote_id: r.get(13)?,
+    }))
+}
+
+fn collect(
+    rows: impl Iterator<Item = rusqlite::Result<Result<Delivery, LedgerError>>>,
+) -> Result<Vec<Delivery>, LedgerError> {
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+pub(super) const INSERT_ITEM: &str =
+    "INSERT OR IGNORE INTO outbox (consumer, key, cluster, job_id_raw, submit, span_start, span_end,
+         amount, route, state, attempts, next_attempt_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, ?10)";
+
+pub(super) fn exec_insert_item(
+    stmt: &mut CachedStatement<'_>,
+    consumer: i64,
+    now: i64,
+    run: Option<&JobKey>,
+    item: &NewItem,
+) -> Result<bool, LedgerError> {
+    let n = stmt.execute(params![
+        consumer,
+        item.id,
+        run.map(|k| k.cluster.as_str()),
+        run.map(|k| k.job_id_raw as i64),
+        run.map(|k| k.submit.0),
+        item.span.map(|s| s.0 .0),
+        item.span.map(|s| s.1 .0),
+        item.amount,
+        item.route,
+        now
+    ])?;
+    Ok(n == 1)
+}
+
+impl Ledger {
+    /// Items of a consumer due at `now`: pending ones, and sent/retry ones whose time came;
+    /// those whose outcome is unknown first, then oldest first.
+    pub fn due_deliveries(&self, sink: &str, now: UnixTime, limit: u64) -> Result<Vec<Delivery>, LedgerError> {
+        let Some(id) = self.consumer_id(sink)? else { return Ok(Vec::new()) };
+        let sql = format!(
+            "SELECT {COLS} {FROM} WHERE o.consumer = ?1 AND o.state < 3 AND (o.state = 0 OR o.next_attempt_at <= ?2) \
+             ORDER BY o.state = 1 DESC, o.id LIMIT ?3"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![id, now.0, limit as i64], row_to_delivery)?;
+        collect(rows)
+    }
+
+    /// Every item of a consumer in a state (or all states), oldest first.
+    pub fn deliveries(&self, sink: &str, state: Option<DeliveryState>) -> Result<Vec<Delivery>, LedgerError> {
+        let Some(id) = self.consumer_id(sink)? else { return Ok(Vec::new()) };
+        let sql = format!("SELECT {COLS} {FROM} WHERE o.consumer = ?1 AND (?2 IS NULL OR o.state = ?2) ORDER BY o.id");
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params![id, state.map(|s| s.code())], row_to_delivery)?;
+        collect(rows)
+    }
+}
+
+impl Writer<'_> {
+    /// Adds a planned item (of run `run`, if any). Returns false when an item with that id
+    /// already exists for the consumer: an item is never planned twice.
+    pub fn insert_item(&mut self, consumer: i64, run: Option<&JobKey>, item: &NewItem) -> Result<bool, LedgerError> {
+        exec_insert_item(&mut self.tx.prepare_cached(INSERT_ITEM)?, consumer, self.now, run, item)
+    }
+
+    /// Moves an item to a new state only if it is still in `from` (state, attempts): the
+    /// compare-and-set that keeps two senders from both sending it. Returns whether it moved.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mark_delivery_from(
+        &mut self,
+        sink: &str,
+        id: &str,
+        from: (DeliveryState, u32),
+        state: DeliveryState,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+        last_error: Option<&str>,
+        remote_id: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        let mut stmt = self.tx.prepare_cached(
+            "UPDATE outbox SET state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6,
+                 remote_id = coalesce(?7, remote_id), updated_at = ?8
+             WHERE consumer = (SELECT id FROM consumers WHERE name = ?1) AND key = ?2 AND state = ?9 AND attempts = ?10",
+        )?;
+        let n = stmt.execute(params![
+            sink,
+            id,
+            state.code(),
+            attempts as i64,
+            next_attempt_at.0,
+            last_error,
+            remote_id,
+            self.now,
+            from.0.code(),
+            from.1 as i64
+        ])?;
+        Ok(n == 1)
+    }
+
+    /// Puts one rejected item back to pending with a new route (the mapping may have been
+    /// fixed). The item's id, run, span and amount stay as planned.
+    pub fn requeue_rejected(&mut self, sink: &str, id: &str, route: Option<&str>) -> Result<bool, LedgerError> {
+        let n = self.tx.execute(
+            "UPDATE outbox SET state = 0, route = ?3, next_attempt_at = ?4, updated_at = ?4
+             WHERE consumer = (SELECT id FROM consumers WHERE name = ?1) AND key = ?2 AND state = 4",
+            params![sink, id, route, self.now],
+        )?;
+        Ok(n == 1)
+    }
+}
+
+/// A run a consumer holds back, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldRun {
+    pub key: String,
+    pub reason: String,
+}
+
+/// An item that failed (refused, or waiting after an error), with the last answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryProblem {
+    pub id: String,
+    pub key: String,
+    pub attempts: u32,
+    pub error: String,
+}
+
+/// What `status` shows of one consumer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkStatus {
+    pub sink: String,
+    /// Position in the change sequence the consumer has planned up to.
+    pub change_seq: i64,
+    /// Items by state (pending, sent = outcome unknown, retry, delivered, rejected).
+    pub deliveries: Vec<(String, u64)>,
+    pub held_total: u64,
+    pub held: Vec<HeldRun>,
+    pub rejected_total: u64,
+    pub rejected: Vec<DeliveryProblem>,
+    /// Items waiting after a failure (state `sent` = outcome unknown, or `retry`), with the last
+    /// error: what an admin reads when nothing gets through.
+    pub waiting: Vec<DeliveryProblem>,
+}
+
+const RUN_TEXT: &str = "coalesce(o.cluster || '/' || o.job_id_raw || '@' || o.submit, '-')";
+
+impl Ledger {
+    /// Per consumer: cursor, items by state, held runs and rejected items (up to `recent` of
+    /// each, oldest first).
+    pub fn sink_status(&self, recent: u64) -> Result<Vec<SinkStatus>, LedgerError> {
+        let c = self.conn();
+        let consumers: Vec<(i64, String, i64)> = c
+            .prepare("SELECT id, name, change_seq FROM consumers ORDER BY name")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for (id, sink, change_seq) in consumers {
+            let mut deliveries: Vec<(String, u64)> = Vec::new();
+            let mut stmt = c.prepare_cached("SELECT state, count(*) FROM outbox WHERE consumer = ?1 GROUP BY state")?;
+            for row in stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+                let (code, n) = row?;
+                let name = DeliveryState::from_code(code).map_or("unknown", DeliveryState::as_str);
+                deliveries.push((name.to_string(), n as u64));
+            }
+            deliveries.sort();
+            let held_total: i64 = c.query_row(
+                "SELECT count(*) FROM consumer_runs WHERE consumer = ?1 AND hold IS NOT NULL",
+                [id],
+                |r| r.get(0),
+            )?;
+            let held = c
+                .prepare_cached(
+                    "SELECT cluster || '/' || job_id_raw || '@' || submit, hold FROM consumer_runs
+                     WHERE consumer = ?1 AND hold IS NOT NULL ORDER BY submit, cluster, job_id_raw LIMIT ?2",
+                )?
+                .query_map(params![id, recent as i64], |r| Ok(HeldRun { key: r.get(0)?, reason: r.get(1)? }))?
+                .collect::<Result<_, _>>()?;
+            let rejected_total: i64 =
+                c.query_row("SELECT count(*) FROM outbox WHERE consumer = ?1 AND state = 4", [id], |r| r.get(0))?;
+            let problem = |r: &Row<'_>| {
+                Ok(DeliveryProblem {
+                    id: r.get(0)?,
+                    key: r.get(1)?,
+                    attempts: r.get::<_, i64>(2)? as u32,
+                    error: r.get(3)?,
+                })
+            };
+            let rejected = c
+                .prepare_cached(&format!(
+                    "SELECT o.key, {RUN_TEXT}, o.attempts, coalesce(o.last_error, '') FROM outbox o
+                     WHERE o.consumer = ?1 AND o.state = 4 ORDER BY o.id LIMIT ?2"
+                ))?
+                .query_map(params![id, recent as i64], problem)?
+                .collect::<Result<_, _>>()?;
+            let waiting = c
+                .prepare_cached(&format!(
+                    "SELECT o.key, {RUN_TEXT}, o.attempts,
+                         CASE o.state WHEN 1 THEN 'sent' ELSE 'retry' END || ': ' || o.last_error FROM outbox o
+                     WHERE o.consumer = ?1 AND o.state IN (1, 2) AND o.last_error IS NOT NULL ORDER BY o.id LIMIT ?2"
+                ))?
+                .query_map(params![id, recent as i64], problem)?
+                .collect::<Result<_, _>>()?;
+            out.push(SinkStatus {
+                sink,
+                change_seq,
+                deliveries,
+                held_total: held_total as u64,
+                held,
+                rejected_total: rejected_total as u64,
+                rejected,
+                waiting,
+            });
+        }
+        Ok(out)
+    }
+}

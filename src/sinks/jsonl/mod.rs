@@ -1,0 +1,207 @@
+//! A local sink: usage records appended to a file, one JSON object per line, each with its
+//! delivery id. For sites that feed their own tooling, for audits, and for the demo.
+//!
+//! Exactly once holds here too: a record is appended and fsynced before it counts as delivered,
+//! and a delivery whose outcome is unknown (a crash between append and ledger update) is looked
+//! up by its id in the file before it is written again. Readers should skip a line that does
+//! not parse (a crash in the middle of a write can leave one).
+
+pub mod config;
+
+use std::io::{BufRead, Write};
+
+use serde_json::json;
+
+use crate::delivery::consumer::{Consumer, Lookup, Outcome, Sender};
+use crate::delivery::slices::{Price, Pricing, SentSlice, SlicePlanner};
+use crate::ledger::Delivery;
+use crate::model::JobRun;
+
+use super::{BuildCtx, Built, SinkError, SinkKind};
+use config::JsonlSettings;
+
+/// The sink's name in the ledger.
+pub const NAME: &str = "jsonl";
+
+/// The JSONL sink kind (see the registry in `sinks`).
+pub struct Jsonl;
+
+impl SinkKind for Jsonl {
+    const NAME: &'static str = NAME;
+    type Raw = config::RawJsonl;
+    type Settings = JsonlSettings;
+
+    fn validate(raw: Self::Raw, problems: &mut crate::validate::Problems) -> Self::Settings {
+        config::validate(raw, problems)
+    }
+
+    fn build(s: &JsonlSettings, ctx: &BuildCtx<'_>) -> Result<Built, SinkError> {
+        let planner = SlicePlanner::new(NAME, JsonlPricing(s.clone()), &s.metering)
+            .map_err(|message| SinkError::Config { sink: NAME, message })?;
+        let sender = JsonlSink::new(s.clone());
+        Ok(Built { consumer: Consumer::new(NAME, Box::new(planner), Box::new(sender), ctx.policy), warnings: vec![] })
+    }
+}
+
+/// The billed TRES of `[sinks.jsonl]`; every run is priced (no mapping, no route).
+struct JsonlPricing(JsonlSettings);
+
+impl Pricing for JsonlPricing {
+    fn price(&self, job: &JobRun) -> Result<Price, String> {
+        let m = &self.0.metering;
+        Ok(Price { count: m.count(job), unit: m.unit(), route: None })
+    }
+}
+
+/// Appends usage records to a file.
+pub struct JsonlSink {
+    cfg: JsonlSettings,
+}
+
+impl JsonlSink {
+    pub fn new(cfg: JsonlSettings) -> Self {
+        Self { cfg }
+    }
+
+    /// The record of one item: the run as the ledger holds it and the item's slice.
+    pub fn render(&self, d: &Delivery, job: Option<&JobRun>) -> Result<String, String> {
+        let job = job.ok_or_else(|| format!("item {} has no run in the ledger", d.id))?;
+        let slice = SentSlice::of(d)?;
+        let unit = if self.cfg.metering.unit().per_unit == 3600 { "hours" } else { "GiB-hours" };
+        let quantity: serde_json::Number =
+            slice.quantity.parse().map_err(|_| format!("quantity {:?} is not a number", slice.quantity))?;
+        Ok(json!({
+            "id": d.id,
+            "cluster": job.key.cluster.as_str(),
+            "jobIdRaw": job.key.job_id_raw,
+            "jobId": job.job_id,
+            "submit": job.key.submit.to_rfc3339(),
+            "user": job.user,
+            "account": job.account,
+            "partition": job.partition,
+            "qos": job.qos,
+            "tres": self.cfg.metering.tres,
+            "unit": unit,
+            "quantity": quantity,
+            "startedAt": slice.start.to_rfc3339(),
+            "endedAt": slice.end.to_rfc3339(),
+        })
+        .to_string())
+    }
+
+    /// Appends one line and syncs it.
+    fn append(&self, record: &str) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.cfg.path)?;
+        // A crash mid-write can leave a last line without its newline: end it first, so this
+        // record starts a line of its own and stays readable.
+        let mut line = String::with_capacity(record.len() + 2);
+        if !ends_with_newline(&mut f)? {
+            line.push('\n');
+        }
+        line.push_str(record);
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
+        f.sync_data()
+    }
+}
+
+impl Sender for JsonlSink {
+    fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
+        let record = match self.render(d, run) {
+            Ok(r) => r,
+            Err(reason) => return Outcome::Rejected { reason },
+        };
+        match self.append(&record) {
+            Ok(()) => Outcome::Delivered { remote_id: None },
+            // A partial append may exist: look it up before writing again.
+            Err(e) => Outcome::Unknown { reason: format!("writing {}: {e}", self.cfg.path.display()) },
+        }
+    }
+
+    fn lookup(&self, d: &Delivery, _run: Option<&JobRun>) -> Lookup {
+        let f = match std::fs::File::open(&self.cfg.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::NotFound,
+            Err(e) => return Lookup::Failed { reason: format!("reading {}: {e}", self.cfg.path.display()) },
+        };
+        for line in std::io::BufReader::new(f).lines() {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => return Lookup::Failed { reason: format!("reading {}: {e}", self.cfg.path.display()) },
+            };
+            let found = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .is_some_and(|v| v.get("id").and_then(|i| i.as_str()) == Some(d.id.as_str()));
+            if found {
+                return Lookup::Found { remote_id: None };
+            }
+        }
+        Lookup::NotFound
+    }
+
+    fn describe(&self, d: &Delivery, run: Option<&JobRun>) -> String {
+        self.render(d, run).unwrap_or_else(|e| format!("(cannot render: {e})"))
+    }
+}
+
+/// Whether the file is empty or its last byte is a newline.
+fn ends_with_newline(f: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(true);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::DeliveryState;
+    use crate::model::{ClusterName, JobKey, UnixTime};
+
+    fn run() -> JobRun {
+        JobRun::new(JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: 1, submit: UnixTime(0) }, "1".into())
+    }
+
+    fn delivery(id: &str) -> Delivery {
+        Delivery {
+            id: id.into(),
+            sink: NAME.into(),
+            key: Some(run().key),
+            span: Some((UnixTime(0), UnixTime(1))),
+            amount: Some("1.000000".into()),
+            route: None,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_at: UnixTime(0),
+            last_error: None,
+            remote_id: None,
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_does_not_swallow_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.jsonl");
+        let mut problems = Vec::new();
+        let raw = config::RawJsonl { path: Some(path.display().to_string()), ..Default::default() };
+        let sink = JsonlSink::new(config::validate(raw, &mut problems));
+        assert!(problems.is_empty());
+        let job = run();
+        let run = Some(&job);
+        assert_eq!(sink.lookup(&delivery("a"), run), Lookup::NotFound, "no file yet");
+        assert_eq!(sink.send(&delivery("a"), run), Outcome::Delivered { remote_id: None });
+        // A crash in the middle of the next write.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\":\"b\",\"clu").unwrap();
+        assert_eq!(sink.lookup(&delivery("b"), run), Lookup::NotFound, "a torn record is not a delivery");
+        assert_eq!(sink.send(&delivery("b"), run), Outcome::Delivered { remote_id: None });
+        assert_eq!(sink.lookup(&delivery("b"), run), Lookup::Found { remote_id: None });
+        assert_eq!(sink.lookup(&delivery("a"), run), Lookup::Found { remote_id: None });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count(), 2, "{text}");
+    }
+}
