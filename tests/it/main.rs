@@ -10,6 +10,7 @@
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 //! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
+//! - `layers`: the module layering of src/ (each module uses only lower layers, no cycles); `scripts/deps` prints it.
 
 mod captures;
 mod chaos_activate;
@@ -19,6 +20,7 @@ mod common;
 mod deliver_activate;
 mod fake_activate;
 mod fakes;
+mod layers;
 mod malformed;
 mod migrate_tracker;
 mod parsers;
