@@ -12,8 +12,8 @@ use crate::model::{JobRun, UnixTime};
 /// What planning one run decides, before anything is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Nothing more will come of this run (its mark says done).
-    Done,
+    /// Nothing to plan or store for this run now (its mark says done, or nothing is due yet).
+    Nothing,
     /// Cannot be planned now: the mark is kept, with this reason (shown by `status`).
     Hold(String),
     /// New items of this run and its next mark (which may itself hold the run, with a reason).

@@ -158,7 +158,7 @@ fn store(
     report: &mut PlanReport,
 ) -> Result<(), EngineError> {
     match decision {
-        Decision::Done => {}
+        Decision::Nothing => {}
         Decision::Hold(reason) => {
             report.runs_held += 1;
             let held = RunMark { hold: Some(reason), ..prev.clone() };
@@ -235,7 +235,7 @@ pub fn preview(
                 }
             }
             Decision::Hold(reason) => preview.held.push((run.key.to_string(), reason)),
-            Decision::Done => {}
+            Decision::Nothing => {}
         }
         Ok(())
     };
@@ -281,7 +281,7 @@ pub fn plan_one(
     now: UnixTime,
 ) -> Result<Option<(Vec<Delivery>, RunMark)>, String> {
     match consumer.planner.plan(run, mark, now) {
-        Decision::Done => Ok(None),
+        Decision::Nothing => Ok(None),
         Decision::Hold(reason) => Err(reason),
         Decision::Plan { items, next } => {
             Ok(Some((items.into_iter().map(|i| pending(&consumer.name, run, i, now)).collect(), next)))

@@ -266,7 +266,7 @@ impl<P: Pricing> SlicePlanner<P> {
 impl<P: Pricing> Planner for SlicePlanner<P> {
     fn plan(&self, job: &JobRun, mark: &RunMark, _now: UnixTime) -> Decision {
         if mark.done {
-            return Decision::Done;
+            return Decision::Nothing;
         }
         let price = match self.pricing.price(job) {
             Ok(p) => p,
