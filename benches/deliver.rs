@@ -32,13 +32,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use slurm_ledger::config::Settings;
-use slurm_ledger::delivery::engine::{plan_deliveries, plan_sink, EnginePolicy};
-use slurm_ledger::ledger::{Ledger, SinkRun};
+use slurm_ledger::delivery::consumer::{Consumer, EnginePolicy};
+use slurm_ledger::delivery::engine::{plan, plan_one};
+use slurm_ledger::ledger::{Ledger, RunMark};
 use slurm_ledger::model::{JobRun, UnixTime};
-use slurm_ledger::sinks::activate::ActivateSink;
-use slurm_ledger::sinks::Sink;
+use slurm_ledger::sinks::activate::sender::ActivateSender;
+use slurm_ledger::sinks::{build, BuildCtx};
 use slurm_ledger::slurm::parsable::{Item, SacctReader};
 #[path = "synth.rs"]
+#[allow(dead_code, unused_imports)] // shared with collect.rs and the lib tests; each uses a part (its own tests run in the lib)
 mod synth;
 use synth::{SyntheticDay, DAY_START};
 
@@ -52,7 +54,9 @@ const NOW: UnixTime = UnixTime(DAY_START + 86_400 + 3_600);
 
 /// The ACTIVATE sink as a site would configure it: half the accounts mapped one by one (the
 /// rest to a default allocation), the special partitions to their SKUs, core-hours per UTC day.
-fn sink() -> (ActivateSink, EnginePolicy) {
+/// Offline: it plans and renders, sends nothing. Also its sender alone, which renders a planned
+/// item's request (what a send does) as the stored payload of the schema-4 release.
+fn sink() -> (Consumer, ActivateSender) {
     let mut toml = String::from(
         "[sinks.activate]\norganization = \"bench-org\"\ndefault_sku = \"standard-compute\"\n\
          default_allocation = \"allocation-default\"\ntres = \"cpu\"\nbasis = \"allocated\"\nperiod = \"day\"\n\
@@ -63,10 +67,12 @@ fn sink() -> (ActivateSink, EnginePolicy) {
     for a in 0..200 {
         toml.push_str(&format!("acct{a:03} = \"allocation-oid-{:05}\"\n", 10_000 + a));
     }
-    let cfg =
-        Settings::from_toml(&toml, "deliver-bench").expect("bench config").sinks.activate.expect("[sinks.activate]");
-    let policy = EnginePolicy { min_running_slice_secs: cfg.metering.running_slice_secs, ..EnginePolicy::default() };
-    (ActivateSink::offline(cfg).expect("offline sink"), policy)
+    let settings = Settings::from_toml(&toml, "deliver-bench").expect("bench config");
+    let env = |_: &str| None;
+    let ctx = BuildCtx { online: false, env: &env, policy: EnginePolicy::default() };
+    let consumer = build(&settings.sinks, &[], &ctx).expect("offline sink").remove(0).consumer;
+    let sender = ActivateSender::new(settings.sinks.activate.expect("[sinks.activate]"), None, None);
+    (consumer, sender)
 }
 
 /// The day's runs, `CHUNK` at a time, to `f`.
@@ -107,7 +113,7 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
     let t0 = Instant::now();
     let mut kv: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
-    let (sink, policy) = sink();
+    let (sink, sender) = sink();
     // The phase's own measured time; phases without one report their wall time.
     let mut measured: Option<f64> = None;
     match phase {
@@ -119,7 +125,20 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
                 let t = Instant::now();
                 let mut planned = Vec::with_capacity(chunk.len());
                 for job in chunk {
-                    planned.push(plan_deliveries(&sink, job, SinkRun::default(), NOW, &policy));
+                    // Plan, and render each item's request as a send would.
+                    let p = plan_one(&sink, job, &RunMark::default(), NOW).map(|o| {
+                        o.map(|(items, next)| {
+                            let rendered: Vec<_> = items
+                                .into_iter()
+                                .map(|d| {
+                                    let payload = sender.render(&d, Some(job)).expect("render");
+                                    (d, payload)
+                                })
+                                .collect();
+                            (rendered, next)
+                        })
+                    });
+                    planned.push(p);
                 }
                 timed += t.elapsed().as_secs_f64();
                 // Counted and digested untimed; freeing the results is part of the cost (timed).
@@ -127,10 +146,11 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
                 for p in &planned {
                     match p {
                         Ok(Some((ds, _next))) => {
-                            for d in ds {
+                            for (d, payload) in ds {
+                                let quantity = d.amount.as_deref().unwrap_or_default();
                                 deliveries += 1;
-                                bytes += (d.id.len() + d.quantity.len() + d.payload.len()) as u64;
-                                sum = sum.wrapping_add(digest(&d.id, &d.quantity, &d.payload));
+                                bytes += (d.id.len() + quantity.len() + payload.len()) as u64;
+                                sum = sum.wrapping_add(digest(&d.id, quantity, payload));
                             }
                         }
                         Ok(None) => done += 1,
@@ -185,7 +205,7 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
             let path = Path::new(ledger_path.expect("--ledger"));
             let mut ledger = Ledger::open(path).expect("open ledger");
             let t = Instant::now();
-            let report = plan_sink(&mut ledger, &sink, NOW, &policy).expect("plan_sink");
+            let report = plan(&mut ledger, &sink, None, NOW).expect("plan");
             measured = Some(t.elapsed().as_secs_f64());
             put("runs", report.runs_considered.to_string());
             put("deliveries", report.deliveries_planned.to_string());
@@ -195,24 +215,22 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
             put("db_bytes", (size(path) + size(Path::new(&format!("{}-wal", path.display())))).to_string());
         }
         "verify" => {
+            // What `plan` stored, with each request rendered from it and its run as a send
+            // would, digested like `meter`.
             let path = Path::new(ledger_path.expect("--ledger"));
-            let conn = rusqlite::Connection::open(path).expect("open ledger");
-            let mut stmt = conn.prepare("SELECT id, quantity, payload FROM deliveries WHERE sink = ?1").unwrap();
-            let mut rows = stmt.query([sink.name()]).unwrap();
+            let ledger = Ledger::open(path).expect("open ledger");
             let (mut deliveries, mut sum) = (0u64, 0u64);
-            while let Some(r) = rows.next().unwrap() {
-                let (id, q, p): (String, String, String) = (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap());
+            for d in ledger.deliveries(&sink.name, None).expect("outbox") {
+                let run = ledger.job(d.key.as_ref().expect("run")).expect("run");
+                let payload = sender.render(&d, run.as_ref()).expect("render");
                 deliveries += 1;
-                sum = sum.wrapping_add(digest(&id, &q, &p));
+                sum = sum.wrapping_add(digest(&d.id, d.amount.as_deref().unwrap_or_default(), &payload));
             }
-            let runs: i64 =
-                conn.query_row("SELECT count(*) FROM sink_runs WHERE sink = ?1", [sink.name()], |r| r.get(0)).unwrap();
-            let cursor: i64 = conn
-                .query_row("SELECT change_seq FROM sink_cursors WHERE sink = ?1", [sink.name()], |r| r.get(0))
-                .unwrap();
+            let conn = rusqlite::Connection::open(path).expect("open ledger");
+            let runs: i64 = conn.query_row("SELECT count(*) FROM consumer_runs", [], |r| r.get(0)).unwrap();
             put("deliveries", deliveries.to_string());
             put("sink_runs", runs.to_string());
-            put("cursor", cursor.to_string());
+            put("cursor", ledger.consumer_cursor(&sink.name).unwrap().to_string());
             put("digest", format!("{sum:016x}"));
         }
         other => panic!("unknown phase {other}"),
@@ -292,7 +310,7 @@ fn main() {
             "meter" => (
                 format!("{:.0}", r.get("runs") / s),
                 format!(
-                    "timed: rate+plan_run+ids+payloads only; {} deliveries ({:.0} B avg), held {}, quarantined {}",
+                    "timed: price+plan_run+ids, and each payload rendered; {} deliveries ({:.0} B avg), held {}, quarantined {}",
                     r.get("deliveries"),
                     r.get("bytes") / r.get("deliveries").max(1.0),
                     r.get("held"),
@@ -306,7 +324,7 @@ fn main() {
             "plan" => (
                 format!("{:.0}", r.get("runs") / s),
                 format!(
-                    "timed: plan_sink end to end; {} deliveries, held {}, ledger {:.0} MB",
+                    "timed: engine::plan end to end; {} deliveries, held {}, ledger {:.0} MB",
                     r.get("deliveries"),
                     r.get("held"),
                     r.get("db_bytes") / 1e6
@@ -359,7 +377,7 @@ fn main() {
     let ms = meter.get("secs");
     println!("{:<52} {:>14.2} {:>14}  {}", "a. meter + plan, pure (decide per run), s", ms, "<= 5", time_verdict(ms));
     let ps = plan.get("secs");
-    println!("{:<52} {:>14.2} {:>14}  {}", "b. plan into the ledger (plan_sink), s", ps, "<= 5", time_verdict(ps));
+    println!("{:<52} {:>14.2} {:>14}  {}", "b. plan into the ledger (engine::plan), s", ps, "<= 5", time_verdict(ps));
     println!("{:<52} {:>14.1} {:>14}  -", "c. peak RSS MB, meter and plan (VmHWM)", peak, "report");
     println!(
         "{:<52} {:>14} {:>14}  {}",

@@ -24,13 +24,18 @@ impl ActivateSender {
         Self { cfg, client, base_url }
     }
 
-    /// The stored-format payload of an item: allocation and event body.
-    pub fn payload(&self, d: &Delivery, run: Option<&JobRun>) -> Result<Payload, String> {
+    /// An item's request as text: `{"allocation": …, "event": {…}}`, the event being the body.
+    pub fn render(&self, d: &Delivery, run: Option<&JobRun>) -> Result<String, String> {
         let run = run.ok_or_else(|| format!("item {} has no run in the ledger", d.id))?;
         let s = SentSlice::of(d)?;
         let (allocation, sku) = parse_route(d.route.as_deref())?;
         let slice = Slice { start: s.start, end: s.end, quantity: 0 };
-        parse_payload(&render_routed(&self.cfg, run, &slice, &d.id, s.quantity, allocation, sku)?)
+        render_routed(&self.cfg, run, &slice, &d.id, s.quantity, allocation, sku)
+    }
+
+    /// [`Self::render`], read back: allocation and event.
+    pub fn payload(&self, d: &Delivery, run: Option<&JobRun>) -> Result<Payload, String> {
+        parse_payload(&self.render(d, run)?)
     }
 
     fn client(&self) -> Result<&ActivateClient, String> {
