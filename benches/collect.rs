@@ -34,7 +34,8 @@ use slurm_ledger::ledger::Ledger;
 use slurm_ledger::model::UnixTime;
 use slurm_ledger::slurm::parsable::{Item, SacctReader};
 #[path = "synth.rs"]
-#[allow(dead_code, unused_imports)] // shared with collect.rs and the lib tests; each uses a part (its own tests run in the lib)
+#[allow(dead_code, unused_imports)]
+// shared with collect.rs and the lib tests; each uses a part (its own tests run in the lib)
 mod synth;
 use synth::{SyntheticDay, DAY_START};
 
