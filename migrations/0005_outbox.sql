@@ -37,7 +37,8 @@ CREATE INDEX consumer_runs_held ON consumer_runs (consumer) WHERE hold IS NOT NU
 -- sends), no CHECK. state: 0 pending → 1 sent → 3 delivered | 2 retry (next_attempt_at) | 4
 -- rejected; 1 means the outcome is unknown and the item is looked up before it is sent again.
 -- route: what the planner pinned when it planned (for ACTIVATE: allocation, 0x1F, SKU), so that a
--- look-up goes where the send went even if the mapping changed since.
+-- look-up goes where the send went even if the mapping changed since. total: an accumulating
+-- item's running total (a total per period, counted once per run's increment); NULL otherwise.
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
     consumer        INTEGER NOT NULL,
@@ -49,6 +50,7 @@ CREATE TABLE outbox (
     span_end        INTEGER,
     amount          TEXT,
     route           TEXT,
+    total           INTEGER,
     state           INTEGER NOT NULL,
     attempts        INTEGER NOT NULL,
     next_attempt_at INTEGER NOT NULL,

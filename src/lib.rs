@@ -1,19 +1,24 @@
 //! slurm-ledger: Slurm accounting → a durable ledger → metered usage → the platforms that bill it.
 //!
 //! # Layout
-//! The flow is one direction, and so are the module dependencies:
+//! The flow is one direction, and so are the module dependencies (`tests/it/layers.rs` checks it):
 //!
 //! ```text
-//! slurm (run + parse Slurm) → collect (one poll) → ledger (SQLite: runs, cursors, quarantine)
-//!                                                    → meter / sinks / archive / report (later)
-//! cli (clap types, one file per subcommand) and config (TOML → validated Settings) sit at the edge.
+//! slurm (run + parse Slurm) → collect (one poll) → ledger (SQLite: runs, cursors, quarantine, outbox)
+//!     → delivery (the engine: each consumer's cursor, planner → outbox → sender) ← sinks/* (one folder each)
+//! pass (one pass: collect every cluster, then every consumer) ← cli (clap, printing) and the daemon
 //! ```
 //!
 //! - [`model`]: shared vocabulary ([`model::JobRun`], [`model::JobKey`], [`model::Tres`]).
 //! - [`slurm`]: the only code that knows Slurm's formats or runs its commands.
 //! - [`ledger`]: the only code that knows the SQLite schema.
 //! - [`collect`]: one poll: Slurm source → ledger, with cursor and quarantine.
-//! - [`config`]: config file → pure validation → [`config::Settings`].
+//! - [`meter`]: pure usage arithmetic (billable span, TRES-seconds, periods, units).
+//! - [`delivery`]: the consumer interface and the engine that drives it; the slice planner.
+//! - [`sinks`]: the platforms (ACTIVATE, JSONL), each owning its config section, in one registry.
+//! - [`tracker`]: the switch from slurm-tracker (its files; its state as the engine's seeds).
+//! - [`pass`]: one pass, as `run`, `demo` and the daemon repeat it.
+//! - [`config`]: config file → pure validation → [`config::Settings`]; [`validate`], [`secret`].
 //!
 //! See ARCHITECTURE.md for the invariants.
 

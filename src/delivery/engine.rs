@@ -255,14 +255,16 @@ pub fn preview(
 }
 
 /// A planned item as the outbox would hold it, before it is stored.
+/// (An accumulating item shows its increment as its total.)
 fn pending(consumer: &str, run: &JobRun, item: NewItem, now: UnixTime) -> Delivery {
     Delivery {
         id: item.id,
         sink: consumer.to_string(),
-        key: Some(run.key.clone()),
+        key: item.increment.is_none().then(|| run.key.clone()),
         span: item.span,
         amount: item.amount,
         route: item.route,
+        total: item.increment,
         state: DeliveryState::Pending,
         attempts: 0,
         next_attempt_at: now,

@@ -276,11 +276,13 @@ impl<P: Pricing> Planner for SlicePlanner<P> {
         let items = plan
             .slices
             .iter()
-            .map(|s| NewItem {
-                id: delivery_id(&self.sink, job, s.start, s.end),
-                span: Some((s.start, s.end)),
-                amount: Some(price.unit.format(s.quantity)),
-                route: price.route.clone(),
+            .map(|s| {
+                NewItem::once(
+                    delivery_id(&self.sink, job, s.start, s.end),
+                    Some((s.start, s.end)),
+                    Some(price.unit.format(s.quantity)),
+                    price.route.clone(),
+                )
             })
             .collect();
         Decision::Plan { items, next: plan.next }

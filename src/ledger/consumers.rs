@@ -203,6 +203,7 @@ impl Writer<'_> {
             consumer,
             put: self.tx.prepare_cached(PUT_MARK)?,
             insert: self.tx.prepare_cached(super::outbox::INSERT_ITEM)?,
+            add: self.tx.prepare_cached(super::outbox::ADD_TO_TOTAL)?,
             now: self.now,
         })
     }
@@ -227,6 +228,7 @@ pub struct PlanStatements<'t> {
     consumer: i64,
     put: CachedStatement<'t>,
     insert: CachedStatement<'t>,
+    add: CachedStatement<'t>,
     now: i64,
 }
 
@@ -236,8 +238,11 @@ impl PlanStatements<'_> {
         exec_put_mark(&mut self.put, self.consumer, key, m)
     }
 
-    /// Adds a planned item of run `key`; false when an item with that id exists already.
+    /// Adds a planned item of run `key`, or adds to a total ([`Writer::insert_item`]).
     pub fn insert_item(&mut self, key: &JobKey, item: &super::NewItem) -> Result<bool, LedgerError> {
-        super::outbox::exec_insert_item(&mut self.insert, self.consumer, self.now, Some(key), item)
+        match item.increment {
+            Some(inc) => super::outbox::exec_add_to_total(&mut self.add, self.consumer, self.now, item, inc),
+            None => super::outbox::exec_insert_item(&mut self.insert, self.consumer, self.now, Some(key), item),
+        }
     }
 }

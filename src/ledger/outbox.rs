@@ -72,6 +72,19 @@ pub struct NewItem {
     pub amount: Option<String>,
     /// What the planner pinned for the sender (where the item goes); opaque to the ledger.
     pub route: Option<String>,
+    /// `Some`: an accumulating item (a total). Planned again with the same id, the increment is
+    /// added to its stored total, and an item whose total changed is due again (whatever state
+    /// it was in: the sender sends the total as it is then, e.g. Waldur's `set_usage`). An
+    /// increment of 0 changes nothing. Such an item belongs to no one run. `None`: the item is
+    /// the planned run's, sent once; planned again with the same id it is ignored.
+    pub increment: Option<i64>,
+}
+
+impl NewItem {
+    /// An item of the planned run, sent once.
+    pub fn once(id: String, span: Option<(UnixTime, UnixTime)>, amount: Option<String>, route: Option<String>) -> Self {
+        Self { id, span, amount, route, increment: None }
+    }
 }
 
 /// One item of the outbox, with its state.
@@ -85,6 +98,8 @@ pub struct Delivery {
     pub span: Option<(UnixTime, UnixTime)>,
     pub amount: Option<String>,
     pub route: Option<String>,
+    /// An accumulating item's total (see [`NewItem::increment`]).
+    pub total: Option<i64>,
     pub state: DeliveryState,
     pub attempts: u32,
     pub next_attempt_at: UnixTime,
@@ -101,7 +116,7 @@ impl Delivery {
 
 const COLS: &str =
     "o.key, c.name, o.cluster, o.job_id_raw, o.submit, o.span_start, o.span_end, o.amount, o.route, o.state, \
-                    o.attempts, o.next_attempt_at, o.last_error, o.remote_id";
+                    o.attempts, o.next_attempt_at, o.last_error, o.remote_id, o.total";
 const FROM: &str = "FROM outbox o JOIN consumers c ON c.id = o.consumer";
 
 fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError>> {
@@ -132,6 +147,7 @@ fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError
         next_attempt_at: UnixTime(r.get(11)?),
         last_error: r.get(12)?,
         remote_id: r.get(13)?,
+        total: r.get(14)?,
     }))
 }
 
@@ -149,6 +165,40 @@ pub(super) const INSERT_ITEM: &str =
     "INSERT OR IGNORE INTO outbox (consumer, key, cluster, job_id_raw, submit, span_start, span_end,
          amount, route, state, attempts, next_attempt_at, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, ?10)";
+
+/// An accumulating item: created with its first increment, or its total raised and made due
+/// again (a 0 increment changes nothing). Attempts are kept: an item that ever left is looked
+/// up before it is sent again, and a send in flight for the old total no longer matches.
+pub(super) const ADD_TO_TOTAL: &str =
+    "INSERT INTO outbox (consumer, key, span_start, span_end, amount, route, total, state,
+         attempts, next_attempt_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, ?8, ?8)
+     ON CONFLICT (consumer, key) DO UPDATE SET total = total + excluded.total, state = 0,
+         next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at
+     WHERE excluded.total <> 0";
+
+pub(super) fn exec_add_to_total(
+    stmt: &mut CachedStatement<'_>,
+    consumer: i64,
+    now: i64,
+    item: &NewItem,
+    increment: i64,
+) -> Result<bool, LedgerError> {
+    if increment == 0 {
+        return Ok(false);
+    }
+    let n = stmt.execute(params![
+        consumer,
+        item.id,
+        item.span.map(|s| s.0 .0),
+        item.span.map(|s| s.1 .0),
+        item.amount,
+        item.route,
+        increment,
+        now
+    ])?;
+    Ok(n == 1)
+}
 
 pub(super) fn exec_insert_item(
     stmt: &mut CachedStatement<'_>,
@@ -197,10 +247,14 @@ impl Ledger {
 }
 
 impl Writer<'_> {
-    /// Adds a planned item (of run `run`, if any). Returns false when an item with that id
-    /// already exists for the consumer: an item is never planned twice.
+    /// Adds a planned item (of run `run`, if any), or adds to a total (see
+    /// [`NewItem::increment`]). Returns whether the outbox changed: false when a once-only item
+    /// with that id already exists (an item is never planned twice) or an increment was 0.
     pub fn insert_item(&mut self, consumer: i64, run: Option<&JobKey>, item: &NewItem) -> Result<bool, LedgerError> {
-        exec_insert_item(&mut self.tx.prepare_cached(INSERT_ITEM)?, consumer, self.now, run, item)
+        match item.increment {
+            Some(inc) => exec_add_to_total(&mut self.tx.prepare_cached(ADD_TO_TOTAL)?, consumer, self.now, item, inc),
+            None => exec_insert_item(&mut self.tx.prepare_cached(INSERT_ITEM)?, consumer, self.now, run, item),
+        }
     }
 
     /// Moves an item to a new state only if it is still in `from` (state, attempts): the

@@ -10,6 +10,7 @@
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 //! - `toy_consumer`: a consumer that is not a slice sink (each finished run recorded once), on the public interface, under kills.
+//! - `toy_totals`: a consumer of totals set on the far side (Waldur's shape): exact per account, unchanged totals not resent, under kills.
 //! - `upgrade`: a ledger written by the schema-4 release (tests/fixtures/ledger-v4) upgraded: nothing lost, nothing billed again.
 //! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
 //! - `layers`: the module layering of src/ (each module uses only lower layers, no cycles); `scripts/deps` prints it.
@@ -28,4 +29,5 @@ mod migrate_tracker;
 mod parsers;
 mod testbed;
 mod toy_consumer;
+mod toy_totals;
 mod upgrade;

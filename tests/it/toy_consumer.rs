@@ -25,7 +25,7 @@ impl Planner for FinishedRuns {
         }
         let id = format!("fin:{}", run.key);
         Decision::Plan {
-            items: vec![NewItem { id, span: None, amount: None, route: None }],
+            items: vec![NewItem::once(id, None, None, None)],
             next: RunMark { done: true, ..RunMark::default() },
         }
     }

@@ -175,6 +175,7 @@ mod tests {
             span: Some((UnixTime(0), UnixTime(1))),
             amount: Some("1.000000".into()),
             route: None,
+            total: None,
             state: DeliveryState::Pending,
             attempts: 0,
             next_attempt_at: UnixTime(0),
