@@ -10,7 +10,7 @@ use rusqlite::{params, CachedStatement, OptionalExtension, Row};
 
 use crate::model::{ClusterName, JobKey, JobRun, UnixTime};
 
-use super::jobs::{row_to_job, JOB_COLUMN_COUNT, SELECT_SEQ};
+use super::jobs::{job_columns_of, row_to_job, JOB_COLUMN_COUNT};
 use super::{Ledger, LedgerError, Writer};
 
 /// What a consumer keeps about one run.
@@ -39,14 +39,15 @@ fn mark_of(r: &Row<'_>, first: usize) -> rusqlite::Result<RunMark> {
     })
 }
 
-/// Runs changed after `seq` (in change order) joined with their marks: the planner's one read.
-const CHANGED: &str = "SELECT r.*, m.mark, m.done, m.hold FROM (SELECT_SEQ WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2) r \
+/// Runs changed after `seq` (in change order) joined with their marks: the planner's one read,
+/// walking `job_runs_by_change` and looking each mark up by its key (no temporary table).
+const CHANGED: &str = "SELECT RUN_COLUMNS, m.mark, m.done, m.hold FROM job_runs r \
      LEFT JOIN consumer_runs m ON m.consumer = ?3 AND m.cluster = r.cluster AND m.job_id_raw = r.job_id_raw AND m.submit = r.submit \
-     ORDER BY r.change_seq";
+     WHERE r.change_seq > ?1 ORDER BY r.change_seq LIMIT ?2";
 
 /// Runs the consumer holds, with their marks.
-const HELD: &str = "SELECT r.*, m.mark, m.done, m.hold FROM consumer_runs m \
-     JOIN (SELECT_SEQ) r ON m.cluster = r.cluster AND m.job_id_raw = r.job_id_raw AND m.submit = r.submit \
+const HELD: &str = "SELECT RUN_COLUMNS, m.mark, m.done, m.hold FROM consumer_runs m \
+     JOIN job_runs r ON m.cluster = r.cluster AND m.job_id_raw = r.job_id_raw AND m.submit = r.submit \
      WHERE m.consumer = ?1 AND m.hold IS NOT NULL ORDER BY m.submit, m.cluster, m.job_id_raw";
 
 const READ_MARK: &str =
@@ -58,7 +59,7 @@ const PUT_MARK: &str = "INSERT INTO consumer_runs (consumer, cluster, job_id_raw
          hold = excluded.hold";
 
 fn sql(template: &str) -> String {
-    template.replace("SELECT_SEQ", SELECT_SEQ)
+    template.replace("RUN_COLUMNS", &job_columns_of("r"))
 }
 
 fn read_marked(stmt: &mut rusqlite::Statement<'_>, p: impl rusqlite::Params) -> Result<Vec<MarkedRun>, LedgerError> {

@@ -500,6 +500,20 @@ pub(super) const JOB_COLUMN_COUNT: usize = 46;
 /// [`SELECT`] with `change_seq` as column 46.
 pub(super) const SELECT_SEQ: &str = concat!("SELECT ", job_columns!(), ", change_seq FROM job_runs");
 
+/// The columns of [`SELECT_SEQ`], each qualified with `alias.` (for joins).
+pub(super) fn job_columns_of(alias: &str) -> String {
+    let mut out = String::new();
+    for c in job_columns!().split(',').map(str::trim).chain(["change_seq"]) {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(alias);
+        out.push('.');
+        out.push_str(c);
+    }
+    out
+}
+
 impl Ledger {
     /// Runs matching the filter, oldest submit first.
     pub fn jobs(&self, f: &JobFilter) -> Result<Vec<JobRun>, LedgerError> {
