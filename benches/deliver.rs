@@ -11,14 +11,15 @@
 //!
 //! Phases:
 //! - `meter`: the day parsed in chunks of [`CHUNK`] runs (untimed); for every run of a chunk,
-//!   what the engine decides for a fresh sink (timed): rate (ACTIVATE mapping), `plan_run`
-//!   (slices cut at UTC days, cumulative rounding), delivery ids and rendered payloads. Also
-//!   an order-independent digest of every (id, quantity, payload), to check that an
-//!   optimisation changed no byte.
+//!   what the planner decides for a fresh sink (timed): pricing (ACTIVATE mapping), `plan_run`
+//!   (slices cut at UTC days, cumulative rounding), item ids, and each item's request rendered
+//!   as a send renders it. Also an order-independent digest of every (id, quantity, payload),
+//!   to check that an optimisation (or a redesign) changed no byte.
 //! - `store`: the day parsed and upserted into a fresh file ledger (untimed set-up for `plan`).
-//! - `plan`: `plan_sink` over that ledger, end to end (timed): reads runs by change_seq, writes
-//!   deliveries, frontiers and the cursor in its own transactions.
-//! - `verify`: reads back what `plan` wrote and digests it like `meter` did (untimed).
+//! - `plan`: `engine::plan` over that ledger, end to end (timed): reads changed runs with their
+//!   marks by change_seq, writes outbox items, marks and the cursor in its own transactions.
+//! - `verify`: reads back what `plan` wrote, renders each item's request from it and its run,
+//!   and digests it like `meter` did (untimed).
 
 #[path = "common.rs"]
 mod common;
@@ -230,7 +231,7 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
             let conn = rusqlite::Connection::open(path).expect("open ledger");
             let runs: i64 = conn.query_row("SELECT count(*) FROM consumer_runs", [], |r| r.get(0)).unwrap();
             put("deliveries", deliveries.to_string());
-            put("sink_runs", runs.to_string());
+            put("marks", runs.to_string());
             put("cursor", ledger.consumer_cursor(&sink.name).unwrap().to_string());
             put("digest", format!("{sum:016x}"));
         }
@@ -334,9 +335,9 @@ fn main() {
             _ => (
                 "-".into(),
                 format!(
-                    "untimed: {} deliveries, {} sink_runs, cursor {}",
+                    "untimed: {} deliveries, {} run marks, cursor {}",
                     r.get("deliveries"),
-                    r.get("sink_runs"),
+                    r.get("marks"),
                     r.get("cursor")
                 ),
             ),
@@ -366,7 +367,7 @@ fn main() {
         && plan.get("deliveries") == meter.get("deliveries")
         && plan.get("held") == meter.get("held")
         && verify.get("deliveries") == meter.get("deliveries")
-        && verify.get("sink_runs") == j
+        && verify.get("marks") == j
         && verify.get("cursor") == store.get("change_seq")
         && verify.text("digest") == meter.text("digest");
     let peak = [meter, plan].iter().map(|r| r.get("vmhwm_kb") / 1024.0).fold(0.0, f64::max);

@@ -82,14 +82,22 @@ pub fn plan(
     let mut w = ledger.writer(now)?;
     let id = w.consumer(name)?;
     let held = w.held_runs_marked(id)?;
-    plan_runs(&w, id, consumer, held, now, seeds, &mut report)?;
+    let mut st = w.plan_statements(id)?;
+    for r in held {
+        plan_run(&w, &mut st, consumer, r, now, seeds, &mut report)?;
+    }
+    report.deliveries_planned += st.finish()?;
     w.commit()?;
     let mut seq = ledger.consumer_cursor(name)?;
     loop {
         let mut w = ledger.writer(now)?;
-        let batch = w.changed_runs(id, seq, PLAN_CHUNK)?;
-        let Some(last) = batch.last().map(|r| r.seq) else { break };
-        plan_runs(&w, id, consumer, batch, now, seeds, &mut report)?;
+        // Each run is planned as it is read (no batch of runs held in memory).
+        let mut st = w.plan_statements(id)?;
+        let last = w.for_each_changed_run(id, seq, PLAN_CHUNK, |r| {
+            plan_run(&w, &mut st, consumer, r, now, seeds, &mut report)
+        })?;
+        report.deliveries_planned += st.finish()?;
+        let Some(last) = last else { break };
         w.set_consumer_cursor(id, last)?;
         w.commit()?;
         seq = last;
@@ -109,44 +117,40 @@ fn pending_seeds<'s>(
     seeds.map(Some).ok_or_else(|| EngineError::NoSeedRule { consumer: name.to_string() })
 }
 
-/// Plans `runs` in the caller's transaction: a run never planned first takes its job's seed
+/// Plans one run in the caller's transaction: a run never planned first takes its job's seed
 /// (if one applies), then the planner decides and the decision is stored (items and mark).
-fn plan_runs(
+fn plan_run(
     w: &Writer<'_>,
-    id: i64,
+    st: &mut PlanStatements<'_>,
     consumer: &Consumer,
-    runs: Vec<MarkedRun>,
+    r: MarkedRun,
     now: UnixTime,
     seeds: Option<&dyn SeedRule>,
     report: &mut PlanReport,
 ) -> Result<(), EngineError> {
     let name = consumer.name.as_str();
-    let mut st = w.plan_statements(id)?;
-    for MarkedRun { run, mark, .. } in runs {
-        report.runs_considered += 1;
-        let mut mark = mark;
-        let mut hold = None;
-        if let Some(rule) = seeds.filter(|_| mark.mark.is_none() && !mark.done) {
-            if let Some(row) = w.pending_import(name, &run.key.cluster, run.key.job_id_raw)? {
-                match rule.apply(&row, &run) {
-                    // Taken once: the row is marked with this run, in the transaction that
-                    // stores the run's mark.
-                    Ok(m) => {
-                        w.mark_import_applied(name, &run.key.cluster, run.key.job_id_raw, run.key.submit.0)?;
-                        st.put_mark(&run.key, &m)?;
-                        mark = m;
-                    }
-                    Err(reason) => hold = Some(reason),
+    let MarkedRun { run, mut mark, .. } = r;
+    report.runs_considered += 1;
+    let mut hold = None;
+    if let Some(rule) = seeds.filter(|_| mark.mark.is_none() && !mark.done) {
+        if let Some(row) = w.pending_import(name, &run.key.cluster, run.key.job_id_raw)? {
+            match rule.apply(&row, &run) {
+                // Taken once: the row is marked with this run, in the transaction that stores
+                // the run's mark.
+                Ok(m) => {
+                    w.mark_import_applied(name, &run.key.cluster, run.key.job_id_raw, run.key.submit.0)?;
+                    st.put_mark(&run.key, &m)?;
+                    mark = m;
                 }
+                Err(reason) => hold = Some(reason),
             }
         }
-        let decision = match hold {
-            Some(reason) => Decision::Hold(reason),
-            None => consumer.planner.plan(&run, &mark, now),
-        };
-        store(&mut st, &run.key, &mark, decision, report)?;
     }
-    Ok(())
+    let decision = match hold {
+        Some(reason) => Decision::Hold(reason),
+        None => consumer.planner.plan(&run, &mark, now),
+    };
+    store(st, &run.key, &mark, decision, report)
 }
 
 /// Stores one run's decision: its items, and its mark when that changed.
@@ -167,10 +171,8 @@ fn store(
             }
         }
         Decision::Plan { items, next } => {
-            for item in &items {
-                if st.insert_item(key, item)? {
-                    report.deliveries_planned += 1;
-                }
+            for item in items {
+                st.insert_item(key, item)?;
             }
             if next.hold.is_some() {
                 report.runs_held += 1;

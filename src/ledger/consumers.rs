@@ -186,10 +186,27 @@ impl Writer<'_> {
             .unwrap_or_default())
     }
 
-    /// Up to `limit` runs changed after `seq` with their marks, read inside this transaction.
-    pub fn changed_runs(&self, consumer: i64, seq: i64, limit: u64) -> Result<Vec<MarkedRun>, LedgerError> {
-        let mut stmt = self.tx.prepare_cached(&sql(CHANGED))?;
-        read_marked(&mut stmt, params![seq, limit as i64, consumer])
+    /// Calls `f` on up to `limit` runs changed after `seq`, in change order, each with its mark,
+    /// as they are read inside this transaction (`f` may write through [`PlanStatements`]).
+    /// Returns the change sequence number of the last run, if there was one.
+    pub fn for_each_changed_run<E: From<LedgerError>>(
+        &self,
+        consumer: i64,
+        seq: i64,
+        limit: u64,
+        mut f: impl FnMut(MarkedRun) -> Result<(), E>,
+    ) -> Result<Option<i64>, E> {
+        let mut stmt = self.tx.prepare_cached(&sql(CHANGED)).map_err(LedgerError::from)?;
+        let mut rows = stmt.query(params![seq, limit as i64, consumer]).map_err(LedgerError::from)?;
+        let mut last = None;
+        while let Some(r) = rows.next().map_err(LedgerError::from)? {
+            let seq: i64 = r.get(JOB_COLUMN_COUNT).map_err(LedgerError::from)?;
+            let run = row_to_job(r).map_err(LedgerError::from)??;
+            let mark = mark_of(r, JOB_COLUMN_COUNT + 1).map_err(LedgerError::from)?;
+            last = Some(seq);
+            f(MarkedRun { seq, run, mark })?;
+        }
+        Ok(last)
     }
 
     /// The runs the consumer holds with their marks, read inside this transaction.
@@ -198,17 +215,34 @@ impl Writer<'_> {
         read_marked(&mut stmt, [consumer])
     }
 
-    /// The statements a planning pass runs for every run, prepared once for a batch.
+    /// The writes a planning pass makes for every run, batched into multi-row statements inside
+    /// this transaction. Call [`PlanStatements::finish`] before committing.
     pub fn plan_statements(&self, consumer: i64) -> Result<PlanStatements<'_>, LedgerError> {
         Ok(PlanStatements {
+            tx: &self.tx,
             consumer,
-            put: self.tx.prepare_cached(PUT_MARK)?,
-            insert: self.tx.prepare_cached(super::outbox::INSERT_ITEM)?,
             add: self.tx.prepare_cached(super::outbox::ADD_TO_TOTAL)?,
+            marks: Vec::with_capacity(ROWS_PER_STATEMENT),
+            items: Vec::with_capacity(ROWS_PER_STATEMENT),
+            changed: 0,
             now: self.now,
         })
     }
 }
+
+/// Rows per multi-row statement of a planning pass (one statement instead of 64 saves most of
+/// SQLite's per-statement work; 64 × 13 parameters is far below SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// `sql_head` followed by `rows` groups of `width` placeholders, then `sql_tail`.
+fn multi_row(sql_head: &str, width: usize, rows: usize, sql_tail: &str) -> String {
+    let group = format!("({})", vec!["?"; width].join(", "));
+    format!("{sql_head} {} {sql_tail}", vec![group; rows].join(", "))
+}
+
+const MARK_HEAD: &str = "INSERT INTO consumer_runs (consumer, cluster, job_id_raw, submit, mark, done, hold) VALUES";
+const MARK_TAIL: &str = "ON CONFLICT (consumer, cluster, job_id_raw, submit) DO UPDATE SET mark = excluded.mark, \
+                         done = excluded.done, hold = excluded.hold";
 
 fn exec_put_mark(stmt: &mut CachedStatement<'_>, consumer: i64, key: &JobKey, m: &RunMark) -> Result<(), LedgerError> {
     stmt.execute(params![
@@ -223,27 +257,103 @@ fn exec_put_mark(stmt: &mut CachedStatement<'_>, consumer: i64, key: &JobKey, m:
     Ok(())
 }
 
-/// [`Writer::put_mark`] and [`Writer::insert_item`] on statements held for a batch of runs,
-/// inside the writer's transaction. Same SQL, same effects.
+/// The writes of a planning pass ([`Writer::put_mark`], [`Writer::insert_item`]) gathered into
+/// multi-row statements, inside the writer's transaction; in order, so a run's later mark wins.
 pub struct PlanStatements<'t> {
+    tx: &'t rusqlite::Transaction<'t>,
     consumer: i64,
-    put: CachedStatement<'t>,
-    insert: CachedStatement<'t>,
     add: CachedStatement<'t>,
+    marks: Vec<(JobKey, RunMark)>,
+    items: Vec<(JobKey, super::NewItem)>,
+    /// Items added (or totals changed) so far.
+    changed: u64,
     now: i64,
 }
 
 impl PlanStatements<'_> {
     /// Stores a run's mark.
     pub fn put_mark(&mut self, key: &JobKey, m: &RunMark) -> Result<(), LedgerError> {
-        exec_put_mark(&mut self.put, self.consumer, key, m)
+        self.marks.push((key.clone(), m.clone()));
+        if self.marks.len() == ROWS_PER_STATEMENT {
+            self.flush_marks()?;
+        }
+        Ok(())
     }
 
-    /// Adds a planned item of run `key`, or adds to a total ([`Writer::insert_item`]).
-    pub fn insert_item(&mut self, key: &JobKey, item: &super::NewItem) -> Result<bool, LedgerError> {
-        match item.increment {
-            Some(inc) => super::outbox::exec_add_to_total(&mut self.add, self.consumer, self.now, item, inc),
-            None => super::outbox::exec_insert_item(&mut self.insert, self.consumer, self.now, Some(key), item),
+    /// Adds a planned item of run `key` (ignored if its id exists), or adds to a total.
+    pub fn insert_item(&mut self, key: &JobKey, item: super::NewItem) -> Result<(), LedgerError> {
+        if let Some(inc) = item.increment {
+            let n = super::outbox::exec_add_to_total(&mut self.add, self.consumer, self.now, &item, inc)?;
+            self.changed += u64::from(n);
+            return Ok(());
         }
+        self.items.push((key.clone(), item));
+        if self.items.len() == ROWS_PER_STATEMENT {
+            self.flush_items()?;
+        }
+        Ok(())
     }
+
+    /// Writes what is gathered; returns how many items were added (or totals changed) in all.
+    pub fn finish(mut self) -> Result<u64, LedgerError> {
+        self.flush_marks()?;
+        self.flush_items()?;
+        Ok(self.changed)
+    }
+
+    fn flush_marks(&mut self) -> Result<(), LedgerError> {
+        let marks = std::mem::take(&mut self.marks);
+        if marks.len() == ROWS_PER_STATEMENT {
+            let mut stmt = self.tx.prepare_cached(&multi_row(MARK_HEAD, 7, ROWS_PER_STATEMENT, MARK_TAIL))?;
+            let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(7 * marks.len());
+            for (k, m) in &marks {
+                args.extend(mark_values(self.consumer, k, m));
+            }
+            stmt.execute(rusqlite::params_from_iter(args))?;
+        } else {
+            let mut stmt = self.tx.prepare_cached(PUT_MARK)?;
+            for (k, m) in &marks {
+                exec_put_mark(&mut stmt, self.consumer, k, m)?;
+            }
+        }
+        self.marks = marks;
+        self.marks.clear();
+        Ok(())
+    }
+
+    fn flush_items(&mut self) -> Result<(), LedgerError> {
+        let items = std::mem::take(&mut self.items);
+        if items.len() == ROWS_PER_STATEMENT {
+            let sql = multi_row(super::outbox::INSERT_ITEMS_HEAD, 13, ROWS_PER_STATEMENT, "");
+            let mut stmt = self.tx.prepare_cached(&sql)?;
+            let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(13 * items.len());
+            for (k, item) in &items {
+                args.extend(super::outbox::item_values(self.consumer, self.now, Some(k), item));
+            }
+            self.changed += stmt.execute(rusqlite::params_from_iter(args))? as u64;
+        } else {
+            let mut stmt = self.tx.prepare_cached(super::outbox::INSERT_ITEM)?;
+            for (k, item) in &items {
+                self.changed +=
+                    u64::from(super::outbox::exec_insert_item(&mut stmt, self.consumer, self.now, Some(k), item)?);
+            }
+        }
+        self.items = items;
+        self.items.clear();
+        Ok(())
+    }
+}
+
+/// A mark row's values, in [`MARK_HEAD`]'s order.
+fn mark_values(consumer: i64, k: &JobKey, m: &RunMark) -> [rusqlite::types::Value; 7] {
+    use rusqlite::types::Value;
+    [
+        Value::Integer(consumer),
+        Value::Text(k.cluster.as_str().to_string()),
+        Value::Integer(k.job_id_raw as i64),
+        Value::Integer(k.submit.0),
+        m.mark.map_or(Value::Null, Value::Integer),
+        Value::Integer(m.done as i64),
+        m.hold.clone().map_or(Value::Null, Value::Text),
+    ]
 }

@@ -161,6 +161,37 @@ fn collect(
     Ok(out)
 }
 
+/// [`INSERT_ITEM`] for many rows: this head, then groups of 13 values as [`item_values`] gives them.
+pub(super) const INSERT_ITEMS_HEAD: &str = "INSERT OR IGNORE INTO outbox (consumer, key, cluster, job_id_raw, submit, \
+     span_start, span_end, amount, route, state, attempts, next_attempt_at, updated_at) VALUES";
+
+/// An item row's values, in [`INSERT_ITEMS_HEAD`]'s order (pending, never tried, due now).
+pub(super) fn item_values(
+    consumer: i64,
+    now: i64,
+    run: Option<&JobKey>,
+    item: &NewItem,
+) -> [rusqlite::types::Value; 13] {
+    use rusqlite::types::Value;
+    let int = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
+    let text = |v: Option<&str>| v.map_or(Value::Null, |t| Value::Text(t.to_string()));
+    [
+        Value::Integer(consumer),
+        Value::Text(item.id.clone()),
+        text(run.map(|k| k.cluster.as_str())),
+        int(run.map(|k| k.job_id_raw as i64)),
+        int(run.map(|k| k.submit.0)),
+        int(item.span.map(|s| s.0 .0)),
+        int(item.span.map(|s| s.1 .0)),
+        text(item.amount.as_deref()),
+        text(item.route.as_deref()),
+        Value::Integer(DeliveryState::Pending.code()),
+        Value::Integer(0),
+        Value::Integer(now),
+        Value::Integer(now),
+    ]
+}
+
 pub(super) const INSERT_ITEM: &str =
     "INSERT OR IGNORE INTO outbox (consumer, key, cluster, job_id_raw, submit, span_start, span_end,
          amount, route, state, attempts, next_attempt_at, updated_at)
