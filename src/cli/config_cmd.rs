@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::config::{Settings, EXAMPLE};
+use crate::config::{example, Settings};
 
 use super::{Cli, UsageError};
 
@@ -18,7 +18,7 @@ pub enum ConfigCommand {
 
 pub fn run(cli: &Cli, c: &ConfigCommand) -> anyhow::Result<ExitCode> {
     match c {
-        ConfigCommand::Example => print!("{EXAMPLE}"),
+        ConfigCommand::Example => print!("{}", example()),
         ConfigCommand::Check => {
             let (mut s, path) = Settings::load(cli.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
             if let Some(p) = &cli.ledger {

@@ -16,7 +16,7 @@ use crate::slurm::runner::CommandRunner;
 use crate::tracker::TrackerSeeds;
 
 use super::collect::{clusters_arg, print_clusters};
-use super::{build_sinks, open_ledger, open_ledger_read_only, sender_lock, settings, system_now, Cli, UsageError};
+use super::{build_sinks, ledger_for_sending, settings, system_now, Cli, UsageError};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -69,15 +69,9 @@ pub struct RunArgs {
 pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
     let sinks = build_sinks(&s, &a.sinks, !a.dry_run)?;
-    let _lock = if a.dry_run {
-        None
-    } else {
-        match sender_lock(&s, "deliver")? {
-            Some(l) => Some(l),
-            None => return Ok(ExitCode::SUCCESS),
-        }
+    let Some((mut ledger, _lock)) = ledger_for_sending(&s, "deliver", a.dry_run)? else {
+        return Ok(ExitCode::SUCCESS);
     };
-    let mut ledger = if a.dry_run { open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let out = &mut std::io::stdout().lock();
     let now = system_now();
     let failed = if a.dry_run {
@@ -91,15 +85,9 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
 
 pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
-    let _lock = if a.deliver.dry_run {
-        None
-    } else {
-        match sender_lock(&s, "run")? {
-            Some(l) => Some(l),
-            None => return Ok(ExitCode::SUCCESS),
-        }
+    let Some((mut ledger, _lock)) = ledger_for_sending(&s, "run", a.deliver.dry_run)? else {
+        return Ok(ExitCode::SUCCESS);
     };
-    let mut ledger = if a.deliver.dry_run { open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let out = &mut std::io::stdout().lock();
     let now = system_now();
     let clusters = clusters_arg(&s, &a.clusters)?;
@@ -126,8 +114,7 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
 pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
     let sinks = build_sinks(&s, std::slice::from_ref(&a.sink), false)?;
-    let Some(_lock) = sender_lock(&s, "retry")? else { return Ok(ExitCode::from(1)) };
-    let mut ledger = open_ledger(&s)?;
+    let Some((mut ledger, _lock)) = ledger_for_sending(&s, "retry", false)? else { return Ok(ExitCode::from(1)) };
     let n = match engine::retry_rejected(&mut ledger, &sinks[0], a.id.as_deref(), system_now()) {
         Ok(n) => n,
         Err(e @ EngineError::StillUnroutable { .. }) => return Err(UsageError(e.to_string()).into()),

@@ -15,7 +15,7 @@ use crate::model::ClusterName;
 use crate::sinks::activate::NAME as ACTIVATE;
 use crate::tracker::{self, StateDb, StateRow, TrackerFlags};
 
-use super::{open_ledger, settings, system_now, Cli, UsageError};
+use super::{settings, system_now, Cli, UsageError};
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
@@ -155,15 +155,9 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
     }
 
     // 2. The cluster the rows belong to.
-    let _lock = if a.dry_run {
-        None
-    } else {
-        match super::sender_lock(&s, "migrate")? {
-            Some(l) => Some(l),
-            None => return Ok(ExitCode::from(1)),
-        }
+    let Some((mut ledger, _lock)) = super::ledger_for_sending(&s, "migrate", a.dry_run)? else {
+        return Ok(ExitCode::from(1));
     };
-    let mut ledger = if a.dry_run { super::open_ledger_read_only(&s)? } else { open_ledger(&s)? };
     let cluster = match &a.cluster {
         Some(c) => ClusterName::new(c).map_err(|e| usage(format!("--cluster: {e}")))?,
         None => {

@@ -124,6 +124,21 @@ fn open_ledger_read_only(s: &Settings) -> anyhow::Result<Ledger> {
         .with_context(|| format!("opening the ledger {} read-only (dry run)", s.ledger_path.display()))
 }
 
+/// The ledger for a command that may send (`deliver`, `run`, `retry`, `migrate`): for a dry run
+/// opened read-only (no lock, nothing created or upgraded); otherwise opened once the sender lock
+/// is held, the lock returned with it. `Ok(None)`: another sender holds the lock (said on
+/// stderr); the command does nothing this time.
+fn ledger_for_sending(s: &Settings, what: &str, dry_run: bool) -> anyhow::Result<Option<(Ledger, SenderLock)>> {
+    if dry_run {
+        return Ok(Some((open_ledger_read_only(s)?, None)));
+    }
+    let Some(lock) = sender_lock(s, what)? else { return Ok(None) };
+    Ok(Some((open_ledger(s)?, Some(lock))))
+}
+
+/// The sender lock a command holds while it lives (`None` for a dry run).
+type SenderLock = Option<lock::LedgerLock>;
+
 /// Takes the ledger's sender lock, or says who holds it. `Ok(None)`: skip this pass.
 fn sender_lock(s: &Settings, what: &str) -> anyhow::Result<Option<lock::LedgerLock>> {
     let l = lock::try_lock(&s.ledger_path)

@@ -195,8 +195,15 @@ impl Settings {
     }
 }
 
-/// A commented example config; `config example` prints it and a test checks it validates.
-pub const EXAMPLE: &str = r#"# slurm-ledger configuration (TOML). Every key is optional; shown values are the defaults.
+/// A commented example config: these settings, then each sink's commented table (its own
+/// [`crate::sinks::SinkKind::EXAMPLE`]); `config example` prints it and tests check that it
+/// validates, and that each sink's table does once uncommented.
+pub fn example() -> String {
+    format!("{EXAMPLE_BASE}{}", crate::sinks::examples())
+}
+
+/// The part of [`example`] that is not a sink's.
+const EXAMPLE_BASE: &str = r#"# slurm-ledger configuration (TOML). Every key is optional; shown values are the defaults.
 
 [ledger]
 # The SQLite ledger file. Its directory must exist and be writable.
@@ -234,26 +241,6 @@ batch = 10000
 # Sinks: a platform receives usage when its table is present. `slurm-ledger deliver` (or `run`)
 # meters every run in the ledger and reports each second of it exactly once per sink.
 #
-# [sinks.activate]                      # Parallel Works ACTIVATE usage events (slurm-tracker's job)
-# organization = "my-org"               # slurm-tracker's --org
-# host = "https://activate.example.org" # else PW_PLATFORM_HOST, else decoded from the API key
-# api_key_file = "/etc/slurm-ledger/activate.key"  # mode 0600; else env SLURM_LEDGER_ACTIVATE_API_KEY or PW_API_KEY
-# default_sku = "standard-compute"      # for partitions not in partition_sku; unset: such runs are held
-# default_allocation = "my-allocation"  # for accounts not in account_allocation; unset: held
-# tres = "cpu"                          # billed TRES: cpu (core-hours), mem (GiB-hours), gres/gpu, billing, ...
-# basis = "allocated"                   # allocated (AllocTRES) or requested (ReqTRES)
-# period = "day"                        # slices never cross a day (or month) boundary in `timezone`
-# timezone = "UTC"
-# running_slice = "15m"                 # report running jobs once this much new time accrued
-# timeout_secs = 30                     # per HTTP request
-# [sinks.activate.partition_sku]
-# compute = "standard-compute"
-# [sinks.activate.account_allocation]
-# research-team = "allocation-oid-12345"
-#
-# [sinks.jsonl]                         # a local file, one JSON usage record per line
-# path = "/var/lib/slurm-ledger/usage.jsonl"
-# tres = "cpu"
 "#;
 
 #[cfg(test)]
@@ -262,9 +249,18 @@ mod tests {
 
     #[test]
     fn example_is_valid_and_matches_defaults() {
-        let s = Settings::from_toml(EXAMPLE, "example").unwrap();
+        let s = Settings::from_toml(&example(), "example").unwrap();
         assert_eq!(s, Settings::validate(RawConfig::default()).unwrap());
         assert_eq!(s.slurm.overlap_secs, 900);
+    }
+
+    #[test]
+    fn every_sinks_example_validates_once_uncommented() {
+        let text = example();
+        let sinks = &text[text.find("# [sinks.").expect("a sink example")..];
+        let uncommented: String = sinks.lines().map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(""))).collect();
+        let s = Settings::from_toml(&uncommented, "example").unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(s.sinks.names(), crate::sinks::KNOWN, "every sink has an example");
     }
 
     #[test]

@@ -204,8 +204,9 @@ impl Metering {
     }
 
     /// The calendar whose periods slices never cross.
-    pub fn calendar(&self) -> Result<Calendar, String> {
-        let tz = jiff::tz::TimeZone::get(&self.timezone).map_err(|e| format!("time zone {:?}: {e}", self.timezone))?;
+    pub fn calendar(&self) -> Result<Calendar, MeteringError> {
+        let tz = jiff::tz::TimeZone::get(&self.timezone)
+            .map_err(|e| MeteringError::TimeZone { zone: self.timezone.clone(), reason: e.to_string() })?;
         Ok(Calendar { kind: self.period, tz })
     }
 
@@ -218,6 +219,15 @@ impl Metering {
     pub fn count(&self, job: &JobRun) -> u64 {
         billed_count(job, self.basis, &self.tres)
     }
+}
+
+/// Why metering settings cannot be used (validation accepted them on another machine, say).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeteringError {
+    #[error(
+        "time zone {zone:?} is not in this machine's zone database ({reason}); install tzdata or use another zone"
+    )]
+    TimeZone { zone: String, reason: String },
 }
 
 /// The unit a TRES is reported in: GiB-hours for byte quantities, hours of the count otherwise.
@@ -253,7 +263,7 @@ pub struct SlicePlanner<P> {
 }
 
 impl<P: Pricing> SlicePlanner<P> {
-    pub fn new(sink: &str, pricing: P, metering: &Metering) -> Result<Self, String> {
+    pub fn new(sink: &str, pricing: P, metering: &Metering) -> Result<Self, MeteringError> {
         Ok(Self {
             sink: sink.to_string(),
             pricing,

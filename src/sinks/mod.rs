@@ -21,6 +21,9 @@ pub trait SinkKind {
     const NAME: &'static str;
     /// The config section as written (serde, `deny_unknown_fields`).
     type Raw: serde::de::DeserializeOwned + Default;
+    /// The section as `config example` shows it: every key commented out (`# key = value  # what`),
+    /// each line ending in a newline; uncommented, it must validate (a test checks it).
+    const EXAMPLE: &'static str;
     /// The section validated.
     type Settings: Clone + std::fmt::Debug + PartialEq + Eq + serde::Serialize;
     /// Pure validation: every problem, each naming its key (`sinks.NAME.key`) and the fix.
@@ -125,6 +128,11 @@ macro_rules! registry {
                 })*
                 Ok(out)
             }
+        }
+
+        /// Every sink's commented example table, in registry order (see [`SinkKind::EXAMPLE`]).
+        pub fn examples() -> String {
+            [$(<$kind as SinkKind>::EXAMPLE),*].join("#\n")
         }
 
         /// Validates every `[sinks.*]` table.

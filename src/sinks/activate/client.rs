@@ -32,6 +32,17 @@ use super::event::DELIVERY_ID_KEY;
 const PAGE_SIZE: u32 = 100;
 const MAX_PAGES: u32 = 50;
 
+/// Why the client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("ACTIVATE host {url:?} is not a URL: {reason}")]
+    NotUrl { url: String, reason: String },
+    #[error("ACTIVATE host {url} cannot be a base URL; write it as https://host")]
+    NotBase { url: String },
+    #[error("cannot build the HTTP client: {reason}")]
+    Build { reason: String },
+}
+
 /// A connection to one organization's allocations.
 pub struct ActivateClient {
     http: Client,
@@ -41,10 +52,11 @@ pub struct ActivateClient {
 }
 
 impl ActivateClient {
-    pub fn new(base: &str, organization: &str, key: Secret, timeout: Duration) -> Result<Self, String> {
-        let base = Url::parse(base).map_err(|e| format!("ACTIVATE host {base:?} is not a URL: {e}"))?;
+    pub fn new(base: &str, organization: &str, key: Secret, timeout: Duration) -> Result<Self, ClientError> {
+        let base =
+            Url::parse(base).map_err(|e| ClientError::NotUrl { url: base.to_string(), reason: e.to_string() })?;
         if base.cannot_be_a_base() {
-            return Err(format!("ACTIVATE host {base} cannot be a base URL; write it as https://host"));
+            return Err(ClientError::NotBase { url: base.to_string() });
         }
         let http = Client::builder()
             .timeout(timeout)
@@ -52,7 +64,7 @@ impl ActivateClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("slurm-ledger/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| ClientError::Build { reason: e.to_string() })?;
         Ok(Self { http, base, organization: organization.to_string(), key })
     }
 

@@ -8,6 +8,25 @@ use std::path::PathBuf;
 use crate::delivery::slices::Metering;
 use crate::validate::{non_empty, push, Problems};
 
+/// The section as `config example` shows it.
+pub const EXAMPLE: &str = r#"# [sinks.activate]                      # Parallel Works ACTIVATE usage events (slurm-tracker's job)
+# organization = "my-org"               # slurm-tracker's --org
+# host = "https://activate.example.org" # else PW_PLATFORM_HOST, else decoded from the API key
+# api_key_file = "/etc/slurm-ledger/activate.key"  # mode 0600; else env SLURM_LEDGER_ACTIVATE_API_KEY or PW_API_KEY
+# default_sku = "standard-compute"      # for partitions not in partition_sku; unset: such runs are held
+# default_allocation = "my-allocation"  # for accounts not in account_allocation; unset: held
+# tres = "cpu"                          # billed TRES: cpu (core-hours), mem (GiB-hours), gres/gpu, billing, ...
+# basis = "allocated"                   # allocated (AllocTRES) or requested (ReqTRES)
+# period = "day"                        # slices never cross a day (or month) boundary in `timezone`
+# timezone = "UTC"
+# running_slice = "15m"                 # report running jobs once this much new time accrued
+# timeout_secs = 30                     # per HTTP request
+# [sinks.activate.partition_sku]
+# compute = "standard-compute"
+# [sinks.activate.account_allocation]
+# research-team = "allocation-oid-12345"
+"#;
+
 /// `[sinks.activate]` as written.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,7 +101,7 @@ pub fn validate(a: RawActivate, problems: &mut Problems) -> ActivateSettings {
                 format!("{h:?} is not a base URL; write it as \"https://activate.example.org\""),
             );
         } else if let Err(e) = super::host::check_transport(h) {
-            push(problems, "sinks.activate.host", e);
+            push(problems, "sinks.activate.host", e.to_string());
         }
     }
     let api_key_file = a.api_key_file.map(PathBuf::from);

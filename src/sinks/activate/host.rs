@@ -5,16 +5,23 @@ use base64::Engine;
 
 use crate::secret::Secret;
 
+/// Why the ACTIVATE host cannot be used. Never quotes the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("the ACTIVATE host is unknown: set `host` in [sinks.activate] or PW_PLATFORM_HOST (the API key does not encode one)")]
+    Unknown,
+    #[error("{url:?} would send the API key in clear text; use https:// (plain http:// is allowed only for 127.0.0.1, localhost or [::1])")]
+    ClearText { url: String },
+}
+
 /// Resolves the base URL (no trailing slash). `https://` is prepended to a bare host name.
-pub fn resolve_host(configured: Option<&str>, env_host: Option<&str>, key: &Secret) -> Result<String, String> {
+pub fn resolve_host(configured: Option<&str>, env_host: Option<&str>, key: &Secret) -> Result<String, HostError> {
     let chosen = configured
         .map(str::to_string)
         .or_else(|| env_host.map(str::trim).filter(|h| !h.is_empty()).map(str::to_string));
     let host = match chosen {
         Some(h) => h,
-        None => host_from_key(key).ok_or_else(|| {
-            "the ACTIVATE host is unknown: set `host` in [sinks.activate] or PW_PLATFORM_HOST (the API key does not encode one)".to_string()
-        })?,
+        None => host_from_key(key).ok_or(HostError::Unknown)?,
     };
     let url =
         if host.starts_with("http://") || host.starts_with("https://") { host } else { format!("https://{host}") };
@@ -23,7 +30,7 @@ pub fn resolve_host(configured: Option<&str>, env_host: Option<&str>, key: &Secr
 }
 
 /// Basic auth sends the key with every request: plain `http://` only to this machine.
-pub fn check_transport(url: &str) -> Result<(), String> {
+pub fn check_transport(url: &str) -> Result<(), HostError> {
     let Some(rest) = url.strip_prefix("http://") else { return Ok(()) };
     let authority = rest.split('/').next().unwrap_or("");
     let host = if authority.starts_with('[') {
@@ -34,7 +41,7 @@ pub fn check_transport(url: &str) -> Result<(), String> {
     if ["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()) {
         Ok(())
     } else {
-        Err(format!("{url:?} would send the API key in clear text; use https:// (plain http:// is allowed only for 127.0.0.1, localhost or [::1])"))
+        Err(HostError::ClearText { url: url.to_string() })
     }
 }
 
@@ -70,7 +77,7 @@ mod tests {
     #[test]
     fn key_without_host_is_a_clear_error_without_the_key() {
         let k = Secret::new("plainkey-value");
-        let e = resolve_host(None, None, &k).unwrap_err();
+        let e = resolve_host(None, None, &k).unwrap_err().to_string();
         assert!(e.contains("PW_PLATFORM_HOST") && !e.contains("plainkey"), "{e}");
     }
 }

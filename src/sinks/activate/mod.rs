@@ -47,6 +47,7 @@ pub struct Activate;
 
 impl SinkKind for Activate {
     const NAME: &'static str = NAME;
+    const EXAMPLE: &'static str = config::EXAMPLE;
     type Raw = config::RawActivate;
     type Settings = ActivateSettings;
 
@@ -77,10 +78,10 @@ impl SinkKind for Activate {
             Ok((key, warning)) if ctx.online => {
                 warnings.extend(warning);
                 let host = host::resolve_host(a.host.as_deref(), env(ENV_HOST).as_deref(), &key)
-                    .map_err(|message| SinkError::Config { sink: NAME, message })?;
+                    .map_err(|e| SinkError::Config { sink: NAME, message: e.to_string() })?;
                 let timeout = Duration::from_secs(a.timeout_secs);
                 let client = ActivateClient::new(&host, &a.organization, key, timeout)
-                    .map_err(|message| SinkError::Setup { sink: NAME, message })?;
+                    .map_err(|e| SinkError::Setup { sink: NAME, message: e.to_string() })?;
                 ActivateSender::new(a.clone(), Some(client), Some(host))
             }
             Ok((key, _)) => {
@@ -91,7 +92,7 @@ impl SinkKind for Activate {
             Err(_) => ActivateSender::new(a.clone(), None, a.host.clone()),
         };
         let planner = SlicePlanner::new(NAME, ActivatePricing::new(a.clone()), &a.metering)
-            .map_err(|message| SinkError::Config { sink: NAME, message })?;
+            .map_err(|e| SinkError::Config { sink: NAME, message: e.to_string() })?;
         Ok(Built { consumer: Consumer::new(NAME, Box::new(planner), Box::new(sender), ctx.policy), warnings })
     }
 }

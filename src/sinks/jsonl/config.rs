@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use crate::delivery::slices::Metering;
 use crate::validate::{push, Problems};
 
+/// The section as `config example` shows it.
+pub const EXAMPLE: &str = r#"# [sinks.jsonl]                         # a local file, one JSON usage record per line
+# path = "/var/lib/slurm-ledger/usage.jsonl"
+# tres = "cpu"
+"#;
+
 /// `[sinks.jsonl]` as written: a local file of usage records, one JSON object per line.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -28,6 +28,7 @@ pub struct Jsonl;
 
 impl SinkKind for Jsonl {
     const NAME: &'static str = NAME;
+    const EXAMPLE: &'static str = config::EXAMPLE;
     type Raw = config::RawJsonl;
     type Settings = JsonlSettings;
 
@@ -37,7 +38,7 @@ impl SinkKind for Jsonl {
 
     fn build(s: &JsonlSettings, ctx: &BuildCtx<'_>) -> Result<Built, SinkError> {
         let planner = SlicePlanner::new(NAME, JsonlPricing(s.clone()), &s.metering)
-            .map_err(|message| SinkError::Config { sink: NAME, message })?;
+            .map_err(|e| SinkError::Config { sink: NAME, message: e.to_string() })?;
         let sender = JsonlSink::new(s.clone());
         Ok(Built { consumer: Consumer::new(NAME, Box::new(planner), Box::new(sender), ctx.policy), warnings: vec![] })
     }
