@@ -134,24 +134,28 @@ fn slurm_tracker(cli: &Cli, a: &TrackerArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| flags.as_ref().map(|f| f.state_file.clone()))
         .unwrap_or_else(|| tracker::flags::DEFAULT_STATE_FILE.into());
-    let org = org.ok_or_else(|| usage("give the organization: --org ORG or --tracker-args '--org ORG …'".into()))?;
-    if flags.as_ref().is_some_and(|f| f.api_key.is_some()) {
-        writeln!(out, "note: the tracker's --api-key is not copied anywhere; write it into a file of mode 0600 and set api_key_file (or SLURM_LEDGER_ACTIVATE_API_KEY)")?;
-    }
-    if flags.as_ref().is_some_and(|f| f.dry_run) {
-        writeln!(out, "WARNING: the tracker ran with --dry-run; its state file then claims usage it never sent (slurm-tracker bug): check before importing")?;
-    }
+    // Releasing one job's row needs neither the organization nor the tracker's config.json.
+    if a.release.is_none() {
+        let org =
+            org.ok_or_else(|| usage("give the organization: --org ORG or --tracker-args '--org ORG …'".into()))?;
+        if flags.as_ref().is_some_and(|f| f.api_key.is_some()) {
+            writeln!(out, "note: the tracker's --api-key is not copied anywhere; write it into a file of mode 0600 and set api_key_file (or SLURM_LEDGER_ACTIVATE_API_KEY)")?;
+        }
+        if flags.as_ref().is_some_and(|f| f.dry_run) {
+            writeln!(out, "WARNING: the tracker ran with --dry-run; its state file then claims usage it never sent (slurm-tracker bug): check before importing")?;
+        }
 
-    // 1. The mapping, as slurm-ledger config.
-    let mapping = tracker::config_json::read_config_json(&config_path).map_err(|e| usage(e.to_string()))?;
-    let mut toml = mapping.to_ledger_toml(&org);
-    if let Some(host) = flags.as_ref().and_then(|f| f.api_server.clone()) {
-        let host = toml::Value::String(host).to_string();
-        toml = toml.replacen("[sinks.activate]\n", &format!("[sinks.activate]\nhost = {host}\n"), 1);
-    }
-    writeln!(out, "# [sinks.activate] for slurm-ledger's config, from {}:\n{toml}", config_path.display())?;
-    if s.sinks.activate.is_none() {
-        writeln!(out, "note: the config has no [sinks.activate] yet; add the table above before `deliver`")?;
+        // 1. The mapping, as slurm-ledger config.
+        let mapping = tracker::config_json::read_config_json(&config_path).map_err(|e| usage(e.to_string()))?;
+        let mut toml = mapping.to_ledger_toml(&org);
+        if let Some(host) = flags.as_ref().and_then(|f| f.api_server.clone()) {
+            let host = toml::Value::String(host).to_string();
+            toml = toml.replacen("[sinks.activate]\n", &format!("[sinks.activate]\nhost = {host}\n"), 1);
+        }
+        writeln!(out, "# [sinks.activate] for slurm-ledger's config, from {}:\n{toml}", config_path.display())?;
+        if s.sinks.activate.is_none() {
+            writeln!(out, "note: the config has no [sinks.activate] yet; add the table above before `deliver`")?;
+        }
     }
 
     // 2. The cluster the rows belong to.

@@ -99,3 +99,43 @@ fn what_the_tracker_billed_is_not_billed_again() {
     let j6 = run_of(&site, 6);
     assert_eq!(per_job[&6].0, q(cpus(&j6) * j6.elapsed_secs as u128));
 }
+
+/// A tracker row that matches no run holds the run, and the command the hold reason prints
+/// releases it as printed (no --org, no config.json needed); the run is then billed in full.
+#[test]
+fn the_release_command_in_a_hold_reason_works_as_printed() {
+    let site = site();
+    let run = run_of(&site, 6); // COMPLETED, 6 s
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("slurm_job_states.db");
+    {
+        let c = rusqlite::Connection::open(&state).unwrap();
+        c.execute_batch(TRACKER_DDL).unwrap();
+        // A row whose instants are another run's: it started 100 s before this one.
+        let at = run.start.unwrap().0 - 100 + 3;
+        c.execute("INSERT INTO job_states VALUES (6, 3, ?1, 0.001, 0)", [at]).unwrap();
+    }
+    let config = fixture("slurm-tracker/config.sample.json");
+    let args = format!("--org acme --config {} --state-file {}", config.display(), state.display());
+    let f = fake(&["allocation-oid-12345", "allocation-oid-67890", "default-allocation-oid"]);
+    let cfg = format!(
+        "[sinks.activate]\norganization = \"acme\"\nhost = \"{}\"\ndefault_sku = \"standard-compute\"\n\
+         default_allocation = \"default-allocation-oid\"\ntimeout_secs = 1\n",
+        f.base_url()
+    );
+    std::fs::write(&site.cfg, cfg).unwrap();
+    let (code, out, err) = slurm_ledger(&site, &["migrate", "slurm-tracker", "--tracker-args", &args], None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    deliver(&site);
+    let held = Ledger::open(&site.db).unwrap().held_runs("activate").unwrap();
+    let reason = &held.iter().find(|(k, _)| k.job_id_raw == 6).expect("job 6 held").1;
+    let printed = reason.split('`').nth(1).expect("a command in backquotes");
+    assert_eq!(printed, "slurm-ledger migrate slurm-tracker --release 6", "{reason}");
+    let words: Vec<&str> = printed.split_whitespace().skip(1).collect();
+    let (code, out, err) = slurm_ledger(&site, &words, None);
+    assert_eq!(code, 0, "the printed command failed:\n{out}\n{err}");
+    deliver(&site);
+    let billed: u128 =
+        f.events().iter().filter(|e| e.metadata.as_ref().unwrap()["jobId"] == 6).map(|e| micro(&e.quantity_text)).sum();
+    assert_eq!(billed, q(cpus(&run) * run.elapsed_secs as u128), "job 6 billed in full once released");
+}
