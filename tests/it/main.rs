@@ -5,6 +5,7 @@
 //! - `collect_replay`: the collect pipeline on replayed recordings, with injected sacct faults.
 //! - `malformed`: bad input is quarantined with a reason, never a panic, never a lost row.
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
+//! - `kills`: the seeded die and quiet simulated kills the kill-and-fault tests share.
 //! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE), enforcing their contracts; `fake_activate` tests them.
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
@@ -23,6 +24,7 @@ mod common;
 mod deliver_activate;
 mod fake_activate;
 mod fakes;
+mod kills;
 mod layers;
 mod malformed;
 mod migrate_tracker;

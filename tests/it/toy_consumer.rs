@@ -10,6 +10,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use proptest::prelude::*;
+
+use crate::kills::{quiet_kills, Dice};
 use slurm_ledger::delivery::consumer::{Consumer, Decision, EnginePolicy, Lookup, Outcome, Planner, Sender};
 use slurm_ledger::delivery::engine;
 use slurm_ledger::ledger::{Delivery, Ledger, NewItem, RunMark};
@@ -37,26 +39,15 @@ impl Planner for FinishedRuns {
 /// The far side: what it recorded, and a die for faults (per mille) and kills.
 struct Far {
     recorded: RefCell<Vec<String>>,
-    rng: RefCell<u64>,
+    dice: Dice,
     fault_rate: u64,
-}
-
-impl Far {
-    fn roll(&self) -> u64 {
-        let mut x = *self.rng.borrow();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *self.rng.borrow_mut() = x;
-        x % 1000
-    }
 }
 
 struct ToSender(Rc<Far>);
 
 impl Sender for ToSender {
     fn send(&self, item: &Delivery, _run: Option<&JobRun>) -> Outcome {
-        let (far, r, f) = (&self.0, self.0.roll(), self.0.fault_rate);
+        let (far, r, f) = (&self.0, self.0.dice.roll(), self.0.fault_rate);
         if r < f {
             panic!("agent killed before the item left");
         }
@@ -73,7 +64,7 @@ impl Sender for ToSender {
         Outcome::Delivered { remote_id: None }
     }
     fn lookup(&self, item: &Delivery, _run: Option<&JobRun>) -> Lookup {
-        if self.0.roll() < self.0.fault_rate {
+        if self.0.dice.roll() < self.0.fault_rate {
             return Lookup::Failed { reason: "look-up failed".into() };
         }
         match self.0.recorded.borrow().contains(&item.id) {
@@ -84,18 +75,6 @@ impl Sender for ToSender {
     fn describe(&self, item: &Delivery, _run: Option<&JobRun>) -> String {
         item.id.clone()
     }
-}
-
-fn quiet_kills() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !info.payload().downcast_ref::<&str>().is_some_and(|m| m.starts_with("agent killed")) {
-                default(info);
-            }
-        }));
-    });
 }
 
 /// Pending, then running for a while, then one of the final states (or still running).
@@ -124,7 +103,7 @@ proptest! {
         quiet_kills();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
-        let far = Rc::new(Far { recorded: RefCell::default(), rng: RefCell::new(seed), fault_rate });
+        let far = Rc::new(Far { recorded: RefCell::default(), dice: Dice::new(seed), fault_rate });
         let consumer = Consumer::new(
             "finished",
             Box::new(FinishedRuns),

@@ -11,6 +11,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use proptest::prelude::*;
+
+use crate::kills::{quiet_kills, Dice};
 use slurm_ledger::delivery::consumer::{Consumer, Decision, EnginePolicy, Lookup, Outcome, Planner, Sender};
 use slurm_ledger::delivery::engine;
 use slurm_ledger::ledger::{Delivery, Ledger, NewItem, RunMark};
@@ -44,19 +46,8 @@ struct Far {
     values: RefCell<BTreeMap<String, i64>>,
     /// Every set, in order.
     history: RefCell<Vec<(String, i64)>>,
-    rng: RefCell<u64>,
+    dice: Dice,
     fault_rate: u64,
-}
-
-impl Far {
-    fn roll(&self) -> u64 {
-        let mut x = *self.rng.borrow();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *self.rng.borrow_mut() = x;
-        x % 1000
-    }
 }
 
 struct SetSender(Rc<Far>);
@@ -64,7 +55,7 @@ struct SetSender(Rc<Far>);
 impl Sender for SetSender {
     fn send(&self, item: &Delivery, run: Option<&JobRun>) -> Outcome {
         assert!(run.is_none(), "a total belongs to no run");
-        let (far, r, f) = (&self.0, self.0.roll(), self.0.fault_rate);
+        let (far, r, f) = (&self.0, self.0.dice.roll(), self.0.fault_rate);
         if r < f {
             panic!("agent killed before the total left");
         }
@@ -93,18 +84,6 @@ impl Sender for SetSender {
     }
 }
 
-fn quiet_kills() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !info.payload().downcast_ref::<&str>().is_some_and(|m| m.starts_with("agent killed")) {
-                default(info);
-            }
-        }));
-    });
-}
-
 /// One engine pass in a fresh process that may be killed anywhere.
 fn pass(path: &std::path::Path, consumer: &Consumer, now: i64) {
     let mut ledger = Ledger::open(path).unwrap();
@@ -127,7 +106,7 @@ proptest! {
         quiet_kills();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
-        let far = Rc::new(Far { values: RefCell::default(), history: RefCell::default(), rng: RefCell::new(seed), fault_rate });
+        let far = Rc::new(Far { values: RefCell::default(), history: RefCell::default(), dice: Dice::new(seed), fault_rate });
         let policy = EnginePolicy { base_backoff_secs: 1, max_backoff_secs: 5 };
         let consumer = Consumer::new("totals", Box::new(CpuSecondsPerAccount), Box::new(SetSender(far.clone())), policy);
         let cluster = ClusterName::new("c").unwrap();
