@@ -36,8 +36,9 @@ CREATE INDEX consumer_runs_held ON consumer_runs (consumer) WHERE hold IS NOT NU
 -- is never planned twice. Lean: no payload (a sender renders it from the run and the item when it
 -- sends), no CHECK. state: 0 pending → 1 sent → 3 delivered | 2 retry (next_attempt_at) | 4
 -- rejected; 1 means the outcome is unknown and the item is looked up before it is sent again.
--- route: what the planner pinned when it planned (for ACTIVATE: allocation, 0x1F, SKU), so that a
--- look-up goes where the send went even if the mapping changed since. total: an accumulating
+-- route: what the planner pinned when it planned (for ACTIVATE: allocation, SKU and TRES; for JSONL:
+-- TRES and unit; joined by 0x1F), so that a send and its look-up go where and as planned even if the
+-- mapping or the config changed since. total: an accumulating
 -- item's running total (a total per period, counted once per run's increment); NULL otherwise.
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
@@ -58,13 +59,18 @@ CREATE TABLE outbox (
     remote_id       TEXT,
     updated_at      INTEGER NOT NULL
 ) STRICT;
--- Version 4 stored each ACTIVATE payload as {"allocation": …, "event": {…, "sku": …}}; the route
--- keeps its allocation and SKU. The JSONL sink has no route.
+-- Version 4 stored each payload whole. The route keeps what the sink pinned in it: for ACTIVATE
+-- ({"allocation": …, "event": {"sku": …, "metadata": {"tres": …}}}) the allocation, SKU and TRES;
+-- for JSONL ({"tres": …, "unit": …, …}) the TRES and unit; each joined by 0x1F.
 INSERT INTO outbox (consumer, key, cluster, job_id_raw, submit, span_start, span_end, amount, route, state, attempts,
                     next_attempt_at, last_error, remote_id, updated_at)
     SELECT c.id, d.id, d.cluster, d.job_id_raw, d.submit, d.slice_start, d.slice_end, d.quantity,
-           CASE WHEN json_valid(d.payload) AND json_type(d.payload, '$.allocation') = 'text'
+           CASE WHEN NOT json_valid(d.payload) THEN NULL
+                WHEN json_type(d.payload, '$.allocation') = 'text'
                 THEN json_extract(d.payload, '$.allocation') || char(31) || coalesce(json_extract(d.payload, '$.event.sku'), '')
+                     || char(31) || coalesce(json_extract(d.payload, '$.event.metadata.tres'), '')
+                WHEN json_type(d.payload, '$.tres') = 'text'
+                THEN json_extract(d.payload, '$.tres') || char(31) || coalesce(json_extract(d.payload, '$.unit'), '')
            END,
            CASE d.state WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 WHEN 'retry' THEN 2 WHEN 'delivered' THEN 3 ELSE 4 END,
            d.attempts, d.next_attempt_at, d.last_error, d.remote_id, d.updated_at

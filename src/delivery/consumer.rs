@@ -52,6 +52,20 @@ pub enum Lookup {
     Failed { reason: String },
 }
 
+/// Why a sender cannot turn an item into its request (an item planned by another consumer or
+/// release, a run the ledger lost). The item is refused, never sent half-made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("item {id} refers to a run the ledger does not have")]
+    NoRun { id: String },
+    #[error("item {id} has no slice (span and quantity)")]
+    NoSlice { id: String },
+    #[error("item {id} has no usable route ({route:?}): it was planned by another sink or release")]
+    BadRoute { id: String, route: Option<String> },
+    #[error("item {id}: quantity {quantity:?} is not a number")]
+    BadQuantity { id: String, quantity: String },
+}
+
 /// I/O: where items go. `run` is the item's run as the ledger holds it now (`None` for an item
 /// of no run, or a run the ledger no longer has).
 pub trait Sender {

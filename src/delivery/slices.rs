@@ -19,7 +19,7 @@ use crate::meter::{billable_span, billed_count, tres_seconds, Basis};
 use crate::model::{JobRun, UnixTime};
 use crate::validate::{parse_duration_secs, push, Problems};
 
-use super::consumer::{Decision, Planner};
+use super::consumer::{Decision, Planner, RenderError};
 
 /// One slice of a run's billable span, with its quantity in `10^-decimals` units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,11 +313,18 @@ pub struct SentSlice<'a> {
 
 impl<'a> SentSlice<'a> {
     /// The slice an item carries, or why it carries none (not a slice planner's item).
-    pub fn of(item: &'a Delivery) -> Result<Self, String> {
+    pub fn of(item: &'a Delivery) -> Result<Self, RenderError> {
         match (item.span, item.amount.as_deref()) {
             (Some((start, end)), Some(quantity)) => Ok(Self { start, end, quantity }),
-            _ => Err(format!("item {} has no slice (span and quantity)", item.id)),
+            _ => Err(RenderError::NoSlice { id: item.id.clone() }),
         }
+    }
+
+    /// The quantity as a JSON number, exactly as planned.
+    pub fn number(&self, id: &str) -> Result<serde_json::Number, RenderError> {
+        self.quantity
+            .parse()
+            .map_err(|_| RenderError::BadQuantity { id: id.to_string(), quantity: self.quantity.to_string() })
     }
 }
 

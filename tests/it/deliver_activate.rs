@@ -290,3 +290,35 @@ fn a_look_up_that_cannot_prove_absence_never_resends() {
     deliver(&site);
     assert_eq!(recorded(&f.events()), expected(&site.db, &["research-team", "engineering", "hpc_proj1"]));
 }
+
+/// What an item pins when it is planned (allocation, SKU, billed TRES) is what it is sent with,
+/// even when the mapping and the TRES are changed before it leaves: the quantity was metered for
+/// that TRES, and a look-up must search the allocation it went to.
+#[test]
+fn items_planned_before_a_config_change_go_out_as_planned() {
+    let site = site();
+    let f = fake(&["alloc-rt", "alloc-eng", "alloc-p1", "alloc-new"]);
+    write_cfg(&site, &f.base_url(), ALL_MAPPED);
+    // Planned, nothing sent yet (the platform is down, say).
+    let (code, out, err) = slurm_ledger(&site, &["deliver", "--limit", "0"], Some(KEY));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(f.events().is_empty());
+    let planned = Ledger::open(&site.db).unwrap().deliveries("activate", Some(DeliveryState::Pending)).unwrap().len();
+    assert!(planned > 0);
+    // Another mapping, another SKU, another TRES.
+    let text = std::fs::read_to_string(&site.cfg)
+        .unwrap()
+        .replace("alloc-rt", "alloc-new")
+        .replace("default_sku = \"standard-compute\"\n", "default_sku = \"other-sku\"\ntres = \"mem\"\n");
+    std::fs::write(&site.cfg, text).unwrap();
+    deliver(&site);
+    let events = f.events();
+    assert_eq!(events.len(), planned, "every planned item went out once");
+    for e in &events {
+        let meta = e.metadata.as_ref().unwrap();
+        assert_ne!(e.allocation, "alloc-new", "{e:?}");
+        assert!(e.sku == "standard-compute" || e.sku == "gpu-compute", "{e:?}");
+        assert_eq!(meta["tres"], "cpu", "{e:?}");
+    }
+    assert_eq!(recorded(&events), expected(&site.db, &["research-team", "engineering", "hpc_proj1"]));
+}

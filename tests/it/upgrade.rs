@@ -115,9 +115,15 @@ fn the_upgrade_carries_every_cursor_frontier_delivery_and_import() {
             assert_eq!(d.next_attempt_at.0, o["next_attempt_at"].as_i64().unwrap());
             assert_eq!(d.last_error.as_deref(), o["last_error"].as_str());
             assert_eq!(d.remote_id.as_deref(), o["remote_id"].as_str());
-            let route =
-                o["payload_allocation"].as_str().map(|a| format!("{a}\u{1f}{}", o["payload_sku"].as_str().unwrap()));
-            assert_eq!(d.route, route, "{}", d.id);
+            // What the sink pinned in the payload: ACTIVATE's allocation, SKU and TRES; JSONL's TRES and unit.
+            let p: Value = serde_json::from_str(o["payload"].as_str().unwrap()).unwrap();
+            let route = match sink {
+                "activate" => [&p["allocation"], &p["event"]["sku"], &p["event"]["metadata"]["tres"]]
+                    .map(|v| v.as_str().unwrap())
+                    .join("\u{1f}"),
+                _ => [&p["tres"], &p["unit"]].map(|v| v.as_str().unwrap()).join("\u{1f}"),
+            };
+            assert_eq!(d.route.as_deref(), Some(route.as_str()), "{}", d.id);
             checked += 1;
         }
     }

@@ -82,10 +82,15 @@ impl ActivateClient {
         url
     }
 
-    /// POSTs one event.
-    pub fn create(&self, allocation: &str, event: &Value) -> Outcome {
+    /// POSTs one event (its JSON text, sent as it is).
+    pub fn create(&self, allocation: &str, event: String) -> Outcome {
         let url = self.usage_url(allocation);
-        let req = self.http.post(url.clone()).basic_auth(self.key.expose(), Some("")).json(event);
+        let req = self
+            .http
+            .post(url.clone())
+            .basic_auth(self.key.expose(), Some(""))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(event);
         match req.send() {
             Ok(resp) => classify(resp),
             Err(e) => transport_outcome(&e),

@@ -4,17 +4,19 @@
 //! A run whose account or partition maps to nothing (no entry, no default) is held with a
 //! reason that names the key to add; it is never guessed and never dropped.
 //!
-//! The stored payload is `{"allocation": …, "event": {…}}`: the allocation goes into the URL
-//! path, the event is the request body, byte for byte what `--dry-run` shows.
+//! An item pins its [`Route`] (allocation, SKU, billed TRES) when it is planned; the event is
+//! rendered from the run and the slice when it is sent, byte for byte what `--dry-run` shows.
+//! [`payload_text`] is the schema-4 release's stored form, `{"allocation": …, "event": {…}}`
+//! (benchmarks and tests compare against it).
 
-use serde_json::Value;
 #[cfg(test)]
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 
+use crate::delivery::consumer::RenderError;
 use crate::delivery::slices::Slice;
+use crate::model::JobRun;
 
 use super::config::ActivateSettings;
-use crate::model::JobRun;
 
 /// The metadata key carrying slurm-ledger's delivery id; look-ups search for it.
 pub const DELIVERY_ID_KEY: &str = "deliveryId";
@@ -39,24 +41,51 @@ pub fn sku_for<'a>(cfg: &'a ActivateSettings, job: &JobRun) -> Result<&'a str, S
     })
 }
 
-/// The route an item is planned with: allocation and SKU, pinned so that a look-up goes to the
-/// allocation the event was sent to even if the mapping changed since.
-pub fn route(allocation: &str, sku: &str) -> String {
-    format!("{allocation}\u{1f}{sku}")
+/// What an item is sent with, pinned when it is planned: the allocation (the URL, and where a
+/// look-up searches), the SKU and the billed TRES's name (both in the body). A mapping or config
+/// changed later does not change an item already planned; `retry` re-routes a rejected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+    pub allocation: &'a str,
+    pub sku: &'a str,
+    pub tres: &'a str,
 }
 
-/// The allocation and SKU of a route.
-pub fn parse_route(route: Option<&str>) -> Result<(&str, &str), String> {
-    route
-        .and_then(|r| r.split_once('\u{1f}'))
-        .ok_or_else(|| format!("item has no ACTIVATE route (allocation and SKU): {route:?}"))
+impl<'a> Route<'a> {
+    /// The route of a run under this config, or why the run is held (the key to add).
+    pub fn of(cfg: &'a ActivateSettings, job: &JobRun) -> Result<Self, String> {
+        Ok(Self { allocation: allocation_for(cfg, job)?, sku: sku_for(cfg, job)?, tres: &cfg.metering.tres })
+    }
+
+    /// As the outbox stores it: the three fields joined by 0x1F (which no name contains).
+    pub fn encode(&self) -> String {
+        format!("{}\u{1f}{}\u{1f}{}", self.allocation, self.sku, self.tres)
+    }
+
+    /// An item's stored route.
+    pub fn decode(item: &'a crate::ledger::Delivery) -> Result<Self, RenderError> {
+        let bad = || RenderError::BadRoute { id: item.id.clone(), route: item.route.clone() };
+        let mut parts = item.route.as_deref().ok_or_else(bad)?.split('\u{1f}');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(allocation), Some(sku), Some(tres), None) => Ok(Self { allocation, sku, tres }),
+            _ => Err(bad()),
+        }
+    }
 }
 
-/// The stored payload of one slice: allocation and event body.
-///
-/// Written directly as JSON text, byte for byte what serializing the `json!` value tree of
-/// [`render_payload_value`] gives (keys in `serde_json::Map`'s sorted order, serde_json's
-/// string escaping and number formatting), without building the tree: it runs once per slice.
+/// The schema-4 release's stored payload of one slice: `{"allocation": …, "event": …}`.
+pub fn payload_text(route: &Route<'_>, event: &str) -> String {
+    let mut out = String::with_capacity(event.len() + route.allocation.len() + 32);
+    out.push_str("{\"allocation\":");
+    out.push_str(&serde_json::Value::from(route.allocation).to_string());
+    out.push_str(",\"event\":");
+    out.push_str(event);
+    out.push('}');
+    out
+}
+
+/// [`payload_text`] for a run under a config (tests): the mapping decides the route.
+#[cfg(test)]
 pub fn render_payload(
     cfg: &ActivateSettings,
     job: &JobRun,
@@ -64,23 +93,27 @@ pub fn render_payload(
     delivery_id: &str,
     quantity: &str,
 ) -> Result<String, String> {
-    render_routed(cfg, job, slice, delivery_id, quantity, allocation_for(cfg, job)?, sku_for(cfg, job)?)
+    let route = Route::of(cfg, job)?;
+    let event = render_event(job, slice, delivery_id, quantity, &route).map_err(|e| e.to_string())?;
+    Ok(payload_text(&route, &event))
 }
 
-/// [`render_payload`] for an allocation and SKU already decided (the route an item was planned
-/// with).
-pub fn render_routed(
-    cfg: &ActivateSettings,
+/// The usage event (the request body) of one slice.
+///
+/// Written directly as JSON text, byte for byte what serializing the `json!` value tree of
+/// [`render_payload_value`] gives (keys in `serde_json::Map`'s sorted order, serde_json's
+/// string escaping and number formatting), without building the tree: it runs once per slice.
+pub fn render_event(
     job: &JobRun,
     slice: &Slice,
     delivery_id: &str,
     quantity: &str,
-    allocation: &str,
-    sku: &str,
-) -> Result<String, String> {
-    let quantity: serde_json::Number =
-        quantity.parse().map_err(|_| format!("quantity {quantity:?} is not a number (internal error; report it)"))?;
-    let mut out: Vec<u8> = Vec::with_capacity(640);
+    route: &Route<'_>,
+) -> Result<String, RenderError> {
+    let quantity: serde_json::Number = quantity
+        .parse()
+        .map_err(|_| RenderError::BadQuantity { id: delivery_id.to_string(), quantity: quantity.to_string() })?;
+    let mut out: Vec<u8> = Vec::with_capacity(600);
     let str_ = |out: &mut Vec<u8>, s: &str| {
         let _ = serde_json::to_writer(&mut *out, s);
     };
@@ -89,9 +122,7 @@ pub fn render_routed(
         push_rfc3339(out, t);
         out.push(b'"');
     };
-    out.extend_from_slice(b"{\"allocation\":");
-    str_(&mut out, allocation);
-    out.extend_from_slice(b",\"event\":{\"endedAt\":");
+    out.extend_from_slice(b"{\"endedAt\":");
     time(&mut out, slice.end);
     out.extend_from_slice(b",\"metadata\":{\"account\":");
     str_(&mut out, &job.account);
@@ -110,21 +141,22 @@ pub fn render_routed(
     out.extend_from_slice(b",\"submit\":");
     time(&mut out, job.key.submit);
     out.extend_from_slice(b",\"tres\":");
-    str_(&mut out, &cfg.metering.tres);
+    str_(&mut out, route.tres);
     out.extend_from_slice(b",\"user\":");
     str_(&mut out, &job.user);
     out.extend_from_slice(b"},\"quantity\":");
     let _ = serde_json::to_writer(&mut out, &quantity);
     out.extend_from_slice(b",\"sku\":");
-    str_(&mut out, sku);
+    str_(&mut out, route.sku);
     out.extend_from_slice(b",\"startedAt\":");
     time(&mut out, slice.start);
     if !job.user.is_empty() {
         out.extend_from_slice(b",\"user\":");
         str_(&mut out, &job.user);
     }
-    out.extend_from_slice(b"}}");
-    String::from_utf8(out).map_err(|e| format!("payload is not UTF-8 (internal error; report it): {e}"))
+    out.push(b'}');
+    // Every piece written is UTF-8 (JSON text of UTF-8 strings, ASCII punctuation and digits).
+    Ok(String::from_utf8(out).unwrap_or_default())
 }
 
 /// `UnixTime::to_rfc3339` (jiff's `Timestamp` display) for years 0000..=9999, hand-written.
@@ -189,14 +221,16 @@ pub fn render_payload_value(
     event.insert("metadata".into(), Value::Object(meta));
     Ok(json!({ "allocation": allocation, "event": Value::Object(event) }).to_string())
 }
-/// A stored payload, read back for sending.
+/// A payload in the stored form, read back (tests).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
     pub allocation: String,
     pub event: Value,
 }
 
-/// Reads a stored payload.
+/// Reads a payload in the stored form (tests).
+#[cfg(test)]
 pub fn parse_payload(text: &str) -> Result<Payload, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("stored payload is not JSON: {e}"))?;
     let allocation = v.get("allocation").and_then(Value::as_str).ok_or("stored payload has no allocation")?.to_string();

@@ -1,12 +1,12 @@
 //! How ACTIVATE prices a run for the shared slice planner: the billed TRES of `[sinks.activate]`
 //! in hours (or GiB-hours), routed to the allocation of the run's account and the SKU of its
-//! partition. A run that maps to nothing is held with the key to add; it is never guessed.
+//! partition (the route also pins the TRES's name the event carries). A run that maps to nothing is held with the key to add; it is never guessed.
 
 use crate::delivery::slices::{Price, Pricing};
 use crate::model::JobRun;
 
 use super::config::ActivateSettings;
-use super::event::{allocation_for, route, sku_for};
+use super::event::Route;
 
 /// ACTIVATE's [`Pricing`].
 pub struct ActivatePricing {
@@ -21,9 +21,8 @@ impl ActivatePricing {
 
 impl Pricing for ActivatePricing {
     fn price(&self, job: &JobRun) -> Result<Price, String> {
-        let allocation = allocation_for(&self.cfg, job)?;
-        let sku = sku_for(&self.cfg, job)?;
+        let route = Route::of(&self.cfg, job)?.encode();
         let m = &self.cfg.metering;
-        Ok(Price { count: m.count(job), unit: m.unit(), route: Some(route(allocation, sku)) })
+        Ok(Price { count: m.count(job), unit: m.unit(), route: Some(route) })
     }
 }

@@ -2,14 +2,14 @@
 //! slice, allocation and SKU the item was planned with, then POSTed; a look-up searches the
 //! allocation the item was routed to. Without a client (dry run, no key) it can only describe.
 
-use crate::delivery::consumer::{Lookup, Outcome, Sender};
+use crate::delivery::consumer::{Lookup, Outcome, RenderError, Sender};
 use crate::delivery::slices::{SentSlice, Slice};
 use crate::ledger::Delivery;
 use crate::model::JobRun;
 
 use super::client::ActivateClient;
 use super::config::ActivateSettings;
-use super::event::{parse_payload, parse_route, render_routed, Payload};
+use super::event::{payload_text, render_event, Route};
 
 /// ACTIVATE's [`Sender`].
 pub struct ActivateSender {
@@ -24,18 +24,21 @@ impl ActivateSender {
         Self { cfg, client, base_url }
     }
 
-    /// An item's request as text: `{"allocation": …, "event": {…}}`, the event being the body.
-    pub fn render(&self, d: &Delivery, run: Option<&JobRun>) -> Result<String, String> {
-        let run = run.ok_or_else(|| format!("item {} has no run in the ledger", d.id))?;
+    /// An item's route and request body: the event, rendered from the run as the ledger holds it
+    /// and the slice, SKU and TRES the item was planned with.
+    pub fn event<'d>(&self, d: &'d Delivery, run: Option<&JobRun>) -> Result<(Route<'d>, String), RenderError> {
+        let run = run.ok_or_else(|| RenderError::NoRun { id: d.id.clone() })?;
         let s = SentSlice::of(d)?;
-        let (allocation, sku) = parse_route(d.route.as_deref())?;
+        let route = Route::decode(d)?;
         let slice = Slice { start: s.start, end: s.end, quantity: 0 };
-        render_routed(&self.cfg, run, &slice, &d.id, s.quantity, allocation, sku)
+        let event = render_event(run, &slice, &d.id, s.quantity, &route)?;
+        Ok((route, event))
     }
 
-    /// [`Self::render`], read back: allocation and event.
-    pub fn payload(&self, d: &Delivery, run: Option<&JobRun>) -> Result<Payload, String> {
-        parse_payload(&self.render(d, run)?)
+    /// An item's request in the schema-4 release's stored form, `{"allocation": …, "event": …}`.
+    pub fn render(&self, d: &Delivery, run: Option<&JobRun>) -> Result<String, RenderError> {
+        let (route, event) = self.event(d, run)?;
+        Ok(payload_text(&route, &event))
     }
 
     fn client(&self) -> Result<&ActivateClient, String> {
@@ -49,9 +52,9 @@ impl Sender for ActivateSender {
             Ok(c) => c,
             Err(reason) => return Outcome::Retry { reason, after_secs: None },
         };
-        match self.payload(d, run) {
-            Ok(p) => client.create(&p.allocation, &p.event),
-            Err(reason) => Outcome::Rejected { reason },
+        match self.event(d, run) {
+            Ok((route, event)) => client.create(route.allocation, event),
+            Err(e) => Outcome::Rejected { reason: e.to_string() },
         }
     }
 
@@ -61,20 +64,19 @@ impl Sender for ActivateSender {
             Err(reason) => return Lookup::Failed { reason },
         };
         // The allocation the item was sent to, whatever the run or the mapping say now.
-        match parse_route(d.route.as_deref()) {
-            Ok((allocation, _)) => client.find(allocation, &d.id),
-            Err(reason) => Lookup::Failed { reason },
+        match Route::decode(d) {
+            Ok(route) => client.find(route.allocation, &d.id),
+            Err(e) => Lookup::Failed { reason: e.to_string() },
         }
     }
 
     fn describe(&self, d: &Delivery, run: Option<&JobRun>) -> String {
-        match self.payload(d, run) {
-            Ok(p) => format!(
-                "POST {}/api/organizations/{}/allocations/{}/usage\n{}",
+        match self.event(d, run) {
+            Ok((route, event)) => format!(
+                "POST {}/api/organizations/{}/allocations/{}/usage\n{event}",
                 self.base_url.as_deref().unwrap_or("{host}"),
                 self.cfg.organization,
-                p.allocation,
-                p.event
+                route.allocation,
             ),
             Err(e) => format!("(cannot render: {e})"),
         }

@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 
 use serde_json::json;
 
-use crate::delivery::consumer::{Consumer, Lookup, Outcome, Sender};
+use crate::delivery::consumer::{Consumer, Lookup, Outcome, RenderError, Sender};
 use crate::delivery::slices::{Price, Pricing, SentSlice, SlicePlanner};
 use crate::ledger::Delivery;
 use crate::model::JobRun;
@@ -44,13 +44,15 @@ impl SinkKind for Jsonl {
     }
 }
 
-/// The billed TRES of `[sinks.jsonl]`; every run is priced (no mapping, no route).
+/// The billed TRES of `[sinks.jsonl]`; every run is priced (no mapping). The route pins the
+/// TRES's name and unit each record carries: `tres`, 0x1F, `unit`.
 struct JsonlPricing(JsonlSettings);
 
 impl Pricing for JsonlPricing {
     fn price(&self, job: &JobRun) -> Result<Price, String> {
         let m = &self.0.metering;
-        Ok(Price { count: m.count(job), unit: m.unit(), route: None })
+        let unit = if m.unit().per_unit == 3600 { "hours" } else { "GiB-hours" };
+        Ok(Price { count: m.count(job), unit: m.unit(), route: Some(format!("{}\u{1f}{unit}", m.tres)) })
     }
 }
 
@@ -64,13 +66,14 @@ impl JsonlSink {
         Self { cfg }
     }
 
-    /// The record of one item: the run as the ledger holds it and the item's slice.
-    pub fn render(&self, d: &Delivery, job: Option<&JobRun>) -> Result<String, String> {
-        let job = job.ok_or_else(|| format!("item {} has no run in the ledger", d.id))?;
+    /// The record of one item: the run as the ledger holds it, the item's slice, and the TRES and
+    /// unit it was planned with.
+    pub fn render(&self, d: &Delivery, job: Option<&JobRun>) -> Result<String, RenderError> {
+        let job = job.ok_or_else(|| RenderError::NoRun { id: d.id.clone() })?;
         let slice = SentSlice::of(d)?;
-        let unit = if self.cfg.metering.unit().per_unit == 3600 { "hours" } else { "GiB-hours" };
-        let quantity: serde_json::Number =
-            slice.quantity.parse().map_err(|_| format!("quantity {:?} is not a number", slice.quantity))?;
+        let bad = || RenderError::BadRoute { id: d.id.clone(), route: d.route.clone() };
+        let (tres, unit) = d.route.as_deref().and_then(|r| r.split_once('\u{1f}')).ok_or_else(bad)?;
+        let quantity = slice.number(&d.id)?;
         Ok(json!({
             "id": d.id,
             "cluster": job.key.cluster.as_str(),
@@ -81,7 +84,7 @@ impl JsonlSink {
             "account": job.account,
             "partition": job.partition,
             "qos": job.qos,
-            "tres": self.cfg.metering.tres,
+            "tres": tres,
             "unit": unit,
             "quantity": quantity,
             "startedAt": slice.start.to_rfc3339(),
@@ -110,7 +113,7 @@ impl Sender for JsonlSink {
     fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
         let record = match self.render(d, run) {
             Ok(r) => r,
-            Err(reason) => return Outcome::Rejected { reason },
+            Err(e) => return Outcome::Rejected { reason: e.to_string() },
         };
         match self.append(&record) {
             Ok(()) => Outcome::Delivered { remote_id: None },
@@ -175,7 +178,7 @@ mod tests {
             key: Some(run().key),
             span: Some((UnixTime(0), UnixTime(1))),
             amount: Some("1.000000".into()),
-            route: None,
+            route: Some("cpu\u{1f}hours".into()),
             total: None,
             state: DeliveryState::Pending,
             attempts: 0,
