@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::collect::{collect_cluster, CollectReport, Since, WindowPolicy};
 use crate::config::SlurmSettings;
 use crate::delivery::consumer::Consumer;
-use crate::delivery::engine::{self, EngineError, ExecReport, PlanReport};
+use crate::delivery::engine::{self, ExecReport, PlanReport};
 use crate::ledger::Ledger;
 use crate::model::{ClusterName, UnixTime};
 use crate::slurm::runner::Runner;
@@ -23,8 +23,6 @@ pub enum PassError {
     Detect(SourceError),
     #[error("finding the local cluster's name: {0}")]
     LocalCluster(SourceError),
-    #[error("{consumer}: {source}")]
-    Engine { consumer: String, source: EngineError },
 }
 
 /// What a pass collects: which clusters, from where.
@@ -59,6 +57,8 @@ pub struct SinkOutcome {
     pub sink: String,
     pub plan: PlanReport,
     pub exec: ExecReport,
+    /// Why planning or sending stopped (the ledger failed); what it did until then is above.
+    pub error: Option<String>,
 }
 
 impl SinkOutcome {
@@ -68,9 +68,9 @@ impl SinkOutcome {
         e.delivered + e.found_already_delivered == 0 && e.retry + e.unknown > 0
     }
 
-    /// A delivery was rejected, or nothing got through.
+    /// A delivery was rejected, nothing got through, or the pass stopped with an error.
     pub fn failed(&self) -> bool {
-        self.exec.rejected > 0 || self.stalled()
+        self.exec.rejected > 0 || self.stalled() || self.error.is_some()
     }
 }
 
@@ -122,22 +122,24 @@ pub fn collect_all(
     Ok(out)
 }
 
-/// Plans and executes each consumer (up to `limit` sends each). slurm-tracker's seeds, if any
-/// were imported, are matched to runs as they are planned.
-pub fn deliver_all(
-    ledger: &mut Ledger,
-    consumers: &[Consumer],
-    limit: u64,
-    now: UnixTime,
-) -> Result<Vec<SinkOutcome>, PassError> {
+/// Plans and executes each consumer (up to `limit` sends each); one that fails does not stop the
+/// others. slurm-tracker's seeds, if any were imported, are matched to runs as they are planned.
+pub fn deliver_all(ledger: &mut Ledger, consumers: &[Consumer], limit: u64, now: UnixTime) -> Vec<SinkOutcome> {
     let mut out = Vec::with_capacity(consumers.len());
     for c in consumers {
-        let err = |source| PassError::Engine { consumer: c.name.clone(), source };
-        let plan = engine::plan(ledger, c, Some(&TrackerSeeds), now).map_err(err)?;
-        let exec = engine::execute(ledger, c, now, limit).map_err(err)?;
-        out.push(SinkOutcome { sink: c.name.clone(), plan, exec });
+        let mut o =
+            SinkOutcome { sink: c.name.clone(), plan: PlanReport::default(), exec: ExecReport::default(), error: None };
+        let result = engine::plan(ledger, c, Some(&TrackerSeeds), now)
+            .map(|p| o.plan = p)
+            .and_then(|()| engine::execute(ledger, c, now, limit))
+            .map(|e| o.exec = e);
+        if let Err(e) = result {
+            tracing::error!(sink = %c.name, error = %e, "delivery stopped");
+            o.error = Some(e.to_string());
+        }
+        out.push(o);
     }
-    Ok(out)
+    out
 }
 
 /// One pass: collect every cluster, then deliver to every consumer (even when a cluster failed:
@@ -150,6 +152,6 @@ pub fn run(
     now: UnixTime,
 ) -> Result<PassReport, PassError> {
     let clusters = collect_all(ledger, collect, now)?;
-    let sinks = deliver_all(ledger, consumers, limit, now)?;
+    let sinks = deliver_all(ledger, consumers, limit, now);
     Ok(PassReport { clusters, sinks })
 }

@@ -78,7 +78,7 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
         dry_run(&ledger, &sinks, now, out)?;
         false
     } else {
-        print_sinks(out, &pass::deliver_all(&mut ledger, &sinks, a.limit.unwrap_or(s.delivery.batch), now)?)?
+        print_sinks(out, &pass::deliver_all(&mut ledger, &sinks, a.limit.unwrap_or(s.delivery.batch), now))?
     };
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -153,6 +153,9 @@ pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome]) -> std::io
                 out,
                 "  {name}: see `slurm-ledger status` for the platform's reasons; `slurm-ledger retry --sink {name}` after a fix"
             )?;
+        }
+        if let Some(e) = &o.error {
+            writeln!(out, "  {name}: FAILED: {e}")?;
         }
         if o.stalled() {
             writeln!(

@@ -41,6 +41,7 @@ pub enum EngineError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PlanReport {
     pub runs_considered: u64,
+    /// Items added to the outbox (and totals raised).
     pub deliveries_planned: u64,
     pub runs_held: u64,
 }

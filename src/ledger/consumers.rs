@@ -171,21 +171,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Stores a run's mark for a consumer.
-    pub fn put_mark(&mut self, consumer: i64, key: &JobKey, m: &RunMark) -> Result<(), LedgerError> {
-        exec_put_mark(&mut self.tx.prepare_cached(PUT_MARK)?, consumer, key, m)
-    }
-
-    /// The mark of a run, read inside this transaction (so two planners cannot overlap).
-    pub fn run_mark(&self, consumer: i64, key: &JobKey) -> Result<RunMark, LedgerError> {
-        Ok(self
-            .tx
-            .prepare_cached(READ_MARK)?
-            .query_row(params![consumer, key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |r| mark_of(r, 0))
-            .optional()?
-            .unwrap_or_default())
-    }
-
     /// Calls `f` on up to `limit` runs changed after `seq`, in change order, each with its mark,
     /// as they are read inside this transaction (`f` may write through [`PlanStatements`]).
     /// Returns the change sequence number of the last run, if there was one.
@@ -218,10 +203,13 @@ impl Writer<'_> {
     /// The writes a planning pass makes for every run, batched into multi-row statements inside
     /// this transaction. Call [`PlanStatements::finish`] before committing.
     pub fn plan_statements(&self, consumer: i64) -> Result<PlanStatements<'_>, LedgerError> {
+        let add = self.tx.prepare_cached(super::outbox::ADD_TO_TOTAL)?;
+        self.open_plans.set(self.open_plans.get() + 1);
         Ok(PlanStatements {
+            open: &self.open_plans,
             tx: &self.tx,
             consumer,
-            add: self.tx.prepare_cached(super::outbox::ADD_TO_TOTAL)?,
+            add,
             marks: Vec::with_capacity(ROWS_PER_STATEMENT),
             items: Vec::with_capacity(ROWS_PER_STATEMENT),
             changed: 0,
@@ -259,7 +247,10 @@ fn exec_put_mark(stmt: &mut CachedStatement<'_>, consumer: i64, key: &JobKey, m:
 
 /// The writes of a planning pass ([`Writer::put_mark`], [`Writer::insert_item`]) gathered into
 /// multi-row statements, inside the writer's transaction; in order, so a run's later mark wins.
+/// Dropped without [`PlanStatements::finish`], its writes are lost and the writer refuses to commit.
 pub struct PlanStatements<'t> {
+    /// The writer's count of unfinished plans: [`PlanStatements::finish`] takes this one off.
+    open: &'t std::cell::Cell<u32>,
     tx: &'t rusqlite::Transaction<'t>,
     consumer: i64,
     add: CachedStatement<'t>,
@@ -295,9 +286,11 @@ impl PlanStatements<'_> {
     }
 
     /// Writes what is gathered; returns how many items were added (or totals changed) in all.
+    /// Until this returns, the transaction cannot commit.
     pub fn finish(mut self) -> Result<u64, LedgerError> {
         self.flush_marks()?;
         self.flush_items()?;
+        self.open.set(self.open.get() - 1);
         Ok(self.changed)
     }
 

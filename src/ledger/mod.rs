@@ -55,6 +55,8 @@ pub enum LedgerError {
     ValueRange { field: &'static str, value: u64 },
     #[error("ledger row {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("a planning pass's writes were not finished before its commit; nothing of it was kept (internal error; report it)")]
+    UnfinishedPlan,
 }
 
 /// An open ledger.
@@ -109,7 +111,7 @@ impl Ledger {
     pub fn writer(&mut self, now: UnixTime) -> Result<Writer<'_>, LedgerError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let seq = read_change_seq(&tx)?;
-        Ok(Writer { tx, seq, now: now.0 })
+        Ok(Writer { tx, seq, now: now.0, open_plans: std::cell::Cell::new(0) })
     }
 
     /// Where the next poll of `cluster` starts, if it was ever polled.
@@ -137,6 +139,8 @@ pub struct Writer<'c> {
     tx: rusqlite::Transaction<'c>,
     seq: i64,
     now: i64,
+    /// Planning writes gathered but not finished ([`PlanStatements`]): a commit is refused.
+    open_plans: std::cell::Cell<u32>,
 }
 
 impl Writer<'_> {
@@ -152,6 +156,9 @@ impl Writer<'_> {
 
     /// Makes everything written durable.
     pub fn commit(self) -> Result<(), LedgerError> {
+        if self.open_plans.get() != 0 {
+            return Err(LedgerError::UnfinishedPlan);
+        }
         self.tx.execute("UPDATE meta SET value = ?1 WHERE key = 'change_seq'", [self.seq])?;
         self.tx.commit()?;
         Ok(())
@@ -161,6 +168,9 @@ impl Writer<'_> {
     /// transaction: a long ingest commits chunk by chunk through one writer. After an error the
     /// writer must be dropped (its transaction, if any is open, rolls back).
     pub fn commit_and_continue(&mut self) -> Result<(), LedgerError> {
+        if self.open_plans.get() != 0 {
+            return Err(LedgerError::UnfinishedPlan);
+        }
         self.tx.execute("UPDATE meta SET value = ?1 WHERE key = 'change_seq'", [self.seq])?;
         // The guard stays: the transaction begun here is the one it commits or rolls back.
         self.tx.execute_batch("COMMIT")?;

@@ -197,15 +197,18 @@ pub(super) const INSERT_ITEM: &str =
          amount, route, state, attempts, next_attempt_at, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, ?10)";
 
-/// An accumulating item: created with its first increment, or its total raised and made due
-/// again (a 0 increment changes nothing). Attempts are kept: an item that ever left is looked
-/// up before it is sent again, and a send in flight for the old total no longer matches.
+/// An accumulating item: created with its first increment, or its total raised (a 0 increment
+/// changes nothing). A raised item that was delivered is due again at once; one waiting to be
+/// retried, sent with its outcome unknown, or rejected stays so (its backoff, its look-up, the
+/// `retry` command), and sends the new total when it goes: a look-up compares the total.
 pub(super) const ADD_TO_TOTAL: &str =
     "INSERT INTO outbox (consumer, key, span_start, span_end, amount, route, total, state,
          attempts, next_attempt_at, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, ?8, ?8)
-     ON CONFLICT (consumer, key) DO UPDATE SET total = total + excluded.total, state = 0,
-         next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at
+     ON CONFLICT (consumer, key) DO UPDATE SET total = total + excluded.total,
+         state = CASE WHEN state = 3 THEN 0 ELSE state END,
+         next_attempt_at = CASE WHEN state = 3 THEN excluded.next_attempt_at ELSE next_attempt_at END,
+         updated_at = excluded.updated_at
      WHERE excluded.total <> 0";
 
 pub(super) fn exec_add_to_total(

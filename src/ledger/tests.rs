@@ -101,3 +101,78 @@ fn file_ledger_survives_reopen_and_refuses_newer_schema() {
     let e = Ledger::open(&p).err().unwrap();
     assert!(e.to_string().contains("upgrade slurm-ledger"), "{e}");
 }
+
+fn total(id: &str, increment: i64) -> NewItem {
+    NewItem { increment: Some(increment), ..NewItem::once(id.into(), None, None, None) }
+}
+
+/// A raised total is due again when it was delivered; a retry keeps its backoff, a sent one its
+/// look-up, a rejected one waits for `retry`; a 0 increment changes nothing.
+#[test]
+fn raising_a_total_respects_its_state() {
+    let mut l = Ledger::open_in_memory().unwrap();
+    let mut w = l.writer(UnixTime(100)).unwrap();
+    let c = w.consumer("totals").unwrap();
+    for id in ["delivered", "retry", "sent", "rejected"] {
+        assert!(w.insert_item(c, None, &total(id, 5)).unwrap());
+    }
+    assert!(!w.insert_item(c, None, &total("never", 0)).unwrap(), "a 0 first increment creates nothing");
+    for (id, to) in [
+        ("delivered", DeliveryState::Delivered),
+        ("retry", DeliveryState::Retry),
+        ("sent", DeliveryState::Sent),
+        ("rejected", DeliveryState::Rejected),
+    ] {
+        assert!(w
+            .mark_delivery_from("totals", id, (DeliveryState::Pending, 0), to, 1, UnixTime(5000), None, None)
+            .unwrap());
+    }
+    w.commit().unwrap();
+    let mut w = l.writer(UnixTime(200)).unwrap();
+    for id in ["delivered", "retry", "sent", "rejected"] {
+        assert!(!w.insert_item(c, None, &total(id, 0)).unwrap(), "{id}: a 0 increment changes nothing");
+        assert!(w.insert_item(c, None, &total(id, 2)).unwrap(), "{id}");
+    }
+    w.commit().unwrap();
+    let by_id: std::collections::BTreeMap<String, Delivery> =
+        l.deliveries("totals", None).unwrap().into_iter().map(|d| (d.id.clone(), d)).collect();
+    assert_eq!(by_id.len(), 4);
+    let state = |id: &str| (by_id[id].state, by_id[id].total, by_id[id].next_attempt_at.0, by_id[id].attempts);
+    assert_eq!(state("delivered"), (DeliveryState::Pending, Some(7), 200, 1), "due again at once");
+    assert_eq!(state("retry"), (DeliveryState::Retry, Some(7), 5000, 1), "its backoff kept");
+    assert_eq!(state("sent"), (DeliveryState::Sent, Some(7), 5000, 1), "looked up when due");
+    assert_eq!(state("rejected"), (DeliveryState::Rejected, Some(7), 5000, 1), "until `retry`");
+}
+
+/// The plan writes go out in multi-row statements: over several full statements and a partial
+/// one, a run's later mark wins over its earlier one in the same statement, every item is
+/// stored once, and writes not finished are refused at commit.
+#[test]
+fn plan_writes_are_batched_in_order_and_must_be_finished() {
+    let mut l = Ledger::open_in_memory().unwrap();
+    let mut w = l.writer(UnixTime(100)).unwrap();
+    let c = w.consumer("c").unwrap();
+    let mut st = w.plan_statements(c).unwrap();
+    let keys: Vec<JobKey> = (0..150u64).map(|i| run(i + 1, 1000, JobState::Running).key).collect();
+    for (i, k) in keys.iter().enumerate() {
+        st.put_mark(k, &RunMark { mark: Some(1), done: false, hold: Some("first".into()) }).unwrap();
+        st.insert_item(k, NewItem::once(format!("item-{i}"), None, Some("1.0".into()), None)).unwrap();
+        st.insert_item(k, NewItem::once(format!("item-{i}"), None, Some("2.0".into()), None)).unwrap();
+        st.put_mark(k, &RunMark { mark: Some(i as i64), done: i % 2 == 0, hold: None }).unwrap();
+    }
+    assert_eq!(st.finish().unwrap(), 150, "each id stored once, the second plan of it ignored");
+    w.commit().unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(l.run_mark("c", k).unwrap(), RunMark { mark: Some(i as i64), done: i % 2 == 0, hold: None });
+    }
+    let items = l.deliveries("c", None).unwrap();
+    assert_eq!(items.len(), 150);
+    assert!(items.iter().all(|d| d.amount.as_deref() == Some("1.0")), "the first plan of an id stands");
+
+    let w = l.writer(UnixTime(200)).unwrap();
+    let mut st = w.plan_statements(c).unwrap();
+    st.put_mark(&keys[0], &RunMark::default()).unwrap();
+    drop(st);
+    assert!(matches!(w.commit(), Err(LedgerError::UnfinishedPlan)), "a plan not finished must not commit");
+    assert_eq!(l.run_mark("c", &keys[0]).unwrap().mark, Some(0), "nothing of it was kept");
+}
