@@ -46,7 +46,10 @@ use slurm_ledger::slurm::parsable::{Item, SacctReader};
 mod synth;
 use synth::{SyntheticDay, DAY_START};
 
+/// Metering and planning the day, pure (issue 3).
 const TARGET_SECS: f64 = 5.0;
+/// Planning the day into the ledger (the speed issue's target).
+const PLAN_TARGET_SECS: f64 = 8.0;
 /// Runs parsed per untimed chunk of the `meter` phase.
 const CHUNK: usize = 20_000;
 /// Runs per transaction when storing the day.
@@ -373,13 +376,25 @@ fn main() {
     let peak = [meter, plan].iter().map(|r| r.get("vmhwm_kb") / 1024.0).fold(0.0, f64::max);
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
     let full = cfg.jobs >= 1_000_000;
-    let time_verdict = |s: f64| if full { verdict(s <= TARGET_SECS) } else { "n/a (not a full day)" };
+    let time_verdict = |s: f64, target: f64| if full { verdict(s <= target) } else { "n/a (not a full day)" };
     println!();
     println!("{:<52} {:>14} {:>14}  result", "target", "measured", "goal");
     let ms = meter.get("secs");
-    println!("{:<52} {:>14.2} {:>14}  {}", "a. meter + plan, pure (decide per run), s", ms, "<= 5", time_verdict(ms));
+    println!(
+        "{:<52} {:>14.2} {:>14}  {}",
+        "a. meter + plan, pure (decide per run), s",
+        ms,
+        "<= 5",
+        time_verdict(ms, TARGET_SECS)
+    );
     let ps = plan.get("secs");
-    println!("{:<52} {:>14.2} {:>14}  {}", "b. plan into the ledger (engine::plan), s", ps, "<= 5", time_verdict(ps));
+    println!(
+        "{:<52} {:>14.2} {:>14}  {}",
+        "b. plan into the ledger (engine::plan), s",
+        ps,
+        "<= 8",
+        time_verdict(ps, PLAN_TARGET_SECS)
+    );
     println!("{:<52} {:>14.1} {:>14}  -", "c. peak RSS MB, meter and plan (VmHWM)", peak, "report");
     println!(
         "{:<52} {:>14} {:>14}  {}",
