@@ -57,8 +57,26 @@ pub struct SinkOutcome {
     pub sink: String,
     pub plan: PlanReport,
     pub exec: ExecReport,
-    /// Why planning or sending stopped (the ledger failed); what it did until then is above.
-    pub error: Option<String>,
+    /// Why planning or sending stopped; what it did until then is above.
+    pub error: Option<SinkFailure>,
+}
+
+/// Why a consumer's pass stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkFailure {
+    /// Its terms changed after items were planned on the old ones: nothing was planned or sent
+    /// until the operator restores them or accepts the change.
+    TermsChanged { message: String, now: String },
+    /// The ledger (or the engine) failed.
+    Other(String),
+}
+
+impl std::fmt::Display for SinkFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TermsChanged { message, .. } | Self::Other(message) => f.write_str(message),
+        }
+    }
 }
 
 impl SinkOutcome {
@@ -135,7 +153,12 @@ pub fn deliver_all(ledger: &mut Ledger, consumers: &[Consumer], limit: u64, now:
             .map(|e| o.exec = e);
         if let Err(e) = result {
             tracing::error!(sink = %c.name, error = %e, "delivery stopped");
-            o.error = Some(e.to_string());
+            o.error = Some(match &e {
+                engine::EngineError::TermsChanged { now, .. } => {
+                    SinkFailure::TermsChanged { message: e.to_string(), now: now.clone() }
+                }
+                _ => SinkFailure::Other(e.to_string()),
+            });
         }
         out.push(o);
     }

@@ -11,7 +11,7 @@ use crate::delivery::consumer::Consumer;
 use crate::delivery::engine::{self, EngineError, Preview};
 use crate::ledger::{DeliveryState, Ledger};
 use crate::model::UnixTime;
-use crate::pass::{self, CollectPlan, SinkOutcome};
+use crate::pass::{self, CollectPlan, SinkFailure, SinkOutcome};
 use crate::slurm::runner::CommandRunner;
 use crate::tracker::TrackerSeeds;
 
@@ -53,6 +53,25 @@ pub struct RetryArgs {
     /// Only this delivery id (as `status` shows it).
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "What a sink bills on (its TRES, basis, unit, period and time zone) is stored when it first
+plans. After a change of any of them, `deliver` refuses that sink (nothing planned, nothing sent)
+until the old settings are back or the change is accepted here. Accepting re-plans nothing: items
+already planned are sent as planned; what accrues from now on (the rest of runs still open, and
+new runs) is billed on the new terms.
+
+Examples:
+  slurm-ledger accept-terms --sink activate --dry-run   # what would change
+  slurm-ledger accept-terms --sink activate")]
+pub struct AcceptTermsArgs {
+    /// The sink whose changed terms to accept.
+    #[arg(long, value_name = "NAME")]
+    pub sink: String,
+    /// Say what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +150,36 @@ pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn accept_terms(cli: &Cli, a: &AcceptTermsArgs) -> anyhow::Result<ExitCode> {
+    let s = settings(cli)?;
+    let sinks = build_sinks(&s, std::slice::from_ref(&a.sink), false)?;
+    let Some((mut ledger, _lock)) = ledger_for_sending(&s, "accept-terms", a.dry_run)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let c = &sinks[0];
+    let name = c.name.as_str();
+    let now = c.planner.terms().unwrap_or_default();
+    let was = ledger.consumer_terms(name)?;
+    if was.as_deref().map_or(true, |w| w == now) {
+        println!("{name}: nothing to accept; it bills on {now}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{name}: items were planned on: {}", was.unwrap_or_default());
+    println!("{name}: the config now says:    {now}");
+    println!(
+        "Items already planned are sent as planned; nothing is re-planned. What accrues from now on is billed on the \
+         new terms: the rest of the {} run(s) still open, and every new run.",
+        ledger.consumer_open_runs(name)?
+    );
+    if a.dry_run {
+        println!("(dry run: nothing changed)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    engine::accept_terms(&mut ledger, c, system_now())?;
+    println!("{name}: accepted; the next `deliver` plans on the new terms");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints what each sink's plan and execute did. Returns whether any delivery was rejected, or
 /// a sink had work and delivered none of it.
 pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome]) -> std::io::Result<bool> {
@@ -156,6 +205,13 @@ pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome]) -> std::io
         }
         if let Some(e) = &o.error {
             writeln!(out, "  {name}: FAILED: {e}")?;
+            if let SinkFailure::TermsChanged { now, .. } = e {
+                writeln!(
+                    out,
+                    "  {name}: restore the old settings of [sinks.{name}], or run `slurm-ledger accept-terms --sink {name}` \
+                     to bill what accrues from now on as: {now}"
+                )?;
+            }
         }
         if o.stalled() {
             writeln!(
@@ -172,7 +228,18 @@ pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome]) -> std::io
 pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &mut dyn Write) -> anyhow::Result<()> {
     for c in sinks {
         let name = c.name.as_str();
-        let Preview { planned, held } = engine::preview(ledger, c, Some(&TrackerSeeds), now)?;
+        let Preview { planned, held } = match engine::preview(ledger, c, Some(&TrackerSeeds), now) {
+            Ok(p) => p,
+            Err(e @ EngineError::TermsChanged { .. }) => {
+                writeln!(out, "{name} (dry run): FAILED: {e}")?;
+                writeln!(
+                    out,
+                    "  {name}: restore the old settings of [sinks.{name}], or see `slurm-ledger accept-terms --help`"
+                )?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let waiting: Vec<_> = ledger
             .deliveries(name, None)?
             .into_iter()

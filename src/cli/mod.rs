@@ -77,6 +77,8 @@ pub enum Command {
     Run(deliver::RunArgs),
     /// Put a sink's rejected deliveries back to pending after fixing the cause.
     Retry(deliver::RetryArgs),
+    /// Accept a sink's changed billing terms (TRES, basis, unit, period, time zone) from now on.
+    AcceptTerms(deliver::AcceptTermsArgs),
     /// Switch from another tool without billing twice (slurm-tracker).
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
@@ -194,6 +196,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliver(a) => deliver::run(&cli, a),
         Command::Run(a) => deliver::run_collect_and_deliver(&cli, a),
         Command::Retry(a) => deliver::retry(&cli, a),
+        Command::AcceptTerms(a) => deliver::accept_terms(&cli, a),
         Command::Migrate(c) => migrate::run(&cli, c),
         Command::Demo(a) => demo::run(a),
     };

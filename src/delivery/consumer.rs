@@ -27,6 +27,13 @@ pub trait Planner {
     /// The route an item of `run` takes now (for `retry` after a mapping was fixed), or why it
     /// still has none.
     fn reroute(&self, run: &JobRun, item: &Delivery) -> Result<Option<String>, String>;
+    /// The terms this planner bills on, as text: what its items mean (for slices: TRES, basis,
+    /// unit, period, zone), not where they go. Items are planned on the terms stored for the
+    /// consumer; a pass with other terms is refused until the change is accepted, so that a
+    /// changed setting never silently re-plans or skips what was already planned.
+    fn terms(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What happened to one send.

@@ -35,6 +35,45 @@ pub enum EngineError {
     RunMissing { consumer: String, id: String, run: String },
     #[error("item {id} of {consumer} still has no route: {reason}")]
     StillUnroutable { consumer: String, id: String, reason: String },
+    #[error(
+        "{consumer}: what it bills changed since its items were planned (was: {was}; now: {now}); nothing was planned or \
+         sent for it. Items already planned keep their terms and nothing is re-planned"
+    )]
+    TermsChanged { consumer: String, was: String, now: String },
+}
+
+/// The consumer's terms against the stored ones: `Ok(Some(terms))` when they are to be stored
+/// (first pass, or nothing planned yet), `Ok(None)` when they match, an error when they changed
+/// after items were planned on the old ones.
+fn check_terms(ledger: &Ledger, consumer: &Consumer) -> Result<Option<String>, EngineError> {
+    let Some(now) = consumer.planner.terms() else { return Ok(None) };
+    match ledger.consumer_terms(&consumer.name)? {
+        Some(was) if was == now => Ok(None),
+        Some(was) if ledger.consumer_has_planned(&consumer.name)? => {
+            Err(EngineError::TermsChanged { consumer: consumer.name.clone(), was, now })
+        }
+        _ => Ok(Some(now)),
+    }
+}
+
+/// Accepts the consumer's current terms after a change: what accrues from now on (the rest of
+/// runs already planned, and new runs) is planned on them; items already planned keep theirs.
+/// Returns the terms before and after, or `None` when nothing changed.
+pub fn accept_terms(
+    ledger: &mut Ledger,
+    consumer: &Consumer,
+    now: UnixTime,
+) -> Result<Option<(String, String)>, EngineError> {
+    let Some(terms) = consumer.planner.terms() else { return Ok(None) };
+    let was = ledger.consumer_terms(&consumer.name)?;
+    if was.as_deref() == Some(terms.as_str()) {
+        return Ok(None);
+    }
+    let mut w = ledger.writer(now)?;
+    let id = w.consumer(&consumer.name)?;
+    w.set_consumer_terms(id, &terms)?;
+    w.commit()?;
+    Ok(Some((was.unwrap_or_else(|| "(none stored)".into()), terms)))
 }
 
 /// What a plan pass did.
@@ -79,9 +118,13 @@ pub fn plan(
     let name = consumer.name.as_str();
     let mut report = PlanReport::default();
     let seeds = pending_seeds(ledger, name, seeds)?;
+    let new_terms = check_terms(ledger, consumer)?;
     // Held runs first: their mapping may have been fixed since.
     let mut w = ledger.writer(now)?;
     let id = w.consumer(name)?;
+    if let Some(t) = &new_terms {
+        w.set_consumer_terms(id, t)?;
+    }
     let held = w.held_runs_marked(id)?;
     let mut st = w.plan_statements(id)?;
     for r in held {
@@ -206,6 +249,7 @@ pub fn preview(
 ) -> Result<Preview, EngineError> {
     let name = consumer.name.as_str();
     let seeds = pending_seeds(ledger, name, seeds)?;
+    check_terms(ledger, consumer)?;
     let mut preview = Preview::default();
     // What a real pass would have written by now: runs already decided, seeds already taken.
     let mut decided: HashSet<JobKey> = HashSet::new();

@@ -210,6 +210,21 @@ impl Metering {
         Ok(Calendar { kind: self.period, tz })
     }
 
+    /// What a sink with these settings bills, as [`Planner::terms`] states it: TRES, basis,
+    /// unit, period and zone (`running_slice` only says how often, so it is not a term).
+    pub fn terms(&self) -> String {
+        let basis = match self.basis {
+            Basis::Allocated => "allocated",
+            Basis::Requested => "requested",
+        };
+        let unit = if self.unit() == Unit::HOURS { "hours" } else { "GiB-hours" };
+        let period = match self.period {
+            PeriodKind::Day => "day",
+            PeriodKind::Month => "month",
+        };
+        format!("tres={} basis={basis} unit={unit} period={period} zone={}", self.tres, self.timezone)
+    }
+
     /// The unit the billed TRES is reported in.
     pub fn unit(&self) -> Unit {
         unit_of(&self.tres)
@@ -260,6 +275,7 @@ pub struct SlicePlanner<P> {
     pricing: P,
     calendar: Calendar,
     min_running_slice_secs: i64,
+    terms: String,
 }
 
 impl<P: Pricing> SlicePlanner<P> {
@@ -269,6 +285,7 @@ impl<P: Pricing> SlicePlanner<P> {
             pricing,
             calendar: metering.calendar()?,
             min_running_slice_secs: metering.running_slice_secs,
+            terms: metering.terms(),
         })
     }
 }
@@ -300,6 +317,10 @@ impl<P: Pricing> Planner for SlicePlanner<P> {
 
     fn reroute(&self, job: &JobRun, _item: &Delivery) -> Result<Option<String>, String> {
         self.pricing.price(job).map(|p| p.route)
+    }
+
+    fn terms(&self) -> Option<String> {
+        Some(self.terms.clone())
     }
 }
 

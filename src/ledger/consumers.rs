@@ -138,6 +138,37 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The terms the consumer's items were planned on (`None`: not stored yet).
+    pub fn consumer_terms(&self, name: &str) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT terms FROM consumers WHERE name = ?1")?
+            .query_row([name], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Runs the consumer has planned and is not done with.
+    pub fn consumer_open_runs(&self, name: &str) -> Result<u64, LedgerError> {
+        let Some(id) = self.consumer_id(name)? else { return Ok(0) };
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM consumer_runs WHERE consumer = ?1 AND done = 0",
+            [id],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Whether the consumer has planned anything: a mark or an item.
+    pub fn consumer_has_planned(&self, name: &str) -> Result<bool, LedgerError> {
+        let Some(id) = self.consumer_id(name)? else { return Ok(false) };
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM consumer_runs WHERE consumer = ?1) OR EXISTS (SELECT 1 FROM outbox WHERE consumer = ?1)",
+            [id],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Whether the consumer has planned or held any run of the cluster.
     pub fn consumer_has_runs(&self, name: &str, cluster: &ClusterName) -> Result<bool, LedgerError> {
         let Some(id) = self.consumer_id(name)? else { return Ok(false) };
@@ -160,6 +191,12 @@ impl Writer<'_> {
             params![name, self.now],
         )?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Stores the terms the consumer's items are planned on from now.
+    pub fn set_consumer_terms(&mut self, consumer: i64, terms: &str) -> Result<(), LedgerError> {
+        self.tx.execute("UPDATE consumers SET terms = ?2 WHERE id = ?1", params![consumer, terms])?;
+        Ok(())
     }
 
     /// Moves the consumer's change-sequence cursor (never backwards).

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_imported_frontiers", include_str!("../../migrations/0003_imported_frontiers.sql")),
     ("0004_settle_asks", include_str!("../../migrations/0004_settle_asks.sql")),
     ("0005_outbox", include_str!("../../migrations/0005_outbox.sql")),
+    ("0006_consumer_terms", include_str!("../../migrations/0006_consumer_terms.sql")),
 ];
 
 /// Brings the schema up to date inside one transaction per migration.

@@ -311,6 +311,9 @@ fn items_planned_before_a_config_change_go_out_as_planned() {
         .replace("alloc-rt", "alloc-new")
         .replace("default_sku = \"standard-compute\"\n", "default_sku = \"other-sku\"\ntres = \"mem\"\n");
     std::fs::write(&site.cfg, text).unwrap();
+    // A changed TRES is refused until accepted (tests/it/terms_change.rs); accepted here.
+    let (code, out, err) = slurm_ledger(&site, &["accept-terms", "--sink", "activate"], None);
+    assert_eq!(code, 0, "{out}\n{err}");
     deliver(&site);
     let events = f.events();
     assert_eq!(events.len(), planned, "every planned item went out once");

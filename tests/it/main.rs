@@ -10,6 +10,7 @@
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
+//! - `terms_change`: a sink's config changed between passes every way it can: billed exactly, or refused until restored or accepted.
 //! - `toy_consumer`: a consumer that is not a slice sink (each finished run recorded once), on the public interface, under kills.
 //! - `toy_totals`: a consumer of totals set on the far side (Waldur's shape): exact per account, unchanged totals not resent, under kills.
 //! - `upgrade`: a ledger written by the schema-4 release (tests/fixtures/ledger-v4) upgraded: nothing lost, nothing billed again.
@@ -29,6 +30,7 @@ mod layers;
 mod malformed;
 mod migrate_tracker;
 mod parsers;
+mod terms_change;
 mod testbed;
 mod toy_consumer;
 mod toy_totals;
