@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use crate::collect::{collect_cluster, CollectReport, Since, WindowPolicy};
-use crate::config::SlurmSettings;
+use crate::config::{ConfigProblem, SlurmSettings};
 use crate::delivery::consumer::Consumer;
 use crate::delivery::engine::{self, ExecReport, PlanReport};
 use crate::ledger::Ledger;
 use crate::model::{ClusterName, UnixTime};
+use crate::sinks::SinkSettings;
 use crate::slurm::runner::Runner;
 use crate::slurm::source::{SlurmSource, SourceError};
 use crate::tracker::TrackerSeeds;
@@ -97,6 +98,9 @@ impl SinkOutcome {
 pub struct PassReport {
     pub clusters: Vec<ClusterOutcome>,
     pub sinks: Vec<SinkOutcome>,
+    /// Why nothing was delivered after the collect: the config does not fit the ledger (a TRES no
+    /// run carries). Each names its key and the fix.
+    pub refused: Vec<ConfigProblem>,
 }
 
 impl PassReport {
@@ -105,6 +109,10 @@ impl PassReport {
         self.clusters.iter().any(ClusterOutcome::failed) || self.sinks.iter().any(SinkOutcome::failed)
     }
 }
+
+/// What is checked against the ledger after the collect, before anything is planned (see
+/// [`check_billed_tres`]).
+pub type Preflight<'a> = dyn FnMut(&Ledger) -> Result<(), Vec<ConfigProblem>> + 'a;
 
 /// Collects each cluster of the plan; a failing cluster does not stop the others.
 pub fn collect_all(
@@ -165,16 +173,131 @@ pub fn deliver_all(ledger: &mut Ledger, consumers: &[Consumer], limit: u64, now:
     out
 }
 
-/// One pass: collect every cluster, then deliver to every consumer (even when a cluster failed:
-/// what the ledger holds is still owed).
+/// Checks, before anything is planned, that each sink bills a TRES that exists: one some run in
+/// the ledger carries (or `cpu`, which every run has), or else one Slurm lists (`slurm_tres`,
+/// asked only then; `None` when Slurm cannot be asked). A mistyped TRES (`gpu` for `gres/gpu`)
+/// would otherwise plan every run as zero usage and lose it for good. A ledger without runs has
+/// nothing to bill yet and is not judged. `only`: the sinks a command uses (empty: all).
+pub fn check_billed_tres(
+    ledger: &Ledger,
+    sinks: &SinkSettings,
+    only: &[String],
+    slurm_tres: &mut dyn FnMut() -> Option<Vec<String>>,
+) -> Result<(), Vec<ConfigProblem>> {
+    let err = |e: crate::ledger::LedgerError| vec![ConfigProblem { key: "ledger".into(), message: e.to_string() }];
+    if ledger.change_seq().map_err(err)? == 0 {
+        return Ok(());
+    }
+    let mut slurm: Option<Option<Vec<String>>> = None;
+    let mut problems = Vec::new();
+    for (sink, m) in sinks.meterings() {
+        if !(only.is_empty() || only.iter().any(|o| o == sink)) || m.tres == "cpu" {
+            continue;
+        }
+        let requested = m.basis == crate::meter::Basis::Requested;
+        if ledger.runs_carry_tres(&m.tres, requested).map_err(err)? {
+            continue;
+        }
+        let listed = slurm.get_or_insert_with(&mut *slurm_tres);
+        if listed.as_ref().is_some_and(|l| l.contains(&m.tres)) {
+            continue;
+        }
+        let mut known = ledger.recent_tres_names(10_000).map_err(err)?;
+        known.extend(listed.iter().flatten().cloned());
+        known.sort();
+        known.dedup();
+        let slurm_says = match listed {
+            Some(_) => "and Slurm does not list it (sacctmgr show tres)",
+            None => "and Slurm could not be asked (sacctmgr show tres)",
+        };
+        problems.push(ConfigProblem {
+            key: format!("sinks.{sink}.tres"),
+            message: format!(
+                "{:?} is carried by no run in the ledger {slurm_says}: billing it would bill nothing. Known TRES: {}; \
+                 e.g. \"gres/gpu\" for GPU-hours, \"mem\" for memory GiB-hours. Nothing was planned",
+                m.tres,
+                known.join(", ")
+            ),
+        });
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// One pass: collect every cluster, check the config against the ledger (`preflight`), then
+/// deliver to every consumer (even when a cluster failed: what the ledger holds is still owed).
 pub fn run(
     ledger: &mut Ledger,
     collect: &CollectPlan<'_>,
     consumers: &[Consumer],
     limit: u64,
     now: UnixTime,
+    preflight: &mut Preflight<'_>,
 ) -> Result<PassReport, PassError> {
     let clusters = collect_all(ledger, collect, now)?;
+    if let Err(refused) = preflight(ledger) {
+        return Ok(PassReport { clusters, sinks: Vec::new(), refused });
+    }
     let sinks = deliver_all(ledger, consumers, limit, now);
-    Ok(PassReport { clusters, sinks })
+    Ok(PassReport { clusters, sinks, refused: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::model::{JobKey, JobRun, Tres};
+
+    fn sinks(tres: &str) -> SinkSettings {
+        Settings::from_toml(&format!("[sinks.jsonl]\ntres = \"{tres}\"\n"), "t").unwrap().sinks
+    }
+
+    #[test]
+    fn a_tres_no_run_carries_is_refused_unless_slurm_lists_it() {
+        let mut ledger = Ledger::open_in_memory().unwrap();
+        // An empty ledger has nothing to bill: not judged.
+        assert!(check_billed_tres(&ledger, &sinks("gpu"), &[], &mut || None).is_ok());
+        let mut w = ledger.writer(UnixTime(100)).unwrap();
+        let mut j = JobRun::new(
+            JobKey { cluster: ClusterName::new("c").unwrap(), job_id_raw: 1, submit: UnixTime(1) },
+            "1".into(),
+        );
+        j.alloc_tres =
+            Tres::from_pairs([("cpu".to_string(), 2), ("gres/gpu:a100".to_string(), 1), ("mem".to_string(), 1 << 30)]);
+        w.upsert_run(&j).unwrap();
+        w.commit().unwrap();
+        for ok in ["cpu", "mem", "gres/gpu", "gres/gpu:a100"] {
+            assert!(
+                check_billed_tres(&ledger, &sinks(ok), &[], &mut || panic!("Slurm asked for {ok}")).is_ok(),
+                "{ok}"
+            );
+        }
+        let listed = || Some(crate::slurm::source::parse_tres_list("Type|Name|ID\ncpu||1\nbilling||5\nenergy||3\n"));
+        assert!(check_billed_tres(&ledger, &sinks("billing"), &[], &mut { listed }).is_ok(), "listed by Slurm");
+        for bad in ["gpu", "cpuz", "billing"] {
+            let e = check_billed_tres(&ledger, &sinks(bad), &[], &mut || None).unwrap_err();
+            assert_eq!(e[0].key, "sinks.jsonl.tres");
+            assert!(
+                e[0].message.contains(&format!("{bad:?}")) && e[0].message.contains("gres/gpu"),
+                "{}",
+                e[0].message
+            );
+        }
+        assert!(
+            check_billed_tres(&ledger, &sinks("gpu"), &["activate".into()], &mut || None).is_ok(),
+            "not this command's sink"
+        );
+    }
+
+    #[test]
+    fn sacctmgr_tres_list_as_recorded() {
+        let text = include_str!("../tests/fixtures/testbed/sacctmgr-tres.txt");
+        assert_eq!(
+            crate::slurm::source::parse_tres_list(text),
+            ["cpu", "mem", "energy", "node", "billing", "fs/disk", "vmem", "pages", "gres/gpu", "gres/gpu:fake"]
+        );
+    }
 }

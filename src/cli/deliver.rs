@@ -16,7 +16,9 @@ use crate::slurm::runner::CommandRunner;
 use crate::tracker::TrackerSeeds;
 
 use super::collect::{clusters_arg, print_clusters};
-use super::{build_sinks, ledger_for_sending, settings, system_now, Cli, UsageError};
+use super::{
+    build_sinks, check_tres, ledger_for_sending, problems_text, settings, system_now, tres_preflight, Cli, UsageError,
+};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -91,6 +93,7 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     let Some((mut ledger, _lock)) = ledger_for_sending(&s, "deliver", a.dry_run)? else {
         return Ok(ExitCode::SUCCESS);
     };
+    check_tres(&s, &ledger, &a.sinks)?;
     let out = &mut std::io::stdout().lock();
     let now = system_now();
     let failed = if a.dry_run {
@@ -116,16 +119,21 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     if a.deliver.dry_run {
         // A dry run must not move cursors either: it plans from what the ledger already holds.
         writeln!(out, "(dry run: not collecting; planning from the ledger as it is)")?;
+        check_tres(&s, &ledger, &a.deliver.sinks)?;
         dry_run(&ledger, &sinks?, now, out)?;
         return Ok(ExitCode::SUCCESS);
     }
     let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters, since: Since::Cursor };
     let limit = a.deliver.limit.unwrap_or(s.delivery.batch);
-    let report = pass::run(&mut ledger, &plan, sinks.as_deref().unwrap_or_default(), limit, now)?;
+    let mut preflight = tres_preflight(&s, &a.deliver.sinks);
+    let report = pass::run(&mut ledger, &plan, sinks.as_deref().unwrap_or_default(), limit, now, &mut preflight)?;
     print_clusters(out, &report.clusters)?;
     // After the collect's report: a sink that could not be built is the operator's to fix.
     sinks?;
+    if !report.refused.is_empty() {
+        return Err(UsageError(problems_text(&report.refused)).into());
+    }
     print_sinks(out, &report.sinks)?;
     Ok(if report.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -54,18 +54,20 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         path.display()
     )?;
     let plan = CollectPlan { runner: &runner, slurm: &settings.slurm, clusters: vec![], since: Since::Cursor };
-    let (jsonl, activate) = demo_sinks(&jsonl_path)?;
+    let (sink_settings, jsonl, activate) = demo_sinks(&jsonl_path)?;
     let jsonl = [jsonl];
     writeln!(
         out,
         "== one pass (what cron's `run` and the daemon repeat): collect, then deliver core-hours to a local JSONL sink ({})",
         jsonl_path.display()
     )?;
-    let first = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT)?;
+    // No Slurm to ask here: the recorded runs must carry the demo sinks' TRES.
+    let mut preflight = |l: &Ledger| pass::check_billed_tres(l, &sink_settings.sinks, &[], &mut || None);
+    let first = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT, &mut preflight)?;
     print_clusters(out, &first.clusters)?;
     print_sinks(out, &first.sinks)?;
     writeln!(out, "\n== the same pass again (same window: no run may change, nothing new may be sent)")?;
-    let second = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT)?;
+    let second = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT, &mut preflight)?;
     print_clusters(out, &second.clusters)?;
     print_sinks(out, &second.sinks)?;
     let failed = usize::from(first.failed()) + usize::from(second.failed());
@@ -117,7 +119,7 @@ gpu = "gpu-compute"
 
 /// The demo's sinks: the local JSONL file, and ACTIVATE offline (no key: it can only show what
 /// it would send).
-fn demo_sinks(jsonl: &std::path::Path) -> anyhow::Result<(Consumer, Consumer)> {
+fn demo_sinks(jsonl: &std::path::Path) -> anyhow::Result<(Settings, Consumer, Consumer)> {
     let text = DEMO_SINKS.replacen(
         "[sinks.jsonl]\n",
         &format!("[sinks.jsonl]\npath = {:?}\n", jsonl.display().to_string()),
@@ -130,7 +132,7 @@ fn demo_sinks(jsonl: &std::path::Path) -> anyhow::Result<(Consumer, Consumer)> {
     let (Some(activate), Some(jsonl)) = (built.next(), built.next()) else {
         anyhow::bail!("the demo config has [sinks.activate] and [sinks.jsonl]")
     };
-    Ok((jsonl, activate))
+    Ok((settings, jsonl, activate))
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {

@@ -21,6 +21,9 @@ use crate::config::{Settings, ENV_CONFIG, ENV_LEDGER};
 use crate::delivery::consumer::{Consumer, EnginePolicy};
 use crate::ledger::Ledger;
 use crate::sinks::BuildCtx;
+use crate::slurm::runner::CommandRunner;
+use crate::slurm::source::SlurmSource;
+use std::time::Duration;
 
 pub use timeargs::{parse_time_arg, system_now};
 
@@ -174,6 +177,30 @@ fn build_sinks(s: &Settings, only: &[String], online: bool) -> anyhow::Result<Ve
         Err(e) if e.is_usage() => Err(UsageError(e.to_string()).into()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Checks each sink's billed TRES against the ledger, and against Slurm's list when no run
+/// carries it (`sacctmgr show tres`, asked only then): a usage error naming the key otherwise.
+fn check_tres(s: &Settings, ledger: &Ledger, only: &[String]) -> anyhow::Result<()> {
+    tres_preflight(s, only)(ledger).map_err(|p| UsageError(problems_text(&p)).into())
+}
+
+/// [`check_tres`] as the pass's preflight.
+fn tres_preflight<'a>(
+    s: &'a Settings,
+    only: &'a [String],
+) -> impl FnMut(&Ledger) -> Result<(), Vec<crate::config::ConfigProblem>> + 'a {
+    move |ledger: &Ledger| {
+        let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
+        let mut ask = || SlurmSource::new(&runner, Duration::from_secs(s.slurm.timeout_secs)).list_tres().ok();
+        crate::pass::check_billed_tres(ledger, &s.sinks, only, &mut ask)
+    }
+}
+
+/// Config problems as `config check` lists them.
+fn problems_text(problems: &[crate::config::ConfigProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect();
+    format!("the config has {} problem(s) with this ledger:\n{}", problems.len(), lines.join("\n"))
 }
 
 /// Retry timing from `[delivery]`.

@@ -587,6 +587,33 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Whether any run carries this TRES (in its AllocTRES, or ReqTRES for `requested`), typed
+    /// entries included (`gres/gpu:a100` carries `gres/gpu`). Stops at the first run found.
+    pub fn runs_carry_tres(&self, name: &str, requested: bool) -> Result<bool, LedgerError> {
+        let column = if requested { "req_tres" } else { "alloc_tres" };
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM job_runs WHERE instr(',' || {column}, ',' || ?1 || '=') > 0 \
+             OR instr(',' || {column}, ',' || ?1 || ':') > 0)"
+        );
+        Ok(self.conn().query_row(&sql, [name], |r| r.get(0))?)
+    }
+
+    /// The TRES names the latest `limit` runs carry (allocated or requested), sorted.
+    pub fn recent_tres_names(&self, limit: u64) -> Result<Vec<String>, LedgerError> {
+        let mut stmt =
+            self.conn().prepare("SELECT alloc_tres, req_tres FROM job_runs ORDER BY change_seq DESC LIMIT ?1")?;
+        let mut names = std::collections::BTreeSet::new();
+        for row in stmt.query_map([limit as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (a, b) = row?;
+            for entry in a.split(',').chain(b.split(',')) {
+                if let Some((name, _)) = entry.split_once('=') {
+                    names.insert(name.split(':').next().unwrap_or(name).to_string());
+                }
+            }
+        }
+        Ok(names.into_iter().filter(|n| !n.is_empty()).collect())
+    }
+
     /// One run by its key.
     pub fn job(&self, key: &JobKey) -> Result<Option<JobRun>, LedgerError> {
         let sql = format!("{SELECT} WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3");

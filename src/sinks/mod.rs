@@ -11,6 +11,7 @@ pub mod activate;
 pub mod jsonl;
 
 use crate::delivery::consumer::{Consumer, EnginePolicy};
+use crate::delivery::slices::Metering;
 use crate::secret::SecretError;
 use crate::validate::Problems;
 
@@ -28,6 +29,11 @@ pub trait SinkKind {
     type Settings: Clone + std::fmt::Debug + PartialEq + Eq + serde::Serialize;
     /// Pure validation: every problem, each naming its key (`sinks.NAME.key`) and the fix.
     fn validate(raw: Self::Raw, problems: &mut Problems) -> Self::Settings;
+    /// How the sink meters runs, if it bills usage (its TRES is checked against the ledger and
+    /// Slurm before anything is planned).
+    fn metering(_settings: &Self::Settings) -> Option<&Metering> {
+        None
+    }
     /// The consumer. `ctx.online`: load keys so it can send; otherwise it can plan and describe.
     fn build(settings: &Self::Settings, ctx: &BuildCtx<'_>) -> Result<Built, SinkError>;
 }
@@ -118,6 +124,15 @@ macro_rules! registry {
             pub fn names(&self) -> Vec<&'static str> {
                 let mut v = Vec::new();
                 $(if self.$name.is_some() { v.push(<$kind as SinkKind>::NAME); })*
+                v
+            }
+
+            /// The metering of each configured sink that bills usage, by name.
+            pub fn meterings(&self) -> Vec<(&'static str, &Metering)> {
+                let mut v = Vec::new();
+                $(if let Some(m) = self.$name.as_ref().and_then(<$kind as SinkKind>::metering) {
+                    v.push((<$kind as SinkKind>::NAME, m));
+                })*
                 v
             }
 

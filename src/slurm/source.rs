@@ -115,6 +115,11 @@ impl<'r> SlurmSource<'r> {
         Ok(SlurmInfo { version, fields })
     }
 
+    /// The TRES slurmdbd knows (`sacctmgr show tres -P`), as their names (`cpu`, `gres/gpu`).
+    pub fn list_tres(&self) -> Result<Vec<String>, SourceError> {
+        Ok(parse_tres_list(&self.runner.run_to_string(&self.inv("sacctmgr", &["show", "tres", "-P"]))?))
+    }
+
     /// The local cluster's name, from `scontrol show config` (asks slurmctld, not slurmdbd).
     pub fn local_cluster(&self) -> Result<ClusterName, SourceError> {
         let text = self.runner.run_to_string(&self.inv("scontrol", &["show", "config"]))?;
@@ -217,6 +222,21 @@ impl PollHandle {
 /// The environment every Slurm command runs with: times in UTC, ISO format.
 pub fn pinned_env() -> Vec<(String, String)> {
     vec![("TZ".into(), "UTC".into()), ("SLURM_TIME_FORMAT".into(), "standard".into())]
+}
+
+/// The names in `sacctmgr show tres -P` output (`Type|Name|ID` rows): `cpu`, `fs/disk`, `gres/gpu`.
+pub fn parse_tres_list(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split('|');
+        let (Some(kind), Some(name)) = (f.next(), f.next()) else { continue };
+        let kind = kind.trim();
+        if kind.is_empty() || kind == "Type" {
+            continue;
+        }
+        out.push(if name.trim().is_empty() { kind.to_string() } else { format!("{kind}/{}", name.trim()) });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -213,3 +213,40 @@ fn a_changed_tres_is_refused_until_restored_or_accepted() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(f.events().len(), billed, "runs already planned are not re-planned");
 }
+
+/// A mistyped TRES (`gpu` for `gres/gpu`, `cpuz`) is a config error before anything is planned:
+/// fixed, every GPU-second is billed, none lost to the typo.
+#[test]
+fn a_mistyped_tres_is_refused_before_anything_is_planned() {
+    let site = site();
+    let f = fake(&["alloc-rt"]);
+    for typo in ["gpu", "cpuz"] {
+        config_at(&site, &f.base_url(), typo);
+        for args in [&["deliver"][..], &["deliver", "--dry-run"][..]] {
+            let (code, out, err) = slurm_ledger(&site, args, Some(KEY));
+            assert_eq!(code, 2, "{args:?} with tres {typo}:\n{out}\n{err}");
+            assert!(
+                err.contains("sinks.activate.tres") && err.contains(&format!("{typo:?}")) && err.contains("gres/gpu"),
+                "{err}"
+            );
+        }
+    }
+    assert!(f.events().is_empty(), "nothing was sent");
+    assert_eq!(Ledger::open(&site.db).unwrap().consumer_cursor("activate").unwrap(), 0, "nothing was planned");
+    config_at(&site, &f.base_url(), "gres/gpu");
+    deliver(&site);
+    let gpu_secs: u128 = Ledger::open(&site.db)
+        .unwrap()
+        .jobs(&slurm_ledger::ledger::JobFilter::default())
+        .unwrap()
+        .iter()
+        // Running runs are billed once 15 minutes have accrued (running_slice); these have not.
+        .filter(|j| j.start.is_some() && j.state.is_final())
+        .map(|j| u128::from(j.alloc_tres.gpus()) * u128::from(j.elapsed_secs))
+        .sum();
+    let billed: u128 = f.events().iter().map(|e| micro(&e.quantity_text)).sum();
+    assert!(gpu_secs > 0);
+    // Rounded per run; within a micro-hour per run of the exact figure.
+    let exact = gpu_secs * 1_000_000 / 3600;
+    assert!(billed.abs_diff(exact) <= 30, "billed {billed} µh, GPU-seconds {gpu_secs}");
+}

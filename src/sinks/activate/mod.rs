@@ -51,6 +51,10 @@ impl SinkKind for Activate {
     type Raw = config::RawActivate;
     type Settings = ActivateSettings;
 
+    fn metering(s: &Self::Settings) -> Option<&crate::delivery::slices::Metering> {
+        Some(&s.metering)
+    }
+
     fn validate(raw: Self::Raw, problems: &mut crate::validate::Problems) -> Self::Settings {
         config::validate(raw, problems)
     }

@@ -32,6 +32,10 @@ impl SinkKind for Jsonl {
     type Raw = config::RawJsonl;
     type Settings = JsonlSettings;
 
+    fn metering(s: &Self::Settings) -> Option<&crate::delivery::slices::Metering> {
+        Some(&s.metering)
+    }
+
     fn validate(raw: Self::Raw, problems: &mut crate::validate::Problems) -> Self::Settings {
         config::validate(raw, problems)
     }
