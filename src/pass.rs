@@ -177,7 +177,8 @@ pub fn deliver_all(ledger: &mut Ledger, consumers: &[Consumer], limit: u64, now:
 /// the ledger carries (or `cpu`, which every run has), or else one Slurm lists (`slurm_tres`,
 /// asked only then; `None` when Slurm cannot be asked). A mistyped TRES (`gpu` for `gres/gpu`)
 /// would otherwise plan every run as zero usage and lose it for good. A ledger without runs has
-/// nothing to bill yet and is not judged. `only`: the sinks a command uses (empty: all).
+/// nothing to bill yet and is not judged, nor is a sink that already planned on these terms (it
+/// was checked then). `only`: the sinks a command uses (empty: all).
 pub fn check_billed_tres(
     ledger: &Ledger,
     sinks: &SinkSettings,
@@ -192,6 +193,10 @@ pub fn check_billed_tres(
     let mut problems = Vec::new();
     for (sink, m) in sinks.meterings() {
         if !(only.is_empty() || only.iter().any(|o| o == sink)) || m.tres == "cpu" {
+            continue;
+        }
+        // Already planned on these very terms: checked then (no scan, no Slurm call per pass).
+        if ledger.consumer_terms(sink).map_err(err)?.is_some_and(|t| t == m.terms()) {
             continue;
         }
         let requested = m.basis == crate::meter::Basis::Requested;
