@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::io::BufRead;
 
 use crate::ledger::{CollectRunRecord, Ledger, LedgerError, OpenRun, PreparedRun, Rejected, Upsert, Writer};
-use crate::model::{ClusterName, JobRun, UnixTime};
+use crate::model::{ClusterName, JobRun, JobState, UnixTime};
 use crate::slurm::parsable::{Item, ParsableError, Quarantined, ReadOptions, SacctReader};
 use crate::slurm::runner::RunError;
 use crate::slurm::source::{SlurmInfo, SlurmSource, SourceError, Window};
@@ -70,13 +70,16 @@ pub struct WindowPolicy {
 }
 
 /// Counts of one ingest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     pub runs_seen: u64,
     pub runs_new: u64,
     pub runs_updated: u64,
     pub runs_unchanged: u64,
     pub quarantined: u64,
+    /// Runs read in a state this reader does not know (a newer Slurm's), by state: stored as
+    /// they are, and billed as not final (never as ended) until Slurm reports a known end.
+    pub unknown_states: std::collections::BTreeMap<String, u64>,
 }
 
 /// What a collect did.
@@ -174,7 +177,7 @@ pub fn collect_cluster(
                     if cursor_kept.is_none() {
                         w.set_cursor(cluster, window.end)?;
                     }
-                    Ok((counts, open_seen))
+                    Ok((counts.clone(), open_seen))
                 }
                 Err(source) => Err(CollectError::Sacct { cluster: cluster.clone(), source }),
             };
@@ -300,6 +303,9 @@ impl Counts {
         self.runs_updated += o.runs_updated;
         self.runs_unchanged += o.runs_unchanged;
         self.quarantined += o.quarantined;
+        for (state, n) in &o.unknown_states {
+            *self.unknown_states.entry(state.clone()).or_default() += n;
+        }
     }
 }
 
@@ -522,6 +528,9 @@ fn write_chunk(
                         let job = run.job();
                         if !job.state.is_final() {
                             open_seen.insert((job.key.job_id_raw, job.key.submit.0));
+                            if let JobState::Other(state) = &job.state {
+                                *counts.unknown_states.entry(state.clone()).or_default() += 1;
+                            }
                         }
                         match runs.upsert(run)? {
                             Upsert::New => counts.runs_new += 1,

@@ -38,7 +38,7 @@ pub struct CollectPlan<'a> {
 /// What one cluster's collect did.
 #[derive(Debug)]
 pub enum ClusterOutcome {
-    Collected(CollectReport),
+    Collected(Box<CollectReport>),
     Failed { cluster: ClusterName, error: String },
 }
 
@@ -137,7 +137,7 @@ pub fn collect_all(
                 if let Some(e) = report.settled.as_ref().and_then(|s| s.error.as_ref()) {
                     tracing::error!(cluster = %cluster, error = %e, "asking sacct for open runs by job id failed");
                 }
-                out.push(ClusterOutcome::Collected(report));
+                out.push(ClusterOutcome::Collected(Box::new(report)));
             }
             Err(e) => {
                 tracing::error!(cluster = %cluster, error = %e, "collect failed");

@@ -150,6 +150,19 @@ fn print_report(out: &mut dyn Write, r: &CollectReport) -> std::io::Result<()> {
     if c.quarantined > 0 {
         write!(out, ", {} quarantined (see `slurm-ledger status`)", c.quarantined)?;
     }
+    let mut unknown = c.unknown_states.clone();
+    for (state, n) in r.settled.iter().flat_map(|s| &s.counts.unknown_states) {
+        *unknown.entry(state.clone()).or_default() += n;
+    }
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        write!(
+            out,
+            ", {} in a state this slurm-ledger does not know ({}): billed as still running until Slurm reports a known end state",
+            unknown.values().sum::<u64>(),
+            list.join(", ")
+        )?;
+    }
     if let Some(s) = &r.settled {
         write!(
             out,

@@ -76,6 +76,14 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
         t.add_row([s.cluster.clone(), s.state.clone(), s.runs.to_string()]);
     }
     writeln!(out, "{t}")?;
+    for s in &st.unknown_states {
+        writeln!(
+            out,
+            "  note: {} run(s) of {} are in state {}, which this slurm-ledger does not know: billed as still running \
+             (never as ended) until Slurm reports a known end state",
+            s.runs, s.cluster, s.state
+        )?;
+    }
     writeln!(out, "\nQuarantined records: {}", st.quarantined_total)?;
     if !st.quarantined_recent.is_empty() {
         let mut t = Table::new();

@@ -45,6 +45,8 @@ pub struct LedgerStatus {
     pub change_seq: i64,
     pub cursors: Vec<CursorRecord>,
     pub states: Vec<StateCount>,
+    /// Of `states`, those this reader does not know (a newer Slurm's): billed as not final.
+    pub unknown_states: Vec<StateCount>,
     pub quarantined_total: u64,
     pub quarantined_recent: Vec<QuarantineRecord>,
     pub last_collects: Vec<CollectRunRecord>,
@@ -104,6 +106,11 @@ impl Ledger {
                 Ok(StateCount { cluster: r.get(0)?, state: r.get(1)?, runs: r.get::<_, i64>(2)? as u64 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        let unknown_states = states
+            .iter()
+            .filter(|s| matches!(crate::model::JobState::from_slurm(&s.state), crate::model::JobState::Other(_)))
+            .cloned()
+            .collect();
         let quarantined_total: i64 = c.query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))?;
         let mut stmt = c.prepare(
             "SELECT cluster, source, slurm_version, window_start, window_end, started_at, finished_at, runs_seen, runs_new,
@@ -137,6 +144,7 @@ impl Ledger {
             change_seq: self.change_seq()?,
             cursors,
             states,
+            unknown_states,
             quarantined_total: quarantined_total as u64,
             quarantined_recent: self.quarantined(recent)?,
             last_collects,
