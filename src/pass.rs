@@ -24,6 +24,8 @@ pub enum PassError {
     Detect(SourceError),
     #[error("finding the local cluster's name: {0}")]
     LocalCluster(SourceError),
+    #[error("reading the collect cursors: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 /// What a pass collects: which clusters, from where.
@@ -128,10 +130,39 @@ pub fn collect_all(
     } else {
         plan.clusters.clone()
     };
+    // A named cluster slurmdbd does not know would read nothing, exit 0 and leave a cursor for a
+    // cluster that does not exist: ask slurmdbd which it knows (when it can be asked), once per
+    // pass and only for clusters never collected (one with a cursor was known then).
+    let mut new_named = false;
+    for c in &plan.clusters {
+        new_named |= ledger.cursor(c)?.is_none();
+    }
+    let known = if !new_named {
+        None
+    } else {
+        match source.list_clusters() {
+            Ok(list) => Some(list),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask slurmdbd for its clusters (sacctmgr show cluster); collecting as named");
+                None
+            }
+        }
+    };
     let policy =
         WindowPolicy { overlap_secs: plan.slurm.overlap_secs, initial_lookback_secs: plan.slurm.initial_lookback_secs };
     let mut out = Vec::with_capacity(clusters.len());
     for cluster in clusters {
+        let unknown = known.as_ref().filter(|k| !k.iter().any(|c| c == cluster.as_str()));
+        if let Some(known) = unknown.filter(|_| ledger.cursor(&cluster).ok().flatten().is_none()) {
+            let error = format!(
+                "slurmdbd knows no cluster {:?} (it knows: {}); check --cluster or [slurm] clusters. Nothing was read",
+                cluster.as_str(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            );
+            tracing::error!(cluster = %cluster, "{error}");
+            out.push(ClusterOutcome::Failed { cluster, error });
+            continue;
+        }
         match collect_cluster(&source, &info, ledger, &cluster, plan.since, now, policy) {
             Ok(report) => {
                 if let Some(e) = report.settled.as_ref().and_then(|s| s.error.as_ref()) {
@@ -254,7 +285,7 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::model::{JobKey, JobRun, Tres};
+    use crate::model::{ClusterName, JobKey, JobRun, Tres};
 
     fn sinks(tres: &str) -> SinkSettings {
         Settings::from_toml(&format!("[sinks.jsonl]\ntres = \"{tres}\"\n"), "t").unwrap().sinks
@@ -295,6 +326,45 @@ mod tests {
             check_billed_tres(&ledger, &sinks("gpu"), &["activate".into()], &mut || None).is_ok(),
             "not this command's sink"
         );
+    }
+
+    /// A named cluster slurmdbd does not know (`sacctmgr show cluster -P`, recorded on the
+    /// testbed) fails by name, reads nothing and leaves no cursor; the known one is collected.
+    #[test]
+    fn an_unknown_cluster_is_named_and_gets_no_cursor() {
+        use crate::demo::{RECORDED_AT, SACCT_HELPFORMAT, SACCT_POLL, SLURM_VERSION};
+        use crate::slurm::runner::{Recording, ReplayRunner};
+        use std::sync::Arc;
+        let runner = ReplayRunner::new(vec![
+            Recording::ok("sacct", &["--version"], Arc::<[u8]>::from(SLURM_VERSION)),
+            Recording::ok("sacct", &["--helpformat"], Arc::<[u8]>::from(SACCT_HELPFORMAT)),
+            Recording::ok(
+                "sacctmgr",
+                &["show", "cluster"],
+                Arc::<[u8]>::from(&include_bytes!("../tests/fixtures/testbed/sacctmgr-cluster.txt")[..]),
+            ),
+            Recording::ok("sacct", &["--parsable2"], Arc::<[u8]>::from(SACCT_POLL)),
+        ]);
+        let slurm = Settings::validate(crate::config::RawConfig::default()).unwrap().slurm;
+        let plan = CollectPlan {
+            runner: &runner,
+            slurm: &slurm,
+            clusters: vec![ClusterName::new("nosuch").unwrap(), ClusterName::new("testcluster").unwrap()],
+            since: crate::collect::Since::Cursor,
+        };
+        let mut ledger = Ledger::open_in_memory().unwrap();
+        let out = collect_all(&mut ledger, &plan, RECORDED_AT).unwrap();
+        match &out[0] {
+            ClusterOutcome::Failed { cluster, error } => {
+                assert_eq!(cluster.as_str(), "nosuch");
+                assert!(error.contains("\"nosuch\"") && error.contains("it knows: testcluster"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&out[1], ClusterOutcome::Collected(r) if r.counts.runs_seen == 28), "{:?}", out[1]);
+        assert_eq!(ledger.cursor(&ClusterName::new("nosuch").unwrap()).unwrap(), None);
+        let polls = runner.calls().iter().filter(|c| c.display().contains("--parsable2")).count();
+        assert_eq!(polls, 1, "the unknown cluster was not polled");
     }
 
     #[test]

@@ -120,6 +120,18 @@ impl<'r> SlurmSource<'r> {
         Ok(parse_tres_list(&self.runner.run_to_string(&self.inv("sacctmgr", &["show", "tres", "-P"]))?))
     }
 
+    /// The clusters slurmdbd knows (`sacctmgr show cluster -P`).
+    pub fn list_clusters(&self) -> Result<Vec<String>, SourceError> {
+        let text = self.runner.run_to_string(&self.inv("sacctmgr", &["show", "cluster", "-P"]))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split('|').next())
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && *c != "Cluster")
+            .map(str::to_string)
+            .collect())
+    }
+
     /// The local cluster's name, from `scontrol show config` (asks slurmctld, not slurmdbd).
     pub fn local_cluster(&self) -> Result<ClusterName, SourceError> {
         let text = self.runner.run_to_string(&self.inv("scontrol", &["show", "config"]))?;

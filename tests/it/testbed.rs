@@ -220,3 +220,26 @@ fn live_run_that_ended_before_the_window_is_settled_by_job_id() {
     assert_eq!(r[0].state, JobState::Completed, "{:#?}", r[0]);
     assert!(r[0].end.is_some() && r[0].elapsed_secs >= 12, "{:#?}", r[0]);
 }
+
+/// `collect --cluster nosuch` on the live Slurm: slurmdbd knows no such cluster, so the collect
+/// fails naming the clusters it knows, reads nothing and leaves no cursor (sacct itself reads
+/// nothing and exits 0 for an unknown cluster).
+#[test]
+fn live_unknown_cluster_is_named_and_gets_no_cursor() {
+    if testbed().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
+        .arg("--ledger")
+        .arg(&db)
+        .args(["collect", "--cluster", "nosuch", "--lookback", "1h"])
+        .env_remove("SLURM_LEDGER_CONFIG")
+        .output()
+        .expect("run collect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("knows no cluster \"nosuch\"") && text.contains("testcluster"), "{text}");
+    assert!(Ledger::open(&db).unwrap().status(0).unwrap().cursors.is_empty(), "a cursor for nosuch");
+}
