@@ -77,6 +77,9 @@ pub struct Counts {
     pub runs_updated: u64,
     pub runs_unchanged: u64,
     pub quarantined: u64,
+    /// Runs whose elapsed time was derived as End − Start − Suspended (the input has no
+    /// ElapsedRaw or Elapsed column).
+    pub elapsed_derived: u64,
     /// Runs read in a state this reader does not know (a newer Slurm's), by state: stored as
     /// they are, and billed as not final (never as ended) until Slurm reports a known end.
     pub unknown_states: std::collections::BTreeMap<String, u64>,
@@ -303,6 +306,7 @@ impl Counts {
         self.runs_updated += o.runs_updated;
         self.runs_unchanged += o.runs_unchanged;
         self.quarantined += o.quarantined;
+        self.elapsed_derived += o.elapsed_derived;
         for (state, n) in &o.unknown_states {
             *self.unknown_states.entry(state.clone()).or_default() += n;
         }
@@ -526,6 +530,7 @@ fn write_chunk(
                     Parsed::Run(run) => {
                         counts.runs_seen += 1;
                         let job = run.job();
+                        counts.elapsed_derived += u64::from(job.elapsed_derived);
                         if !job.state.is_final() {
                             open_seen.insert((job.key.job_id_raw, job.key.submit.0));
                             if let JobState::Other(state) = &job.state {

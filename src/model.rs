@@ -492,6 +492,10 @@ pub struct JobRun {
     pub work_dir: String,
     pub submit_line: String,
     pub db_index: Option<u64>,
+    /// The reader derived `elapsed_secs` as End − Start − Suspended: its input had no ElapsedRaw
+    /// or Elapsed column (a layout older tools record). Said on the collect line; not stored.
+    #[serde(skip)]
+    pub elapsed_derived: bool,
 }
 
 impl JobRun {
@@ -542,6 +546,7 @@ impl JobRun {
             work_dir: String::new(),
             submit_line: String::new(),
             db_index: None,
+            elapsed_derived: false,
         }
     }
 

@@ -150,6 +150,13 @@ fn print_report(out: &mut dyn Write, r: &CollectReport) -> std::io::Result<()> {
     if c.quarantined > 0 {
         write!(out, ", {} quarantined (see `slurm-ledger status`)", c.quarantined)?;
     }
+    if c.elapsed_derived > 0 {
+        write!(
+            out,
+            ", {} with elapsed time derived as End − Start − Suspended (the input has no ElapsedRaw or Elapsed column)",
+            c.elapsed_derived
+        )?;
+    }
     let mut unknown = c.unknown_states.clone();
     for (state, n) in r.settled.iter().flat_map(|s| &s.counts.unknown_states) {
         *unknown.entry(state.clone()).or_default() += n;

@@ -566,12 +566,29 @@ impl Row<'_> {
         job.eligible = v::parse_time(self.get(Field::Eligible), tz)?;
         job.start = v::parse_time(self.get(Field::Start), tz)?;
         job.end = v::parse_time(self.get(Field::End), tz)?;
+        job.suspended_secs = v::parse_duration_ms(self.get(Field::Suspended))? / 1000;
         job.elapsed_secs = if self.has(Field::ElapsedRaw) {
             v::parse_opt_u64("ElapsedRaw", self.get(Field::ElapsedRaw))?.unwrap_or(0)
-        } else {
+        } else if self.has(Field::Elapsed) {
             v::parse_duration_ms(self.get(Field::Elapsed))? / 1000
+        } else {
+            // A layout without either (older tools record such): derive what can be derived,
+            // never bill a run that ran as 0.
+            match (job.start, job.end) {
+                (Some(start), Some(end)) => {
+                    job.elapsed_derived = true;
+                    u64::try_from(end.0 - start.0).unwrap_or(0).saturating_sub(job.suspended_secs)
+                }
+                (Some(_), None) => {
+                    return Err(ValueError(
+                        "the input has no ElapsedRaw or Elapsed column and this run has no End: its billable time cannot be \
+                         known, so it is not stored; record it again with ElapsedRaw in --format"
+                            .into(),
+                    ))
+                }
+                (None, _) => 0,
+            }
         };
-        job.suspended_secs = v::parse_duration_ms(self.get(Field::Suspended))? / 1000;
         job.timelimit_mins = if self.has(Field::TimelimitRaw) {
             v::parse_timelimit_mins(self.get(Field::TimelimitRaw))?
         } else {
