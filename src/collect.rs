@@ -492,8 +492,9 @@ fn write_side<'l>(
     let mut counts = Counts::default();
     let mut open_seen = OpenSeen::new();
     let mut w = ledger.writer(now)?;
+    let input_start = w.seq();
     loop {
-        if write_chunk(&mut w, &end, cluster, source, &mut counts, &mut open_seen)? {
+        if write_chunk(&mut w, &end, cluster, source, &mut counts, &mut open_seen, input_start)? {
             return Ok((counts, open_seen, w));
         }
         w.commit_and_continue()?;
@@ -509,12 +510,14 @@ fn write_chunk(
     source: &str,
     counts: &mut Counts,
     open_seen: &mut OpenSeen,
+    input_start: i64,
 ) -> Result<bool, CollectError> {
     // (cluster, line, raw, reason), written after the runs so the statements stay prepared.
     let mut quarantined: Vec<(ClusterName, u64, String, String)> = Vec::new();
     let (mut n, mut ended) = (0, false);
     {
         let mut runs = w.runs()?;
+        runs.one_input_since(input_start);
         while n < end.chunk {
             let Ok(batch) = end.rx.recv() else {
                 ended = true;
@@ -541,6 +544,22 @@ fn write_chunk(
                             Upsert::New => counts.runs_new += 1,
                             Upsert::Updated => counts.runs_updated += 1,
                             Upsert::Unchanged => counts.runs_unchanged += 1,
+                            Upsert::Conflict { first } => {
+                                counts.runs_seen -= 1;
+                                let j = run.job();
+                                let raw = serde_json::to_string(j).unwrap_or_else(|_| format!("{j:?}"));
+                                let reason = format!(
+                                    "run {} appears twice in this input with other content; the first is kept ({first}), \
+                                     this one is not stored (state {}, ElapsedRaw {}, AllocTRES {}, End {}). Two records \
+                                     of one run: check slurmdbd for duplicate records, or the file for concatenated outputs",
+                                    j.key,
+                                    j.state.as_str(),
+                                    j.elapsed_secs,
+                                    j.alloc_tres.to_canonical(),
+                                    j.end.map_or(0, |t| t.0)
+                                );
+                                quarantined.push((j.key.cluster.clone(), 0, raw, reason));
+                            }
                         }
                     }
                     Parsed::Rejected(Rejected { job, error }) => {

@@ -5,7 +5,8 @@
 //!   looks (the collect line, `status`, `status --format json`) and billed as not final: as
 //!   running time, never as an ended run (item 3); job 26's row says `EXPEDITING`;
 //! - a layout without ElapsedRaw and Elapsed: elapsed is derived as End − Start − Suspended and
-//!   said so, or the run is held in quarantine with the reason, never billed as 0 (item 2).
+//!   said so, or the run is held in quarantine with the reason, never billed as 0 (item 2);
+//! - two rows of one run in one input: the first kept, the other quarantined (item 4).
 
 use std::process::Command;
 
@@ -150,4 +151,33 @@ fn without_an_elapsed_column_elapsed_is_derived_or_the_run_held() {
     }
     assert!(compared >= 20, "{compared}");
     assert!(derived.iter().all(|d| d.key.job_id_raw != 26), "job 26 (running, no End) is not stored as 0");
+}
+
+/// Two rows of one run (same cluster, JobIDRaw and Submit) in one input: the first is kept, the
+/// other is quarantined with what each holds, never silently overwriting a finished run's GPUs
+/// (issue 9, item 4). The input: the recorded poll with job 15's job row appended again, its
+/// GPUs removed from AllocTRES.
+#[test]
+fn two_rows_of_one_run_keep_the_first_and_quarantine_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    let text = String::from_utf8(fixture_bytes("testbed/own-sacct-poll.txt")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split('\u{1f}').collect();
+    let (id, tres) =
+        (header.iter().position(|h| *h == "JobID").unwrap(), header.iter().position(|h| *h == "AllocTRES").unwrap());
+    let row = text.lines().find(|l| l.split('\u{1f}').nth(id) == Some("15")).unwrap();
+    let mut f: Vec<String> = row.split('\u{1f}').map(str::to_string).collect();
+    assert!(f[tres].contains("gres/gpu=1"), "the recording changed: {}", f[tres]);
+    f[tres] = "billing=1,cpu=1,mem=256M,node=1".into();
+    let file = dir.path().join("poll.txt");
+    std::fs::write(&file, format!("{text}{}\n", f.join("\u{1f}"))).unwrap();
+    let (code, out, err) =
+        cli(dir.path(), &["collect", "--from-file", file.to_str().unwrap(), "--file-cluster", "testcluster"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("28 runs read") && out.contains("1 quarantined"), "{out}");
+    let ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    let run = ledger.jobs(&JobFilter { job_id_raw: Some(15), ..Default::default() }).unwrap().remove(0);
+    assert_eq!(run.alloc_tres.gpus(), 1, "the first row's GPU kept");
+    let (_, status, _) = cli(dir.path(), &["status", "--format", "json"]);
+    assert!(status.contains("appears twice in this input") && status.contains("gres/gpu=1"), "{status}");
 }
