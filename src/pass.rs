@@ -244,13 +244,13 @@ pub fn check_billed_tres(
         known.dedup();
         let slurm_says = match listed {
             Some(_) => "and Slurm does not list it (sacctmgr show tres)",
-            None => "and Slurm could not be asked (sacctmgr show tres)",
+            None => "and Slurm was not or could not be asked (sacctmgr show tres)",
         };
         problems.push(ConfigProblem {
             key: format!("sinks.{sink}.tres"),
             message: format!(
                 "{:?} is carried by no run in the ledger {slurm_says}: billing it would bill nothing. Known TRES: {}; \
-                 e.g. \"gres/gpu\" for GPU-hours, \"mem\" for memory GiB-hours. Nothing was planned",
+                 e.g. \"gres/gpu\" for GPU-hours, \"mem\" for memory GiB-hours. Nothing is planned for this sink until it is fixed",
                 m.tres,
                 known.join(", ")
             ),

@@ -4,23 +4,76 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::config::{example, Settings};
+use crate::config::{example, ConfigProblem, Settings};
+use crate::delivery::consumer::EnginePolicy;
+use crate::ledger::Ledger;
+use crate::sinks::BuildCtx;
 
 use super::{Cli, UsageError};
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate the config (and --ledger) and print the settings in effect. Exit 2 on problems.
+    /// Validate the config and its sinks (keys, hosts; the TRES against --ledger) and print the settings in effect. Exit 2 listing every problem.
     Check,
     /// Print a commented example config with every key and its default.
     Example,
+}
+
+/// Every problem of the config at once: TOML and values, then each configured sink as `deliver`
+/// builds it (its key, its host; nothing is sent), then each sink's TRES against the ledger when
+/// it exists (Slurm is not asked: no network). A usage error listing them all, or the settings.
+fn check_everything(cli: &Cli) -> anyhow::Result<(Settings, Option<std::path::PathBuf>)> {
+    let path = match &cli.config {
+        Some(p) => Some(p.clone()),
+        None => Some(std::path::PathBuf::from(crate::config::DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+    };
+    let shown = path.as_ref().map_or_else(|| "(built-in defaults)".to_string(), |p| p.display().to_string());
+    let (mut s, mut problems) = match &path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| UsageError(format!("cannot read config file {}: {e}", p.display())))?;
+            Settings::check_toml(&text)
+        }
+        None => Settings::check_toml(""),
+    };
+    if let Some(p) = &cli.ledger {
+        s.ledger_path = p.clone();
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    let ctx = BuildCtx { online: true, env: &env, policy: EnginePolicy::default() };
+    for name in s.sinks.names() {
+        match crate::sinks::build(&s.sinks, &[name.to_string()], &ctx) {
+            Ok(built) => built.iter().flat_map(|b| &b.warnings).for_each(|w| eprintln!("warning: {w}")),
+            Err(e) => problems.push(ConfigProblem { key: format!("sinks.{name}"), message: e.to_string() }),
+        }
+    }
+    if s.ledger_path.exists() {
+        match Ledger::open_read_only(&s.ledger_path) {
+            Ok(ledger) => {
+                if let Err(p) = crate::pass::check_billed_tres(&ledger, &s.sinks, &[], &mut || None) {
+                    problems.extend(p);
+                }
+            }
+            Err(e) => eprintln!("note: the ledger's TRES were not checked: {e}"),
+        }
+    }
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect();
+        return Err(UsageError(format!(
+            "config file {shown} has {} problem(s):\n{}",
+            problems.len(),
+            lines.join("\n")
+        ))
+        .into());
+    }
+    Ok((s, path))
 }
 
 pub fn run(cli: &Cli, c: &ConfigCommand) -> anyhow::Result<ExitCode> {
     match c {
         ConfigCommand::Example => print!("{}", example()),
         ConfigCommand::Check => {
-            let (mut s, path) = Settings::load(cli.config.as_deref()).map_err(|e| UsageError(e.to_string()))?;
+            let (mut s, path) = check_everything(cli)?;
             if let Some(p) = &cli.ledger {
                 s.ledger_path = p.clone();
             }

@@ -54,30 +54,64 @@ pub struct SlurmSettings {
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("config file {path} is not valid TOML for slurm-ledger: {message}")]
-    Syntax { path: String, message: String },
     #[error("config file {path} has {} problem(s):\n{}", .problems.len(), .problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n"))]
     Invalid { path: String, problems: Vec<ConfigProblem> },
 }
 
-/// A TOML error as `line N: message`, without the offending line's text: a secret pasted into
-/// the wrong key (`api_key = "…"`) must not reach a terminal, cron mail or a log.
-fn syntax_message(text: &str, e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("line {line}: {}", e.message().trim_end())
+/// Reads TOML text into the raw config, going on past each problem: a key that is unknown or of
+/// the wrong type, or a line that is not TOML, is reported (by line, never quoting its text: a
+/// secret pasted into the wrong key must not reach a terminal) and left out, and reading starts
+/// over without it, so every such problem is listed in one run. A table header that is the
+/// problem is left out with its keys.
+fn parse_lenient(text: &str) -> (RawConfig, Vec<ConfigProblem>) {
+    let mut text = text.to_string();
+    let mut problems = Vec::new();
+    for _ in 0..64 {
+        let e = match toml::from_str::<RawConfig>(&text) {
+            Ok(raw) => return (raw, problems),
+            Err(e) => e,
+        };
+        let Some(span) = e.span() else { break };
+        let line_no = text[..span.start.min(text.len())].matches('\n').count();
+        problems
+            .push(ConfigProblem { key: format!("line {}", line_no + 1), message: e.message().trim_end().to_string() });
+        let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+        let Some(first) = lines.get(line_no) else { break };
+        if first.trim().is_empty() {
+            break; // nothing left to leave out: the rest cannot be read
         }
-        None => e.message().trim_end().to_string(),
+        let header = first.trim_start().starts_with('[');
+        let mut i = line_no;
+        loop {
+            lines[i] = " ".repeat(lines[i].chars().count());
+            i += 1;
+            if !header || i >= lines.len() || lines[i].trim_start().starts_with('[') {
+                break;
+            }
+        }
+        text = lines.join("\n");
     }
+    (RawConfig::default(), problems)
 }
 
 impl Settings {
     /// Parses TOML text; `path` is only for messages.
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Syntax { path: path.into(), message: syntax_message(text, &e) })?;
-        Self::validate(raw).map_err(|problems| ConfigError::Invalid { path: path.into(), problems })
+        let (settings, problems) = Self::check_toml(text);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError::Invalid { path: path.into(), problems })
+        }
+    }
+
+    /// Every problem of a config text at once (TOML, then values), with the settings as far as
+    /// they could be read (a bad value takes its default): what `config check` builds on.
+    pub fn check_toml(text: &str) -> (Self, Vec<ConfigProblem>) {
+        let (raw, mut problems) = parse_lenient(text);
+        let (settings, more) = Self::validate_lenient(raw);
+        problems.extend(more);
+        (settings, problems)
     }
 
     /// Loads the named config, or the default path if it exists, or built-in defaults.
@@ -101,6 +135,15 @@ impl Settings {
 
     /// Pure validation: every problem, each with its key and fix.
     pub fn validate(raw: RawConfig) -> Result<Self, Vec<ConfigProblem>> {
+        match Self::validate_lenient(raw) {
+            (s, p) if p.is_empty() => Ok(s),
+            (_, p) => Err(p),
+        }
+    }
+
+    /// [`Settings::validate`], returning the settings as far as they are valid (a bad value
+    /// takes its default) with every problem.
+    pub fn validate_lenient(raw: RawConfig) -> (Self, Vec<ConfigProblem>) {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String| problems.push(ConfigProblem { key: key.into(), message });
 
@@ -171,10 +214,7 @@ impl Settings {
             problem("log.level", format!("is {log_level:?}; use one of error, warn, info, debug, trace"));
         }
         let sinks = crate::sinks::validate(raw.sinks, &mut problems);
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(Self {
+        let settings = Self {
             ledger_path,
             slurm: SlurmSettings {
                 clusters,
@@ -191,7 +231,8 @@ impl Settings {
                 max_backoff_secs: max_backoff_secs.max(retry_backoff_secs),
                 batch: batch.max(1) as u64,
             },
-        })
+        };
+        (settings, problems)
     }
 }
 

@@ -209,3 +209,39 @@ fn import_of_a_recorded_sacct_json_document() {
     assert_eq!(code, 1);
     assert!(err.contains("sacct.json") && err.contains("not `sacct --parsable2` output"), "{err}");
 }
+
+/// `config check` lists every problem in one run, each with its key and fix (issue 9, item 11):
+/// an unknown key, two bad values, a sink without its API key, and a TRES no run in the ledger
+/// carries; and it says nothing of the secret it reads. Nothing is sent anywhere.
+#[test]
+fn config_check_lists_every_problem_at_once_sinks_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let (code, _, err) = run(bin().arg("demo").arg("--into").arg(&db));
+    assert_eq!(code, 0, "{err}");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[slurm]\novelap = \"15m\"\ntimeout_secs = 0\n[log]\nlevel = \"loud\"\n\
+         [sinks.activate]\norganization = \"acme\"\nhost = \"https://activate.example.org\"\n\
+         [sinks.jsonl]\npath = \"/tmp/never-written.jsonl\"\ntres = \"cpuz\"\n",
+    )
+    .unwrap();
+    let mut c = bin();
+    c.env_remove("PW_API_KEY").env_remove("SLURM_LEDGER_ACTIVATE_API_KEY").env_remove("PW_PLATFORM_HOST");
+    let (code, out, err) = run(c.args(["config", "check", "--config"]).arg(&cfg).arg("--ledger").arg(&db));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("5 problem(s)"), "{err}");
+    for (key, says) in [
+        ("line 2", "unknown field `ovelap`"),
+        ("slurm.timeout_secs", "1 to 86400"),
+        ("log.level", "loud"),
+        ("sinks.activate", "API key"),
+        ("sinks.jsonl.tres", "\"cpuz\""),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(&format!("- {key}:")) && l.contains(says)),
+            "{key} ({says}) missing:\n{err}"
+        );
+    }
+}
