@@ -77,6 +77,9 @@ pub struct Counts {
     pub runs_updated: u64,
     pub runs_unchanged: u64,
     pub quarantined: u64,
+    /// Of `quarantined`, records never quarantined before (a bad row re-read by an overlapping
+    /// window is not new).
+    pub quarantined_new: u64,
     /// Runs whose elapsed time was derived as End − Start − Suspended (the input has no
     /// ElapsedRaw or Elapsed column).
     pub elapsed_derived: u64,
@@ -306,6 +309,7 @@ impl Counts {
         self.runs_updated += o.runs_updated;
         self.runs_unchanged += o.runs_unchanged;
         self.quarantined += o.quarantined;
+        self.quarantined_new += o.quarantined_new;
         self.elapsed_derived += o.elapsed_derived;
         for (state, n) in &o.unknown_states {
             *self.unknown_states.entry(state.clone()).or_default() += n;
@@ -579,7 +583,7 @@ fn write_chunk(
     }
     for (cluster, line, raw, reason) in quarantined {
         counts.quarantined += 1;
-        w.quarantine(&cluster, source, line, &raw, &reason)?;
+        counts.quarantined_new += u64::from(w.quarantine(&cluster, source, line, &raw, &reason)?);
     }
     Ok(ended)
 }

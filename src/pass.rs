@@ -45,6 +45,18 @@ pub enum ClusterOutcome {
 }
 
 impl ClusterOutcome {
+    /// Something an admin must look at: a failure, or records quarantined for the first time.
+    pub fn needs_a_hand(&self) -> bool {
+        match self {
+            Self::Collected(r) => {
+                self.failed()
+                    || r.counts.quarantined_new > 0
+                    || r.settled.as_ref().is_some_and(|s| s.counts.quarantined_new > 0)
+            }
+            Self::Failed { .. } => true,
+        }
+    }
+
     /// The collect failed, or asking for open runs by job id did.
     pub fn failed(&self) -> bool {
         match self {
@@ -87,6 +99,11 @@ impl SinkOutcome {
     pub fn stalled(&self) -> bool {
         let e = &self.exec;
         e.delivered + e.found_already_delivered == 0 && e.retry + e.unknown > 0
+    }
+
+    /// Something an admin must look at: a failure, or runs held (a mapping to add).
+    pub fn needs_a_hand(&self) -> bool {
+        self.failed() || self.plan.runs_held > 0
     }
 
     /// A delivery was rejected, nothing got through, or the pass stopped with an error.

@@ -109,7 +109,9 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
             import_file(&mut ledger, input, opts, &label, now)
         }
         .with_context(|| format!("importing {}", file.display()))?;
-        print_report(out, &report)?;
+        if !cli.quiet || report.counts.quarantined_new > 0 {
+            print_report(out, &report)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let since = match (&a.since, &a.lookback) {
@@ -121,13 +123,14 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
     };
     let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters: clusters_arg(&s, &a.clusters)?, since };
-    let failed = print_clusters(out, &pass::collect_all(&mut ledger, &plan, now)?)?;
+    let failed = print_clusters(out, &pass::collect_all(&mut ledger, &plan, now)?, cli.quiet)?;
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Prints what each cluster's collect did. Returns how many failed.
-pub(crate) fn print_clusters(out: &mut dyn Write, outcomes: &[ClusterOutcome]) -> std::io::Result<usize> {
-    for o in outcomes {
+/// Prints what each cluster's collect did (with `quiet`, only what needs a hand: cron mails any
+/// output). Returns how many failed.
+pub(crate) fn print_clusters(out: &mut dyn Write, outcomes: &[ClusterOutcome], quiet: bool) -> std::io::Result<usize> {
+    for o in outcomes.iter().filter(|o| !quiet || o.needs_a_hand()) {
         match o {
             ClusterOutcome::Collected(report) => print_report(out, report)?,
             ClusterOutcome::Failed { cluster, error } => writeln!(out, "{cluster}: FAILED: {error}")?,

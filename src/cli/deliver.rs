@@ -100,7 +100,7 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
         dry_run(&ledger, &sinks, now, out)?;
         false
     } else {
-        print_sinks(out, &pass::deliver_all(&mut ledger, &sinks, a.limit.unwrap_or(s.delivery.batch), now))?
+        print_sinks(out, &pass::deliver_all(&mut ledger, &sinks, a.limit.unwrap_or(s.delivery.batch), now), cli.quiet)?
     };
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -128,13 +128,13 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     let limit = a.deliver.limit.unwrap_or(s.delivery.batch);
     let mut preflight = tres_preflight(&s, &a.deliver.sinks);
     let report = pass::run(&mut ledger, &plan, sinks.as_deref().unwrap_or_default(), limit, now, &mut preflight)?;
-    print_clusters(out, &report.clusters)?;
+    print_clusters(out, &report.clusters, cli.quiet)?;
     // After the collect's report: a sink that could not be built is the operator's to fix.
     sinks?;
     if !report.refused.is_empty() {
         return Err(UsageError(problems_text(&report.refused)).into());
     }
-    print_sinks(out, &report.sinks)?;
+    print_sinks(out, &report.sinks, cli.quiet)?;
     Ok(if report.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -188,10 +188,10 @@ pub fn accept_terms(cli: &Cli, a: &AcceptTermsArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints what each sink's plan and execute did. Returns whether any delivery was rejected, or
-/// a sink had work and delivered none of it.
-pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome]) -> std::io::Result<bool> {
-    for o in sinks {
+/// Prints what each sink's plan and execute did (with `quiet`, only what needs a hand). Returns
+/// whether any delivery was rejected, or a sink had work and delivered none of it.
+pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome], quiet: bool) -> std::io::Result<bool> {
+    for o in sinks.iter().filter(|o| !quiet || o.needs_a_hand()) {
         let (name, plan, exec) = (&o.sink, &o.plan, &o.exec);
         writeln!(
             out,

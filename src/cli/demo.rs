@@ -64,12 +64,12 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     // No Slurm to ask here: the recorded runs must carry the demo sinks' TRES.
     let mut preflight = |l: &Ledger| pass::check_billed_tres(l, &sink_settings.sinks, &[], &mut || None);
     let first = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT, &mut preflight)?;
-    print_clusters(out, &first.clusters)?;
-    print_sinks(out, &first.sinks)?;
+    print_clusters(out, &first.clusters, false)?;
+    print_sinks(out, &first.sinks, false)?;
     writeln!(out, "\n== the same pass again (same window: no run may change, nothing new may be sent)")?;
     let second = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT, &mut preflight)?;
-    print_clusters(out, &second.clusters)?;
-    print_sinks(out, &second.sinks)?;
+    print_clusters(out, &second.clusters, false)?;
+    print_sinks(out, &second.sinks, false)?;
     let failed = usize::from(first.failed()) + usize::from(second.failed());
     writeln!(out, "\n== Slurm calls made (one sacct query per poll):")?;
     for c in runner.calls() {

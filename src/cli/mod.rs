@@ -55,7 +55,7 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 
-    /// Only errors on stderr.
+    /// Quiet, for cron: only errors on stderr, and collect/deliver/run print only what needs a hand (failures, new quarantine, held runs, rejected deliveries).
     #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
     pub quiet: bool,
 

@@ -245,3 +245,30 @@ fn config_check_lists_every_problem_at_once_sinks_included() {
         );
     }
 }
+
+/// `-q` (cron) prints nothing unless something needs a hand (issue 9, item 9): a clean collect
+/// and delivery are silent; a record quarantined for the first time is said, once.
+#[test]
+fn quiet_prints_only_what_needs_a_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, cfg) = (dir.path().join("ledger.db"), dir.path().join("c.toml"));
+    let usage = dir.path().join("usage.jsonl");
+    std::fs::write(&cfg, format!("[sinks.jsonl]\npath = {:?}\nrunning_slice = \"1m\"\n", usage.display().to_string()))
+        .unwrap();
+    let poll = fixture("testbed/own-sacct-poll.txt");
+    let cli = |args: &[&str]| run(bin().arg("-q").arg("--config").arg(&cfg).arg("--ledger").arg(&db).args(args));
+    let (code, out, err) = cli(&["collect", "--from-file", poll.to_str().unwrap(), "--file-cluster", "testcluster"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let (code, out, err) = cli(&["deliver"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert_eq!(std::fs::read_to_string(&usage).unwrap().lines().count(), 24, "delivered all the same");
+    // A record that cannot be read: said the first time, not when the same file is read again.
+    let bad = dir.path().join("bad.txt");
+    let mut text = std::fs::read_to_string(&poll).unwrap();
+    text.push_str("not\u{1f}a\u{1f}job\n");
+    std::fs::write(&bad, text).unwrap();
+    let (code, out, _) = cli(&["collect", "--from-file", bad.to_str().unwrap(), "--file-cluster", "testcluster"]);
+    assert!(code == 0 && out.contains("1 quarantined"), "{out}");
+    let (code, out, _) = cli(&["collect", "--from-file", bad.to_str().unwrap(), "--file-cluster", "testcluster"]);
+    assert_eq!((code, out.as_str()), (0, ""), "the same quarantined record again is not news");
+}
