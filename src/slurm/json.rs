@@ -65,6 +65,11 @@ pub enum JsonError {
     NoJobs { what: &'static str, found: String },
     #[error("{what} reported errors and returned no jobs: {errors}")]
     SlurmErrors { what: &'static str, errors: String },
+    #[error(
+        "this is `squeue --json` output (live jobs: their times and usage are not final), not accounting records; \
+         nothing was imported. Import `sacct --json` (or `sacct --parsable2`) output"
+    )]
+    Squeue,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,6 +672,14 @@ fn legacy_req_mem(mem_mb: u128, cpus: u32, nodes: u32, req_mem_tres: Option<u64>
 /// holding the job's JSON. A document that is not JSON, or has no `jobs` array, is an error.
 pub fn read_sacct_json(text: &str, default_cluster: &ClusterName) -> Result<Vec<Item>, JsonError> {
     let (jobs, lines) = parse_document(text, "sacct --json")?;
+    // squeue's jobs keep their submit time and state at the top (`submit_time`, `job_state`);
+    // slurmdbd's under `time` and `state`.
+    if jobs
+        .first()
+        .is_some_and(|j| j.get("time").is_none() && (j.get("submit_time").is_some() || j.get("job_state").is_some()))
+    {
+        return Err(JsonError::Squeue);
+    }
     Ok(jobs
         .iter()
         .zip(lines)

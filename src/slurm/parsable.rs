@@ -52,6 +52,8 @@ pub struct Layout {
 /// Errors that stop the whole stream (as opposed to one row).
 #[derive(Debug, thiserror::Error)]
 pub enum ParsableError {
+    #[error("this is `{0}` output, not `sacct --parsable2` job records; nothing was imported. Import sacct output (sacct --parsable2 with JobIDRaw in --format)")]
+    OtherCommand(&'static str),
     #[error("sacct output has no {0} column: it cannot be keyed; request it in --format")]
     MissingColumn(&'static str),
     #[error("sacct output is empty: expected a header line")]
@@ -60,6 +62,24 @@ pub enum ParsableError {
     NotParsable(String),
     #[error("reading sacct output: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The Slurm command whose `-P`/`--parsable2` output starts with these columns, when it is not
+/// sacct's (recorded on the testbed: `tests/fixtures/testbed/`).
+fn other_command(names: &[&str]) -> Option<&'static str> {
+    let starts = |cols: &[&str]| names.len() >= cols.len() && names.iter().zip(cols).all(|(a, b)| a == b);
+    Some(match () {
+        _ if starts(&["JOBID", "NAME", "USER"]) || starts(&["JOBID", "PARTITION"]) => "squeue",
+        _ if starts(&["Type", "Name", "ID"]) => "sacctmgr show tres",
+        _ if starts(&["Cluster", "ControlHost"]) => "sacctmgr show cluster",
+        _ if starts(&["Cluster", "Account", "User", "Partition"]) => "sacctmgr show association",
+        _ if starts(&["Account", "Descr", "Org"]) => "sacctmgr show account",
+        _ if starts(&["User", "Def Acct"]) => "sacctmgr show user",
+        _ if starts(&["Name", "Priority", "GraceTime"]) => "sacctmgr show qos",
+        _ if starts(&["WCKey", "Cluster", "User"]) => "sacctmgr show wckey",
+        _ if starts(&["Account", "User", "RawShares"]) => "sshare",
+        _ => return None,
+    })
 }
 
 impl Layout {
@@ -324,7 +344,10 @@ impl<R: BufRead> SacctReader<R> {
                         None => return Err(ParsableError::NotParsable(header.chars().take(40).collect())),
                     }
                 }
-                let names: Vec<&str> = header.split(self.opts.delimiter as char).collect();
+                let names: Vec<&str> = header.split(self.opts.delimiter as char).map(str::trim).collect();
+                if let Some(what) = other_command(&names) {
+                    return Err(ParsableError::OtherCommand(what));
+                }
                 let l = std::sync::Arc::new(Layout::from_names(&names)?);
                 self.layout = Some(l.clone());
                 l

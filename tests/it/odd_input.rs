@@ -6,7 +6,8 @@
 //!   running time, never as an ended run (item 3); job 26's row says `EXPEDITING`;
 //! - a layout without ElapsedRaw and Elapsed: elapsed is derived as End − Start − Suspended and
 //!   said so, or the run is held in quarantine with the reason, never billed as 0 (item 2);
-//! - two rows of one run in one input: the first kept, the other quarantined (item 4).
+//! - two rows of one run in one input: the first kept, the other quarantined (item 4);
+//! - another command's output (`squeue --json`, sacctmgr text) refused by name (item 7).
 
 use std::process::Command;
 
@@ -180,4 +181,28 @@ fn two_rows_of_one_run_keep_the_first_and_quarantine_the_other() {
     assert_eq!(run.alloc_tres.gpus(), 1, "the first row's GPU kept");
     let (_, status, _) = cli(dir.path(), &["status", "--format", "json"]);
     assert!(status.contains("appears twice in this input") && status.contains("gres/gpu=1"), "{status}");
+}
+
+/// Another command's output fed to `collect --from-file` is refused by name, nothing imported,
+/// nothing quarantined (issue 9, item 7): `squeue --json` (live jobs: times and usage not final;
+/// it used to be accepted with one quarantine entry per job) and sacctmgr's text (it used to be
+/// called "no JobIDRaw column"). The testbed's own recordings.
+#[test]
+fn another_commands_output_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    for (file, says) in [
+        ("testbed/squeue.json", "`squeue --json` output"),
+        ("testbed/sacctmgr-assoc.txt", "`sacctmgr show association` output"),
+    ] {
+        let path = crate::common::fixture(file);
+        let (code, out, err) =
+            cli(dir.path(), &["collect", "--from-file", path.to_str().unwrap(), "--file-cluster", "testcluster"]);
+        assert_ne!(code, 0, "{file}: {out}");
+        assert!(err.contains(says) && err.contains("nothing was imported"), "{file}: {err}");
+    }
+    let (_, status, _) = cli(dir.path(), &["status", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["quarantined_total"], 0, "{status}");
+    assert_eq!(v["total_runs"], 0, "{status}");
 }
