@@ -106,7 +106,8 @@ impl fmt::Display for JobKey {
 }
 
 /// Slurm job states. `Other` keeps any state this version does not know, never dropping it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Serialized as Slurm spells it (`COMPLETED`), as the tables print it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JobState {
     Pending,
     Running,
@@ -194,6 +195,33 @@ impl JobState {
             Self::Other(s) => s,
         }
     }
+
+    /// Every state this reader knows, as Slurm spells them.
+    pub const KNOWN: [&'static str; 23] = [
+        "PENDING",
+        "RUNNING",
+        "SUSPENDED",
+        "COMPLETING",
+        "CONFIGURING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "RESIZING",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+        "SPECIAL_EXIT",
+        "REVOKED",
+        "COMPLETED",
+        "CANCELLED",
+        "FAILED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "OUT_OF_MEMORY",
+    ];
 
     /// True when this run of the job will not change any more: it ended (any terminal state),
     /// or it was requeued or resized (Slurm starts a new record with a new submit time and
@@ -584,6 +612,18 @@ impl JobRun {
     }
 }
 
+impl Serialize for JobState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for JobState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::from_slurm(&String::deserialize(d)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,5 +684,10 @@ mod tests {
         assert!(!JobState::Running.is_final());
         assert!(!JobState::Suspended.is_final());
         assert_eq!(JobState::from_slurm("WEIRD_NEW"), JobState::Other("WEIRD_NEW".into()));
+        for name in JobState::KNOWN {
+            let s = JobState::from_slurm(name);
+            assert!(!matches!(s, JobState::Other(_)) && s.as_str() == name, "{name}");
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{name}\""));
+        }
     }
 }

@@ -65,6 +65,27 @@ pub enum FileFormat {
     Json,
 }
 
+/// Slurm keeps nothing from before this (2000-01-01T00:00:00Z): a window starting earlier is a
+/// mistyped argument.
+const EARLIEST: UnixTime = UnixTime(946_684_800);
+
+/// A window's start from `--since`/`--lookback`: not in the future, not before [`EARLIEST`].
+fn window_start(t: UnixTime, now: UnixTime, flag: &str) -> anyhow::Result<UnixTime> {
+    if t > now {
+        return Err(
+            UsageError(format!("{flag}: {t} is in the future (now is {now}); a window starts in the past")).into()
+        );
+    }
+    if t < EARLIEST {
+        let days = (now.0 - EARLIEST.0) / 86_400;
+        return Err(UsageError(format!(
+            "{flag}: the window would start before {EARLIEST}, and Slurm keeps nothing older; reach back at most {days}d"
+        ))
+        .into());
+    }
+    Ok(t)
+}
+
 fn cluster_arg(name: &str, what: &str) -> anyhow::Result<ClusterName> {
     ClusterName::new(name).map_err(|e| anyhow::Error::new(UsageError(format!("{what}: {e}"))))
 }
@@ -77,8 +98,21 @@ pub(crate) fn clusters_arg(s: &Settings, given: &[String]) -> anyhow::Result<Vec
 
 pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
-    let mut ledger = open_ledger(&s)?;
     let now = system_now();
+    // The arguments are checked before the ledger is opened (or created).
+    let since = match (&a.since, &a.lookback) {
+        (Some(t), _) => Since::At(window_start(
+            parse_time_arg(t, now).map_err(|e| UsageError(format!("--since: {e}")))?,
+            now,
+            "--since",
+        )?),
+        (None, Some(d)) => {
+            let secs = parse_duration_secs(d).map_err(|e| UsageError(format!("--lookback: {e}")))?;
+            Since::At(window_start(UnixTime(now.0.saturating_sub(secs)), now, "--lookback")?)
+        }
+        (None, None) => Since::Cursor,
+    };
+    let mut ledger = open_ledger(&s)?;
     let out = &mut std::io::stdout();
     if let Some(file) = &a.from_file {
         let cluster = cluster_arg(a.file_cluster.as_deref().unwrap_or("imported"), "--file-cluster")?;
@@ -114,13 +148,7 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let since = match (&a.since, &a.lookback) {
-        (Some(t), _) => Since::At(parse_time_arg(t, now).map_err(|e| UsageError(format!("--since: {e}")))?),
-        (None, Some(d)) => {
-            Since::At(UnixTime(now.0 - parse_duration_secs(d).map_err(|e| UsageError(format!("--lookback: {e}")))?))
-        }
-        (None, None) => Since::Cursor,
-    };
+
     let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters: clusters_arg(&s, &a.clusters)?, since };
     let failed = print_clusters(out, &pass::collect_all(&mut ledger, &plan, now)?, cli.quiet)?;

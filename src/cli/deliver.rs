@@ -205,6 +205,13 @@ pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome], quiet: boo
             exec.unknown,
             exec.rejected
         )?;
+        if plan.runs_without_items > 0 {
+            writeln!(
+                out,
+                "  {name}: {} of the runs had nothing new to bill (not started, no elapsed time, or less new time than running_slice)",
+                plan.runs_without_items
+            )?;
+        }
         if exec.rejected > 0 {
             writeln!(
                 out,

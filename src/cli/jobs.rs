@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 
 use crate::ledger::JobFilter;
-use crate::model::{ClusterName, JobRun};
+use crate::model::{ClusterName, JobRun, JobState};
 
 use super::timeargs::{format_bytes, format_elapsed};
 use super::{open_ledger, parse_time_arg, settings, system_now, Cli, UsageError};
@@ -82,6 +82,20 @@ pub fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<ExitCode> {
         job_id_raw: a.job,
         limit: (a.limit > 0).then_some(a.limit),
     };
+    // A state that no run has and Slurm does not have is a typo, not "no such runs".
+    let stored = ledger.status(0)?.states;
+    for st in &filter.states {
+        for one in st.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let known = JobState::KNOWN.contains(&one.to_uppercase().as_str()) || stored.iter().any(|s| s.state == one);
+            if !known {
+                return Err(UsageError(format!(
+                    "--state {one}: not a Slurm job state; use one of {}",
+                    JobState::KNOWN.join(", ")
+                ))
+                .into());
+            }
+        }
+    }
     let jobs = ledger.jobs(&filter)?;
     let mut out = std::io::stdout().lock();
     write_jobs(&mut out, &jobs, a.format)?;

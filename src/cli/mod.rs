@@ -120,7 +120,8 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 fn open_ledger(s: &Settings) -> anyhow::Result<Ledger> {
-    Ledger::open(&s.ledger_path).with_context(|| format!("opening the ledger {}", s.ledger_path.display()))
+    // The error names the file and the fix.
+    Ok(Ledger::open(&s.ledger_path)?)
 }
 
 /// The ledger for a dry run: read-only, nothing created or upgraded.

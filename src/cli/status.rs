@@ -46,9 +46,14 @@ pub fn run(cli: &Cli, a: &StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// Shortens a raw record for one table cell, keeping it recognisable.
 fn preview(raw: &str) -> String {
-    let one_line: String = raw.chars().map(|c| if c.is_control() { '·' } else { c }).collect();
-    if one_line.chars().count() > 60 {
-        format!("{}…", one_line.chars().take(60).collect::<String>())
+    cut(raw, 60)
+}
+
+/// `text` on one line (control characters shown as `·`), cut to `max` characters with `…`.
+fn cut(text: &str, max: usize) -> String {
+    let one_line: String = text.chars().map(|c| if c.is_control() { '·' } else { c }).collect();
+    if one_line.chars().count() > max {
+        format!("{}…", one_line.chars().take(max).collect::<String>())
     } else {
         one_line
     }
@@ -93,15 +98,15 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
             t.add_row([
                 q.id.to_string(),
                 q.cluster.clone(),
-                q.source.clone(),
+                cut(&q.source, 40),
                 q.line.to_string(),
                 q.times_seen.to_string(),
-                q.reason.clone(),
+                cut(&q.reason, 100),
                 preview(&q.raw),
             ]);
         }
         writeln!(out, "{t}")?;
-        writeln!(out, "  (`slurm-ledger status --format json` shows the full records)")?;
+        writeln!(out, "  (`slurm-ledger status --format json` shows the full records and reasons)")?;
     }
     if st.unsettled_total > 0 {
         writeln!(

@@ -83,6 +83,9 @@ pub struct PlanReport {
     /// Items added to the outbox (and totals raised).
     pub deliveries_planned: u64,
     pub runs_held: u64,
+    /// Runs planned without a new item and not held: nothing new to deliver (for slices: not
+    /// started, no elapsed time, or less new time than a running slice).
+    pub runs_without_items: u64,
 }
 
 /// What an execute pass did.
@@ -215,6 +218,9 @@ fn store(
             }
         }
         Decision::Plan { items, next } => {
+            if items.is_empty() && next.hold.is_none() {
+                report.runs_without_items += 1;
+            }
             for item in items {
                 st.insert_item(key, item)?;
             }

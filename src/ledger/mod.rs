@@ -45,8 +45,8 @@ pub use status::{CollectRunRecord, CursorRecord, LedgerStatus, StateCount};
 pub enum LedgerError {
     #[error("ledger database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("cannot open the ledger at {path}: {source}. Check that the directory exists and is writable, or set [ledger] path")]
-    Open { path: String, source: rusqlite::Error },
+    #[error("cannot open the ledger at {path}: {reason}. Check that the directory exists and is writable, or set [ledger] path")]
+    Open { path: String, reason: rusqlite::Error },
     #[error("the ledger has schema version {found}, newer than this slurm-ledger understands ({supported}); upgrade slurm-ledger")]
     TooNew { found: u32, supported: u32 },
     #[error("the ledger has schema version {found}; this slurm-ledger uses {supported}. A dry run changes nothing, so it cannot upgrade it: run any command without --dry-run (e.g. `slurm-ledger status`) once")]
@@ -69,7 +69,7 @@ impl Ledger {
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
-            .map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
+            .map_err(|reason| LedgerError::Open { path: path.display().to_string(), reason })?;
         Self::setup(conn, path.display().to_string())
     }
 
@@ -79,9 +79,9 @@ impl Ledger {
     pub fn open_read_only(path: &Path) -> Result<Self, LedgerError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
-            .map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
+            .map_err(|reason| LedgerError::Open { path: path.display().to_string(), reason })?;
         conn.execute_batch("PRAGMA busy_timeout=10000;")
-            .map_err(|source| LedgerError::Open { path: path.display().to_string(), source })?;
+            .map_err(|reason| LedgerError::Open { path: path.display().to_string(), reason })?;
         let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = MIGRATIONS.len() as u32;
         if found > supported {
@@ -101,7 +101,7 @@ impl Ledger {
     fn setup(mut conn: Connection, path: String) -> Result<Self, LedgerError> {
         let pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; \
                        PRAGMA foreign_keys=ON; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;";
-        conn.execute_batch(pragmas).map_err(|source| LedgerError::Open { path, source })?;
+        conn.execute_batch(pragmas).map_err(|reason| LedgerError::Open { path, reason })?;
         conn.set_prepared_statement_cache_capacity(64);
         migrations::migrate(&mut conn)?;
         Ok(Self { conn })

@@ -272,3 +272,60 @@ fn quiet_prints_only_what_needs_a_hand() {
     let (code, out, _) = cli(&["collect", "--from-file", bad.to_str().unwrap(), "--file-cluster", "testcluster"]);
     assert_eq!((code, out.as_str()), (0, ""), "the same quarantined record again is not news");
 }
+
+/// The smaller items of issue 9 (item 13): absurd or future windows are refused with the limit;
+/// `jobs --state bogus` names the states; JSON spells states as the tables do; a ledger that
+/// cannot be opened is said once; the demo says why some runs had nothing to bill.
+#[test]
+fn small_things_an_admin_trips_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    for (flag, value, says) in [
+        ("--lookback", "99999999d", "Slurm keeps nothing older"),
+        ("--since", "1999-12-31", "Slurm keeps nothing older"),
+        ("--since", "2099-01-01", "is in the future"),
+    ] {
+        let (code, out, err) = run(bin().arg("--ledger").arg(&db).args(["collect", flag, value]));
+        assert_eq!(code, 2, "{flag} {value}: {out}{err}");
+        assert!(err.contains(flag) && err.contains(says), "{err}");
+    }
+    let (code, out, err) = run(bin().arg("demo").arg("--into").arg(&db));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("jsonl: 4 of the runs had nothing new to bill (not started"), "{out}");
+    let (code, _, err) = run(bin().arg("--ledger").arg(&db).args(["jobs", "--state", "bogus"]));
+    assert!(code == 2 && err.contains("--state bogus") && err.contains("COMPLETED"), "{err}");
+    let (code, out, _) = run(bin().arg("--ledger").arg(&db).args(["jobs", "--format", "json", "--job", "1"]));
+    assert!(code == 0 && out.contains("\"state\": \"COMPLETED\""), "{out}");
+    let missing = dir.path().join("no/such/dir/ledger.db");
+    let (code, _, err) = run(bin().arg("--ledger").arg(&missing).arg("status"));
+    assert_eq!(code, 1);
+    assert_eq!(err.matches("unable to open database file").count(), 1, "said once: {err}");
+}
+
+/// `status` keeps its quarantine table readable: long reasons and sources are cut (the JSON
+/// has them whole).
+#[test]
+fn status_cuts_long_quarantine_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let poll = std::fs::read_to_string(fixture("testbed/own-sacct-poll.txt")).unwrap();
+    let first = poll.lines().nth(1).unwrap();
+    let long_dir = dir.path().join("a-directory-with-a-rather-long-name-as-sites-have-them");
+    std::fs::create_dir_all(&long_dir).unwrap();
+    let file = long_dir.join("twice.txt");
+    // The first job's row twice, the second with another state: a long conflict reason.
+    std::fs::write(&file, format!("{poll}{}\n", first.replace("COMPLETED", "FAILED"))).unwrap();
+    let (code, _, err) = run(bin()
+        .arg("--ledger")
+        .arg(&db)
+        .args(["collect", "--from-file"])
+        .arg(&file)
+        .args(["--file-cluster", "testcluster"]));
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(bin().arg("--ledger").arg(&db).arg("status"));
+    assert!(out.contains("appears twice"), "{out}");
+    let widest = out.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest <= 320, "a status line {widest} characters wide:\n{out}");
+    let (_, json, _) = run(bin().arg("--ledger").arg(&db).args(["status", "--format", "json"]));
+    assert!(json.contains("check slurmdbd for duplicate records"), "the JSON keeps the whole reason");
+}
