@@ -12,7 +12,7 @@ use crate::config::{parse_duration_secs, Settings};
 use crate::model::{ClusterName, UnixTime};
 use crate::pass::{self, ClusterOutcome, CollectPlan};
 use crate::slurm::json::read_sacct_json;
-use crate::slurm::parsable::ReadOptions;
+use crate::slurm::parsable::{Layout, ReadOptions};
 use crate::slurm::runner::CommandRunner;
 use crate::slurm::source::DELIMITER;
 use crate::slurm::values::TimeZone;
@@ -39,13 +39,21 @@ pub struct CollectArgs {
     #[arg(long, value_name = "DURATION")]
     pub lookback: Option<String>,
 
-    /// Import a recorded `sacct --parsable2` (header line required) or `sacct --json` output; the cursor does not move.
+    /// Import a recorded `sacct --parsable2` (its header line tells the columns; without one, give --columns) or `sacct --json` output; the cursor does not move.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["since", "lookback"])]
     pub from_file: Option<PathBuf>,
 
     /// With --from-file: parsable (`sacct --parsable2` text), json (`sacct --json`), or auto (JSON when it starts with `{`).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = FileFormat::Auto, requires = "from_file")]
     pub file_format: FileFormat,
+
+    /// With --from-file: the file's columns, in order, when it has no header line (recorded with --noheader): sacct's --format list.
+    #[arg(long, value_name = "LIST", requires = "from_file", value_delimiter = ',')]
+    pub columns: Vec<String>,
+
+    /// With --from-file: the field delimiter, one character or 0xNN (default: told by the header line; with --columns, `|`).
+    #[arg(long, value_name = "CHAR", requires = "from_file")]
+    pub delimiter: Option<String>,
 
     /// With --from-file: cluster for rows that have no Cluster column.
     #[arg(long, value_name = "NAME", requires = "from_file")]
@@ -84,6 +92,22 @@ fn window_start(t: UnixTime, now: UnixTime, flag: &str) -> anyhow::Result<UnixTi
         .into());
     }
     Ok(t)
+}
+
+/// `--delimiter`: one character (one byte), or `0xNN`.
+fn delimiter_arg(d: &str) -> anyhow::Result<u8> {
+    if let Some(hex) = d.strip_prefix("0x").or_else(|| d.strip_prefix("0X")) {
+        return u8::from_str_radix(hex, 16).map_err(|_| {
+            UsageError(format!("--delimiter {d}: write one character, or a byte as 0xNN (e.g. 0x1F)")).into()
+        });
+    }
+    match d.as_bytes() {
+        [b] => Ok(*b),
+        _ => Err(UsageError(format!(
+            "--delimiter {d:?}: only a one-byte delimiter is read; record again with a one-character --delimiter (0x1F, which no job name holds, is safest)"
+        ))
+        .into()),
+    }
 }
 
 fn cluster_arg(name: &str, what: &str) -> anyhow::Result<ClusterName> {
@@ -139,7 +163,17 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
             let items = read_sacct_json(&text, &cluster).with_context(|| format!("importing {}", file.display()))?;
             import_items(&mut ledger, items.into_iter(), &cluster, &label, now)
         } else {
-            let opts = ReadOptions { delimiter: DELIMITER, layout: None, tz, default_cluster: cluster };
+            let delimiter = match a.delimiter.as_deref() {
+                Some(d) => delimiter_arg(d)?,
+                None if !a.columns.is_empty() => b'|',
+                None => DELIMITER,
+            };
+            let layout = if a.columns.is_empty() {
+                None
+            } else {
+                Some(Layout::from_names(&a.columns).map_err(|e| UsageError(format!("--columns: {e}")))?)
+            };
+            let opts = ReadOptions { delimiter, layout, tz, default_cluster: cluster };
             import_file(&mut ledger, input, opts, &label, now)
         }
         .with_context(|| format!("importing {}", file.display()))?;

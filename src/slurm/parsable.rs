@@ -54,6 +54,10 @@ pub struct Layout {
 pub enum ParsableError {
     #[error("this is `{0}` output, not `sacct --parsable2` job records; nothing was imported. Import sacct output (sacct --parsable2 with JobIDRaw in --format)")]
     OtherCommand(&'static str),
+    #[error("the first line is a record, not a header (none of its values is a sacct column; it starts {0:?}): the file was recorded with --noheader. Give its columns with --columns, sacct's --format list in order (e.g. --columns JobID,JobIDRaw,Cluster,JobName,State,Submit,Start,End,ElapsedRaw,AllocTRES)")]
+    NoHeaderLine(String),
+    #[error("the header's delimiter is {0:?}, more than one character; only a one-byte delimiter is read. Record again with a one-character --delimiter (0x1F, which no job name holds, is safest)")]
+    MultiByteDelimiter(String),
     #[error("sacct output has no {0} column: it cannot be keyed; request it in --format")]
     MissingColumn(&'static str),
     #[error("sacct output is empty: expected a header line")]
@@ -62,6 +66,24 @@ pub enum ParsableError {
     NotParsable(String),
     #[error("reading sacct output: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The delimiter of a header line that uses neither 0x1F nor `|` (`sacct --delimiter=';'`): the
+/// character after its first column name. A delimiter of several characters is refused by name.
+fn header_delimiter(header: &str) -> Result<u8, ParsableError> {
+    let not_parsable = || ParsableError::NotParsable(header.chars().take(40).collect());
+    let end = header.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).ok_or_else(not_parsable)?;
+    if Field::from_name(&header[..end]).is_none() {
+        return Err(not_parsable());
+    }
+    let rest = &header[end..];
+    let d = rest.chars().next().filter(|c| c.is_ascii() && !c.is_whitespace()).ok_or_else(not_parsable)?;
+    let next = rest[d.len_utf8()..].chars().next();
+    if next.is_some_and(|n| !(n.is_ascii_alphanumeric() || n == '_')) {
+        let run: String = rest.chars().take_while(|c| !(c.is_ascii_alphanumeric() || *c == '_')).collect();
+        return Err(ParsableError::MultiByteDelimiter(run));
+    }
+    Ok(d as u8)
 }
 
 /// The Slurm command whose `-P`/`--parsable2` output starts with these columns, when it is not
@@ -341,12 +363,15 @@ impl<R: BufRead> SacctReader<R> {
                 if !header.as_bytes().contains(&self.opts.delimiter) {
                     match [0x1f, b'|'].into_iter().find(|d| header.as_bytes().contains(d)) {
                         Some(d) => self.opts.delimiter = d,
-                        None => return Err(ParsableError::NotParsable(header.chars().take(40).collect())),
+                        None => self.opts.delimiter = header_delimiter(&header)?,
                     }
                 }
                 let names: Vec<&str> = header.split(self.opts.delimiter as char).map(str::trim).collect();
                 if let Some(what) = other_command(&names) {
                     return Err(ParsableError::OtherCommand(what));
+                }
+                if names.iter().all(|n| Field::from_name(n).is_none()) {
+                    return Err(ParsableError::NoHeaderLine(header.chars().take(40).collect()));
                 }
                 let l = std::sync::Arc::new(Layout::from_names(&names)?);
                 self.layout = Some(l.clone());

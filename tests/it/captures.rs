@@ -149,9 +149,10 @@ fn noheader_pipe_output_reads_every_window_job_but_the_pipe_named_one() {
     let bytes = fixture_bytes(&format!("testbed/{file}"));
     assert!(bytes.starts_with(b"1|1|testbed-smoke|"), "no header line: the first line is job 1");
 
-    // Read as if it had a header, job 1's row is taken for column names: refused, not misread.
+    // Read as if it had a header, job 1's row would be taken for column names: refused, naming
+    // the missing header line and how to give the columns (issue 9, item 5).
     let err = read_all(&bytes[..], opts("x")).unwrap_err().to_string();
-    assert!(err.contains("no JobIDRaw column") && err.contains("--format"), "{err}");
+    assert!(err.contains("recorded with --noheader") && err.contains("--columns"), "{err}");
 
     let mut o = opts("x");
     o.layout = Some(format_layout(&format!("testbed/{file}.cmd")));
