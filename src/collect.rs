@@ -28,6 +28,7 @@ use crate::model::{ClusterName, JobRun, JobState, UnixTime};
 use crate::slurm::parsable::{Item, ParsableError, Quarantined, ReadOptions, SacctReader};
 use crate::slurm::runner::RunError;
 use crate::slurm::source::{SlurmInfo, SlurmSource, SourceError, Window};
+use std::collections::hash_map::Entry;
 
 /// Records per transaction.
 pub const CHUNK: usize = 20_000;
@@ -496,9 +497,9 @@ fn write_side<'l>(
     let mut counts = Counts::default();
     let mut open_seen = OpenSeen::new();
     let mut w = ledger.writer(now)?;
-    let input_start = w.seq();
+    let mut seen = SeenRuns::new();
     loop {
-        if write_chunk(&mut w, &end, cluster, source, &mut counts, &mut open_seen, input_start)? {
+        if write_chunk(&mut w, &end, cluster, source, &mut counts, &mut open_seen, &mut seen)? {
             return Ok((counts, open_seen, w));
         }
         w.commit_and_continue()?;
@@ -514,14 +515,13 @@ fn write_chunk(
     source: &str,
     counts: &mut Counts,
     open_seen: &mut OpenSeen,
-    input_start: i64,
+    seen: &mut SeenRuns,
 ) -> Result<bool, CollectError> {
     // (cluster, line, raw, reason), written after the runs so the statements stay prepared.
     let mut quarantined: Vec<(ClusterName, u64, String, String)> = Vec::new();
     let (mut n, mut ended) = (0, false);
     {
         let mut runs = w.runs()?;
-        runs.one_input_since(input_start);
         while n < end.chunk {
             let Ok(batch) = end.rx.recv() else {
                 ended = true;
@@ -535,8 +535,32 @@ fn write_chunk(
                 n += 1;
                 match item {
                     Parsed::Run(run) => {
-                        counts.runs_seen += 1;
                         let job = run.job();
+                        // One run twice in this input with other content: keep the first.
+                        let key = (cluster_tag(&job.key.cluster), job.key.job_id_raw, job.key.submit.0);
+                        match seen.entry(key) {
+                            Entry::Occupied(first) if *first.get() != run.content_hash() => {
+                                let first = runs.describe(&job.key)?;
+                                let raw = serde_json::to_string(job).unwrap_or_else(|_| format!("{job:?}"));
+                                let reason = format!(
+                                    "run {} appears twice in this input with other content; the first is kept ({first}), \
+                                     this one is not stored (state {}, ElapsedRaw {}, AllocTRES {}, End {}). Two records \
+                                     of one run: check slurmdbd for duplicate records, or the file for concatenated outputs",
+                                    job.key,
+                                    job.state.as_str(),
+                                    job.elapsed_secs,
+                                    job.alloc_tres.to_canonical(),
+                                    job.end.map_or(0, |t| t.0)
+                                );
+                                quarantined.push((job.key.cluster.clone(), 0, raw, reason));
+                                continue;
+                            }
+                            Entry::Occupied(_) => {}
+                            Entry::Vacant(v) => {
+                                v.insert(run.content_hash());
+                            }
+                        }
+                        counts.runs_seen += 1;
                         counts.elapsed_derived += u64::from(job.elapsed_derived);
                         if !job.state.is_final() {
                             open_seen.insert((job.key.job_id_raw, job.key.submit.0));
@@ -548,22 +572,6 @@ fn write_chunk(
                             Upsert::New => counts.runs_new += 1,
                             Upsert::Updated => counts.runs_updated += 1,
                             Upsert::Unchanged => counts.runs_unchanged += 1,
-                            Upsert::Conflict { first } => {
-                                counts.runs_seen -= 1;
-                                let j = run.job();
-                                let raw = serde_json::to_string(j).unwrap_or_else(|_| format!("{j:?}"));
-                                let reason = format!(
-                                    "run {} appears twice in this input with other content; the first is kept ({first}), \
-                                     this one is not stored (state {}, ElapsedRaw {}, AllocTRES {}, End {}). Two records \
-                                     of one run: check slurmdbd for duplicate records, or the file for concatenated outputs",
-                                    j.key,
-                                    j.state.as_str(),
-                                    j.elapsed_secs,
-                                    j.alloc_tres.to_canonical(),
-                                    j.end.map_or(0, |t| t.0)
-                                );
-                                quarantined.push((j.key.cluster.clone(), 0, raw, reason));
-                            }
                         }
                     }
                     Parsed::Rejected(Rejected { job, error }) => {
@@ -586,6 +594,16 @@ fn write_chunk(
         counts.quarantined_new += u64::from(w.quarantine(&cluster, source, line, &raw, &reason)?);
     }
     Ok(ended)
+}
+
+/// The runs one input has written so far, by (cluster tag, JobIDRaw, Submit), with their content
+/// hash: a second row of one run with other content is a conflict, whatever the ledger held
+/// before (about 40 bytes a run).
+type SeenRuns = std::collections::HashMap<(u64, u64, i64), u64>;
+
+/// A cluster's name as a number for [`SeenRuns`] (FNV-1a).
+fn cluster_tag(c: &ClusterName) -> u64 {
+    c.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// The cluster and job id range of a batch's runs, when they are all of one cluster.

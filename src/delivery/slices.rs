@@ -267,6 +267,9 @@ pub struct Price {
 pub trait Pricing {
     /// How this run is billed, or why it cannot be (held with this reason until fixed).
     fn price(&self, job: &JobRun) -> Result<Price, String>;
+    /// The route an item planned with route `old` takes now (`retry` after a mapping was fixed):
+    /// where it goes may change, what it was metered as (its TRES, its unit) never does.
+    fn reroute(&self, job: &JobRun, old: Option<&str>) -> Result<Option<String>, String>;
 }
 
 /// The slice [`Planner`] of one sink.
@@ -315,8 +318,8 @@ impl<P: Pricing> Planner for SlicePlanner<P> {
         Decision::Plan { items, next: plan.next }
     }
 
-    fn reroute(&self, job: &JobRun, _item: &Delivery) -> Result<Option<String>, String> {
-        self.pricing.price(job).map(|p| p.route)
+    fn reroute(&self, job: &JobRun, item: &Delivery) -> Result<Option<String>, String> {
+        self.pricing.reroute(job, item.route.as_deref())
     }
 
     fn terms(&self) -> Option<String> {

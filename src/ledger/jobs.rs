@@ -10,16 +10,11 @@ use crate::model::{ClusterName, ExitCode, JobKey, JobRun, JobState, Tres, UnixTi
 use super::{Ledger, LedgerError, Writer};
 
 /// What an upsert did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upsert {
     New,
     Updated,
     Unchanged,
-    /// Another row of the same input already wrote this run (same cluster, JobIDRaw and Submit)
-    /// with other content: the first is kept, this one is not written. What the first holds.
-    Conflict {
-        first: String,
-    },
 }
 
 /// Content columns in bind order (parameters 1..=47), then the bookkeeping columns.
@@ -75,10 +70,11 @@ const CONTENT: [&str; 47] = [
 
 /// Looks a run up by its key: its rowid and content hash.
 const FIND_SQL: &str =
-    "SELECT rowid, content_hash, change_seq FROM job_runs WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3";
+    "SELECT rowid, content_hash FROM job_runs WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3";
 
 /// A stored run in brief, for a conflict's reason.
-const DESCRIBE_SQL: &str = "SELECT state, elapsed_secs, alloc_tres, coalesce(end, 0) FROM job_runs WHERE rowid = ?1";
+const DESCRIBE_SQL: &str = "SELECT state, elapsed_secs, alloc_tres, coalesce(end, 0) FROM job_runs \
+     WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3";
 
 /// Whether any run of a cluster has a job id in a range (the primary key's prefix).
 const ANY_IN_RANGE_SQL: &str = "SELECT 1 FROM job_runs WHERE cluster = ?1 AND job_id_raw BETWEEN ?2 AND ?3 LIMIT 1";
@@ -319,6 +315,13 @@ pub struct PreparedRun {
     enc: Encoded,
 }
 
+impl PreparedRun {
+    /// The hash of what the ledger stores of the run (equal hashes: the same content).
+    pub fn content_hash(&self) -> u64 {
+        self.enc.hash
+    }
+}
+
 /// A run SQLite cannot hold (a count over 2^63), with the reason.
 #[derive(Debug)]
 pub struct Rejected {
@@ -353,9 +356,6 @@ pub struct RunWriter<'w> {
     /// A cluster and job id range the ledger held no run in when [`RunWriter::expect_range`]
     /// looked: runs there are inserted straight away instead of looked up first.
     absent: Option<(ClusterName, u64, u64)>,
-    /// The change sequence when the input began: a run written after it was written by an
-    /// earlier row of the same input (see [`Upsert::Conflict`]). `None`: no such guard.
-    input_start: Option<i64>,
     seq: &'w mut i64,
     now: i64,
 }
@@ -372,7 +372,6 @@ impl Writer<'_> {
             update: tx.prepare_cached(update_sql())?,
             any_in_range: tx.prepare_cached(ANY_IN_RANGE_SQL)?,
             absent: None,
-            input_start: None,
             seq: &mut self.seq,
             now: self.now,
         })
@@ -385,22 +384,7 @@ impl Writer<'_> {
     }
 }
 
-impl Writer<'_> {
-    /// The ledger's change sequence as this transaction has it (what an input starts after).
-    pub fn seq(&self) -> i64 {
-        self.seq
-    }
-}
-
 impl RunWriter<'_> {
-    /// Guards one input (one sacct output or file) that began at change sequence `start`: a
-    /// run that a row of this input already wrote is not overwritten by another row with other
-    /// content ([`Upsert::Conflict`]; two records of one run: slurmdbd's duplicates, files
-    /// concatenated).
-    pub fn one_input_since(&mut self, start: i64) {
-        self.input_start = Some(start);
-    }
-
     /// Inserts the run, or updates it when its content hash differs from the stored one; an
     /// unchanged run is not written and takes no `change_seq`.
     pub fn upsert(&mut self, run: &PreparedRun) -> Result<Upsert, LedgerError> {
@@ -437,11 +421,8 @@ impl RunWriter<'_> {
         }
         let found = self.find_row(&values[..3])?;
         let (stmt, outcome) = match found {
-            Some((_, hash, _)) if hash == enc.hash as i64 => return Ok(Upsert::Unchanged),
-            Some((rowid, _, seq)) if self.input_start.is_some_and(|start| seq > start) => {
-                return Ok(Upsert::Conflict { first: self.describe(rowid)? });
-            }
-            Some((rowid, _, _)) => {
+            Some((_, hash)) if hash == enc.hash as i64 => return Ok(Upsert::Unchanged),
+            Some((rowid, _)) => {
                 self.update.raw_bind_parameter(51, rowid)?;
                 (&mut self.update, Upsert::Updated)
             }
@@ -460,21 +441,22 @@ impl RunWriter<'_> {
         Ok(outcome)
     }
 
-    /// (rowid, content_hash, change_seq) of the row with the key `key`.
-    fn find_row(&mut self, key: &[Val<'_>]) -> Result<Option<(i64, i64, i64)>, LedgerError> {
+    /// (rowid, content_hash) of the row with the key `key`.
+    fn find_row(&mut self, key: &[Val<'_>]) -> Result<Option<(i64, i64)>, LedgerError> {
         for (i, v) in key.iter().enumerate() {
             bind(&mut self.find, i + 1, *v)?;
         }
         let mut rows = self.find.raw_query();
         Ok(match rows.next()? {
-            Some(r) => Some((r.get(0)?, r.get(1)?, r.get(2)?)),
+            Some(r) => Some((r.get(0)?, r.get(1)?)),
             None => None,
         })
     }
 
     /// What a stored run holds, in brief (for a conflict's reason).
-    fn describe(&mut self, rowid: i64) -> Result<String, LedgerError> {
-        Ok(self.describe.query_row([rowid], |r| {
+    pub fn describe(&mut self, key: &JobKey) -> Result<String, LedgerError> {
+        let params = rusqlite::params![key.cluster.as_str(), key.job_id_raw as i64, key.submit.0];
+        Ok(self.describe.query_row(params, |r| {
             Ok(format!(
                 "state {}, ElapsedRaw {}, AllocTRES {}, End {}",
                 r.get::<_, String>(0)?,

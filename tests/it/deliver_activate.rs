@@ -325,3 +325,37 @@ fn items_planned_before_a_config_change_go_out_as_planned() {
     }
     assert_eq!(recorded(&events), expected(&site.db, &["research-team", "engineering", "hpc_proj1"]));
 }
+
+/// `retry` after a fix re-routes a rejected item (its allocation, its SKU) but never changes what
+/// it was metered as: planned as core-hours, it is sent as core-hours even after the TRES changed
+/// and was accepted.
+#[test]
+fn retry_reroutes_but_keeps_the_tres_an_item_was_metered_as() {
+    let site = site();
+    let f = fake(&["alloc-rt"]);
+    // engineering's and hpc_proj1's allocations are unknown to the platform: 404, rejected.
+    write_cfg(&site, &f.base_url(), ALL_MAPPED);
+    deliver(&site);
+    let rejected = Ledger::open(&site.db).unwrap().deliveries("activate", Some(DeliveryState::Rejected)).unwrap().len();
+    assert!(rejected > 0);
+    let before = f.events().len();
+    write_cfg(
+        &site,
+        &f.base_url(),
+        "research-team = \"alloc-rt\"\nengineering = \"alloc-rt\"\nhpc_proj1 = \"alloc-rt\"\n",
+    );
+    let text = std::fs::read_to_string(&site.cfg).unwrap().replace("running_slice", "tres = \"mem\"\nrunning_slice");
+    std::fs::write(&site.cfg, text).unwrap();
+    let (code, out, err) = slurm_ledger(&site, &["accept-terms", "--sink", "activate"], None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = slurm_ledger(&site, &["retry", "--sink", "activate"], None);
+    assert_eq!(code, 0, "{out}\n{err}");
+    deliver(&site);
+    let events = f.events();
+    let retried = &events[before..];
+    assert!(retried.len() >= rejected, "{} sent after the retry", retried.len());
+    for e in retried.iter().filter(|e| e.metadata.as_ref().unwrap()["account"] != "research-team") {
+        assert_eq!(e.allocation, "alloc-rt", "re-routed: {e:?}");
+        assert_eq!(e.metadata.as_ref().unwrap()["tres"], "cpu", "metered as core-hours, sent as such: {e:?}");
+    }
+}

@@ -181,6 +181,15 @@ fn two_rows_of_one_run_keep_the_first_and_quarantine_the_other() {
     assert_eq!(run.alloc_tres.gpus(), 1, "the first row's GPU kept");
     let (_, status, _) = cli(dir.path(), &["status", "--format", "json"]);
     assert!(status.contains("appears twice in this input") && status.contains("gres/gpu=1"), "{status}");
+    // Read again (an overlapping window, the same file): still the first, nothing flips.
+    for _ in 0..2 {
+        let (code, out, _) =
+            cli(dir.path(), &["collect", "--from-file", file.to_str().unwrap(), "--file-cluster", "testcluster"]);
+        assert!(code == 0 && out.contains("(0 new, 0 updated, 28 unchanged)"), "{out}");
+    }
+    let ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    let run = ledger.jobs(&JobFilter { job_id_raw: Some(15), ..Default::default() }).unwrap().remove(0);
+    assert_eq!(run.alloc_tres.gpus(), 1, "the first row's GPU kept on every read");
 }
 
 /// Another command's output fed to `collect --from-file` is refused by name, nothing imported,

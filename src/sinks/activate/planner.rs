@@ -25,4 +25,11 @@ impl Pricing for ActivatePricing {
         let m = &self.cfg.metering;
         Ok(Price { count: m.count(job), unit: m.unit(), route: Some(route) })
     }
+
+    /// Today's allocation and SKU; the TRES the item was metered as.
+    fn reroute(&self, job: &JobRun, old: Option<&str>) -> Result<Option<String>, String> {
+        let now = Route::of(&self.cfg, job)?;
+        let tres = old.and_then(|r| r.split('\u{1f}').nth(2)).unwrap_or(now.tres);
+        Ok(Some(Route { tres, ..now }.encode()))
+    }
 }

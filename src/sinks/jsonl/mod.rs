@@ -58,6 +58,14 @@ impl Pricing for JsonlPricing {
         let unit = if m.unit().per_unit == 3600 { "hours" } else { "GiB-hours" };
         Ok(Price { count: m.count(job), unit: m.unit(), route: Some(format!("{}\u{1f}{unit}", m.tres)) })
     }
+
+    /// A JSONL record goes nowhere else: the item keeps the TRES and unit it was metered as.
+    fn reroute(&self, job: &JobRun, old: Option<&str>) -> Result<Option<String>, String> {
+        match old {
+            Some(r) => Ok(Some(r.to_string())),
+            None => self.price(job).map(|p| p.route),
+        }
+    }
 }
 
 /// Appends usage records to a file.
