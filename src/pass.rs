@@ -123,9 +123,11 @@ pub struct PassReport {
 }
 
 impl PassReport {
-    /// Any cluster or sink failed (exit status 1).
+    /// Any cluster or sink failed, or the config was refused for this ledger.
     pub fn failed(&self) -> bool {
-        self.clusters.iter().any(ClusterOutcome::failed) || self.sinks.iter().any(SinkOutcome::failed)
+        self.clusters.iter().any(ClusterOutcome::failed)
+            || self.sinks.iter().any(SinkOutcome::failed)
+            || !self.refused.is_empty()
     }
 }
 
@@ -233,6 +235,27 @@ pub fn check_billed_tres(
     only: &[String],
     slurm_tres: &mut dyn FnMut() -> Option<Vec<String>>,
 ) -> Result<(), Vec<ConfigProblem>> {
+    check_tres_of(ledger, sinks, only, slurm_tres, true)
+}
+
+/// [`check_billed_tres`] without skipping sinks that already planned on these terms (for
+/// `accept-terms`, which stores new terms).
+pub fn check_billed_tres_unstored(
+    ledger: &Ledger,
+    sinks: &SinkSettings,
+    only: &[String],
+    slurm_tres: &mut dyn FnMut() -> Option<Vec<String>>,
+) -> Result<(), Vec<ConfigProblem>> {
+    check_tres_of(ledger, sinks, only, slurm_tres, false)
+}
+
+fn check_tres_of(
+    ledger: &Ledger,
+    sinks: &SinkSettings,
+    only: &[String],
+    slurm_tres: &mut dyn FnMut() -> Option<Vec<String>>,
+    skip_stored: bool,
+) -> Result<(), Vec<ConfigProblem>> {
     let err = |e: crate::ledger::LedgerError| vec![ConfigProblem { key: "ledger".into(), message: e.to_string() }];
     if ledger.change_seq().map_err(err)? == 0 {
         return Ok(());
@@ -244,7 +267,7 @@ pub fn check_billed_tres(
             continue;
         }
         // Already planned on these very terms: checked then (no scan, no Slurm call per pass).
-        if ledger.consumer_terms(sink).map_err(err)?.is_some_and(|t| t == m.terms()) {
+        if skip_stored && ledger.consumer_terms(sink).map_err(err)?.is_some_and(|t| t == m.terms()) {
             continue;
         }
         let requested = m.basis == crate::meter::Basis::Requested;
@@ -267,7 +290,7 @@ pub fn check_billed_tres(
             key: format!("sinks.{sink}.tres"),
             message: format!(
                 "{:?} is carried by no run in the ledger {slurm_says}: billing it would bill nothing. Known TRES: {}; \
-                 e.g. \"gres/gpu\" for GPU-hours, \"mem\" for memory GiB-hours. Nothing is planned for this sink until it is fixed",
+                 e.g. \"gres/gpu\" for GPU-hours, \"mem\" for memory GiB-hours. Nothing is planned until it is fixed",
                 m.tres,
                 known.join(", ")
             ),

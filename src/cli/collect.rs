@@ -171,7 +171,20 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
             let layout = if a.columns.is_empty() {
                 None
             } else {
-                Some(Layout::from_names(&a.columns).map_err(|e| UsageError(format!("--columns: {e}")))?)
+                // A list typed by hand (`Name%NN` widths allowed): without a column that says what a
+                // run held, every run would bill nothing; a misspelling is the likely cause.
+                let names: Vec<&str> = a.columns.iter().map(|c| c.trim().split('%').next().unwrap_or("")).collect();
+                use crate::slurm::fields::Field;
+                let held = [Field::AllocTRES, Field::AllocCPUS, Field::NCPUS];
+                if !names.iter().any(|n| Field::from_name(n).is_some_and(|f| held.contains(&f))) {
+                    return Err(UsageError(
+                        "--columns: none of AllocTRES, AllocCPUS or NCPUS is among the columns, so no run would bill \
+                         anything; check their spelling against the file's --format list"
+                            .into(),
+                    )
+                    .into());
+                }
+                Some(Layout::from_names(&names).map_err(|e| UsageError(format!("--columns: {e}")))?)
             };
             let opts = ReadOptions { delimiter, layout, tz, default_cluster: cluster };
             import_file(&mut ledger, input, opts, &label, now)

@@ -8,6 +8,9 @@ use crate::config::{example, ConfigProblem, Settings};
 use crate::delivery::consumer::EnginePolicy;
 use crate::ledger::Ledger;
 use crate::sinks::BuildCtx;
+use crate::slurm::runner::CommandRunner;
+use crate::slurm::source::SlurmSource;
+use std::time::Duration;
 
 use super::{Cli, UsageError};
 
@@ -21,7 +24,7 @@ pub enum ConfigCommand {
 
 /// Every problem of the config at once: TOML and values, then each configured sink as `deliver`
 /// builds it (its key, its host; nothing is sent), then each sink's TRES against the ledger when
-/// it exists (Slurm is not asked: no network). A usage error listing them all, or the settings.
+/// it exists (and Slurm's TRES list, read-only, for a TRES no run carries). A usage error listing them all, or the settings.
 fn check_everything(cli: &Cli) -> anyhow::Result<(Settings, Option<std::path::PathBuf>)> {
     let path = match &cli.config {
         Some(p) => Some(p.clone()),
@@ -42,6 +45,10 @@ fn check_everything(cli: &Cli) -> anyhow::Result<(Settings, Option<std::path::Pa
     let env = |name: &str| std::env::var(name).ok();
     let ctx = BuildCtx { online: true, env: &env, policy: EnginePolicy::default() };
     for name in s.sinks.names() {
+        // A sink whose section is already wrong is not built too (one cause, one problem).
+        if problems.iter().any(|p| p.key.starts_with(&format!("sinks.{name}."))) {
+            continue;
+        }
         match crate::sinks::build(&s.sinks, &[name.to_string()], &ctx) {
             Ok(built) => built.iter().flat_map(|b| &b.warnings).for_each(|w| eprintln!("warning: {w}")),
             Err(e) => problems.push(ConfigProblem { key: format!("sinks.{name}"), message: e.to_string() }),
@@ -50,7 +57,11 @@ fn check_everything(cli: &Cli) -> anyhow::Result<(Settings, Option<std::path::Pa
     if s.ledger_path.exists() {
         match Ledger::open_read_only(&s.ledger_path) {
             Ok(ledger) => {
-                if let Err(p) = crate::pass::check_billed_tres(&ledger, &s.sinks, &[], &mut || None) {
+                // Slurm's own TRES list is asked (read-only) only for a TRES no run carries.
+                let runner =
+                    CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
+                let mut ask = || SlurmSource::new(&runner, Duration::from_secs(s.slurm.timeout_secs)).list_tres().ok();
+                if let Err(p) = crate::pass::check_billed_tres(&ledger, &s.sinks, &[], &mut ask) {
                     problems.extend(p);
                 }
             }

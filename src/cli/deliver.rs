@@ -17,7 +17,8 @@ use crate::tracker::TrackerSeeds;
 
 use super::collect::{clusters_arg, print_clusters};
 use super::{
-    build_sinks, check_tres, ledger_for_sending, problems_text, settings, system_now, tres_preflight, Cli, UsageError,
+    build_sinks, check_tres, check_tres_now, ledger_for_sending, problems_text, settings, system_now, tres_preflight,
+    Cli, UsageError,
 };
 
 #[derive(Debug, Args)]
@@ -97,8 +98,7 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     let out = &mut std::io::stdout().lock();
     let now = system_now();
     let failed = if a.dry_run {
-        dry_run(&ledger, &sinks, now, out)?;
-        false
+        dry_run(&ledger, &sinks, now, out)?
     } else {
         print_sinks(out, &pass::deliver_all(&mut ledger, &sinks, a.limit.unwrap_or(s.delivery.batch), now), cli.quiet)?
     };
@@ -120,8 +120,8 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
         // A dry run must not move cursors either: it plans from what the ledger already holds.
         writeln!(out, "(dry run: not collecting; planning from the ledger as it is)")?;
         check_tres(&s, &ledger, &a.deliver.sinks)?;
-        dry_run(&ledger, &sinks?, now, out)?;
-        return Ok(ExitCode::SUCCESS);
+        let refused = dry_run(&ledger, &sinks?, now, out)?;
+        return Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS });
     }
     let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters, since: Since::Cursor };
@@ -179,6 +179,9 @@ pub fn accept_terms(cli: &Cli, a: &AcceptTermsArgs) -> anyhow::Result<ExitCode> 
          new terms: the rest of the {} run(s) still open, and every new run.",
         ledger.consumer_open_runs(name)?
     );
+    // The new terms must bill something: a TRES no run carries and Slurm does not list is refused
+    // here as it is by `deliver` (once accepted, it would not be checked again).
+    check_tres_now(&s, &ledger, std::slice::from_ref(&a.sink))?;
     if a.dry_run {
         println!("(dry run: nothing changed)");
         return Ok(ExitCode::SUCCESS);
@@ -239,8 +242,10 @@ pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome], quiet: boo
 }
 
 /// Prints, for each sink, every request a pass would send now: what is already planned and
-/// waiting, and what planning would add. Writes nothing.
-pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &mut dyn Write) -> anyhow::Result<()> {
+/// waiting, and what planning would add. Writes nothing. Returns whether a sink would be refused
+/// (its terms changed).
+pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let mut refused = false;
     for c in sinks {
         let name = c.name.as_str();
         let Preview { planned, held } = match engine::preview(ledger, c, Some(&TrackerSeeds), now) {
@@ -251,6 +256,7 @@ pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &
                     out,
                     "  {name}: restore the old settings of [sinks.{name}], or see `slurm-ledger accept-terms --help`"
                 )?;
+                refused = true;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -287,5 +293,5 @@ pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &
             writeln!(out, "\n# held {key}: {reason}")?;
         }
     }
-    Ok(())
+    Ok(refused)
 }

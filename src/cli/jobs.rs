@@ -83,10 +83,12 @@ pub fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<ExitCode> {
         limit: (a.limit > 0).then_some(a.limit),
     };
     // A state that no run has and Slurm does not have is a typo, not "no such runs".
-    let stored = ledger.status(0)?.states;
+    let stored = if filter.states.is_empty() { Vec::new() } else { ledger.status(0)?.states };
     for st in &filter.states {
         for one in st.split(',').map(str::trim).filter(|x| !x.is_empty()) {
-            let known = JobState::KNOWN.contains(&one.to_uppercase().as_str()) || stored.iter().any(|s| s.state == one);
+            let upper = one.to_uppercase();
+            let known =
+                JobState::KNOWN.contains(&upper.as_str()) || stored.iter().any(|s| s.state.eq_ignore_ascii_case(one));
             if !known {
                 return Err(UsageError(format!(
                     "--state {one}: not a Slurm job state; use one of {}",

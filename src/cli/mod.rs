@@ -186,6 +186,15 @@ fn check_tres(s: &Settings, ledger: &Ledger, only: &[String]) -> anyhow::Result<
     tres_preflight(s, only)(ledger).map_err(|p| UsageError(problems_text(&p)).into())
 }
 
+/// [`check_tres`] even for a sink whose stored terms equal its current ones (`accept-terms`
+/// stores them: they are checked before).
+fn check_tres_now(s: &Settings, ledger: &Ledger, only: &[String]) -> anyhow::Result<()> {
+    let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
+    let mut ask = || SlurmSource::new(&runner, Duration::from_secs(s.slurm.timeout_secs)).list_tres().ok();
+    crate::pass::check_billed_tres_unstored(ledger, &s.sinks, only, &mut ask)
+        .map_err(|p| UsageError(problems_text(&p)).into())
+}
+
 /// [`check_tres`] as the pass's preflight.
 fn tres_preflight<'a>(
     s: &'a Settings,

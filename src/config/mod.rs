@@ -73,8 +73,10 @@ fn parse_lenient(text: &str) -> (RawConfig, Vec<ConfigProblem>) {
         };
         let Some(span) = e.span() else { break };
         let line_no = text[..span.start.min(text.len())].matches('\n').count();
-        problems
-            .push(ConfigProblem { key: format!("line {}", line_no + 1), message: e.message().trim_end().to_string() });
+        problems.push(ConfigProblem {
+            key: format!("line {}", line_no + 1),
+            message: without_values(e.message().trim_end()),
+        });
         let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
         let Some(first) = lines.get(line_no) else { break };
         if first.trim().is_empty() {
@@ -92,6 +94,17 @@ fn parse_lenient(text: &str) -> (RawConfig, Vec<ConfigProblem>) {
         text = lines.join("\n");
     }
     (RawConfig::default(), problems)
+}
+
+/// A serde message without the value it quotes (`invalid type: string "…", expected u64`): the
+/// value may be a secret pasted into the wrong key.
+fn without_values(message: &str) -> String {
+    match (message.find(" \""), message.rfind("\",")) {
+        (Some(a), Some(b)) if message.starts_with("invalid") && b > a => {
+            format!("{} (value not shown){}", &message[..a], &message[b + 1..])
+        }
+        _ => message.to_string(),
+    }
 }
 
 impl Settings {
@@ -350,6 +363,12 @@ mod sink_tests {
         ] {
             assert!(e.contains(key), "{key} missing in:\n{e}");
         }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_not_printed() {
+        let e = Settings::from_toml("[slurm]\ntimeout_secs = \"pwt_s3cret\"\n", "c.toml").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("invalid type") && !e.contains("pwt_s3cret"), "{e}");
     }
 
     #[test]

@@ -390,10 +390,13 @@ impl<R: BufRead> SacctReader<R> {
             }
             let row = Row { text: &rec, ranges: &self.ranges, layout: &layout };
             let result = match row.is_step() {
-                Ok(false) => row.to_job(&self.opts, self.spare.pop()).map(|(job, cpu)| {
+                Ok(false) => {
+                    let job = row.to_job(&self.opts, self.spare.pop());
+                    // A job row that cannot be read ends the run before it too: its steps must
+                    // not fold into that run (a requeued job's runs share a JobIDRaw).
                     self.flush_current();
-                    self.current = Some((job, cpu));
-                }),
+                    job.map(|(job, cpu)| self.current = Some((job, cpu)))
+                }
                 Ok(true) => row.add_step_to(&mut self.current),
                 Err(e) => Err(e),
             };
@@ -623,6 +626,19 @@ impl Row<'_> {
             // A layout without either (older tools record such): derive what can be derived,
             // never bill a run that ran as 0.
             match (job.start, job.end) {
+                (Some(_), Some(_)) if !self.has(Field::Suspended) => {
+                    return Err(ValueError(
+                        "the input has no ElapsedRaw, Elapsed or Suspended column: the run's billable time (End − Start − \
+                         Suspended) cannot be known, so it is not stored; record it again with ElapsedRaw in --format"
+                            .into(),
+                    ))
+                }
+                (Some(start), Some(end)) if end < start => {
+                    return Err(ValueError(format!(
+                        "the input has no ElapsedRaw or Elapsed column and End ({end}) is before Start ({start}): the run's \
+                         billable time cannot be known, so it is not stored"
+                    )))
+                }
                 (Some(start), Some(end)) => {
                     job.elapsed_derived = true;
                     u64::try_from(end.0 - start.0).unwrap_or(0).saturating_sub(job.suspended_secs)

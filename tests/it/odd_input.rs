@@ -93,10 +93,14 @@ fn an_unknown_state_is_shown_and_billed_as_not_final() {
 /// made here from the recording by dropping the two columns). A name may hold a newline, so a
 /// record is read across lines until it has every field.
 fn poll_without_elapsed() -> String {
+    poll_without(&["ElapsedRaw", "Elapsed"])
+}
+
+/// The recorded poll without these columns.
+fn poll_without(columns: &[&str]) -> String {
     let text = String::from_utf8(fixture_bytes("testbed/own-sacct-poll.txt")).unwrap();
     let header: Vec<&str> = text.lines().next().unwrap().split('\u{1f}').collect();
-    let drop: Vec<usize> =
-        ["ElapsedRaw", "Elapsed"].iter().map(|n| header.iter().position(|h| h == n).unwrap()).collect();
+    let drop: Vec<usize> = columns.iter().map(|n| header.iter().position(|h| h == n).unwrap()).collect();
     let mut out = String::new();
     let mut record = String::new();
     for line in text.lines() {
@@ -152,6 +156,17 @@ fn without_an_elapsed_column_elapsed_is_derived_or_the_run_held() {
     }
     assert!(compared >= 20, "{compared}");
     assert!(derived.iter().all(|d| d.key.job_id_raw != 26), "job 26 (running, no End) is not stored as 0");
+
+    // Without Suspended either, End − Start might hold suspended time: nothing that ran is stored.
+    let worse = tempfile::tempdir().unwrap();
+    std::fs::write(worse.path().join("config.toml"), "").unwrap();
+    let f = worse.path().join("worse.txt");
+    std::fs::write(&f, poll_without(&["ElapsedRaw", "Elapsed", "Suspended"])).unwrap();
+    let (code, out, _) =
+        cli(worse.path(), &["collect", "--from-file", f.to_str().unwrap(), "--file-cluster", "testcluster"]);
+    assert!(code == 0 && !out.contains("derived"), "{out}");
+    let stored = Ledger::open(&worse.path().join("ledger.db")).unwrap().jobs(&JobFilter::default()).unwrap();
+    assert!(stored.iter().all(|r| r.start.is_none()), "only runs that never started are stored: {}", stored.len());
 }
 
 /// Two rows of one run (same cluster, JobIDRaw and Submit) in one input: the first is kept, the

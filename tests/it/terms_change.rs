@@ -187,7 +187,7 @@ fn a_changed_tres_is_refused_until_restored_or_accepted() {
     );
     assert!(out.contains("accept-terms --sink activate"), "the fix is named:\n{out}");
     let (code, dry, _) = slurm_ledger(&site, &["deliver", "--dry-run"], Some(KEY));
-    assert!(code == 0 && dry.contains("FAILED"), "the dry run says so too:\n{dry}");
+    assert!(code == 1 && dry.contains("FAILED"), "the dry run says so too:\n{dry}");
     assert_eq!(f.events().len(), billed, "nothing sent while refused");
     // Restored: nothing billed twice.
     config_at(&site, &f.base_url(), "cpu");
@@ -249,4 +249,21 @@ fn a_mistyped_tres_is_refused_before_anything_is_planned() {
     // Rounded per run; within a micro-hour per run of the exact figure.
     let exact = gpu_secs * 1_000_000 / 3600;
     assert!(billed.abs_diff(exact) <= 30, "billed {billed} µh, GPU-seconds {gpu_secs}");
+}
+
+/// A mistyped TRES cannot be accepted as a sink's new terms either: once stored, terms are not
+/// checked again, so `accept-terms` checks them first.
+#[test]
+fn a_mistyped_tres_cannot_be_accepted() {
+    let site = site();
+    let f = fake(&["alloc-rt"]);
+    config_at(&site, &f.base_url(), "cpu");
+    deliver(&site);
+    let sent = f.events().len();
+    config_at(&site, &f.base_url(), "gpu");
+    let (code, _, err) = slurm_ledger(&site, &["accept-terms", "--sink", "activate"], None);
+    assert!(code == 2 && err.contains("sinks.activate.tres") && err.contains("\"gpu\""), "{err}");
+    config_at(&site, &f.base_url(), "cpu");
+    let (code, out, _) = slurm_ledger(&site, &["deliver"], Some(KEY));
+    assert_eq!((code, f.events().len()), (0, sent), "the old terms stand:\n{out}");
 }
