@@ -497,7 +497,7 @@ fn write_side<'l>(
     let mut counts = Counts::default();
     let mut open_seen = OpenSeen::new();
     let mut w = ledger.writer(now)?;
-    let mut seen = SeenRuns::new();
+    let mut seen = SeenRuns::default();
     loop {
         if write_chunk(&mut w, &end, cluster, source, &mut counts, &mut open_seen, &mut seen)? {
             return Ok((counts, open_seen, w));
@@ -537,7 +537,7 @@ fn write_chunk(
                     Parsed::Run(run) => {
                         let job = run.job();
                         // One run twice in this input with other content: keep the first.
-                        let key = (cluster_tag(&job.key.cluster), job.key.job_id_raw, job.key.submit.0);
+                        let key = run_tag(&job.key);
                         match seen.entry(key) {
                             Entry::Occupied(first) if *first.get() != run.content_hash() => {
                                 let first = runs.describe(&job.key)?;
@@ -596,14 +596,38 @@ fn write_chunk(
     Ok(ended)
 }
 
-/// The runs one input has written so far, by (cluster tag, JobIDRaw, Submit), with their content
-/// hash: a second row of one run with other content is a conflict, whatever the ledger held
-/// before (about 40 bytes a run).
-type SeenRuns = std::collections::HashMap<(u64, u64, i64), u64>;
+/// The runs one input has written so far, by a 64-bit fingerprint of their key (cluster,
+/// JobIDRaw, Submit; see [`run_tag`]), with their content hash: a second row of one run with other
+/// content is a conflict, whatever the ledger held before. About 20 bytes a run.
+type SeenRuns = std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<Premixed>>;
 
-/// A cluster's name as a number for [`SeenRuns`] (FNV-1a).
-fn cluster_tag(c: &ClusterName) -> u64 {
-    c.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+/// A run key's fingerprint for [`SeenRuns`]: FNV-1a of the cluster, mixed with the two numbers
+/// (splitmix64 finalizer). Two keys sharing one is as likely as a random 64-bit collision.
+fn run_tag(k: &crate::model::JobKey) -> u64 {
+    let c =
+        k.cluster.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mut x = c ^ k.job_id_raw.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (k.submit.0 as u64).rotate_left(32);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A hasher for keys that are already well mixed ([`run_tag`]): passes the `u64` through.
+#[derive(Default)]
+struct Premixed(u64);
+
+impl std::hash::Hasher for Premixed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// The cluster and job id range of a batch's runs, when they are all of one cluster.
