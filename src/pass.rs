@@ -117,7 +117,7 @@ impl SinkOutcome {
 pub struct PassReport {
     pub clusters: Vec<ClusterOutcome>,
     pub sinks: Vec<SinkOutcome>,
-    /// Why nothing was delivered after the collect: the config does not fit the ledger (a TRES no
+    /// Sinks left out after the collect because the config does not fit the ledger (a TRES no
     /// run carries). Each names its key and the fix.
     pub refused: Vec<ConfigProblem>,
 }
@@ -201,7 +201,21 @@ pub fn collect_all(
 /// Plans and executes each consumer (up to `limit` sends each); one that fails does not stop the
 /// others. slurm-tracker's seeds, if any were imported, are matched to runs as they are planned.
 pub fn deliver_all(ledger: &mut Ledger, consumers: &[Consumer], limit: u64, now: UnixTime) -> Vec<SinkOutcome> {
-    let mut out = Vec::with_capacity(consumers.len());
+    deliver_each(ledger, consumers.iter(), limit, now)
+}
+
+/// The sinks named by config problems (`sinks.NAME.…`).
+pub fn refused_sinks(problems: &[ConfigProblem]) -> Vec<&str> {
+    problems.iter().filter_map(|p| p.key.strip_prefix("sinks.")?.split('.').next()).collect()
+}
+
+fn deliver_each<'c>(
+    ledger: &mut Ledger,
+    consumers: impl Iterator<Item = &'c Consumer>,
+    limit: u64,
+    now: UnixTime,
+) -> Vec<SinkOutcome> {
+    let mut out = Vec::new();
     for c in consumers {
         let mut o =
             SinkOutcome { sink: c.name.clone(), plan: PlanReport::default(), exec: ExecReport::default(), error: None };
@@ -314,11 +328,11 @@ pub fn run(
     preflight: &mut Preflight<'_>,
 ) -> Result<PassReport, PassError> {
     let clusters = collect_all(ledger, collect, now)?;
-    if let Err(refused) = preflight(ledger) {
-        return Ok(PassReport { clusters, sinks: Vec::new(), refused });
-    }
-    let sinks = deliver_all(ledger, consumers, limit, now);
-    Ok(PassReport { clusters, sinks, refused: Vec::new() })
+    // A sink the config does not fit is left out; the others deliver what they owe.
+    let refused = preflight(ledger).err().unwrap_or_default();
+    let skip = refused_sinks(&refused);
+    let sinks = deliver_each(ledger, consumers.iter().filter(|c| !skip.contains(&c.name.as_str())), limit, now);
+    Ok(PassReport { clusters, sinks, refused })
 }
 
 #[cfg(test)]

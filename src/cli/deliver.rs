@@ -90,11 +90,12 @@ pub struct RunArgs {
 
 pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
-    let sinks = build_sinks(&s, &a.sinks, !a.dry_run)?;
+    let mut sinks = build_sinks(&s, &a.sinks, !a.dry_run)?;
     let Some((mut ledger, _lock)) = ledger_for_sending(&s, "deliver", a.dry_run)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    check_tres(&s, &ledger, &a.sinks)?;
+    // A sink the config does not fit is left out (exit 2 at the end); the others deliver.
+    let refused = check_tres(&s, &ledger, &a.sinks, &mut sinks);
     let out = &mut std::io::stdout().lock();
     let now = system_now();
     let failed = if a.dry_run {
@@ -102,7 +103,13 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_sinks(out, &pass::deliver_all(&mut ledger, &sinks, a.limit.unwrap_or(s.delivery.batch), now), cli.quiet)?
     };
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if refused {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -119,9 +126,16 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     if a.deliver.dry_run {
         // A dry run must not move cursors either: it plans from what the ledger already holds.
         writeln!(out, "(dry run: not collecting; planning from the ledger as it is)")?;
-        check_tres(&s, &ledger, &a.deliver.sinks)?;
-        let refused = dry_run(&ledger, &sinks?, now, out)?;
-        return Ok(if refused { ExitCode::from(1) } else { ExitCode::SUCCESS });
+        let mut sinks = sinks?;
+        let config = check_tres(&s, &ledger, &a.deliver.sinks, &mut sinks);
+        let refused = dry_run(&ledger, &sinks, now, out)?;
+        return Ok(if config {
+            ExitCode::from(2)
+        } else if refused {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters, since: Since::Cursor };
@@ -131,10 +145,10 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     print_clusters(out, &report.clusters, cli.quiet)?;
     // After the collect's report: a sink that could not be built is the operator's to fix.
     sinks?;
+    print_sinks(out, &report.sinks, cli.quiet)?;
     if !report.refused.is_empty() {
         return Err(UsageError(problems_text(&report.refused)).into());
     }
-    print_sinks(out, &report.sinks, cli.quiet)?;
     Ok(if report.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 

@@ -181,9 +181,14 @@ fn build_sinks(s: &Settings, only: &[String], online: bool) -> anyhow::Result<Ve
 }
 
 /// Checks each sink's billed TRES against the ledger, and against Slurm's list when no run
-/// carries it (`sacctmgr show tres`, asked only then): a usage error naming the key otherwise.
-fn check_tres(s: &Settings, ledger: &Ledger, only: &[String]) -> anyhow::Result<()> {
-    tres_preflight(s, only)(ledger).map_err(|p| UsageError(problems_text(&p)).into())
+/// carries it (`sacctmgr show tres`, asked only then). The sinks that fail are said on stderr
+/// (each key with its fix) and left out of `sinks`; returns whether any was.
+fn check_tres(s: &Settings, ledger: &Ledger, only: &[String], sinks: &mut Vec<Consumer>) -> bool {
+    let Err(problems) = tres_preflight(s, only)(ledger) else { return false };
+    eprintln!("error: {}", problems_text(&problems));
+    let skip = crate::pass::refused_sinks(&problems);
+    sinks.retain(|c| !skip.contains(&c.name.as_str()));
+    true
 }
 
 /// [`check_tres`] even for a sink whose stored terms equal its current ones (`accept-terms`

@@ -267,3 +267,23 @@ fn a_mistyped_tres_cannot_be_accepted() {
     let (code, out, _) = slurm_ledger(&site, &["deliver"], Some(KEY));
     assert_eq!((code, f.events().len()), (0, sent), "the old terms stand:\n{out}");
 }
+
+/// A sink the config does not fit is left out; the others still deliver what they owe (a new GPU
+/// sink mistyped must not stop the billing that works).
+#[test]
+fn a_refused_sink_does_not_stop_the_others() {
+    let site = site();
+    let f = fake(&["alloc-rt"]);
+    config_at(&site, &f.base_url(), "gpu");
+    let usage = site.cfg.with_file_name("usage.jsonl");
+    let text = std::fs::read_to_string(&site.cfg).unwrap()
+        + &format!("[sinks.jsonl]\npath = {:?}\nrunning_slice = \"1m\"\n", usage.display().to_string());
+    std::fs::write(&site.cfg, text).unwrap();
+    // The demo ledger's JSONL sink has delivered everything already: it runs its pass (planning
+    // nothing new) and is not refused with ACTIVATE.
+    let (code, out, err) = slurm_ledger(&site, &["deliver"], Some(KEY));
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("sinks.activate.tres") && !err.contains("sinks.jsonl"), "{err}");
+    assert!(out.contains("jsonl: ") && !out.contains("activate: "), "jsonl delivered, activate left out:\n{out}");
+    assert!(f.events().is_empty());
+}
