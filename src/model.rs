@@ -196,31 +196,31 @@ impl JobState {
         }
     }
 
-    /// Every state this reader knows, as Slurm spells them.
-    pub const KNOWN: [&'static str; 23] = [
-        "PENDING",
-        "RUNNING",
-        "SUSPENDED",
-        "COMPLETING",
-        "CONFIGURING",
-        "REQUEUED",
-        "REQUEUE_HOLD",
-        "REQUEUE_FED",
-        "RESIZING",
-        "SIGNALING",
-        "STAGE_OUT",
-        "STOPPED",
-        "SPECIAL_EXIT",
-        "REVOKED",
-        "COMPLETED",
-        "CANCELLED",
-        "FAILED",
-        "TIMEOUT",
-        "NODE_FAIL",
-        "PREEMPTED",
-        "BOOT_FAIL",
-        "DEADLINE",
-        "OUT_OF_MEMORY",
+    /// Every state this reader knows (Slurm's names are their [`JobState::as_str`]).
+    pub const KNOWN: [JobState; 23] = [
+        Self::Pending,
+        Self::Running,
+        Self::Suspended,
+        Self::Completing,
+        Self::Configuring,
+        Self::Requeued,
+        Self::RequeueHold,
+        Self::RequeueFed,
+        Self::Resizing,
+        Self::Signaling,
+        Self::StageOut,
+        Self::Stopped,
+        Self::SpecialExit,
+        Self::Revoked,
+        Self::Completed,
+        Self::Cancelled,
+        Self::Failed,
+        Self::Timeout,
+        Self::NodeFail,
+        Self::Preempted,
+        Self::BootFail,
+        Self::Deadline,
+        Self::OutOfMemory,
     ];
 
     /// True when this run of the job will not change any more: it ended (any terminal state),
@@ -684,10 +684,10 @@ mod tests {
         assert!(!JobState::Running.is_final());
         assert!(!JobState::Suspended.is_final());
         assert_eq!(JobState::from_slurm("WEIRD_NEW"), JobState::Other("WEIRD_NEW".into()));
-        for name in JobState::KNOWN {
-            let s = JobState::from_slurm(name);
-            assert!(!matches!(s, JobState::Other(_)) && s.as_str() == name, "{name}");
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{name}\""));
+        for known in &JobState::KNOWN {
+            let name = known.as_str();
+            assert_eq!(&JobState::from_slurm(name), known, "{name}");
+            assert_eq!(serde_json::to_string(known).unwrap(), format!("\"{name}\""));
         }
     }
 }

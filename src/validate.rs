@@ -11,6 +11,11 @@ pub struct ConfigProblem {
 /// Every problem found so far; validation goes on after the first, so all are reported at once.
 pub type Problems = Vec<ConfigProblem>;
 
+/// Problems as every message lists them: one `  - key: message` line each.
+pub fn list(problems: &[ConfigProblem]) -> String {
+    problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n")
+}
+
 /// Adds a problem.
 pub fn push(problems: &mut Problems, key: impl Into<String>, message: impl Into<String>) {
     problems.push(ConfigProblem { key: key.into(), message: message.into() });

@@ -13,7 +13,6 @@ use crate::model::{ClusterName, UnixTime};
 use crate::pass::{self, ClusterOutcome, CollectPlan};
 use crate::slurm::json::read_sacct_json;
 use crate::slurm::parsable::{Layout, ReadOptions};
-use crate::slurm::runner::CommandRunner;
 use crate::slurm::source::DELIMITER;
 use crate::slurm::values::TimeZone;
 
@@ -196,7 +195,7 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
+    let runner = super::slurm_runner(&s);
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters: clusters_arg(&s, &a.clusters)?, since };
     let failed = print_clusters(out, &pass::collect_all(&mut ledger, &plan, now)?, cli.quiet)?;
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })

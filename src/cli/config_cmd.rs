@@ -8,9 +8,6 @@ use crate::config::{example, ConfigProblem, Settings};
 use crate::delivery::consumer::EnginePolicy;
 use crate::ledger::Ledger;
 use crate::sinks::BuildCtx;
-use crate::slurm::runner::CommandRunner;
-use crate::slurm::source::SlurmSource;
-use std::time::Duration;
 
 use super::{Cli, UsageError};
 
@@ -24,12 +21,10 @@ pub enum ConfigCommand {
 
 /// Every problem of the config at once: TOML and values, then each configured sink as `deliver`
 /// builds it (its key, its host; nothing is sent), then each sink's TRES against the ledger when
-/// it exists (and Slurm's TRES list, read-only, for a TRES no run carries). A usage error listing them all, or the settings.
+/// it exists (and Slurm's TRES list, read-only, for a TRES no run carries). A usage error listing
+/// them all, or the settings (`--ledger` applied).
 fn check_everything(cli: &Cli) -> anyhow::Result<(Settings, Option<std::path::PathBuf>)> {
-    let path = match &cli.config {
-        Some(p) => Some(p.clone()),
-        None => Some(std::path::PathBuf::from(crate::config::DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
-    };
+    let path = crate::config::config_path(cli.config.as_deref());
     let shown = path.as_ref().map_or_else(|| "(built-in defaults)".to_string(), |p| p.display().to_string());
     let (mut s, mut problems) = match &path {
         Some(p) => {
@@ -58,10 +53,7 @@ fn check_everything(cli: &Cli) -> anyhow::Result<(Settings, Option<std::path::Pa
         match Ledger::open_read_only(&s.ledger_path) {
             Ok(ledger) => {
                 // Slurm's own TRES list is asked (read-only) only for a TRES no run carries.
-                let runner =
-                    CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
-                let mut ask = || SlurmSource::new(&runner, Duration::from_secs(s.slurm.timeout_secs)).list_tres().ok();
-                if let Err(p) = crate::pass::check_billed_tres(&ledger, &s.sinks, &[], &mut ask) {
+                if let Err(p) = crate::pass::check_billed_tres(&ledger, &s.sinks, &[], &mut || super::slurm_tres(&s)) {
                     problems.extend(p);
                 }
             }
@@ -69,13 +61,8 @@ fn check_everything(cli: &Cli) -> anyhow::Result<(Settings, Option<std::path::Pa
         }
     }
     if !problems.is_empty() {
-        let lines: Vec<String> = problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect();
-        return Err(UsageError(format!(
-            "config file {shown} has {} problem(s):\n{}",
-            problems.len(),
-            lines.join("\n")
-        ))
-        .into());
+        let list = crate::validate::list(&problems);
+        return Err(UsageError(format!("config file {shown} has {} problem(s):\n{list}", problems.len())).into());
     }
     Ok((s, path))
 }
@@ -84,10 +71,7 @@ pub fn run(cli: &Cli, c: &ConfigCommand) -> anyhow::Result<ExitCode> {
     match c {
         ConfigCommand::Example => print!("{}", example()),
         ConfigCommand::Check => {
-            let (mut s, path) = check_everything(cli)?;
-            if let Some(p) = &cli.ledger {
-                s.ledger_path = p.clone();
-            }
+            let (s, path) = check_everything(cli)?;
             match path {
                 Some(p) => println!("config {}: OK", p.display()),
                 None => {

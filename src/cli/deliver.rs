@@ -12,13 +12,12 @@ use crate::delivery::engine::{self, EngineError, Preview};
 use crate::ledger::{DeliveryState, Ledger};
 use crate::model::UnixTime;
 use crate::pass::{self, CollectPlan, SinkFailure, SinkOutcome};
-use crate::slurm::runner::CommandRunner;
 use crate::tracker::TrackerSeeds;
 
 use super::collect::{clusters_arg, print_clusters};
 use super::{
-    build_sinks, check_tres, check_tres_now, ledger_for_sending, problems_text, settings, system_now, tres_preflight,
-    Cli, UsageError,
+    build_sinks, check_tres, check_tres_now, ledger_for_sending, problems_text, settings, slurm_runner, system_now,
+    tres_preflight, Cli, UsageError,
 };
 
 #[derive(Debug, Args)]
@@ -137,7 +136,7 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
             ExitCode::SUCCESS
         });
     }
-    let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
+    let runner = slurm_runner(&s);
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters, since: Since::Cursor };
     let limit = a.deliver.limit.unwrap_or(s.delivery.batch);
     let mut preflight = tres_preflight(&s, &a.deliver.sinks);

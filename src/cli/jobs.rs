@@ -87,12 +87,12 @@ pub fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<ExitCode> {
     for st in &filter.states {
         for one in st.split(',').map(str::trim).filter(|x| !x.is_empty()) {
             let upper = one.to_uppercase();
-            let known =
-                JobState::KNOWN.contains(&upper.as_str()) || stored.iter().any(|s| s.state.eq_ignore_ascii_case(one));
+            let known = JobState::KNOWN.iter().any(|k| k.as_str() == upper)
+                || stored.iter().any(|s| s.state.eq_ignore_ascii_case(one));
             if !known {
                 return Err(UsageError(format!(
                     "--state {one}: not a Slurm job state; use one of {}",
-                    JobState::KNOWN.join(", ")
+                    JobState::KNOWN.iter().map(JobState::as_str).collect::<Vec<_>>().join(", ")
                 ))
                 .into());
             }

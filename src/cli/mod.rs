@@ -194,9 +194,7 @@ fn check_tres(s: &Settings, ledger: &Ledger, only: &[String], sinks: &mut Vec<Co
 /// [`check_tres`] even for a sink whose stored terms equal its current ones (`accept-terms`
 /// stores them: they are checked before).
 fn check_tres_now(s: &Settings, ledger: &Ledger, only: &[String]) -> anyhow::Result<()> {
-    let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
-    let mut ask = || SlurmSource::new(&runner, Duration::from_secs(s.slurm.timeout_secs)).list_tres().ok();
-    crate::pass::check_billed_tres_unstored(ledger, &s.sinks, only, &mut ask)
+    crate::pass::check_billed_tres_unstored(ledger, &s.sinks, only, &mut || slurm_tres(s))
         .map_err(|p| UsageError(problems_text(&p)).into())
 }
 
@@ -205,17 +203,22 @@ fn tres_preflight<'a>(
     s: &'a Settings,
     only: &'a [String],
 ) -> impl FnMut(&Ledger) -> Result<(), Vec<crate::config::ConfigProblem>> + 'a {
-    move |ledger: &Ledger| {
-        let runner = CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() };
-        let mut ask = || SlurmSource::new(&runner, Duration::from_secs(s.slurm.timeout_secs)).list_tres().ok();
-        crate::pass::check_billed_tres(ledger, &s.sinks, only, &mut ask)
-    }
+    move |ledger: &Ledger| crate::pass::check_billed_tres(ledger, &s.sinks, only, &mut || slurm_tres(s))
 }
 
-/// Config problems as `config check` lists them.
+/// Config problems found against the ledger, as `config check` lists them.
 fn problems_text(problems: &[crate::config::ConfigProblem]) -> String {
-    let lines: Vec<String> = problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect();
-    format!("the config has {} problem(s) with this ledger:\n{}", problems.len(), lines.join("\n"))
+    format!("the config has {} problem(s) with this ledger:\n{}", problems.len(), crate::validate::list(problems))
+}
+
+/// The runner of every Slurm command, as `[slurm]` says (wrapper, bin_dir).
+fn slurm_runner(s: &Settings) -> CommandRunner {
+    CommandRunner { wrapper: s.slurm.command_wrapper.clone(), bin_dir: s.slurm.bin_dir.clone() }
+}
+
+/// The TRES Slurm knows (`sacctmgr show tres`), or `None` when it cannot be asked.
+fn slurm_tres(s: &Settings) -> Option<Vec<String>> {
+    SlurmSource::new(&slurm_runner(s), Duration::from_secs(s.slurm.timeout_secs)).list_tres().ok()
 }
 
 /// Retry timing from `[delivery]`.

@@ -54,7 +54,7 @@ pub struct SlurmSettings {
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("config file {path} has {} problem(s):\n{}", .problems.len(), .problems.iter().map(|p| format!("  - {}: {}", p.key, p.message)).collect::<Vec<_>>().join("\n"))]
+    #[error("config file {path} has {} problem(s):\n{}", .problems.len(), crate::validate::list(.problems))]
     Invalid { path: String, problems: Vec<ConfigProblem> },
 }
 
@@ -107,6 +107,15 @@ fn without_values(message: &str) -> String {
     }
 }
 
+/// The config file in effect: the named one, else the default path when it exists, else none
+/// (built-in defaults).
+pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+    }
+}
+
 impl Settings {
     /// Parses TOML text; `path` is only for messages.
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
@@ -130,15 +139,8 @@ impl Settings {
     /// Loads the named config, or the default path if it exists, or built-in defaults.
     /// Returns the settings and the file they came from.
     pub fn load(explicit: Option<&Path>) -> Result<(Self, Option<PathBuf>), ConfigError> {
-        let path = match explicit {
-            Some(p) => p.to_path_buf(),
-            None => {
-                let d = PathBuf::from(DEFAULT_CONFIG_PATH);
-                if !d.exists() {
-                    return Ok((Self::validate(RawConfig::default()).expect("defaults are valid"), None));
-                }
-                d
-            }
+        let Some(path) = config_path(explicit) else {
+            return Ok((Self::validate(RawConfig::default()).expect("defaults are valid"), None));
         };
         let shown = path.display().to_string();
         let text =
