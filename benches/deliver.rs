@@ -20,6 +20,10 @@
 //!   marks by change_seq, writes outbox items, marks and the cursor in its own transactions.
 //! - `verify`: reads back what `plan` wrote, renders each item's request from it and its run,
 //!   and digests it like `meter` did (untimed).
+//! - `drain`: the same ledger as a backlog for a fresh JSONL sink, drained by the real binary's
+//!   `slurm-ledger deliver --sink jsonl` with the default limits (timed end to end: plan and
+//!   send; its peak RSS from `getrusage(RUSAGE_CHILDREN)`). PASS when one deliver sends every
+//!   item, each line once, within the default pass_time.
 
 #[path = "common.rs"]
 mod common;
@@ -50,6 +54,8 @@ use synth::{SyntheticDay, DAY_START};
 const TARGET_SECS: f64 = 5.0;
 /// Planning the day into the ledger (the speed issue's target).
 const PLAN_TARGET_SECS: f64 = 8.0;
+/// A day's backlog to JSONL: within one pass of the default `[delivery] pass_time`.
+const DRAIN_TARGET_SECS: f64 = 240.0;
 /// Runs parsed per untimed chunk of the `meter` phase.
 const CHUNK: usize = 20_000;
 /// Runs per transaction when storing the day.
@@ -238,6 +244,50 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
             put("cursor", ledger.consumer_cursor(&sink.name).unwrap().to_string());
             put("digest", format!("{sum:016x}"));
         }
+        "drain" => {
+            // The stored day as a backlog for a fresh JSONL sink, drained by the real binary's
+            // `deliver` with the default limits (pass_time 4m): plan + send, end to end.
+            let path = Path::new(ledger_path.expect("--ledger"));
+            let (cfg_path, out_path) = (path.with_extension("toml"), path.with_extension("jsonl"));
+            std::fs::write(&cfg_path, format!("[sinks.jsonl]\npath = \"{}\"\ntres = \"cpu\"\n", out_path.display()))
+                .expect("config");
+            let t = Instant::now();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
+                .arg("--config")
+                .arg(&cfg_path)
+                .arg("--ledger")
+                .arg(path)
+                .args(["deliver", "--sink", "jsonl"])
+                .output()
+                .expect("run slurm-ledger deliver");
+            measured = Some(t.elapsed().as_secs_f64());
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "deliver failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+            let number_before = |text: &str| -> u64 {
+                stdout
+                    .split(text)
+                    .next()
+                    .and_then(|h| h.rsplit(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty()))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            put("planned", number_before(" new deliveries").to_string());
+            put("delivered", number_before(" delivered,").to_string());
+            put(
+                "left",
+                if stdout.contains("still due") { number_before(" deliveries still due") } else { 0 }.to_string(),
+            );
+            let lines = std::fs::File::open(&out_path)
+                .map(|f| std::io::BufRead::lines(std::io::BufReader::new(f)).count())
+                .unwrap_or(0);
+            put("lines", lines.to_string());
+            // SAFETY: getrusage fills the struct it is given.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+            put("child_maxrss_kb", ru.ru_maxrss.to_string());
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            put("child_cpu_s", format!("{:.2}", secs(ru.ru_utime) + secs(ru.ru_stime)));
+        }
         other => panic!("unknown phase {other}"),
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -260,7 +310,7 @@ fn main() {
     let repeat = env_u64("SYNTH_REPEAT", 1).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
 
-    println!("slurm-ledger deliver benchmark (meter + plan for the ACTIVATE sink)");
+    println!("slurm-ledger deliver benchmark (meter + plan for the ACTIVATE sink; a day's backlog drained to JSONL)");
     println!(
         "command : SYNTH_JOBS={} SYNTH_STEPS={} SYNTH_SEED={} SYNTH_REPEAT={repeat} cargo bench --bench deliver",
         cfg.jobs, cfg.steps, cfg.seed
@@ -276,7 +326,7 @@ fn main() {
 
     // SYNTH_REPEAT=n runs the timed phases n times (a fresh ledger per round for `plan`) and
     // keeps each phase's fastest run; all times are printed.
-    let phases = ["meter", "store", "plan", "verify"];
+    let phases = ["meter", "store", "plan", "verify", "drain"];
     let mut results: Vec<(&str, PhaseResult)> = Vec::new();
     let mut all_secs: Vec<(&str, Vec<f64>)> = phases.iter().map(|p| (*p, Vec::new())).collect();
     for round in 0..repeat {
@@ -333,6 +383,18 @@ fn main() {
                     r.get("deliveries"),
                     r.get("held"),
                     r.get("db_bytes") / 1e6
+                ),
+            ),
+            "drain" => (
+                format!("{:.0}", r.get("delivered") / s),
+                format!(
+                    "timed: `slurm-ledger deliver --sink jsonl` on the day (plan + send): {} planned, {} delivered, {} left, {} lines; its peak RSS {:.0} MB, cpu {} s (rate: deliveries/s)",
+                    r.get("planned"),
+                    r.get("delivered"),
+                    r.get("left"),
+                    r.get("lines"),
+                    r.get("child_maxrss_kb") / 1024.0,
+                    r.text("child_cpu_s")
                 ),
             ),
             _ => (
@@ -403,6 +465,27 @@ fn main() {
         "yes",
         verdict(sane)
     );
+    let drain = get("drain");
+    let drained = drain.get("left") == 0.0
+        && drain.get("delivered") == drain.get("planned")
+        && drain.get("lines") == drain.get("delivered")
+        && drain.get("planned") > 0.0;
+    println!(
+        "{:<52} {:>14} {:>14}  {}",
+        "d. the day's backlog drains in one JSONL deliver",
+        if drained { "yes" } else { "no" },
+        "yes",
+        verdict(drained)
+    );
+    let ds = drain.get("secs");
+    println!(
+        "{:<52} {:>14.2} {:>14}  {}",
+        "e. that deliver's wall time, s (default pass_time)",
+        ds,
+        "<= 240",
+        time_verdict(ds, DRAIN_TARGET_SECS)
+    );
+    println!("{:<52} {:>14.0} {:>14}  -", "f. deliveries/s of it (plan + send)", drain.get("delivered") / ds, "report");
     println!(
         "digest  : {} ({} deliveries; same digest = same ids, quantities and payloads)",
         meter.text("digest"),

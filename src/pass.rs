@@ -4,12 +4,12 @@
 //! A failing cluster does not stop the others, nor the delivery of what the ledger already holds;
 //! a failing sink does not stop the other sinks' delivery.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::collect::{collect_cluster, CollectReport, Since, WindowPolicy};
 use crate::config::{ConfigProblem, SlurmSettings};
 use crate::delivery::consumer::Consumer;
-use crate::delivery::engine::{self, ExecReport, PlanReport};
+use crate::delivery::engine::{self, Budget, ExecReport, PlanReport};
 use crate::ledger::Ledger;
 use crate::model::{ClusterName, UnixTime};
 use crate::sinks::SinkSettings;
@@ -123,6 +123,13 @@ pub struct PassReport {
 }
 
 impl PassReport {
+    /// Something an admin must look at (a failure, new quarantine, runs held).
+    pub fn needs_a_hand(&self) -> bool {
+        self.clusters.iter().any(ClusterOutcome::needs_a_hand)
+            || self.sinks.iter().any(SinkOutcome::needs_a_hand)
+            || !self.refused.is_empty()
+    }
+
     /// Any cluster or sink failed, or the config was refused for this ledger.
     pub fn failed(&self) -> bool {
         self.clusters.iter().any(ClusterOutcome::failed)
@@ -198,10 +205,28 @@ pub fn collect_all(
     Ok(out)
 }
 
-/// Plans and executes each consumer (up to `limit` sends each); one that fails does not stop the
-/// others. slurm-tracker's seeds, if any were imported, are matched to runs as they are planned.
-pub fn deliver_all(ledger: &mut Ledger, consumers: &[Consumer], limit: u64, now: UnixTime) -> Vec<SinkOutcome> {
-    deliver_each(ledger, consumers.iter(), limit, now)
+/// How long a deliver pass may send, and (optionally) how many items per sink. The time is
+/// shared: each sink in turn gets the time left divided by the sinks still to go, so one slow
+/// platform cannot starve the others; what a sink leaves goes to the next pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassLimits {
+    pub time: Option<Duration>,
+    pub max_items: Option<u64>,
+}
+
+/// What a pass reports while it sends: the sink, items handled so far, items due at its start.
+pub type Progress<'a> = dyn FnMut(&str, u64, u64) + 'a;
+
+/// Plans and executes each consumer within `limits`; one that fails does not stop the others.
+/// slurm-tracker's seeds, if any were imported, are matched to runs as they are planned.
+pub fn deliver_all(
+    ledger: &mut Ledger,
+    consumers: &[Consumer],
+    limits: PassLimits,
+    now: UnixTime,
+    progress: &mut Progress<'_>,
+) -> Vec<SinkOutcome> {
+    deliver_each(ledger, consumers.iter().collect(), limits, now, progress)
 }
 
 /// The sinks named by config problems (`sinks.NAME.…`).
@@ -209,20 +234,26 @@ pub fn refused_sinks(problems: &[ConfigProblem]) -> Vec<&str> {
     problems.iter().filter_map(|p| p.key.strip_prefix("sinks.")?.split('.').next()).collect()
 }
 
-fn deliver_each<'c>(
+fn deliver_each(
     ledger: &mut Ledger,
-    consumers: impl Iterator<Item = &'c Consumer>,
-    limit: u64,
+    consumers: Vec<&Consumer>,
+    limits: PassLimits,
     now: UnixTime,
+    progress: &mut Progress<'_>,
 ) -> Vec<SinkOutcome> {
+    let end = limits.time.map(|t| Instant::now() + t);
     let mut out = Vec::new();
-    for c in consumers {
+    let count = consumers.len() as u32;
+    for (i, c) in consumers.into_iter().enumerate() {
         let mut o =
             SinkOutcome { sink: c.name.clone(), plan: PlanReport::default(), exec: ExecReport::default(), error: None };
-        let result = engine::plan(ledger, c, Some(&TrackerSeeds), now)
-            .map(|p| o.plan = p)
-            .and_then(|()| engine::execute(ledger, c, now, limit))
-            .map(|e| o.exec = e);
+        let result = engine::plan(ledger, c, Some(&TrackerSeeds), now).map(|p| o.plan = p).and_then(|()| {
+            let start = Instant::now();
+            let deadline = end.map(|end| start + end.saturating_duration_since(start) / (count - i as u32));
+            let budget = Budget { deadline, max_items: limits.max_items };
+            engine::execute(ledger, c, now, budget, &mut |done, total| progress(&c.name, done, total))
+        });
+        let result = result.map(|e| o.exec = e);
         if let Err(e) = result {
             tracing::error!(sink = %c.name, error = %e, "delivery stopped");
             o.error = Some(match &e {
@@ -323,15 +354,17 @@ pub fn run(
     ledger: &mut Ledger,
     collect: &CollectPlan<'_>,
     consumers: &[Consumer],
-    limit: u64,
+    limits: PassLimits,
     now: UnixTime,
     preflight: &mut Preflight<'_>,
+    progress: &mut Progress<'_>,
 ) -> Result<PassReport, PassError> {
     let clusters = collect_all(ledger, collect, now)?;
     // A sink the config does not fit is left out; the others deliver what they owe.
     let refused = preflight(ledger).err().unwrap_or_default();
     let skip = refused_sinks(&refused);
-    let sinks = deliver_each(ledger, consumers.iter().filter(|c| !skip.contains(&c.name.as_str())), limit, now);
+    let consumers = consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
+    let sinks = deliver_each(ledger, consumers, limits, now, progress);
     Ok(PassReport { clusters, sinks, refused })
 }
 

@@ -189,16 +189,18 @@ pub fn run(cli: &Cli, a: &CollectArgs) -> anyhow::Result<ExitCode> {
             import_file(&mut ledger, input, opts, &label, now)
         }
         .with_context(|| format!("importing {}", file.display()))?;
-        if !cli.quiet || report.counts.quarantined_new > 0 {
+        let needs_a_hand = report.counts.quarantined_new > 0;
+        if !cli.quiet || needs_a_hand {
             print_report(out, &report)?;
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(super::pass_exit(false, needs_a_hand));
     }
 
     let runner = super::slurm_runner(&s);
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters: clusters_arg(&s, &a.clusters)?, since };
-    let failed = print_clusters(out, &pass::collect_all(&mut ledger, &plan, now)?, cli.quiet)?;
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let outcomes = pass::collect_all(&mut ledger, &plan, now)?;
+    let failed = print_clusters(out, &outcomes, cli.quiet)?;
+    Ok(super::pass_exit(failed > 0, outcomes.iter().any(ClusterOutcome::needs_a_hand)))
 }
 
 /// Prints what each cluster's collect did (with `quiet`, only what needs a hand: cron mails any

@@ -3,15 +3,19 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use clap::Args;
 
 use crate::collect::Since;
+use crate::config::Settings;
 use crate::delivery::consumer::Consumer;
 use crate::delivery::engine::{self, EngineError, Preview};
 use crate::ledger::{DeliveryState, Ledger};
 use crate::model::UnixTime;
-use crate::pass::{self, CollectPlan, SinkFailure, SinkOutcome};
+use crate::pass::{self, CollectPlan, PassLimits, SinkFailure, SinkOutcome};
 use crate::tracker::TrackerSeeds;
 
 use super::collect::{clusters_arg, print_clusters};
@@ -39,9 +43,31 @@ pub struct DeliverArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Most deliveries sent per sink in this pass (default: [delivery] batch).
+    /// Longest this pass spends sending, shared by the sinks: 90s, 10m, 1h (default: [delivery] pass_time, 4m).
+    /// What is left goes out in the next pass.
+    #[arg(long, value_name = "DURATION", value_parser = parse_pass_time)]
+    pub time_limit: Option<u64>,
+
+    /// Most deliveries sent per sink in this pass (default: [delivery] batch, no cap); 0 plans and sends nothing.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+}
+
+fn parse_pass_time(s: &str) -> Result<u64, String> {
+    match crate::validate::parse_duration_secs(s)? {
+        n @ 1..=86_400 => Ok(n as u64),
+        n => Err(format!("{n} s is not a pass length; use 1s to 24h")),
+    }
+}
+
+impl DeliverArgs {
+    /// What this pass may send: the command line over `[delivery]`.
+    fn limits(&self, s: &Settings) -> PassLimits {
+        PassLimits {
+            time: Some(Duration::from_secs(self.time_limit.unwrap_or(s.delivery.pass_time_secs))),
+            max_items: self.limit.or(s.delivery.batch),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -97,18 +123,15 @@ pub fn run(cli: &Cli, a: &DeliverArgs) -> anyhow::Result<ExitCode> {
     let refused = check_tres(&s, &ledger, &a.sinks, &mut sinks);
     let out = &mut std::io::stdout().lock();
     let now = system_now();
-    let failed = if a.dry_run {
-        dry_run(&ledger, &sinks, now, out)?
+    let (failed, needs_a_hand) = if a.dry_run {
+        (dry_run(&ledger, &sinks, now, out)?, false)
     } else {
-        print_sinks(out, &pass::deliver_all(&mut ledger, &sinks, a.limit.unwrap_or(s.delivery.batch), now), cli.quiet)?
+        let mut bars = SendProgress::new(cli.quiet);
+        let report = pass::deliver_all(&mut ledger, &sinks, a.limits(&s), now, &mut |n, d, t| bars.update(n, d, t));
+        bars.finish();
+        (print_sinks(out, &report, cli.quiet)?, report.iter().any(SinkOutcome::needs_a_hand))
     };
-    Ok(if refused {
-        ExitCode::from(2)
-    } else if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if refused { ExitCode::from(2) } else { super::pass_exit(failed, needs_a_hand) })
 }
 
 pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -138,9 +161,13 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     }
     let runner = slurm_runner(&s);
     let plan = CollectPlan { runner: &runner, slurm: &s.slurm, clusters, since: Since::Cursor };
-    let limit = a.deliver.limit.unwrap_or(s.delivery.batch);
     let mut preflight = tres_preflight(&s, &a.deliver.sinks);
-    let report = pass::run(&mut ledger, &plan, sinks.as_deref().unwrap_or_default(), limit, now, &mut preflight)?;
+    let mut bars = SendProgress::new(cli.quiet);
+    let consumers = sinks.as_deref().unwrap_or_default();
+    let limits = a.deliver.limits(&s);
+    let report =
+        pass::run(&mut ledger, &plan, consumers, limits, now, &mut preflight, &mut |n, d, t| bars.update(n, d, t))?;
+    bars.finish();
     print_clusters(out, &report.clusters, cli.quiet)?;
     // After the collect's report: a sink that could not be built is the operator's to fix.
     sinks?;
@@ -148,7 +175,7 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     if !report.refused.is_empty() {
         return Err(UsageError(problems_text(&report.refused)).into());
     }
-    Ok(if report.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(super::pass_exit(report.failed(), report.needs_a_hand()))
 }
 
 pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {
@@ -221,6 +248,13 @@ pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome], quiet: boo
             exec.unknown,
             exec.rejected
         )?;
+        if exec.left > 0 {
+            writeln!(
+                out,
+                "  {name}: {} deliveries still due when this pass reached its limit ([delivery] pass_time, --time-limit or --limit); the next pass sends them (`status` shows the backlog)",
+                exec.left
+            )?;
+        }
         if plan.runs_without_items > 0 {
             writeln!(
                 out,
@@ -307,4 +341,47 @@ pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &
         }
     }
     Ok(refused)
+}
+
+/// A progress bar per sink while a pass sends, on stderr when it is a terminal; none under `-q`,
+/// for a pass with little to send, or when stderr is a file or a pipe (cron, logs).
+struct SendProgress {
+    show: bool,
+    bar: Option<(String, ProgressBar)>,
+}
+
+/// Fewer due items than this are sent without a bar.
+const BAR_FROM: u64 = 1_000;
+
+impl SendProgress {
+    fn new(quiet: bool) -> Self {
+        Self { show: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()), bar: None }
+    }
+
+    fn update(&mut self, sink: &str, done: u64, total: u64) {
+        if !self.show || total < BAR_FROM {
+            return;
+        }
+        if self.bar.as_ref().is_some_and(|(s, _)| s != sink) {
+            self.finish();
+        }
+        let (_, bar) = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{prefix}: sending {bar:30} {human_pos}/{human_len} deliveries, {per_sec}, about {eta} left",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_prefix(sink.to_string());
+            (sink.to_string(), bar)
+        });
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+
+    fn finish(&mut self) {
+        if let Some((_, bar)) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -12,6 +12,7 @@ use crate::config::{RawConfig, Settings};
 use crate::delivery::consumer::Consumer;
 use crate::demo::{replay_runner, RECORDED_AT};
 use crate::ledger::{JobFilter, Ledger};
+use crate::pass::PassLimits;
 use crate::pass::{self, CollectPlan};
 use crate::sinks::{build, BuildCtx};
 
@@ -63,11 +64,13 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     // No Slurm to ask here: the recorded runs must carry the demo sinks' TRES.
     let mut preflight = |l: &Ledger| pass::check_billed_tres(l, &sink_settings.sinks, &[], &mut || None);
-    let first = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT, &mut preflight)?;
+    let first =
+        pass::run(&mut ledger, &plan, &jsonl, PassLimits::default(), RECORDED_AT, &mut preflight, &mut |_, _, _| {})?;
     print_clusters(out, &first.clusters, false)?;
     print_sinks(out, &first.sinks, false)?;
     writeln!(out, "\n== the same pass again (same window: no run may change, nothing new may be sent)")?;
-    let second = pass::run(&mut ledger, &plan, &jsonl, 10_000, RECORDED_AT, &mut preflight)?;
+    let second =
+        pass::run(&mut ledger, &plan, &jsonl, PassLimits::default(), RECORDED_AT, &mut preflight, &mut |_, _, _| {})?;
     print_clusters(out, &second.clusters, false)?;
     print_sinks(out, &second.sinks, false)?;
     let failed = usize::from(first.failed()) + usize::from(second.failed());
@@ -94,7 +97,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     writeln!(out, "\n== status")?;
-    write_status(out, &ledger.status(5)?)?;
+    write_status(out, &ledger.status(5)?, RECORDED_AT)?;
     writeln!(out, "\n== jobs")?;
     write_jobs(out, &ledger.jobs(&JobFilter::default())?, Format::Table)?;
     drop(ledger);

@@ -145,6 +145,22 @@ fn ledger_for_sending(s: &Settings, what: &str, dry_run: bool) -> anyhow::Result
 /// The sender lock a command holds while it lives (`None` for a dry run).
 type SenderLock = Option<lock::LedgerLock>;
 
+/// Exit status of `collect`, `deliver` and `run`: 1 when something failed, 3 when all went
+/// through but something needs a hand (a record quarantined for the first time, runs held), 0
+/// otherwise. (2 is a usage or config error, from the caller.)
+fn pass_exit(failed: bool, needs_a_hand: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(1)
+    } else if needs_a_hand {
+        ExitCode::from(NEEDS_A_HAND)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The exit status of a pass that went through with something for an admin to look at.
+pub const NEEDS_A_HAND: u8 = 3;
+
 /// Takes the ledger's sender lock, or says who holds it. `Ok(None)`: skip this pass.
 fn sender_lock(s: &Settings, what: &str) -> anyhow::Result<Option<lock::LedgerLock>> {
     let l = lock::try_lock(&s.ledger_path)

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 
 use crate::ledger::LedgerStatus;
+use crate::model::UnixTime;
 
 use super::{open_ledger, settings, Cli};
 
@@ -38,10 +39,21 @@ pub fn run(cli: &Cli, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Table => {
             writeln!(out, "ledger {}", s.ledger_path.display())?;
-            write_status(&mut out, &st)?;
+            write_status(&mut out, &st, super::system_now())?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration for people: `45 s`, `12 min`, `3 h 20 min`, `2 d 4 h`.
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7_199 => format!("{} min", s / 60),
+        7_200..=172_799 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
 }
 
 /// Shortens a raw record for one table cell, keeping it recognisable.
@@ -60,7 +72,7 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 /// The human-readable status.
-pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
+pub fn write_status(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime) -> std::io::Result<()> {
     writeln!(
         out,
         "schema v{}; {} job runs ({} not final); change sequence {}",
@@ -124,7 +136,7 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
             )?;
         }
     }
-    write_sinks(out, st)?;
+    write_sinks(out, st, now)?;
     writeln!(out, "\nLast collects:")?;
     if st.last_collects.is_empty() {
         writeln!(out, "  none yet")?;
@@ -149,7 +161,7 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<(
 }
 
 /// Deliveries per sink: what is delivered, waiting, unknown, held and rejected, and why.
-fn write_sinks(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
+fn write_sinks(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime) -> std::io::Result<()> {
     writeln!(out, "\nSinks:")?;
     if st.sinks.is_empty() {
         writeln!(out, "  none has planned yet: configure [sinks.*] and run `slurm-ledger deliver`")?;
@@ -162,6 +174,14 @@ fn write_sinks(out: &mut dyn Write, st: &LedgerStatus) -> std::io::Result<()> {
             "  {}: {counts}; planned to change {}; {} runs held, {} rejected",
             s.sink, s.change_seq, s.held_total, s.rejected_total
         )?;
+        if let Some(since) = s.backlog_since.filter(|_| s.backlog > 0) {
+            writeln!(
+                out,
+                "    backlog: {} deliveries owed, the oldest since {since} ({} ago)",
+                s.backlog,
+                age(now.0 - since.0)
+            )?;
+        }
         if s.deliveries.iter().any(|(state, n)| state == "sent" && *n > 0) {
             writeln!(out, "    'sent' = outcome unknown (timeout, 5xx): looked up on the platform before any resend")?;
         }

@@ -34,8 +34,10 @@ pub struct DeliverySettings {
     /// First retry delay; doubles per attempt up to `max_backoff_secs`.
     pub retry_backoff_secs: u64,
     pub max_backoff_secs: u64,
-    /// Most deliveries sent per sink in one pass.
-    pub batch: u64,
+    /// Longest a `deliver` pass spends sending (shared by the sinks); what is left goes next pass.
+    pub pass_time_secs: u64,
+    /// Most deliveries sent per sink in one pass, if capped (default: no cap; the time bounds it).
+    pub batch: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -219,9 +221,17 @@ impl Settings {
 
         let retry_backoff_secs = dur("delivery.retry_backoff", raw.delivery.retry_backoff, 30, 86_400).max(1) as u64;
         let max_backoff_secs = dur("delivery.max_backoff", raw.delivery.max_backoff, 3600, 7 * 86_400).max(1) as u64;
-        let batch = raw.delivery.batch.unwrap_or(10_000);
-        if !(1..=1_000_000).contains(&batch) {
-            problem("delivery.batch", format!("is {batch}; use 1 to 1000000 (default 10000)"));
+        let pass_time_secs = dur("delivery.pass_time", raw.delivery.pass_time, 4 * 60, 86_400);
+        if pass_time_secs == 0 {
+            problem("delivery.pass_time", "is 0: a pass could send nothing; use 1s to 24h (default 4m)".into());
+        }
+        let pass_time_secs = pass_time_secs.max(1) as u64;
+        let batch = raw.delivery.batch;
+        if let Some(b) = batch.filter(|b| *b < 1) {
+            problem(
+                "delivery.batch",
+                format!("is {b}; use 1 or more, or leave it out (no cap: pass_time bounds a pass)"),
+            );
         }
 
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
@@ -244,7 +254,8 @@ impl Settings {
             delivery: DeliverySettings {
                 retry_backoff_secs,
                 max_backoff_secs: max_backoff_secs.max(retry_backoff_secs),
-                batch: batch.max(1) as u64,
+                pass_time_secs,
+                batch: batch.map(|b| b.max(1) as u64),
             },
         };
         (settings, problems)
@@ -291,8 +302,12 @@ level = "info"
 # A send whose outcome is unknown (timeout, 5xx) is looked up on the platform, not resent blindly.
 retry_backoff = "30s"
 max_backoff = "1h"
-# Most deliveries sent per sink in one `deliver` pass.
-batch = 10000
+# Longest a `deliver`/`run` pass spends sending, shared by the sinks (each gets the time left
+# divided by the sinks still to go). A backlog larger than a pass can send (a backfill) drains
+# over the next passes; `status` shows it and its age. Keep it under the cron interval.
+pass_time = "4m"
+# Optional cap on deliveries sent per sink in one pass (default: none; pass_time bounds a pass).
+# batch = 100000
 
 # Sinks: a platform receives usage when its table is present. `slurm-ledger deliver` (or `run`)
 # meters every run in the ledger and reports each second of it exactly once per sink.

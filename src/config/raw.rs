@@ -17,12 +17,13 @@ pub struct RawConfig {
     pub delivery: RawDelivery,
 }
 
-/// `[delivery]`: retry timing and batch size, shared by every sink.
+/// `[delivery]`: retry timing and how much a pass sends, shared by every sink.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
     pub retry_backoff: Option<String>,
     pub max_backoff: Option<String>,
+    pub pass_time: Option<String>,
     pub batch: Option<i64>,
 }
 

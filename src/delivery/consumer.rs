@@ -78,6 +78,17 @@ pub enum RenderError {
 pub trait Sender {
     /// Sends one item.
     fn send(&self, item: &Delivery, run: Option<&JobRun>) -> Outcome;
+    /// Sends a batch: one outcome per item, in order. The engine recorded every item's intent
+    /// before this call and records the outcomes after it, so a sender that can write a batch at
+    /// once (one append and one sync) does; the default sends one by one.
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
+        items.iter().map(|(d, run)| self.send(d, *run)).collect()
+    }
+    /// How many items the engine hands [`Sender::send_batch`] at once (and records per
+    /// transaction). A crash loses at most one batch's answers: those items are looked up.
+    fn batch_size(&self) -> usize {
+        32
+    }
     /// Looks up whether the platform already recorded this item.
     fn lookup(&self, item: &Delivery, run: Option<&JobRun>) -> Lookup;
     /// The request an item becomes, as `--dry-run` prints it (no secrets).

@@ -4,14 +4,17 @@
 //! double-charge:
 //!
 //! 1. plan: items + marks + consumer cursor commit together (an item is planned once);
-//! 2. execute: `pending → sent` commits before the item leaves (intent recorded);
-//! 3. the answer commits `sent → delivered | retry | rejected`; an unknown outcome stays `sent`.
+//! 2. execute, a batch at a time: `pending → sent` commits for the whole batch before any of it
+//!    leaves (intent recorded);
+//! 3. the answers commit `sent → delivered | retry | rejected` together after the batch's sends;
+//!    an unknown outcome stays `sent`, and so does every item of a batch whose answers a crash lost.
 //!
 //! An item found in `sent` (crash, timeout, dropped connection), or any item that ever left, is
 //! looked up on the platform before it is sent again: found → delivered, not found → sent. So a
 //! platform without idempotency keys still records each item once.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use crate::ledger::{
     Delivery, DeliveryState, Ledger, LedgerError, MarkedRun, NewItem, PlanStatements, RunMark, Writer,
@@ -96,6 +99,8 @@ pub struct ExecReport {
     pub retry: u64,
     pub unknown: u64,
     pub rejected: u64,
+    /// Due items the budget left for the next pass (0: the backlog was drained).
+    pub left: u64,
 }
 
 /// Retry delay: exponential with a deterministic jitter (from the id), so tests are repeatable
@@ -311,6 +316,7 @@ pub fn preview(
 /// (An accumulating item shows its increment as its total.)
 fn pending(consumer: &str, run: &JobRun, item: NewItem, now: UnixTime) -> Delivery {
     Delivery {
+        seq: 0,
         id: item.id,
         sink: consumer.to_string(),
         key: item.increment.is_none().then(|| run.key.clone()),
@@ -352,76 +358,176 @@ fn run_of(ledger: &Ledger, d: &Delivery) -> Result<Option<JobRun>, EngineError> 
     }
 }
 
-/// Sends up to `limit` due items of the consumer.
-pub fn execute(ledger: &mut Ledger, consumer: &Consumer, now: UnixTime, limit: u64) -> Result<ExecReport, EngineError> {
+/// How much one [`execute`] may do: it drains the consumer's due items batch after batch until
+/// none is left, the deadline passes (a batch under way finishes), or `max_items` were handled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub deadline: Option<Instant>,
+    pub max_items: Option<u64>,
+}
+
+/// Sends the consumer's due items (those due at `now`), in batches of the sender's
+/// [`batch_size`](super::consumer::Sender::batch_size), within `budget`. `progress(done, total)`
+/// is called before the first batch and after each. The walk is by outbox id, so an item is
+/// handled at most once per call: one that fails waits for its backoff, whatever time is left.
+///
+/// Per batch: look-ups of items that ever left; one transaction with their answers and the
+/// intent (`→ sent`) of every item to send; the sends; one transaction with the outcomes.
+pub fn execute(
+    ledger: &mut Ledger,
+    consumer: &Consumer,
+    now: UnixTime,
+    budget: Budget,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExecReport, EngineError> {
+    let name = consumer.name.as_str();
+    let batch = consumer.sender.batch_size().max(1) as u64;
+    let total = ledger.due_count(name, now, 0)?;
+    let started = Instant::now();
+    let mut report = ExecReport::default();
+    let (mut done, mut after) = (0u64, 0i64);
+    progress(0, total);
+    loop {
+        let room = budget.max_items.map_or(batch, |m| m.saturating_sub(done).min(batch));
+        if room == 0 {
+            break;
+        }
+        let due = ledger.due_deliveries(name, now, after, room)?;
+        let Some(last) = due.last() else { break };
+        after = last.seq;
+        done += due.len() as u64;
+        // Times written are the wall clock's, not the pass start's: an item sent late in a long
+        // pass must not be looked up before its backoff has run from its own send.
+        let at = UnixTime(now.0 + started.elapsed().as_secs() as i64);
+        execute_batch(ledger, consumer, at, due, &mut report)?;
+        progress(done, total.max(done));
+        if budget.deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    report.left = ledger.due_count(name, now, after)?;
+    Ok(report)
+}
+
+/// One batch of [`execute`]; `now` is the time the batch's transitions are written with.
+fn execute_batch(
+    ledger: &mut Ledger,
+    consumer: &Consumer,
+    now: UnixTime,
+    due: Vec<Delivery>,
+    report: &mut ExecReport,
+) -> Result<(), EngineError> {
     let name = consumer.name.as_str();
     let policy = &consumer.policy;
     let sender = consumer.sender.as_ref();
-    let mut report = ExecReport::default();
-    for d in ledger.due_deliveries(name, now, limit)? {
-        let run = run_of(ledger, &d)?;
-        // An item that ever left may be on the platform (an unknown outcome, a crash, an
-        // answer lost): look it up before any resend, whatever state it is in now.
+    let runs = due.iter().map(|d| run_of(ledger, d)).collect::<Result<Vec<_>, _>>()?;
+    // An item that ever left may be on the platform (an unknown outcome, a crash, an answer
+    // lost): look it up before any resend, whatever state it is in now.
+    let mut answers: Vec<(usize, Transition<'_>, Found)> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut to_send: Vec<usize> = Vec::with_capacity(due.len());
+    for (i, d) in due.iter().enumerate() {
         if d.state == DeliveryState::Sent || d.attempts > 0 {
-            match sender.lookup(&d, run.as_ref()) {
+            match sender.lookup(d, runs[i].as_ref()) {
                 Lookup::Found { remote_id } => {
-                    let to = Transition::new(DeliveryState::Delivered, d.attempts, now);
-                    if mark(ledger, now, name, &d, (d.state, d.attempts), to.remote(remote_id.as_deref()))? {
-                        report.found_already_delivered += 1;
-                    }
+                    answers.push((
+                        i,
+                        Transition::new(DeliveryState::Delivered, d.attempts, now),
+                        Found::Yes(remote_id),
+                    ));
                     continue;
                 }
                 Lookup::NotFound => {}
                 Lookup::Failed { reason } => {
                     let at = UnixTime(now.0 + backoff_secs(policy, &d.id, d.attempts.max(1)) as i64);
-                    let error = format!("look-up failed: {reason}");
-                    let to = Transition::new(DeliveryState::Sent, d.attempts, at).error(Some(&error));
-                    if mark(ledger, now, name, &d, (d.state, d.attempts), to)? {
-                        report.unknown += 1;
-                    }
+                    errors.push(format!("look-up failed: {reason}"));
+                    answers.push((
+                        i,
+                        Transition::new(DeliveryState::Sent, d.attempts, at),
+                        Found::Failed(errors.len() - 1),
+                    ));
                     continue;
                 }
             }
         }
-        let attempts = d.attempts + 1;
-        let wait = |after: Option<u64>| {
-            UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64)
-        };
-        // Intent first: if we die after this, a later pass looks the item up, not before the
-        // backoff (a platform may list an event a little after it accepted it). The transition
-        // is conditional: an item another process already took is skipped.
-        let intent = Transition::new(DeliveryState::Sent, attempts, wait(None)).error(d.last_error.as_deref());
-        if !mark(ledger, now, name, &d, (d.state, d.attempts), intent)? {
-            continue;
+        to_send.push(i);
+    }
+    let wait = |d: &Delivery, attempts: u32, after: Option<u64>| {
+        UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64)
+    };
+    // Intent first, for the whole batch: if we die after this, a later pass looks each item up,
+    // not before its backoff (a platform may list an event a little after it accepted it). Each
+    // transition is conditional: an item another process already took is skipped.
+    let mut sending: Vec<usize> = Vec::with_capacity(to_send.len());
+    {
+        let mut w = ledger.writer(now)?;
+        for (i, to, found) in &answers {
+            let d = &due[*i];
+            let to = match found {
+                Found::Yes(remote) => Transition { remote_id: remote.as_deref(), ..*to },
+                Found::Failed(e) => Transition { error: Some(errors[*e].as_str()), ..*to },
+            };
+            if mark_in(&mut w, name, d, (d.state, d.attempts), to)? {
+                match found {
+                    Found::Yes(_) => report.found_already_delivered += 1,
+                    Found::Failed(_) => report.unknown += 1,
+                }
+            }
         }
+        for &i in &to_send {
+            let d = &due[i];
+            let intent = Transition::new(DeliveryState::Sent, d.attempts + 1, wait(d, d.attempts + 1, None))
+                .error(d.last_error.as_deref());
+            if mark_in(&mut w, name, d, (d.state, d.attempts), intent)? {
+                sending.push(i);
+            }
+        }
+        w.commit()?;
+    }
+    if sending.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<(&Delivery, Option<&JobRun>)> = sending.iter().map(|&i| (&due[i], runs[i].as_ref())).collect();
+    let mut outcomes = sender.send_batch(&items);
+    // A sender that answered fewer items than it was given: the rest may have left.
+    outcomes.resize(items.len(), Outcome::Unknown { reason: "the sender gave no answer for this item".into() });
+    let mut w = ledger.writer(now)?;
+    for ((d, _), outcome) in items.iter().zip(&outcomes) {
+        let attempts = d.attempts + 1;
         let sent = (DeliveryState::Sent, attempts);
-        match sender.send(&d, run.as_ref()) {
+        let to = match outcome {
             Outcome::Delivered { remote_id } => {
-                let to = Transition::new(DeliveryState::Delivered, attempts, now).remote(remote_id.as_deref());
-                mark(ledger, now, name, &d, sent, to)?;
                 report.delivered += 1;
+                Transition::new(DeliveryState::Delivered, attempts, now).remote(remote_id.as_deref())
             }
             Outcome::Retry { reason, after_secs } => {
-                let to = Transition::new(DeliveryState::Retry, attempts, wait(after_secs)).error(Some(&reason));
-                mark(ledger, now, name, &d, sent, to)?;
                 report.retry += 1;
+                Transition::new(DeliveryState::Retry, attempts, wait(d, attempts, *after_secs)).error(Some(reason))
             }
             Outcome::Unknown { reason } => {
-                let to = Transition::new(DeliveryState::Sent, attempts, wait(None)).error(Some(&reason));
-                mark(ledger, now, name, &d, sent, to)?;
                 report.unknown += 1;
+                Transition::new(DeliveryState::Sent, attempts, wait(d, attempts, None)).error(Some(reason))
             }
             Outcome::Rejected { reason } => {
-                let to = Transition::new(DeliveryState::Rejected, attempts, now).error(Some(&reason));
-                mark(ledger, now, name, &d, sent, to)?;
                 report.rejected += 1;
+                Transition::new(DeliveryState::Rejected, attempts, now).error(Some(reason))
             }
-        }
+        };
+        mark_in(&mut w, name, d, sent, to)?;
     }
-    Ok(report)
+    w.commit()?;
+    Ok(())
+}
+
+/// What a look-up found, for its transition.
+enum Found {
+    Yes(Option<String>),
+    /// The look-up failed; the index of its error text.
+    Failed(usize),
 }
 
 /// Where an item moves: state, attempts, next attempt, last error, remote id.
+#[derive(Clone, Copy)]
 struct Transition<'a> {
     state: DeliveryState,
     attempts: u32,
@@ -442,20 +548,16 @@ impl<'a> Transition<'a> {
     }
 }
 
-/// Moves an item from `from` (state, attempts) in its own transaction. Returns false when the
-/// item is no longer in `from` (another process moved it).
-fn mark(
-    ledger: &mut Ledger,
-    now: UnixTime,
+/// Moves an item from `from` (state, attempts) within the writer's transaction. Returns false
+/// when the item is no longer in `from` (another process moved it).
+fn mark_in(
+    w: &mut Writer<'_>,
     consumer: &str,
     d: &Delivery,
     from: (DeliveryState, u32),
     to: Transition<'_>,
 ) -> Result<bool, EngineError> {
-    let mut w = ledger.writer(now)?;
-    let moved = w.mark_delivery_from(consumer, &d.id, from, to.state, to.attempts, to.next, to.error, to.remote_id)?;
-    w.commit()?;
-    Ok(moved)
+    Ok(w.mark_delivery_from(consumer, &d.id, from, to.state, to.attempts, to.next, to.error, to.remote_id)?)
 }
 
 /// Puts a consumer's rejected items (or the one with `id`) back to pending, each with the route

@@ -256,7 +256,7 @@ impl Writer<'_> {
 }
 
 /// Rows per multi-row statement of a planning pass (one statement instead of 64 saves most of
-/// SQLite's per-statement work; 64 × 13 parameters is far below SQLite's limit).
+/// SQLite's per-statement work; 64 × 14 parameters is far below SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 64;
 
 /// `sql_head` followed by `rows` groups of `width` placeholders, then `sql_tail`.
@@ -354,9 +354,9 @@ impl PlanStatements<'_> {
     fn flush_items(&mut self) -> Result<(), LedgerError> {
         let items = std::mem::take(&mut self.items);
         if items.len() == ROWS_PER_STATEMENT {
-            let sql = multi_row(super::outbox::INSERT_ITEMS_HEAD, 13, ROWS_PER_STATEMENT, "");
+            let sql = multi_row(super::outbox::INSERT_ITEMS_HEAD, super::outbox::ITEM_COLUMNS, ROWS_PER_STATEMENT, "");
             let mut stmt = self.tx.prepare_cached(&sql)?;
-            let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(13 * items.len());
+            let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(super::outbox::ITEM_COLUMNS * items.len());
             for (k, item) in &items {
                 args.extend(super::outbox::item_values(self.consumer, self.now, Some(k), item));
             }

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_settle_asks", include_str!("../../migrations/0004_settle_asks.sql")),
     ("0005_outbox", include_str!("../../migrations/0005_outbox.sql")),
     ("0006_consumer_terms", include_str!("../../migrations/0006_consumer_terms.sql")),
+    ("0007_outbox_queue", include_str!("../../migrations/0007_outbox_queue.sql")),
 ];
 
 /// Brings the schema up to date inside one transaction per migration.

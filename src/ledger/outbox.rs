@@ -92,6 +92,9 @@ impl NewItem {
 pub struct Delivery {
     /// The item's id, unique per consumer (what a platform's metadata carries for look-ups).
     pub id: String,
+    /// Its place in the outbox (the order items were planned in); 0 for an item not stored.
+    #[serde(skip)]
+    pub seq: i64,
     pub sink: String,
     /// The run the item belongs to.
     pub key: Option<JobKey>,
@@ -116,7 +119,7 @@ impl Delivery {
 
 const COLS: &str =
     "o.key, c.name, o.cluster, o.job_id_raw, o.submit, o.span_start, o.span_end, o.amount, o.route, o.state, \
-                    o.attempts, o.next_attempt_at, o.last_error, o.remote_id, o.total";
+                    o.attempts, o.next_attempt_at, o.last_error, o.remote_id, o.total, o.id";
 const FROM: &str = "FROM outbox o JOIN consumers c ON c.id = o.consumer";
 
 fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError>> {
@@ -137,6 +140,7 @@ fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Result<Delivery, LedgerError
     let Some(state) = DeliveryState::from_code(code) else { return Ok(Err(corrupt(format!("state {code}")))) };
     Ok(Ok(Delivery {
         id: id.clone(),
+        seq: r.get(15)?,
         sink: r.get(1)?,
         key,
         span,
@@ -161,9 +165,13 @@ fn collect(
     Ok(out)
 }
 
-/// [`INSERT_ITEM`] for many rows: this head, then groups of 13 values as [`item_values`] gives them.
+/// Values per row of [`INSERT_ITEMS_HEAD`].
+pub(super) const ITEM_COLUMNS: usize = 14;
+
+/// [`INSERT_ITEM`] for many rows: this head, then groups of [`ITEM_COLUMNS`] values as
+/// [`item_values`] gives them.
 pub(super) const INSERT_ITEMS_HEAD: &str = "INSERT OR IGNORE INTO outbox (consumer, key, cluster, job_id_raw, submit, \
-     span_start, span_end, amount, route, state, attempts, next_attempt_at, updated_at) VALUES";
+     span_start, span_end, amount, route, state, attempts, next_attempt_at, updated_at, queued_at) VALUES";
 
 /// An item row's values, in [`INSERT_ITEMS_HEAD`]'s order (pending, never tried, due now).
 pub(super) fn item_values(
@@ -171,7 +179,7 @@ pub(super) fn item_values(
     now: i64,
     run: Option<&JobKey>,
     item: &NewItem,
-) -> [rusqlite::types::Value; 13] {
+) -> [rusqlite::types::Value; ITEM_COLUMNS] {
     use rusqlite::types::Value;
     let int = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
     let text = |v: Option<&str>| v.map_or(Value::Null, |t| Value::Text(t.to_string()));
@@ -189,13 +197,14 @@ pub(super) fn item_values(
         Value::Integer(0),
         Value::Integer(now),
         Value::Integer(now),
+        Value::Integer(now),
     ]
 }
 
 pub(super) const INSERT_ITEM: &str =
     "INSERT OR IGNORE INTO outbox (consumer, key, cluster, job_id_raw, submit, span_start, span_end,
-         amount, route, state, attempts, next_attempt_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, ?10)";
+         amount, route, state, attempts, next_attempt_at, updated_at, queued_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, ?10, ?10)";
 
 /// An accumulating item: created with its first increment, or its total raised (a 0 increment
 /// changes nothing). A raised item that was delivered is due again at once; one waiting to be
@@ -203,11 +212,12 @@ pub(super) const INSERT_ITEM: &str =
 /// `retry` command), and sends the new total when it goes: a look-up compares the total.
 pub(super) const ADD_TO_TOTAL: &str =
     "INSERT INTO outbox (consumer, key, span_start, span_end, amount, route, total, state,
-         attempts, next_attempt_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, ?8, ?8)
+         attempts, next_attempt_at, updated_at, queued_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0, ?8, ?8, ?8)
      ON CONFLICT (consumer, key) DO UPDATE SET total = total + excluded.total,
          state = CASE WHEN state = 3 THEN 0 ELSE state END,
          next_attempt_at = CASE WHEN state = 3 THEN excluded.next_attempt_at ELSE next_attempt_at END,
+         queued_at = CASE WHEN state = 3 THEN excluded.queued_at ELSE queued_at END,
          updated_at = excluded.updated_at
      WHERE excluded.total <> 0";
 
@@ -257,17 +267,37 @@ pub(super) fn exec_insert_item(
 }
 
 impl Ledger {
-    /// Items of a consumer due at `now`: pending ones, and sent/retry ones whose time came;
-    /// those whose outcome is unknown first, then oldest first.
-    pub fn due_deliveries(&self, sink: &str, now: UnixTime, limit: u64) -> Result<Vec<Delivery>, LedgerError> {
+    /// Up to `limit` items of a consumer due at `now` whose outbox id is above `after`, in id
+    /// order: pending ones, and sent/retry ones whose time came. A pass walks its backlog once by
+    /// passing the last id it got ([`Delivery::seq`]); `after` 0 starts at the oldest.
+    pub fn due_deliveries(
+        &self,
+        sink: &str,
+        now: UnixTime,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, LedgerError> {
         let Some(id) = self.consumer_id(sink)? else { return Ok(Vec::new()) };
         let sql = format!(
-            "SELECT {COLS} {FROM} WHERE o.consumer = ?1 AND o.state < 3 AND (o.state = 0 OR o.next_attempt_at <= ?2) \
-             ORDER BY o.state = 1 DESC, o.id LIMIT ?3"
+            "SELECT {COLS} FROM outbox o INDEXED BY outbox_open JOIN consumers c ON c.id = o.consumer WHERE o.consumer = ?1 AND o.state < 3 \
+             AND (o.state = 0 OR o.next_attempt_at <= ?2) AND o.id > ?3 ORDER BY o.id LIMIT ?4"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![id, now.0, limit as i64], row_to_delivery)?;
+        let rows = stmt.query_map(params![id, now.0, after, limit as i64], row_to_delivery)?;
         collect(rows)
+    }
+
+    /// How many items of a consumer are due at `now` with an outbox id above `after` (0: all;
+    /// what a pass has to send, or has left).
+    pub fn due_count(&self, sink: &str, now: UnixTime, after: i64) -> Result<u64, LedgerError> {
+        let Some(id) = self.consumer_id(sink)? else { return Ok(0) };
+        let n: i64 = self.conn().query_row(
+            "SELECT count(*) FROM outbox INDEXED BY outbox_open WHERE consumer = ?1 AND state < 3 \
+             AND (state = 0 OR next_attempt_at <= ?2) AND id > ?3",
+            params![id, now.0, after],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
     }
 
     /// Every item of a consumer in a state (or all states), oldest first.
@@ -329,7 +359,7 @@ impl Writer<'_> {
     /// fixed). The item's id, run, span and amount stay as planned.
     pub fn requeue_rejected(&mut self, sink: &str, id: &str, route: Option<&str>) -> Result<bool, LedgerError> {
         let n = self.tx.execute(
-            "UPDATE outbox SET state = 0, route = ?3, next_attempt_at = ?4, updated_at = ?4
+            "UPDATE outbox SET state = 0, route = ?3, next_attempt_at = ?4, updated_at = ?4, queued_at = ?4
              WHERE consumer = (SELECT id FROM consumers WHERE name = ?1) AND key = ?2 AND state = 4",
             params![sink, id, route, self.now],
         )?;
@@ -368,6 +398,10 @@ pub struct SinkStatus {
     /// Items waiting after a failure (state `sent` = outcome unknown, or `retry`), with the last
     /// error: what an admin reads when nothing gets through.
     pub waiting: Vec<DeliveryProblem>,
+    /// Items owed and not yet delivered (pending, sent, retry).
+    pub backlog: u64,
+    /// When the oldest of them became owed (planned, or put back); `None` without a backlog.
+    pub backlog_since: Option<UnixTime>,
 }
 
 const RUN_TEXT: &str = "coalesce(o.cluster || '/' || o.job_id_raw || '@' || o.submit, '-')";
@@ -428,7 +462,15 @@ impl Ledger {
                 ))?
                 .query_map(params![id, recent as i64], problem)?
                 .collect::<Result<_, _>>()?;
+            let (backlog, backlog_since): (i64, Option<i64>) = c.query_row(
+                "SELECT count(*), min(coalesce(queued_at, updated_at)) FROM outbox INDEXED BY outbox_open
+                 WHERE consumer = ?1 AND state < 3",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             out.push(SinkStatus {
+                backlog: backlog as u64,
+                backlog_since: backlog_since.map(UnixTime),
                 sink,
                 change_seq,
                 deliveries,

@@ -92,7 +92,7 @@ fn import_then_list_as_csv_and_json() {
         .arg(&db)
         .args(["collect", "--from-file"])
         .arg(fixture("testbed/sacct-X-duplicates.txt")));
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 3, "a record quarantined for the first time needs a hand: {err}");
     assert!(out.contains("1 quarantined"), "{out}");
     let (code, out, _) = run(bin().arg("--ledger").arg(&db).args([
         "jobs",
@@ -268,7 +268,7 @@ fn quiet_prints_only_what_needs_a_hand() {
     text.push_str("not\u{1f}a\u{1f}job\n");
     std::fs::write(&bad, text).unwrap();
     let (code, out, _) = cli(&["collect", "--from-file", bad.to_str().unwrap(), "--file-cluster", "testcluster"]);
-    assert!(code == 0 && out.contains("1 quarantined"), "{out}");
+    assert!(code == 3 && out.contains("1 quarantined"), "exit 3: went through, needs a hand: {code} {out}");
     let (code, out, _) = cli(&["collect", "--from-file", bad.to_str().unwrap(), "--file-cluster", "testcluster"]);
     assert_eq!((code, out.as_str()), (0, ""), "the same quarantined record again is not news");
 }
@@ -321,7 +321,7 @@ fn status_cuts_long_quarantine_reasons() {
         .args(["collect", "--from-file"])
         .arg(&file)
         .args(["--file-cluster", "testcluster"]));
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 3, "{err}");
     let (_, out, _) = run(bin().arg("--ledger").arg(&db).arg("status"));
     assert!(out.contains("appears twice"), "{out}");
     let widest = out.lines().map(|l| l.chars().count()).max().unwrap();

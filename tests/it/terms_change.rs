@@ -81,7 +81,14 @@ fn pass(ledger: &mut Ledger, fake: &FakeActivate, v: Variant, now: i64) -> bool 
             other.unwrap();
         }
     }
-    engine::execute(ledger, &c, UnixTime(now), 10_000).unwrap();
+    engine::execute(
+        ledger,
+        &c,
+        UnixTime(now),
+        engine::Budget { max_items: Some(10_000), deadline: None },
+        &mut |_, _| {},
+    )
+    .unwrap();
     false
 }
 

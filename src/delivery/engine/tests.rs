@@ -40,6 +40,9 @@ struct FakeSink {
     rng: RefCell<u64>,
     /// Per-mille chance of each fault.
     fault_rate: u64,
+    /// Items per batch the engine hands over (1 to 7, from the seed): a kill may fall anywhere
+    /// in a batch whose intents are already recorded.
+    batch: usize,
 }
 
 #[derive(Debug)]
@@ -53,7 +56,12 @@ enum Fault {
 
 impl FakeSink {
     fn new(seed: u64, fault_rate: u64) -> Rc<Self> {
-        Rc::new(FakeSink { platform: RefCell::default(), rng: RefCell::new(seed), fault_rate })
+        Rc::new(FakeSink {
+            platform: RefCell::default(),
+            rng: RefCell::new(seed),
+            fault_rate,
+            batch: 1 + (seed % 7) as usize,
+        })
     }
 
     fn roll(&self) -> u64 {
@@ -120,6 +128,9 @@ impl Sender for Shared {
     fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {
         d.id.clone()
     }
+    fn batch_size(&self) -> usize {
+        self.0.batch
+    }
 }
 
 /// The consumer under test: slices of allocated CPUs per UTC day, every new second planned at
@@ -167,7 +178,7 @@ fn quiet_simulated_kills() {
 fn pass(ledger: &mut Ledger, consumer: &Consumer, now: UnixTime) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         plan(ledger, consumer, None, now).unwrap();
-        execute(ledger, consumer, now, 1000).unwrap();
+        execute(ledger, consumer, now, Budget { max_items: Some(1000), deadline: None }, &mut |_, _| {}).unwrap();
     }));
 }
 
@@ -184,14 +195,11 @@ fn drain_and_check(
     for _ in 0..200 {
         now += 120;
         pass(ledger, consumer, UnixTime(now));
-        if ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty() {
+        if ledger.due_count("fake", UnixTime(now + 3600), 0).unwrap() == 0 {
             break;
         }
     }
-    prop_assert!(
-        ledger.due_deliveries("fake", UnixTime(now + 3600), 1).unwrap().is_empty(),
-        "work left after 200 passes"
-    );
+    prop_assert!(ledger.due_count("fake", UnixTime(now + 3600), 0).unwrap() == 0, "work left after 200 passes");
     let p = sink.platform.borrow();
     let mut ids: Vec<&String> = p.recorded.iter().map(|r| &r.0).collect();
     ids.sort();
@@ -346,4 +354,110 @@ proptest! {
             format!("sl:activate:my-cluster.1:{id}:{submit}:{start}-{end}")
         );
     }
+}
+
+/// Answers every send with `answer`, counting the batches it was handed.
+struct Scripted {
+    answer: Outcome,
+    batches: RefCell<Vec<usize>>,
+}
+
+impl Sender for Scripted {
+    fn send(&self, _d: &Delivery, _run: Option<&JobRun>) -> Outcome {
+        self.answer.clone()
+    }
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
+        self.batches.borrow_mut().push(items.len());
+        items.iter().map(|_| self.answer.clone()).collect()
+    }
+    fn lookup(&self, _d: &Delivery, _run: Option<&JobRun>) -> Lookup {
+        Lookup::NotFound
+    }
+    fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {
+        d.id.clone()
+    }
+    fn batch_size(&self) -> usize {
+        8
+    }
+}
+
+struct ScriptedRef(Rc<Scripted>);
+
+impl Sender for ScriptedRef {
+    fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
+        self.0.send(d, run)
+    }
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
+        self.0.send_batch(items)
+    }
+    fn lookup(&self, d: &Delivery, run: Option<&JobRun>) -> Lookup {
+        self.0.lookup(d, run)
+    }
+    fn describe(&self, d: &Delivery, run: Option<&JobRun>) -> String {
+        self.0.describe(d, run)
+    }
+    fn batch_size(&self) -> usize {
+        self.0.batch_size()
+    }
+}
+
+/// 100 finished runs, one item each, planned for a consumer whose sender answers `answer`.
+fn backlog_of_100(answer: Outcome) -> (Ledger, Consumer, Rc<Scripted>) {
+    let sender = Rc::new(Scripted { answer, batches: RefCell::default() });
+    let metering = Metering {
+        tres: "cpu".into(),
+        basis: Basis::Allocated,
+        period: PeriodKind::Day,
+        timezone: "UTC".into(),
+        running_slice_secs: 0,
+    };
+    let planner = SlicePlanner::new("fake", CpuPricing, &metering).unwrap();
+    let consumer =
+        Consumer::new("fake", Box::new(planner), Box::new(ScriptedRef(sender.clone())), EnginePolicy::default());
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let start = 1_795_300_000i64;
+    let mut w = ledger.writer(UnixTime(start + 7200)).unwrap();
+    for id in 1..=100 {
+        w.upsert_run(&run(id, start, 600, JobState::Completed, 2)).unwrap();
+    }
+    w.commit().unwrap();
+    let p = plan(&mut ledger, &consumer, None, UnixTime(start + 7200)).unwrap();
+    assert_eq!(p.deliveries_planned, 100);
+    (ledger, consumer, sender)
+}
+
+#[test]
+fn a_pass_drains_the_whole_backlog_in_batches_with_progress() {
+    let (mut ledger, consumer, sender) = backlog_of_100(Outcome::Delivered { remote_id: None });
+    let mut seen = Vec::new();
+    let r = execute(&mut ledger, &consumer, UnixTime(1_795_310_000), Budget::default(), &mut |d, t| seen.push((d, t)))
+        .unwrap();
+    assert_eq!((r.delivered, r.left), (100, 0));
+    assert_eq!(*sender.batches.borrow(), [8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 4]);
+    assert_eq!(seen.first(), Some(&(0, 100)));
+    assert_eq!(seen.last(), Some(&(100, 100)));
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert_eq!(ledger.due_count("fake", UnixTime(1_795_310_000), 0).unwrap(), 0);
+}
+
+#[test]
+fn a_pass_stops_at_its_deadline_or_cap_and_says_what_is_left() {
+    let (mut ledger, consumer, sender) = backlog_of_100(Outcome::Delivered { remote_id: None });
+    let now = UnixTime(1_795_310_000);
+    // A deadline already past: one batch goes (a pass always makes progress), the rest waits.
+    let past = Budget { deadline: Some(Instant::now()), max_items: None };
+    let r = execute(&mut ledger, &consumer, now, past, &mut |_, _| {}).unwrap();
+    assert_eq!((r.delivered, r.left), (8, 92));
+    let capped = Budget { deadline: None, max_items: Some(10) };
+    let r = execute(&mut ledger, &consumer, now, capped, &mut |_, _| {}).unwrap();
+    assert_eq!((r.delivered, r.left), (10, 82));
+    assert_eq!(*sender.batches.borrow(), [8, 8, 2]);
+}
+
+#[test]
+fn a_failing_item_is_tried_once_per_pass_whatever_time_is_left() {
+    let (mut ledger, consumer, sender) = backlog_of_100(Outcome::Retry { reason: "503".into(), after_secs: Some(0) });
+    let r = execute(&mut ledger, &consumer, UnixTime(1_795_310_000), Budget::default(), &mut |_, _| {}).unwrap();
+    assert_eq!((r.retry, r.delivered, r.left), (100, 0, 0));
+    assert_eq!(sender.batches.borrow().iter().sum::<usize>(), 100);
 }

@@ -5,9 +5,14 @@
 //! and a delivery whose outcome is unknown (a crash between append and ledger update) is looked
 //! up by its id in the file before it is written again. Readers should skip a line that does
 //! not parse (a crash in the middle of a write can leave one).
+//!
+//! A batch is one append and one sync. The first look-up of a pass reads the file once into a set
+//! of ids; later look-ups and this pass's own appends use and extend that set (one sender writes
+//! the file at a time: the ledger's lock).
 
 pub mod config;
 
+use std::collections::HashSet;
 use std::io::{BufRead, Write};
 
 use serde_json::json;
@@ -71,11 +76,16 @@ impl Pricing for JsonlPricing {
 /// Appends usage records to a file.
 pub struct JsonlSink {
     cfg: JsonlSettings,
+    /// The ids the file holds, once a look-up has read it.
+    ids: std::sync::Mutex<Option<HashSet<String>>>,
 }
+
+/// Records per append (and sync).
+const BATCH: usize = 2048;
 
 impl JsonlSink {
     pub fn new(cfg: JsonlSettings) -> Self {
-        Self { cfg }
+        Self { cfg, ids: std::sync::Mutex::new(None) }
     }
 
     /// The record of one item: the run as the ledger holds it, the item's slice, and the TRES and
@@ -105,54 +115,91 @@ impl JsonlSink {
         .to_string())
     }
 
-    /// Appends one line and syncs it.
-    fn append(&self, record: &str) -> std::io::Result<()> {
+    /// Appends records, one per line, and syncs them.
+    fn append(&self, records: &[&str]) -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.cfg.path)?;
-        // A crash mid-write can leave a last line without its newline: end it first, so this
-        // record starts a line of its own and stays readable.
-        let mut line = String::with_capacity(record.len() + 2);
+        // A crash mid-write can leave a last line without its newline: end it first, so these
+        // records start a line of their own and stay readable.
+        let mut text = String::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 1);
         if !ends_with_newline(&mut f)? {
-            line.push('\n');
+            text.push('\n');
         }
-        line.push_str(record);
-        line.push('\n');
-        f.write_all(line.as_bytes())?;
+        for r in records {
+            text.push_str(r);
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes())?;
         f.sync_data()
+    }
+
+    /// Every id the file holds (a line that does not parse holds none).
+    fn read_ids(&self) -> std::io::Result<HashSet<String>> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let f = match std::fs::File::open(&self.cfg.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+            Err(e) => return Err(e),
+        };
+        let mut ids = HashSet::new();
+        for line in std::io::BufReader::new(f).lines() {
+            if let Ok(r) = serde_json::from_str::<Id>(&line?) {
+                ids.insert(r.id);
+            }
+        }
+        Ok(ids)
     }
 }
 
 impl Sender for JsonlSink {
     fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
-        let record = match self.render(d, run) {
-            Ok(r) => r,
-            Err(e) => return Outcome::Rejected { reason: e.to_string() },
-        };
-        match self.append(&record) {
-            Ok(()) => Outcome::Delivered { remote_id: None },
-            // A partial append may exist: look it up before writing again.
-            Err(e) => Outcome::Unknown { reason: format!("writing {}: {e}", self.cfg.path.display()) },
+        self.send_batch(&[(d, run)]).remove(0)
+    }
+
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
+        let rendered: Vec<Result<String, RenderError>> = items.iter().map(|(d, run)| self.render(d, *run)).collect();
+        let records: Vec<&str> = rendered.iter().filter_map(|r| r.as_deref().ok()).collect();
+        let written = if records.is_empty() { Ok(()) } else { self.append(&records) };
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        match (&written, ids.as_mut()) {
+            (Ok(()), Some(ids)) => {
+                ids.extend(items.iter().zip(&rendered).filter(|(_, r)| r.is_ok()).map(|((d, _), _)| d.id.clone()))
+            }
+            // Part of the append may be in the file: the next look-up reads it again.
+            (Err(_), _) => *ids = None,
+            (Ok(()), None) => {}
         }
+        drop(ids);
+        rendered
+            .into_iter()
+            .map(|r| match (r, &written) {
+                (Err(e), _) => Outcome::Rejected { reason: e.to_string() },
+                (Ok(_), Ok(())) => Outcome::Delivered { remote_id: None },
+                // A partial append may exist: look it up before writing again.
+                (Ok(_), Err(e)) => Outcome::Unknown { reason: format!("writing {}: {e}", self.cfg.path.display()) },
+            })
+            .collect()
+    }
+
+    fn batch_size(&self) -> usize {
+        BATCH
     }
 
     fn lookup(&self, d: &Delivery, _run: Option<&JobRun>) -> Lookup {
-        let f = match std::fs::File::open(&self.cfg.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Lookup::NotFound,
-            Err(e) => return Lookup::Failed { reason: format!("reading {}: {e}", self.cfg.path.display()) },
-        };
-        for line in std::io::BufReader::new(f).lines() {
-            let line = match line {
-                Ok(l) => l,
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.is_none() {
+            match self.read_ids() {
+                Ok(read) => *ids = Some(read),
                 Err(e) => return Lookup::Failed { reason: format!("reading {}: {e}", self.cfg.path.display()) },
-            };
-            let found = serde_json::from_str::<serde_json::Value>(&line)
-                .ok()
-                .is_some_and(|v| v.get("id").and_then(|i| i.as_str()) == Some(d.id.as_str()));
-            if found {
-                return Lookup::Found { remote_id: None };
             }
         }
-        Lookup::NotFound
+        if ids.as_ref().is_some_and(|ids| ids.contains(&d.id)) {
+            Lookup::Found { remote_id: None }
+        } else {
+            Lookup::NotFound
+        }
     }
 
     fn describe(&self, d: &Delivery, run: Option<&JobRun>) -> String {
@@ -186,6 +233,7 @@ mod tests {
     fn delivery(id: &str) -> Delivery {
         Delivery {
             id: id.into(),
+            seq: 0,
             sink: NAME.into(),
             key: Some(run().key),
             span: Some((UnixTime(0), UnixTime(1))),
