@@ -30,9 +30,10 @@
 //!   `{status: "SUCCESS", return_code: 0}` (the text `ExitCode` says `1:0`). Only signals come
 //!   through. The reader keeps what the JSON says; prefer the parsable2 reader for exit codes on
 //!   22.05.
-//! - 22.05 job-level `time.total/user/system` are always 0: CPU time is the sum of the steps
-//!   (summed in microseconds and then truncated to milliseconds, exactly as sacct's job row
-//!   does). Jobs without steps (`-X`) fall back to the job-level numbers.
+//! - CPU time: from 23.02 on, slurmdbd fills the job's own `time.total/user/system`, and they
+//!   are the run's CPU time (a step list can count the same usage twice). 22.05 leaves them
+//!   always 0: then CPU time is the sum of the steps (summed in microseconds and then truncated
+//!   to milliseconds, exactly as sacct's job row does).
 //! - `wckey {wckey, flags: ["ASSIGNED_DEFAULT"]}` becomes `*wckey`, as sacct text and squeue
 //!   print it; the scheduling flags become sacct's text names (`SchedMain`, `SchedBackfill`,
 //!   `SchedSubmit`, `StartRecieved` — Slurm's spelling; `CLEAR_SCHEDULING` is not printed).
@@ -830,10 +831,11 @@ fn sacct_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Strin
         let usage = step_usage(step, &mut acc_us).map_err(|e| format!("steps[{i}] ({}): {e}", step_label(step)))?;
         run.add_step(&usage);
     }
-    if steps.is_empty() {
-        // `-X` output or a job without steps: the job's own totals (always 0 on 22.05).
-        let mut acc = [0u128; 3];
-        [run.total_cpu_ms, run.user_cpu_ms, run.system_cpu_ms] = cpu_times(&f, &mut acc)?;
+    // The job's own totals (slurmdbd fills them from 23.02 on) win over the step sum, which may
+    // count the same usage twice; 22.05 leaves them all 0, and the step sum stands.
+    let own = cpu_times(&f, &mut [0u128; 3])?;
+    if own != [0, 0, 0] {
+        [run.total_cpu_ms, run.user_cpu_ms, run.system_cpu_ms] = own;
     }
     Ok(run)
 }
@@ -1345,6 +1347,34 @@ mod tests {
         assert_eq!(j8.step_count, 6);
         let j24 = by_raw(&all, 24)[0];
         assert_eq!((j24.total_cpu_ms, j24.user_cpu_ms, j24.system_cpu_ms), (1497, 1493, 3));
+    }
+
+    /// From 23.02 on the job's own CPU totals are filled and win over the step sum, which may
+    /// count the same usage twice; 22.05's are 0 and the step sum stands (issue 9, item 8). No
+    /// recorded 23.02+ job used any CPU (all are `sleep` jobs), so the input is derived from
+    /// Slurm-web's 24.11 `slurmdb-job-completed.json` (S1, job 6362, one batch step): the job's
+    /// `time.total/user/system` set to 1.5 s / 1.2 s / 0.3 s, and its batch step given the same
+    /// times and listed twice (a step list that repeats the job's usage).
+    #[test]
+    fn own_cpu_totals_win_over_a_step_sum_that_counts_twice() {
+        let mut doc: Value = serde_json::from_str(WEB_24_11_DONE).unwrap();
+        let job = &mut doc["jobs"][0];
+        let mut step = job["steps"][0].clone();
+        for (k, secs, us) in [("total", 1, 500_000), ("user", 1, 200_000), ("system", 0, 300_000)] {
+            assert_eq!(job["time"][k], serde_json::json!({"seconds": 0, "microseconds": 0}), "the recording changed");
+            job["time"][k] = serde_json::json!({"seconds": secs, "microseconds": us});
+            step["time"][k] = serde_json::json!({"seconds": secs, "microseconds": us});
+        }
+        job["steps"] = serde_json::json!([step.clone(), step]);
+        let j = only_job(&doc.to_string());
+        assert_eq!(j.step_count, 2);
+        assert_eq!((j.total_cpu_ms, j.user_cpu_ms, j.system_cpu_ms), (1500, 1200, 300), "the job's own totals");
+        // The same job with its own totals 0, as 22.05 prints them: the steps' sum.
+        for k in ["total", "user", "system"] {
+            doc["jobs"][0]["time"][k] = serde_json::json!({"seconds": 0, "microseconds": 0});
+        }
+        let j = only_job(&doc.to_string());
+        assert_eq!((j.total_cpu_ms, j.user_cpu_ms, j.system_cpu_ms), (3000, 2400, 600), "the step sum");
     }
 
     #[test]
