@@ -34,6 +34,9 @@
 //!   are the run's CPU time (a step list can count the same usage twice). 22.05 leaves them
 //!   always 0: then CPU time is the sum of the steps (summed in microseconds and then truncated
 //!   to milliseconds, exactly as sacct's job row does).
+//! - A job that is no array job may carry `array.job_id` equal to its own id: the array id is
+//!   kept only for an array task (task id set) or a pending array record (task list set), in
+//!   sacct and squeue JSON alike.
 //! - `wckey {wckey, flags: ["ASSIGNED_DEFAULT"]}` becomes `*wckey`, as sacct text and squeue
 //!   print it; the scheduling flags become sacct's text names (`SchedMain`, `SchedBackfill`,
 //!   `SchedSubmit`, `StartRecieved` — Slurm's spelling; `CLEAR_SCHEDULING` is not printed).
@@ -729,6 +732,9 @@ fn new_run(f: &Fields, default_cluster: &ClusterName, p: &IdPaths) -> Result<Job
     let array_range = array_range_text(&f.string(p.array_task_string)?);
     let het_job = f.u64(p.het_job)?.filter(|&h| h > 0);
     let het_offset = f.u32(p.het_offset)?;
+    // Slurm may print a job's own id as its array id although it is no array job: only a task
+    // (its task id) or a pending array record (its task list) is an array job.
+    let array_job = array_job.filter(|_| array_task.is_some() || !array_range.is_empty());
     let het = het_job.map(|h| (h, het_offset.unwrap_or(0)));
     let job_id = display_job_id(raw, array_job.map(|a| (a, array_task, array_range)), het);
     let mut run = JobRun::new(JobKey { cluster, job_id_raw: raw, submit }, job_id);
@@ -1375,6 +1381,32 @@ mod tests {
         }
         let j = only_job(&doc.to_string());
         assert_eq!((j.total_cpu_ms, j.user_cpu_ms, j.system_cpu_ms), (3000, 2400, 600), "the step sum");
+    }
+
+    /// A job whose array id is its own id, with neither a task id nor a task list, is no array
+    /// job; a pending array record (task list) and an array task (task id) are (issue 9, item 8).
+    /// Derived from SARC 23.11.5 (job 4, `array.job_id` 0, task unset, task list "") with
+    /// `array.job_id` set to 4, then with `array.task` "1-3" too; and from the
+    /// prometheus-slurm-exporter squeue sample with job 26515966's `array_job_id` set to its own
+    /// id (its pending array record 58948420, task list "1-10", as recorded).
+    #[test]
+    fn own_id_as_array_id_is_no_array_job() {
+        let mut doc: Value = serde_json::from_str(SARC_23_11).unwrap();
+        assert_eq!(doc["jobs"][0]["array"]["task"], "", "the recording changed");
+        doc["jobs"][0]["array"]["job_id"] = serde_json::json!(4);
+        let j = only_job(&doc.to_string());
+        assert_eq!((j.array_job_id, j.array_task_id, j.job_id.as_str()), (None, None, "4"));
+        doc["jobs"][0]["array"]["task"] = serde_json::json!("1-3");
+        let j = only_job(&doc.to_string());
+        assert_eq!((j.array_job_id, j.array_task_id, j.job_id.as_str()), (Some(4), None, "4_[1-3]"));
+
+        let mut doc: Value = serde_json::from_str(PROM_SQUEUE).unwrap();
+        assert_eq!(doc["jobs"][0]["job_id"], 26_515_966);
+        doc["jobs"][0]["array_job_id"] = serde_json::json!(26_515_966);
+        let items = read_squeue_json(&doc.to_string(), &cluster()).unwrap();
+        let all = jobs(&items);
+        assert_eq!((all[0].array_job_id, all[0].array_task_id, all[0].job_id.as_str()), (None, None, "26515966"));
+        assert_eq!((all[1].array_job_id, all[1].job_id.as_str()), (Some(58_948_420), "58948420_[1-10]"));
     }
 
     #[test]
