@@ -37,6 +37,9 @@
 //! - A job that is no array job may carry `array.job_id` equal to its own id: the array id is
 //!   kept only for an array task (task id set) or a pending array record (task list set), in
 //!   sacct and squeue JSON alike.
+//! - The node count (`allocation_nodes`, squeue's `node_count`) may be absent or 0: the
+//!   allocated TRES `node` count is used then (for sacct, the requested one when nothing was
+//!   allocated).
 //! - `wckey {wckey, flags: ["ASSIGNED_DEFAULT"]}` becomes `*wckey`, as sacct text and squeue
 //!   print it; the scheduling flags become sacct's text names (`SchedMain`, `SchedBackfill`,
 //!   `SchedSubmit`, `StartRecieved` — Slurm's spelling; `CLEAR_SCHEDULING` is not printed).
@@ -777,9 +780,12 @@ fn sacct_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Strin
         Some(c) => u32::try_from(c).map_err(|_| format!("tres.allocated cpu {c} does not fit in 32 bits"))?,
         None => 0,
     };
+    // Absent or 0: the allocated TRES tell the nodes; without an allocation, the requested ones.
     run.nnodes = match f.u32("allocation_nodes")?.filter(|&n| n > 0) {
         Some(n) => n,
-        None => run.req_tres.get("node").and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+        None => {
+            run.alloc_tres.get("node").or(run.req_tres.get("node")).and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+        }
     };
     let per_cpu = f.u64("required.memory_per_cpu")?.filter(|&m| m > 0);
     let per_node = f.u64("required.memory_per_node")?.filter(|&m| m > 0);
@@ -971,8 +977,12 @@ fn squeue_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Stri
         }
     }
     run.timelimit_mins = f.u32("time_limit")?.map(u64::from);
-    run.nnodes = f.u32("node_count")?.unwrap_or(0);
     run.alloc_tres = f.tres("tres_alloc_str", TresUnits::Alloc)?;
+    // Absent or 0: the allocated TRES tell the nodes.
+    run.nnodes = match f.u32("node_count")?.filter(|&n| n > 0) {
+        Some(n) => n,
+        None => run.alloc_tres.get("node").and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+    };
     run.req_tres = f.tres("tres_req_str", TresUnits::Alloc)?;
     let cpus = f.u32("cpus")?.unwrap_or(0);
     run.req_cpus = match run.req_tres.get("cpu") {
@@ -1407,6 +1417,25 @@ mod tests {
         let all = jobs(&items);
         assert_eq!((all[0].array_job_id, all[0].array_task_id, all[0].job_id.as_str()), (None, None, "26515966"));
         assert_eq!((all[1].array_job_id, all[1].job_id.as_str()), (Some(58_948_420), "58948420_[1-10]"));
+    }
+
+    /// Without a node count (absent or 0), the allocated TRES `node` count is the run's (issue 9,
+    /// item 8). Derived from Slurm-web 25.11 `slurmdb-job-gpus-multi-nodes.json` (S7, job 5679:
+    /// `allocation_nodes` 2, allocated `node` 2, requested `node` 1) with `allocation_nodes`
+    /// removed, then 0; and from the prometheus-slurm-exporter squeue sample with job 26515966's
+    /// `node_count` (1; `tres_alloc_str` has `node=1`) removed.
+    #[test]
+    fn node_count_from_allocated_tres() {
+        let mut doc: Value = serde_json::from_str(WEB_25_11_MULTI_NODES).unwrap();
+        doc["jobs"][0].as_object_mut().unwrap().remove("allocation_nodes").expect("the recording changed");
+        assert_eq!(only_job(&doc.to_string()).nnodes, 2);
+        doc["jobs"][0]["allocation_nodes"] = serde_json::json!(0);
+        assert_eq!(only_job(&doc.to_string()).nnodes, 2);
+
+        let mut doc: Value = serde_json::from_str(PROM_SQUEUE).unwrap();
+        doc["jobs"][0].as_object_mut().unwrap().remove("node_count").expect("the recording changed");
+        let items = read_squeue_json(&doc.to_string(), &cluster()).unwrap();
+        assert_eq!(jobs(&items)[0].nnodes, 1);
     }
 
     #[test]
