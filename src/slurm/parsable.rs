@@ -12,10 +12,13 @@
 //!   of the stream goes on.
 //! - Steps follow their job row (sacct prints them so); a step whose job row was not seen just
 //!   before is quarantined.
+//! - A layout without NNodes/AllocNodes or AllocCPUS/NCPUS (older tools record such) takes the
+//!   node and CPU counts from AllocTRES (`node=`, `cpu=`); a run never allocated has 0 CPUs and
+//!   its requested nodes (ReqTRES `node=`), as the JSON readers read it.
 
 use std::io::BufRead;
 
-use crate::model::{ClusterName, JobKey, JobRun, StepUsage};
+use crate::model::{ClusterName, JobKey, JobRun, StepUsage, Tres};
 
 use super::fields::{Field, FIELD_COUNT};
 use super::values::{self as v, TimeZone, TresKind, ValueError};
@@ -658,10 +661,6 @@ impl Row<'_> {
         } else {
             v::parse_timelimit_mins(self.get(Field::Timelimit))?
         };
-        let nodes = if self.has(Field::NNodes) { Field::NNodes } else { Field::AllocNodes };
-        job.nnodes = v::parse_count(nodes.name(), self.get(nodes))?;
-        let cpus = if self.has(Field::AllocCPUS) { Field::AllocCPUS } else { Field::NCPUS };
-        job.alloc_cpus = v::parse_count(cpus.name(), self.get(cpus))?;
         job.req_cpus = v::parse_count("ReqCPUS", self.get(Field::ReqCPUS))?;
         if let Some((bytes, per_cpu)) = v::parse_req_mem(self.get(Field::ReqMem))? {
             job.req_mem_bytes = Some(bytes);
@@ -669,6 +668,23 @@ impl Row<'_> {
         }
         v::parse_tres_into(self.get(Field::ReqTRES), TresKind::Alloc, &mut job.req_tres)?;
         v::parse_tres_into(self.get(Field::AllocTRES), TresKind::Alloc, &mut job.alloc_tres)?;
+        // A layout without the count columns (older tools record such): AllocTRES tells them. A
+        // run never allocated has no CPUs (as the JSON readers read it) and its requested nodes.
+        let tres_count = |tres: &Tres, column: Field, name: &str| {
+            tres.get(name).map_or(Ok(0), |n| {
+                u32::try_from(n)
+                    .map_err(|_| ValueError(format!("{} {name}={n} is larger than any cluster has", column.name())))
+            })
+        };
+        job.nnodes = match [Field::NNodes, Field::AllocNodes].into_iter().find(|&f| self.has(f)) {
+            Some(nodes) => v::parse_count(nodes.name(), self.get(nodes))?,
+            None if job.alloc_tres.get("node").is_some() => tres_count(&job.alloc_tres, Field::AllocTRES, "node")?,
+            None => tres_count(&job.req_tres, Field::ReqTRES, "node")?,
+        };
+        job.alloc_cpus = match [Field::AllocCPUS, Field::NCPUS].into_iter().find(|&f| self.has(f)) {
+            Some(cpus) => v::parse_count(cpus.name(), self.get(cpus))?,
+            None => tres_count(&job.alloc_tres, Field::AllocTRES, "cpu")?,
+        };
         match self.get(Field::NodeList) {
             "None assigned" | "None" => {}
             n => job.nodelist.push_str(n),

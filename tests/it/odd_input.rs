@@ -8,6 +8,7 @@
 //!   said so, or the run is held in quarantine with the reason, never billed as 0 (item 2);
 //! - two rows of one run in one input: the first kept, the other quarantined (item 4);
 //! - another command's output (`squeue --json`, sacctmgr text) refused by name (item 7).
+//! - a layout without NNodes/AllocNodes/AllocCPUS/NCPUS: the counts come from AllocTRES (item 8).
 
 use std::process::Command;
 
@@ -312,4 +313,34 @@ fn a_header_tells_its_delimiter() {
     let (code, _, err) =
         cli(dir.path(), &["collect", "--from-file", f.to_str().unwrap(), "--file-cluster", "testcluster"]);
     assert!(code != 0 && err.contains("\"::\"") && err.contains("one-byte delimiter"), "{err}");
+}
+
+/// A layout without NNodes, AllocNodes, AllocCPUS and NCPUS (older tools record such) takes the
+/// counts from AllocTRES (issue 9, item 8). The recorded poll with those four columns dropped
+/// reads every run as the recording does; only a run never allocated (empty AllocTRES: the
+/// pending job 27, the het job 3 cancelled while pending) has 0 CPUs, as the JSON readers read
+/// it, where sacct prints the requested count.
+#[test]
+fn without_count_columns_alloc_tres_tells_them() {
+    use crate::common::{opts, parse};
+    let full = fixture_bytes("testbed/own-sacct-poll.txt");
+    let (recorded, rq) = parse(&full, opts("testcluster"));
+    let bare = poll_without(&["NNodes", "AllocNodes", "AllocCPUS", "NCPUS"]);
+    let (derived, dq) = parse(bare.as_bytes(), opts("testcluster"));
+    assert_eq!((derived.len(), dq.len()), (recorded.len(), rq.len()));
+    let (mut allocated, mut never) = (0, 0);
+    for (r, d) in recorded.iter().zip(&derived) {
+        let mut want = r.clone();
+        if r.alloc_tres.is_empty() {
+            assert_eq!((r.elapsed_secs, r.nodelist.as_str()), (0, ""), "{}: never ran", r.key);
+            want.alloc_cpus = 0;
+            never += 1;
+        } else {
+            assert!(r.alloc_cpus > 0 && r.nnodes > 0, "{}", r.key);
+            allocated += 1;
+        }
+        assert_eq!(*d, want, "{}", r.key);
+    }
+    assert_eq!((allocated, never), (recorded.len() - 3, 3));
+    assert!(derived.iter().any(|d| (d.alloc_cpus, d.nnodes) == (4, 1)), "job 26: cpu=4 from AllocTRES");
 }
