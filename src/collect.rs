@@ -84,6 +84,9 @@ pub struct Counts {
     /// Runs whose elapsed time was derived as End − Start − Suspended (the input has no
     /// ElapsedRaw or Elapsed column).
     pub elapsed_derived: u64,
+    /// Runs keyed by a JobIDRaw taken from their plain JobID (the input has no JobIDRaw column;
+    /// array tasks and het components, whose JobID does not tell it, are quarantined).
+    pub job_id_raw_from_job_id: u64,
     /// Runs read in a state this reader does not know (a newer Slurm's), by state: stored as
     /// they are, and billed as not final (never as ended) until Slurm reports a known end.
     pub unknown_states: std::collections::BTreeMap<String, u64>,
@@ -312,6 +315,7 @@ impl Counts {
         self.quarantined += o.quarantined;
         self.quarantined_new += o.quarantined_new;
         self.elapsed_derived += o.elapsed_derived;
+        self.job_id_raw_from_job_id += o.job_id_raw_from_job_id;
         for (state, n) in &o.unknown_states {
             *self.unknown_states.entry(state.clone()).or_default() += n;
         }
@@ -562,6 +566,7 @@ fn write_chunk(
                         }
                         counts.runs_seen += 1;
                         counts.elapsed_derived += u64::from(job.elapsed_derived);
+                        counts.job_id_raw_from_job_id += u64::from(job.job_id_raw_from_job_id);
                         if !job.state.is_final() {
                             open_seen.insert((job.key.job_id_raw, job.key.submit.0));
                             if let JobState::Other(state) = &job.state {

@@ -524,6 +524,10 @@ pub struct JobRun {
     /// or Elapsed column (a layout older tools record). Said on the collect line; not stored.
     #[serde(skip)]
     pub elapsed_derived: bool,
+    /// The reader took the key's JobIDRaw from a plain JobID: its input had no JobIDRaw column.
+    /// Said on the collect line; not stored.
+    #[serde(skip)]
+    pub job_id_raw_from_job_id: bool,
 }
 
 impl JobRun {
@@ -575,6 +579,7 @@ impl JobRun {
             submit_line: String::new(),
             db_index: None,
             elapsed_derived: false,
+            job_id_raw_from_job_id: false,
         }
     }
 

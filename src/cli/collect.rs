@@ -236,6 +236,15 @@ fn print_report(out: &mut dyn Write, r: &CollectReport) -> std::io::Result<()> {
             c.elapsed_derived
         )?;
     }
+    if c.job_id_raw_from_job_id > 0 {
+        write!(
+            out,
+            ", {} keyed by their JobID (the input has no JobIDRaw column: JobIDRaw taken from JobID where it is a plain \
+             job id; array tasks and het components, whose JobID does not tell it, are quarantined: record again with \
+             JobIDRaw in --format)",
+            c.job_id_raw_from_job_id
+        )?;
+    }
     let mut unknown = c.unknown_states.clone();
     for (state, n) in r.settled.iter().flat_map(|s| &s.counts.unknown_states) {
         *unknown.entry(state.clone()).or_default() += n;

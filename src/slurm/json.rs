@@ -30,9 +30,16 @@
 //!   `{status: "SUCCESS", return_code: 0}` (the text `ExitCode` says `1:0`). Only signals come
 //!   through. The reader keeps what the JSON says; prefer the parsable2 reader for exit codes on
 //!   22.05.
-//! - 22.05 job-level `time.total/user/system` are always 0: CPU time is the sum of the steps
-//!   (summed in microseconds and then truncated to milliseconds, exactly as sacct's job row
-//!   does). Jobs without steps (`-X`) fall back to the job-level numbers.
+//! - CPU time: from 23.02 on, slurmdbd fills the job's own `time.total/user/system`, and they
+//!   are the run's CPU time (a step list can count the same usage twice). 22.05 leaves them
+//!   always 0: then CPU time is the sum of the steps (summed in microseconds and then truncated
+//!   to milliseconds, exactly as sacct's job row does).
+//! - A job that is no array job may carry `array.job_id` equal to its own id: the array id is
+//!   kept only for an array task (task id set) or a pending array record (task list set), in
+//!   sacct and squeue JSON alike.
+//! - The node count (`allocation_nodes`, squeue's `node_count`) may be absent or 0: the
+//!   allocated TRES `node` count is used then (for sacct, the requested one when nothing was
+//!   allocated).
 //! - `wckey {wckey, flags: ["ASSIGNED_DEFAULT"]}` becomes `*wckey`, as sacct text and squeue
 //!   print it; the scheduling flags become sacct's text names (`SchedMain`, `SchedBackfill`,
 //!   `SchedSubmit`, `StartRecieved` — Slurm's spelling; `CLEAR_SCHEDULING` is not printed).
@@ -728,6 +735,9 @@ fn new_run(f: &Fields, default_cluster: &ClusterName, p: &IdPaths) -> Result<Job
     let array_range = array_range_text(&f.string(p.array_task_string)?);
     let het_job = f.u64(p.het_job)?.filter(|&h| h > 0);
     let het_offset = f.u32(p.het_offset)?;
+    // Slurm may print a job's own id as its array id although it is no array job: only a task
+    // (its task id) or a pending array record (its task list) is an array job.
+    let array_job = array_job.filter(|_| array_task.is_some() || !array_range.is_empty());
     let het = het_job.map(|h| (h, het_offset.unwrap_or(0)));
     let job_id = display_job_id(raw, array_job.map(|a| (a, array_task, array_range)), het);
     let mut run = JobRun::new(JobKey { cluster, job_id_raw: raw, submit }, job_id);
@@ -770,9 +780,12 @@ fn sacct_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Strin
         Some(c) => u32::try_from(c).map_err(|_| format!("tres.allocated cpu {c} does not fit in 32 bits"))?,
         None => 0,
     };
+    // Absent or 0: the allocated TRES tell the nodes; without an allocation, the requested ones.
     run.nnodes = match f.u32("allocation_nodes")?.filter(|&n| n > 0) {
         Some(n) => n,
-        None => run.req_tres.get("node").and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+        None => {
+            run.alloc_tres.get("node").or(run.req_tres.get("node")).and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+        }
     };
     let per_cpu = f.u64("required.memory_per_cpu")?.filter(|&m| m > 0);
     let per_node = f.u64("required.memory_per_node")?.filter(|&m| m > 0);
@@ -830,10 +843,11 @@ fn sacct_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Strin
         let usage = step_usage(step, &mut acc_us).map_err(|e| format!("steps[{i}] ({}): {e}", step_label(step)))?;
         run.add_step(&usage);
     }
-    if steps.is_empty() {
-        // `-X` output or a job without steps: the job's own totals (always 0 on 22.05).
-        let mut acc = [0u128; 3];
-        [run.total_cpu_ms, run.user_cpu_ms, run.system_cpu_ms] = cpu_times(&f, &mut acc)?;
+    // The job's own totals (slurmdbd fills them from 23.02 on) win over the step sum, which may
+    // count the same usage twice; 22.05 leaves them all 0, and the step sum stands.
+    let own = cpu_times(&f, &mut [0u128; 3])?;
+    if own != [0, 0, 0] {
+        [run.total_cpu_ms, run.user_cpu_ms, run.system_cpu_ms] = own;
     }
     Ok(run)
 }
@@ -963,8 +977,12 @@ fn squeue_job(job: &Value, default_cluster: &ClusterName) -> Result<JobRun, Stri
         }
     }
     run.timelimit_mins = f.u32("time_limit")?.map(u64::from);
-    run.nnodes = f.u32("node_count")?.unwrap_or(0);
     run.alloc_tres = f.tres("tres_alloc_str", TresUnits::Alloc)?;
+    // Absent or 0: the allocated TRES tell the nodes.
+    run.nnodes = match f.u32("node_count")?.filter(|&n| n > 0) {
+        Some(n) => n,
+        None => run.alloc_tres.get("node").and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+    };
     run.req_tres = f.tres("tres_req_str", TresUnits::Alloc)?;
     let cpus = f.u32("cpus")?.unwrap_or(0);
     run.req_cpus = match run.req_tres.get("cpu") {
@@ -1345,6 +1363,79 @@ mod tests {
         assert_eq!(j8.step_count, 6);
         let j24 = by_raw(&all, 24)[0];
         assert_eq!((j24.total_cpu_ms, j24.user_cpu_ms, j24.system_cpu_ms), (1497, 1493, 3));
+    }
+
+    /// From 23.02 on the job's own CPU totals are filled and win over the step sum, which may
+    /// count the same usage twice; 22.05's are 0 and the step sum stands (issue 9, item 8). No
+    /// recorded 23.02+ job used any CPU (all are `sleep` jobs), so the input is derived from
+    /// Slurm-web's 24.11 `slurmdb-job-completed.json` (S1, job 6362, one batch step): the job's
+    /// `time.total/user/system` set to 1.5 s / 1.2 s / 0.3 s, and its batch step given the same
+    /// times and listed twice (a step list that repeats the job's usage).
+    #[test]
+    fn own_cpu_totals_win_over_a_step_sum_that_counts_twice() {
+        let mut doc: Value = serde_json::from_str(WEB_24_11_DONE).unwrap();
+        let job = &mut doc["jobs"][0];
+        let mut step = job["steps"][0].clone();
+        for (k, secs, us) in [("total", 1, 500_000), ("user", 1, 200_000), ("system", 0, 300_000)] {
+            assert_eq!(job["time"][k], serde_json::json!({"seconds": 0, "microseconds": 0}), "the recording changed");
+            job["time"][k] = serde_json::json!({"seconds": secs, "microseconds": us});
+            step["time"][k] = serde_json::json!({"seconds": secs, "microseconds": us});
+        }
+        job["steps"] = serde_json::json!([step.clone(), step]);
+        let j = only_job(&doc.to_string());
+        assert_eq!(j.step_count, 2);
+        assert_eq!((j.total_cpu_ms, j.user_cpu_ms, j.system_cpu_ms), (1500, 1200, 300), "the job's own totals");
+        // The same job with its own totals 0, as 22.05 prints them: the steps' sum.
+        for k in ["total", "user", "system"] {
+            doc["jobs"][0]["time"][k] = serde_json::json!({"seconds": 0, "microseconds": 0});
+        }
+        let j = only_job(&doc.to_string());
+        assert_eq!((j.total_cpu_ms, j.user_cpu_ms, j.system_cpu_ms), (3000, 2400, 600), "the step sum");
+    }
+
+    /// A job whose array id is its own id, with neither a task id nor a task list, is no array
+    /// job; a pending array record (task list) and an array task (task id) are (issue 9, item 8).
+    /// Derived from SARC 23.11.5 (job 4, `array.job_id` 0, task unset, task list "") with
+    /// `array.job_id` set to 4, then with `array.task` "1-3" too; and from the
+    /// prometheus-slurm-exporter squeue sample with job 26515966's `array_job_id` set to its own
+    /// id (its pending array record 58948420, task list "1-10", as recorded).
+    #[test]
+    fn own_id_as_array_id_is_no_array_job() {
+        let mut doc: Value = serde_json::from_str(SARC_23_11).unwrap();
+        assert_eq!(doc["jobs"][0]["array"]["task"], "", "the recording changed");
+        doc["jobs"][0]["array"]["job_id"] = serde_json::json!(4);
+        let j = only_job(&doc.to_string());
+        assert_eq!((j.array_job_id, j.array_task_id, j.job_id.as_str()), (None, None, "4"));
+        doc["jobs"][0]["array"]["task"] = serde_json::json!("1-3");
+        let j = only_job(&doc.to_string());
+        assert_eq!((j.array_job_id, j.array_task_id, j.job_id.as_str()), (Some(4), None, "4_[1-3]"));
+
+        let mut doc: Value = serde_json::from_str(PROM_SQUEUE).unwrap();
+        assert_eq!(doc["jobs"][0]["job_id"], 26_515_966);
+        doc["jobs"][0]["array_job_id"] = serde_json::json!(26_515_966);
+        let items = read_squeue_json(&doc.to_string(), &cluster()).unwrap();
+        let all = jobs(&items);
+        assert_eq!((all[0].array_job_id, all[0].array_task_id, all[0].job_id.as_str()), (None, None, "26515966"));
+        assert_eq!((all[1].array_job_id, all[1].job_id.as_str()), (Some(58_948_420), "58948420_[1-10]"));
+    }
+
+    /// Without a node count (absent or 0), the allocated TRES `node` count is the run's (issue 9,
+    /// item 8). Derived from Slurm-web 25.11 `slurmdb-job-gpus-multi-nodes.json` (S7, job 5679:
+    /// `allocation_nodes` 2, allocated `node` 2, requested `node` 1) with `allocation_nodes`
+    /// removed, then 0; and from the prometheus-slurm-exporter squeue sample with job 26515966's
+    /// `node_count` (1; `tres_alloc_str` has `node=1`) removed.
+    #[test]
+    fn node_count_from_allocated_tres() {
+        let mut doc: Value = serde_json::from_str(WEB_25_11_MULTI_NODES).unwrap();
+        doc["jobs"][0].as_object_mut().unwrap().remove("allocation_nodes").expect("the recording changed");
+        assert_eq!(only_job(&doc.to_string()).nnodes, 2);
+        doc["jobs"][0]["allocation_nodes"] = serde_json::json!(0);
+        assert_eq!(only_job(&doc.to_string()).nnodes, 2);
+
+        let mut doc: Value = serde_json::from_str(PROM_SQUEUE).unwrap();
+        doc["jobs"][0].as_object_mut().unwrap().remove("node_count").expect("the recording changed");
+        let items = read_squeue_json(&doc.to_string(), &cluster()).unwrap();
+        assert_eq!(jobs(&items)[0].nnodes, 1);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //!
 //! Rules that keep every record:
 //! - Columns are found by name (header line, or the `--format` list that was requested).
+//! - A layout without JobIDRaw but with JobID (older tools record such) takes JobIDRaw from the
+//!   JobID where it is a plain job id (`123`, its steps `123.batch`); an array task (`123_4`), a
+//!   pending array record (`123_[1-3]`) or a het component (`123+1`) has a JobIDRaw its JobID
+//!   does not tell, so its rows are quarantined with the reason and the fix.
 //! - A row with too few fields is joined with the following line(s): a newline inside a job
 //!   name or SubmitLine. A row with too many fields holds the delimiter inside a field (`|` in a
 //!   job name under the default delimiter); it cannot be split safely and is quarantined.
@@ -12,10 +16,13 @@
 //!   of the stream goes on.
 //! - Steps follow their job row (sacct prints them so); a step whose job row was not seen just
 //!   before is quarantined.
+//! - A layout without NNodes/AllocNodes or AllocCPUS/NCPUS (older tools record such) takes the
+//!   node and CPU counts from AllocTRES (`node=`, `cpu=`); a run never allocated has 0 CPUs and
+//!   its requested nodes (ReqTRES `node=`), as the JSON readers read it.
 
 use std::io::BufRead;
 
-use crate::model::{ClusterName, JobKey, JobRun, StepUsage};
+use crate::model::{ClusterName, JobKey, JobRun, StepUsage, Tres};
 
 use super::fields::{Field, FIELD_COUNT};
 use super::values::{self as v, TimeZone, TresKind, ValueError};
@@ -113,7 +120,13 @@ impl Layout {
                 idx[f.index()].get_or_insert(i);
             }
         }
-        for required in [Field::JobIDRaw, Field::State, Field::Submit] {
+        // Without JobIDRaw, a JobID keys the runs it tells (see the module doc).
+        let id = if idx[Field::JobIDRaw.index()].is_none() && idx[Field::JobID.index()].is_some() {
+            Field::JobID
+        } else {
+            Field::JobIDRaw
+        };
+        for required in [id, Field::State, Field::Submit] {
             if idx[required.index()].is_none() {
                 return Err(ParsableError::MissingColumn(required.name()));
             }
@@ -538,17 +551,41 @@ impl Row<'_> {
     }
 
     fn is_step(&self) -> Result<bool, ValueError> {
-        let raw = self.get(Field::JobIDRaw);
+        let column = if self.has(Field::JobIDRaw) { Field::JobIDRaw } else { Field::JobID };
+        let raw = self.get(column);
         if raw.is_empty() {
-            return Err(ValueError("JobIDRaw is empty".into()));
+            return Err(ValueError(format!("{} is empty", column.name())));
         }
         Ok(memchr::memchr(b'.', raw.as_bytes()).is_some())
+    }
+
+    /// The row's JobIDRaw. A layout without that column takes it from the JobID where the JobID
+    /// tells it: a plain job id (`123`, `123.batch`) is its own JobIDRaw; an array task or a het
+    /// component has another, which only JobIDRaw tells (array task `7_3` can be JobIDRaw 7 or
+    /// 19), so its row is refused with the fix.
+    fn job_id_raw(&self) -> Result<u64, ValueError> {
+        if self.has(Field::JobIDRaw) {
+            return Ok(v::parse_job_id_raw(self.get(Field::JobIDRaw))?.0);
+        }
+        let text = self.get(Field::JobID);
+        let id = v::parse_job_id_ref(text)?;
+        let what = match (id.array_task, id.array_range, id.het_offset) {
+            (Some(_), _, _) => "an array task",
+            (_, true, _) => "a pending array record",
+            (_, _, Some(_)) => "a het job component",
+            _ => return Ok(id.base),
+        };
+        Err(ValueError(format!(
+            "no JobIDRaw column: JobIDRaw is taken from JobID only where it is a plain job id, and JobID {text:?} is \
+             {what}, whose JobIDRaw its JobID does not tell; this row is not stored. Record the input again with \
+             JobIDRaw in --format"
+        )))
     }
 
     /// Reads a step row and folds it into `current`, its job. The step is read whole before
     /// anything is folded, so a bad step is quarantined without touching the job.
     fn add_step_to(&self, current: &mut Option<(Box<JobRun>, RowTotals)>) -> Result<(), ValueError> {
-        let (raw, _) = v::parse_job_id_raw(self.get(Field::JobIDRaw))?;
+        let raw = self.job_id_raw()?;
         let job = match current {
             Some((job, _)) if job.key.job_id_raw == raw => job,
             _ => {
@@ -581,7 +618,7 @@ impl Row<'_> {
     /// handed out and given back through [`SacctReader::recycle`]) when there is one.
     fn to_job(&self, opts: &ReadOptions, spare: Option<Box<JobRun>>) -> Result<(Box<JobRun>, RowTotals), ValueError> {
         let tz = &opts.tz;
-        let (raw, _) = v::parse_job_id_raw(self.get(Field::JobIDRaw))?;
+        let raw = self.job_id_raw()?;
         let job_id_text = if self.has(Field::JobID) { self.get(Field::JobID) } else { self.get(Field::JobIDRaw) };
         let id = v::parse_job_id_ref(job_id_text)?;
         let cluster = match (self.get(Field::Cluster), &spare) {
@@ -600,6 +637,7 @@ impl Row<'_> {
             None => Box::new(JobRun::new(key, String::new())),
         };
         job.job_id.push_str(id.job);
+        job.job_id_raw_from_job_id = !self.has(Field::JobIDRaw);
         job.array_job_id = (id.array_task.is_some() || id.array_range).then_some(id.base);
         job.array_task_id = id.array_task;
         job.het_job_id = id.het_offset.map(|_| id.base);
@@ -658,10 +696,6 @@ impl Row<'_> {
         } else {
             v::parse_timelimit_mins(self.get(Field::Timelimit))?
         };
-        let nodes = if self.has(Field::NNodes) { Field::NNodes } else { Field::AllocNodes };
-        job.nnodes = v::parse_count(nodes.name(), self.get(nodes))?;
-        let cpus = if self.has(Field::AllocCPUS) { Field::AllocCPUS } else { Field::NCPUS };
-        job.alloc_cpus = v::parse_count(cpus.name(), self.get(cpus))?;
         job.req_cpus = v::parse_count("ReqCPUS", self.get(Field::ReqCPUS))?;
         if let Some((bytes, per_cpu)) = v::parse_req_mem(self.get(Field::ReqMem))? {
             job.req_mem_bytes = Some(bytes);
@@ -669,6 +703,23 @@ impl Row<'_> {
         }
         v::parse_tres_into(self.get(Field::ReqTRES), TresKind::Alloc, &mut job.req_tres)?;
         v::parse_tres_into(self.get(Field::AllocTRES), TresKind::Alloc, &mut job.alloc_tres)?;
+        // A layout without the count columns (older tools record such): AllocTRES tells them. A
+        // run never allocated has no CPUs (as the JSON readers read it) and its requested nodes.
+        let tres_count = |tres: &Tres, column: Field, name: &str| {
+            tres.get(name).map_or(Ok(0), |n| {
+                u32::try_from(n)
+                    .map_err(|_| ValueError(format!("{} {name}={n} is larger than any cluster has", column.name())))
+            })
+        };
+        job.nnodes = match [Field::NNodes, Field::AllocNodes].into_iter().find(|&f| self.has(f)) {
+            Some(nodes) => v::parse_count(nodes.name(), self.get(nodes))?,
+            None if job.alloc_tres.get("node").is_some() => tres_count(&job.alloc_tres, Field::AllocTRES, "node")?,
+            None => tres_count(&job.req_tres, Field::ReqTRES, "node")?,
+        };
+        job.alloc_cpus = match [Field::AllocCPUS, Field::NCPUS].into_iter().find(|&f| self.has(f)) {
+            Some(cpus) => v::parse_count(cpus.name(), self.get(cpus))?,
+            None => tres_count(&job.alloc_tres, Field::AllocTRES, "cpu")?,
+        };
         match self.get(Field::NodeList) {
             "None assigned" | "None" => {}
             n => job.nodelist.push_str(n),

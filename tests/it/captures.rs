@@ -207,9 +207,10 @@ fn units_m_output_is_refused_and_its_values_are_the_exact_ones_rounded() {
         c.contains("--units=M") && c.contains("--format=JobID,ReqMem,MaxRSS,AveRSS,MaxVMSize,TRESUsageInTot"),
         "{c}"
     );
-    // Its --format has neither JobIDRaw nor Submit: runs cannot be keyed, so it is refused whole.
+    // Its --format has neither JobIDRaw, State nor Submit (its JobID alone would key a plain job):
+    // runs cannot be read, so it is refused whole.
     let err = read_all(&fixture_bytes(&format!("testbed/{file}"))[..], opts("x")).unwrap_err().to_string();
-    assert!(err.contains("no JobIDRaw column") && err.contains("request it in --format"), "{err}");
+    assert!(err.contains("no State column") && err.contains("request it in --format"), "{err}");
 
     let units_m = text(file);
     let rows: Vec<Vec<&str>> = units_m.lines().skip(1).map(|l| l.split('|').collect()).collect();

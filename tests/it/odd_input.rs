@@ -8,6 +8,9 @@
 //!   said so, or the run is held in quarantine with the reason, never billed as 0 (item 2);
 //! - two rows of one run in one input: the first kept, the other quarantined (item 4);
 //! - another command's output (`squeue --json`, sacctmgr text) refused by name (item 7).
+//! - a layout without NNodes/AllocNodes/AllocCPUS/NCPUS: the counts come from AllocTRES (item 8).
+//! - a layout without JobIDRaw: a plain JobID keys its run, array tasks and het components are
+//!   quarantined with the reason and the fix, said once on the collect line (end of item 5).
 
 use std::process::Command;
 
@@ -313,4 +316,195 @@ fn a_header_tells_its_delimiter() {
     let (code, _, err) =
         cli(dir.path(), &["collect", "--from-file", f.to_str().unwrap(), "--file-cluster", "testcluster"]);
     assert!(code != 0 && err.contains("\"::\"") && err.contains("one-byte delimiter"), "{err}");
+}
+
+/// A layout without NNodes, AllocNodes, AllocCPUS and NCPUS (older tools record such) takes the
+/// counts from AllocTRES (issue 9, item 8). The recorded poll with those four columns dropped
+/// reads every run as the recording does; only a run never allocated (empty AllocTRES: the
+/// pending job 27, the het job 3 cancelled while pending) has 0 CPUs, as the JSON readers read
+/// it, where sacct prints the requested count.
+#[test]
+fn without_count_columns_alloc_tres_tells_them() {
+    use crate::common::{opts, parse};
+    let full = fixture_bytes("testbed/own-sacct-poll.txt");
+    let (recorded, rq) = parse(&full, opts("testcluster"));
+    let bare = poll_without(&["NNodes", "AllocNodes", "AllocCPUS", "NCPUS"]);
+    let (derived, dq) = parse(bare.as_bytes(), opts("testcluster"));
+    assert_eq!((derived.len(), dq.len()), (recorded.len(), rq.len()));
+    let (mut allocated, mut never) = (0, 0);
+    for (r, d) in recorded.iter().zip(&derived) {
+        let mut want = r.clone();
+        if r.alloc_tres.is_empty() {
+            assert_eq!((r.elapsed_secs, r.nodelist.as_str()), (0, ""), "{}: never ran", r.key);
+            want.alloc_cpus = 0;
+            never += 1;
+        } else {
+            assert!(r.alloc_cpus > 0 && r.nnodes > 0, "{}", r.key);
+            allocated += 1;
+        }
+        assert_eq!(*d, want, "{}", r.key);
+    }
+    assert_eq!((allocated, never), (recorded.len() - 3, 3));
+    assert!(derived.iter().any(|d| (d.alloc_cpus, d.nnodes) == (4, 1)), "job 26: cpu=4 from AllocTRES");
+}
+
+/// A layout without JobIDRaw but with JobID (issue 9, end of item 5) keys a run whose JobID is a
+/// plain job id by it, its steps folded in as before; an array task or het component, whose
+/// JobIDRaw its JobID does not tell (array task 10_3 is JobIDRaw 10, 10_0 is 23), is quarantined
+/// with the reason and the fix, and the collect line says it once. Inputs: the recorded poll
+/// (header, steps, arrays 10_0..10_3, het 3+0/3+1, the requeued 21) with its JobIDRaw column
+/// dropped; and the `--noheader` capture `sacct-X-parsable2.txt` with its JobIDRaw field dropped
+/// from every row, read with its `.cmd`'s --format list without JobIDRaw.
+#[test]
+fn without_job_id_raw_a_plain_job_id_keys_its_run() {
+    let config = |dir: &std::path::Path| {
+        let usage = dir.join("usage.jsonl");
+        let toml = format!("[sinks.jsonl]\npath = {:?}\nrunning_slice = \"1m\"\n", usage.display().to_string());
+        std::fs::write(dir.join("config.toml"), toml).unwrap();
+        usage
+    };
+    let (with, without) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (with_usage, without_usage) = (config(with.path()), config(without.path()));
+    let full = with.path().join("poll.txt");
+    std::fs::write(&full, fixture_bytes("testbed/own-sacct-poll.txt")).unwrap();
+    let bare = without.path().join("poll.txt");
+    std::fs::write(&bare, poll_without(&["JobIDRaw"])).unwrap();
+    let collect = |dir: &std::path::Path, f: &std::path::Path| {
+        let (code, out, err) =
+            cli(dir, &["collect", "--from-file", f.to_str().unwrap(), "--file-cluster", "testcluster"]);
+        // 3: went through with records quarantined (those without JobIDRaw).
+        assert!(matches!(code, 0 | 3), "{code}: {out}\n{err}");
+        out
+    };
+    collect(with.path(), &full);
+    let out = collect(without.path(), &bare);
+    let recorded = Ledger::open(&with.path().join("ledger.db")).unwrap().jobs(&JobFilter::default()).unwrap();
+    let keyed = Ledger::open(&without.path().join("ledger.db")).unwrap().jobs(&JobFilter::default()).unwrap();
+
+    // Every plain run is stored with the same key and content (steps folded: CPU time, RSS);
+    // no array task or het component is stored under a guessed key.
+    let (refused, plain): (Vec<_>, Vec<_>) =
+        recorded.iter().partition(|r| r.array_job_id.is_some() || r.het_job_id.is_some());
+    assert_eq!((refused.len(), plain.len()), (6, 22), "the recording changed");
+    assert_eq!(keyed.len(), plain.len());
+    for r in &plain {
+        let k = keyed.iter().find(|k| k.key == r.key).unwrap_or_else(|| panic!("{} missing", r.key));
+        if r.key.job_id_raw == 14 {
+            // Job 14's name and SubmitLine both hold a newline: the reader ends its job record at
+            // the header's field count, one line early, and reads the SubmitLine's last line with
+            // the next row, 14.batch. With JobIDRaw that row still folds in as the step; keyed by
+            // JobID, its JobID reads "name -t 5 --wrap sleep 1\n14.batch" and it is quarantined.
+            // A limit of the newline join that predates this change; what bills is the same.
+            let bills = |j: &slurm_ledger::model::JobRun| {
+                (j.state.clone(), j.start, j.end, j.elapsed_secs, j.alloc_tres.clone(), j.job_id.clone())
+            };
+            assert_eq!((bills(k), k.step_count + 1), (bills(r), r.step_count));
+            continue;
+        }
+        assert_eq!(k, *r, "{}", r.key);
+    }
+    assert!(plain.iter().any(|r| r.step_count > 0 && r.total_cpu_ms > 0), "steps fold in by their JobID");
+    // The 6 refused runs' job rows and their step rows are quarantined, with the reason and fix
+    // (and job 14's batch step, above).
+    let text = String::from_utf8(fixture_bytes("testbed/own-sacct-poll.txt")).unwrap();
+    let rows = text.lines().filter(|l| l.split('\u{1f}').next().is_some_and(|id| id.contains(['_', '+']))).count();
+    assert_eq!(rows, 14, "the recording changed");
+    assert!(out.contains("22 runs read (22 new, 0 updated, 0 unchanged), 15 quarantined"), "{out}");
+    assert_eq!(out.matches("no JobIDRaw column").count(), 1, "said once on the collect line: {out}");
+    assert!(out.contains("22 keyed by their JobID (the input has no JobIDRaw column"), "{out}");
+    let held = Ledger::open(&without.path().join("ledger.db")).unwrap().quarantined(100).unwrap();
+    let said: Vec<_> = held.iter().filter(|q| q.reason.starts_with("no JobIDRaw column")).collect();
+    assert_eq!(said.len(), 14);
+    for (id, what) in [("10_0", "an array task"), ("10_3.batch", "an array task"), ("3+1", "a het job component")] {
+        let says = format!("JobID {id:?} is {what}, whose JobIDRaw its JobID does not tell");
+        let q = said.iter().find(|q| q.raw.starts_with(&format!("{id}\u{1f}"))).unwrap();
+        assert!(q.reason.contains(&says) && q.reason.ends_with("with JobIDRaw in --format"), "{says}\n{}", q.reason);
+    }
+
+    // Nothing is billed wrong: every usage record is one the recording with JobIDRaw also gives.
+    for dir in [with.path(), without.path()] {
+        let (code, out, err) = cli(dir, &["deliver"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let lines = |f: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(f).unwrap().lines().map(str::to_string).collect()
+    };
+    let (all, billed) = (lines(&with_usage), lines(&without_usage));
+    assert!(!billed.is_empty() && billed.len() < all.len(), "{} of {}", billed.len(), all.len());
+    for b in &billed {
+        assert!(all.contains(b), "billed here, not with JobIDRaw: {b}");
+    }
+
+    // The same on the `--noheader` capture, read with --columns.
+    let cmd = String::from_utf8(fixture_bytes("testbed/sacct-X-parsable2.txt.cmd")).unwrap();
+    let columns: Vec<&str> =
+        cmd.split("--format=").nth(1).unwrap().split_whitespace().next().unwrap().split(',').collect();
+    let at = columns.iter().position(|c| *c == "JobIDRaw").unwrap();
+    let rows = String::from_utf8(fixture_bytes("testbed/sacct-X-parsable2.txt")).unwrap();
+    let mut bare = String::new();
+    for r in rows.lines() {
+        let mut f: Vec<&str> = r.split('|').collect();
+        f.remove(at);
+        bare.push_str(&f.join("|"));
+        bare.push('\n');
+    }
+    let file = without.path().join("x.txt");
+    std::fs::write(&file, bare).unwrap();
+    let columns: Vec<&str> = columns.into_iter().filter(|c| *c != "JobIDRaw").collect();
+    let (code, out, err) = cli(
+        without.path(),
+        &["collect", "--from-file", file.to_str().unwrap(), "--file-cluster", "x", "--columns", &columns.join(",")],
+    );
+    assert_eq!(code, 3, "{err}");
+    // 26 jobs: arrays 7_0..7_3 and het 13+0/13+1 quarantined, and job 10 (a `|` in its name).
+    assert!(
+        out.contains("19 runs read") && out.contains("7 quarantined") && out.contains("19 keyed by their JobID"),
+        "{out}"
+    );
+}
+
+/// The same rule on XDMoD's `--noheader` logs (their PROVENANCE row gives the --format list),
+/// with the jobidraw field dropped from every row and from the list: the plain jobs of
+/// `accounting-logs.log` read exactly as with it; in `accounting-logs-with-job-arrays.log`, the
+/// array task `4103947_100` and the pending array records `4103947_[1-3]`… are quarantined, each
+/// named for what it is.
+#[test]
+fn without_job_id_raw_xdmod_arrays_are_held_by_kind() {
+    use crate::common::{opts, parse};
+    use slurm_ledger::slurm::parsable::Layout;
+    let names = "jobid,jobidraw,cluster,partition,qos,account,group,gid,user,uid,submit,eligible,start,end,elapsed,exitcode,state,nnodes,ncpus,reqcpus,reqmem,reqtres,alloctres,timelimit,nodelist,jobname";
+    let names: Vec<&str> = names.split(',').collect();
+    let read = |file: &str, drop_raw: bool| {
+        let text = String::from_utf8(fixture_bytes(file)).unwrap();
+        let mut o = opts("x");
+        let (text, names) = if drop_raw {
+            let rows: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    l.split('|').enumerate().filter(|(i, _)| *i != 1).map(|(_, f)| f).collect::<Vec<_>>().join("|")
+                })
+                .collect();
+            (rows.join("\n") + "\n", names.iter().copied().filter(|n| *n != "jobidraw").collect())
+        } else {
+            (text, names.clone())
+        };
+        o.layout = Some(Layout::from_names(&names).unwrap());
+        parse(text.as_bytes(), o)
+    };
+    let (recorded, q) = read("samples/xdmod__accounting-logs.log", false);
+    assert!(q.is_empty() && recorded.len() > 1);
+    let (keyed, q) = read("samples/xdmod__accounting-logs.log", true);
+    assert!(q.is_empty(), "{q:#?}");
+    let mut want = recorded.clone();
+    want.iter_mut().for_each(|r| r.job_id_raw_from_job_id = true);
+    assert_eq!(keyed, want);
+
+    let (recorded, _) = read("samples/xdmod__accounting-logs-with-job-arrays.log", false);
+    let (keyed, q) = read("samples/xdmod__accounting-logs-with-job-arrays.log", true);
+    assert_eq!((keyed.len(), q.len()), (0, recorded.len()));
+    for q in &q {
+        let what = if q.raw.starts_with("4103947_[") { "a pending array record" } else { "an array task" };
+        assert!(q.reason.contains(&format!("is {what}, whose JobIDRaw its JobID does not tell")), "{}", q.reason);
+    }
+    assert!(q.iter().any(|q| q.raw.starts_with("4103947_100|")));
 }

@@ -159,9 +159,10 @@ fn sonar_sample_production_rows_with_steps() {
 
 #[test]
 fn file_without_key_columns_is_refused_with_the_fix() {
-    // sacct -j 30 -o JobID,JobName,State,... has neither JobIDRaw nor Submit.
+    // sacct -j 30 -o JobID,JobName,State,... has neither JobIDRaw nor Submit (its JobID alone would
+    // key its plain job, but not without the submit time).
     let err = read_all(&fixture_bytes("testbed/sacct-oom-cgroup-v1.txt")[..], opts("x")).unwrap_err();
-    assert!(err.to_string().contains("JobIDRaw") && err.to_string().contains("--format"), "{err}");
+    assert!(err.to_string().contains("no Submit column") && err.to_string().contains("--format"), "{err}");
 }
 
 #[test]
