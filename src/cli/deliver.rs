@@ -368,9 +368,12 @@ impl SendProgress {
         let (_, bar) = self.bar.get_or_insert_with(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{prefix}: sending {bar:30} {human_pos}/{human_len} deliveries, {per_sec}, about {eta} left",
+                "{prefix}: sending {bar:30} {human_pos}/{human_len} deliveries, {rate}/s, about {eta} left",
             )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}", s.per_sec());
+            });
             bar.set_style(style);
             bar.set_prefix(sink.to_string());
             (sink.to_string(), bar)
