@@ -136,6 +136,12 @@ impl Sender for Shared {
 /// The consumer under test: slices of allocated CPUs per UTC day, every new second planned at
 /// once, sent to the fake platform.
 fn consumer(sink: &Rc<FakeSink>) -> Consumer {
+    let policy = EnginePolicy { base_backoff_secs: 5, max_backoff_secs: 60 };
+    Consumer::new("fake", Box::new(cpu_day_planner()), Box::new(Shared(sink.clone())), policy)
+}
+
+/// Allocated CPUs in hours, per UTC day, every new second planned at once.
+fn cpu_day_planner() -> SlicePlanner<CpuPricing> {
     let metering = Metering {
         tres: "cpu".into(),
         basis: Basis::Allocated,
@@ -143,9 +149,7 @@ fn consumer(sink: &Rc<FakeSink>) -> Consumer {
         timezone: "UTC".into(),
         running_slice_secs: 0,
     };
-    let planner = SlicePlanner::new("fake", CpuPricing, &metering).unwrap();
-    let policy = EnginePolicy { base_backoff_secs: 5, max_backoff_secs: 60 };
-    Consumer::new("fake", Box::new(planner), Box::new(Shared(sink.clone())), policy)
+    SlicePlanner::new("fake", CpuPricing, &metering).unwrap()
 }
 
 fn run(id: u64, start: i64, elapsed: u64, state: JobState, cpus: u64) -> JobRun {
@@ -404,16 +408,12 @@ impl Sender for ScriptedRef {
 /// 100 finished runs, one item each, planned for a consumer whose sender answers `answer`.
 fn backlog_of_100(answer: Outcome) -> (Ledger, Consumer, Rc<Scripted>) {
     let sender = Rc::new(Scripted { answer, batches: RefCell::default() });
-    let metering = Metering {
-        tres: "cpu".into(),
-        basis: Basis::Allocated,
-        period: PeriodKind::Day,
-        timezone: "UTC".into(),
-        running_slice_secs: 0,
-    };
-    let planner = SlicePlanner::new("fake", CpuPricing, &metering).unwrap();
-    let consumer =
-        Consumer::new("fake", Box::new(planner), Box::new(ScriptedRef(sender.clone())), EnginePolicy::default());
+    let consumer = Consumer::new(
+        "fake",
+        Box::new(cpu_day_planner()),
+        Box::new(ScriptedRef(sender.clone())),
+        EnginePolicy::default(),
+    );
     let mut ledger = Ledger::open_in_memory().unwrap();
     let start = 1_795_300_000i64;
     let mut w = ledger.writer(UnixTime(start + 7200)).unwrap();
