@@ -17,3 +17,4 @@ pub mod consumer;
 pub mod engine;
 pub mod seed;
 pub mod slices;
+pub mod totals;
