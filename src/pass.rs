@@ -307,12 +307,12 @@ fn check_tres_of(
     }
     let mut slurm: Option<Option<Vec<String>>> = None;
     let mut problems = Vec::new();
-    for (sink, m) in sinks.meterings() {
+    for (sink, m) in sinks.billed() {
         if !(only.is_empty() || only.iter().any(|o| o == sink)) || m.tres == "cpu" {
             continue;
         }
         // Already planned on these very terms: checked then (no scan, no Slurm call per pass).
-        if skip_stored && ledger.consumer_terms(sink).map_err(err)?.is_some_and(|t| t == m.terms()) {
+        if skip_stored && ledger.consumer_terms(sink).map_err(err)?.is_some_and(|t| t == m.terms) {
             continue;
         }
         let requested = m.basis == crate::meter::Basis::Requested;
@@ -332,7 +332,7 @@ fn check_tres_of(
             None => "and Slurm was not or could not be asked (sacctmgr show tres)",
         };
         problems.push(ConfigProblem {
-            key: format!("sinks.{sink}.tres"),
+            key: m.key.clone(),
             message: format!(
                 "{:?} is carried by no run in the ledger {slurm_says}: billing it would bill nothing. Known TRES: {}; \
                  e.g. \"gres/gpu\" for GPU-hours, \"mem\" for memory GiB-hours. Nothing is planned until it is fixed",

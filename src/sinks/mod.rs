@@ -8,7 +8,9 @@
 //! sink imports another; the ledger stores a sink's name and items and knows no sink.
 
 pub mod activate;
+pub mod http;
 pub mod jsonl;
+pub mod waldur;
 
 use crate::delivery::consumer::{Consumer, EnginePolicy};
 use crate::delivery::slices::Metering;
@@ -29,13 +31,30 @@ pub trait SinkKind {
     type Settings: Clone + std::fmt::Debug + PartialEq + Eq + serde::Serialize;
     /// Pure validation: every problem, each naming its key (`sinks.NAME.key`) and the fix.
     fn validate(raw: Self::Raw, problems: &mut Problems) -> Self::Settings;
-    /// How the sink meters runs, if it bills usage (its TRES is checked against the ledger and
-    /// Slurm before anything is planned).
-    fn metering(_settings: &Self::Settings) -> Option<&Metering> {
-        None
+    /// The TRES the sink bills, if it bills usage (each is checked against the ledger and Slurm
+    /// before anything is planned).
+    fn billed(_settings: &Self::Settings) -> Vec<BilledTres> {
+        Vec::new()
     }
     /// The consumer. `ctx.online`: load keys so it can send; otherwise it can plan and describe.
     fn build(settings: &Self::Settings, ctx: &BuildCtx<'_>) -> Result<Built, SinkError>;
+}
+
+/// A TRES a sink bills, as the preflight checks it: the config key that names it, the TRES,
+/// its basis, and the sink's terms (a sink that planned on these very terms was checked then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BilledTres {
+    pub key: String,
+    pub tres: String,
+    pub basis: crate::meter::Basis,
+    pub terms: String,
+}
+
+impl BilledTres {
+    /// The one TRES of a slice sink's metering (`sinks.NAME.tres`).
+    pub fn of_metering(sink: &str, m: &Metering) -> Vec<BilledTres> {
+        vec![BilledTres { key: format!("sinks.{sink}.tres"), tres: m.tres.clone(), basis: m.basis, terms: m.terms() }]
+    }
 }
 
 /// What building a sink needs from the edge.
@@ -59,7 +78,7 @@ pub struct Built {
 pub enum SinkError {
     #[error("--sink {name}: no [sinks.{name}] table in the config ({have}); see `slurm-ledger config example`")]
     NotConfigured { name: String, have: String },
-    #[error("no sink is configured: add a [sinks.activate] or [sinks.jsonl] table to the config (see `slurm-ledger config example`)")]
+    #[error("no sink is configured: add a [sinks.activate], [sinks.jsonl] or [sinks.waldur] table to the config (see `slurm-ledger config example`)")]
     NoneConfigured,
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -127,11 +146,11 @@ macro_rules! registry {
                 v
             }
 
-            /// The metering of each configured sink that bills usage, by name.
-            pub fn meterings(&self) -> Vec<(&'static str, &Metering)> {
+            /// The TRES each configured sink bills, by sink name.
+            pub fn billed(&self) -> Vec<(&'static str, BilledTres)> {
                 let mut v = Vec::new();
-                $(if let Some(m) = self.$name.as_ref().and_then(<$kind as SinkKind>::metering) {
-                    v.push((<$kind as SinkKind>::NAME, m));
+                $(if let Some(s) = self.$name.as_ref() {
+                    v.extend(<$kind as SinkKind>::billed(s).into_iter().map(|b| (<$kind as SinkKind>::NAME, b)));
                 })*
                 v
             }
@@ -160,4 +179,5 @@ macro_rules! registry {
 registry! {
     activate => activate::Activate,
     jsonl => jsonl::Jsonl,
+    waldur => waldur::Waldur,
 }

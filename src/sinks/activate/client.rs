@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::delivery::consumer::{Lookup, Outcome};
 use crate::secret::Secret;
+use crate::sinks::http::{self, describe, error_message, retry_after, strip, transport_outcome};
 
 use super::event::DELIVERY_ID_KEY;
 
@@ -39,7 +40,7 @@ pub enum ClientError {
     NotUrl { url: String, reason: String },
     #[error("ACTIVATE host {url} cannot be a base URL; write it as https://host")]
     NotBase { url: String },
-    #[error("cannot build the HTTP client: {reason}")]
+    #[error("{reason}")]
     Build { reason: String },
 }
 
@@ -58,13 +59,7 @@ impl ActivateClient {
         if base.cannot_be_a_base() {
             return Err(ClientError::NotBase { url: base.to_string() });
         }
-        let http = Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("slurm-ledger/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Build { reason: e.to_string() })?;
+        let http = http::client(timeout, None).map_err(|reason| ClientError::Build { reason })?;
         Ok(Self { http, base, organization: organization.to_string(), key })
     }
 
@@ -167,11 +162,6 @@ fn value_text(v: &Value) -> String {
     v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
 
-/// The URL without user info or query, for messages.
-fn strip(url: &Url) -> String {
-    format!("{}{}", url.origin().ascii_serialization(), url.path())
-}
-
 /// Maps an HTTP answer to an outcome.
 fn classify(resp: Response) -> Outcome {
     let status = resp.status();
@@ -189,11 +179,7 @@ fn classify(resp: Response) -> Outcome {
             reason: format!("{status}: redirected to {to}; set `host` to the API's own address"),
         };
     }
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = retry_after(&resp);
     let message = error_message(resp);
     match status {
         StatusCode::TOO_MANY_REQUESTS => Outcome::Retry { reason: format!("429 Too Many Requests: {message}"), after_secs: retry_after },
@@ -205,41 +191,4 @@ fn classify(resp: Response) -> Outcome {
         s if s.is_server_error() => Outcome::Unknown { reason: format!("{status}: {message}") },
         _ => Outcome::Rejected { reason: format!("{status}: {message}") },
     }
-}
-
-/// The platform's error message: problem+json `detail`/`title`, legacy `message`, or the text.
-fn error_message(resp: Response) -> String {
-    let text = resp.text().unwrap_or_default();
-    let from_json = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
-        ["detail", "message", "title", "error"]
-            .iter()
-            .find_map(|k| v.get(k).and_then(Value::as_str).map(str::to_string))
-    });
-    let msg = from_json.unwrap_or(text);
-    let msg = msg.trim();
-    if msg.is_empty() {
-        return "(no message)".into();
-    }
-    msg.chars().take(500).collect()
-}
-
-/// A failure before any answer: certainly not sent, or perhaps recorded.
-fn transport_outcome(e: &reqwest::Error) -> Outcome {
-    if e.is_connect() {
-        Outcome::Retry { reason: format!("cannot connect: {}", describe(e)), after_secs: None }
-    } else {
-        Outcome::Unknown { reason: describe(e) }
-    }
-}
-
-/// An error with its causes (no credentials are ever in a URL).
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() { "timed out".to_string() } else { e.to_string() };
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }

@@ -51,8 +51,8 @@ impl SinkKind for Activate {
     type Raw = config::RawActivate;
     type Settings = ActivateSettings;
 
-    fn metering(s: &Self::Settings) -> Option<&crate::delivery::slices::Metering> {
-        Some(&s.metering)
+    fn billed(s: &Self::Settings) -> Vec<super::BilledTres> {
+        super::BilledTres::of_metering(NAME, &s.metering)
     }
 
     fn validate(raw: Self::Raw, problems: &mut crate::validate::Problems) -> Self::Settings {

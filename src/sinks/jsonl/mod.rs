@@ -37,8 +37,8 @@ impl SinkKind for Jsonl {
     type Raw = config::RawJsonl;
     type Settings = JsonlSettings;
 
-    fn metering(s: &Self::Settings) -> Option<&crate::delivery::slices::Metering> {
-        Some(&s.metering)
+    fn billed(s: &Self::Settings) -> Vec<super::BilledTres> {
+        super::BilledTres::of_metering(NAME, &s.metering)
     }
 
     fn validate(raw: Self::Raw, problems: &mut crate::validate::Problems) -> Self::Settings {

@@ -1,0 +1,226 @@
+//! The Waldur HTTP client (contracts.md §2.1–2.2, specs/waldur/waldur-usage-contract.json):
+//! the offering's resources, component usages (a month's total per resource and component),
+//! and component user usages (a user's part), each *set*, not added: the last value wins.
+//!
+//! Answers become outcomes here: 200/201 → delivered; 429 → retry after `Retry-After`; 401/403 →
+//! retry once the token is fixed; 408, 5xx, a timeout or a connection dropped after the request
+//! left → unknown (looked up before a resend); no connection → retry; any other 4xx → rejected
+//! with Waldur's message (a past month needs a staff token: the message says so).
+//!
+//! Lists are Django REST pages: a JSON array with a `Link: <…>; rel="next"` header (or a
+//! `{results, next}` envelope), followed to the end, at most [`MAX_PAGES`] pages.
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::{StatusCode, Url};
+use serde_json::{json, Value};
+
+use crate::delivery::consumer::Outcome;
+use crate::secret::Secret;
+use crate::sinks::http::{describe, error_message, retry_after, strip, transport_outcome};
+
+/// Items asked per page, and the most pages followed.
+const PAGE_SIZE: u32 = 100;
+const MAX_PAGES: u32 = 1000;
+
+/// A resource of the offering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub uuid: String,
+    pub name: String,
+    pub backend_id: String,
+    pub state: String,
+}
+
+impl Resource {
+    /// Terminated (or being terminated): it gets no usage.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.state.to_ascii_lowercase().as_str(), "terminated" | "terminating")
+    }
+}
+
+/// A value on Waldur: the component usage's uuid and its usage text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub uuid: String,
+    pub usage: String,
+}
+
+/// One offering's usage API.
+pub struct WaldurClient {
+    http: Client,
+    api: Url,
+    offering: String,
+    token: Secret,
+}
+
+impl WaldurClient {
+    /// `api`: the API root, ending in `/api/`.
+    pub fn new(http: Client, api: &str, offering: &str, token: Secret) -> Result<Self, String> {
+        let api = Url::parse(api).map_err(|e| format!("Waldur url {api:?} is not a URL: {e}"))?;
+        if api.cannot_be_a_base() {
+            return Err(format!("Waldur url {api} cannot be a base URL; write it as https://host/api/"));
+        }
+        Ok(Self { http, api, offering: offering.to_string(), token })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.api.join(path).expect("a relative path joins a base URL")
+    }
+
+    fn auth(&self, req: RequestBuilder) -> RequestBuilder {
+        req.header(reqwest::header::AUTHORIZATION, format!("Token {}", self.token.expose()))
+    }
+
+    /// Every resource of the offering, whatever its state.
+    pub fn resources(&self) -> Result<Vec<Resource>, String> {
+        let url = self.url("marketplace-provider-resources/");
+        let items = self.list(url, &[("offering_uuid", self.offering.as_str())])?;
+        Ok(items
+            .iter()
+            .map(|r| Resource {
+                uuid: text(r, "uuid"),
+                name: text(r, "name"),
+                backend_id: text(r, "backend_id"),
+                state: text(r, "state"),
+            })
+            .filter(|r| !r.uuid.is_empty())
+            .collect())
+    }
+
+    /// The component usage of a resource for a billing period (`YYYY-MM-01`) and type, if set.
+    pub fn component_usage(&self, resource: &str, period: &str, tres: &str) -> Result<Option<Stored>, String> {
+        let url = self.url("marketplace-component-usages/");
+        let items = self.list(url, &[("resource_uuid", resource), ("billing_period", period), ("type", tres)])?;
+        Ok(items
+            .iter()
+            .find(|u| text(u, "type") == tres)
+            .map(|u| Stored { uuid: text(u, "uuid"), usage: text(u, "usage") }))
+    }
+
+    /// A user's usage of one component of a resource for a billing period, if set.
+    pub fn user_usage(
+        &self,
+        resource: &str,
+        period: &str,
+        tres: &str,
+        username: &str,
+    ) -> Result<Option<Stored>, String> {
+        let url = self.url("marketplace-component-user-usages/");
+        let items = self.list(url, &[("resource_uuid", resource), ("component_usage_billing_period", period)])?;
+        Ok(items
+            .iter()
+            .find(|u| text(u, "username") == username && ["component_type", "type"].iter().any(|k| text(u, k) == tres))
+            .map(|u| Stored { uuid: text(u, "uuid"), usage: text(u, "usage") }))
+    }
+
+    /// Sets a resource's total of one component for the month starting at `date`.
+    pub fn set_usage(&self, resource: &str, tres: &str, amount: &str, date: &str) -> Outcome {
+        let body = json!({"usages": [{"type": tres, "amount": amount}], "resource": resource, "date": date});
+        self.post(self.url("marketplace-component-usages/set_usage/"), &body)
+    }
+
+    /// Sets one user's part of a component usage.
+    pub fn set_user_usage(&self, component_usage: &str, username: &str, usage: &str, date: &str) -> Outcome {
+        let body = json!({"usages": [{"username": username, "usage": usage, "date": date}]});
+        let path = format!("marketplace-component-usages/{component_usage}/set_user_usages/");
+        self.post(self.url(&path), &body)
+    }
+
+    fn post(&self, url: Url, body: &Value) -> Outcome {
+        match self.auth(self.http.post(url.clone())).json(body).send() {
+            Ok(resp) => classify(resp, &url),
+            Err(e) => transport_outcome(&e),
+        }
+    }
+
+    /// Every item of a paginated list.
+    fn list(&self, url: Url, query: &[(&str, &str)]) -> Result<Vec<Value>, String> {
+        let mut next = Some(url.clone());
+        let mut first = true;
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let Some(page) = next.take() else { return Ok(out) };
+            let mut req = self.auth(self.http.get(page.clone()));
+            if first {
+                let size = PAGE_SIZE.to_string();
+                req = req.query(query).query(&[("page_size", size.as_str())]);
+                first = false;
+            }
+            let resp = req.send().map_err(|e| format!("GET {}: {}", strip(&page), describe(&e)))?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("GET {} answered {status}: {}", strip(&page), error_message(resp)));
+            }
+            next = link_next(&resp);
+            let body: Value = resp.json().map_err(|e| format!("GET {}: the answer is not JSON: {e}", strip(&page)))?;
+            let items = match body {
+                Value::Array(a) => a,
+                Value::Object(mut o) => {
+                    if next.is_none() {
+                        next = o.get("next").and_then(Value::as_str).and_then(|n| Url::parse(n).ok());
+                    }
+                    match o.remove("results") {
+                        Some(Value::Array(a)) => a,
+                        _ => return Err(format!("GET {}: unrecognised list answer (no array)", strip(&page))),
+                    }
+                }
+                _ => return Err(format!("GET {}: unrecognised list answer (no array)", strip(&page))),
+            };
+            out.extend(items);
+        }
+        Err(format!("GET {}: more than {MAX_PAGES} pages; giving up", strip(&url)))
+    }
+}
+
+/// A field as text (strings as they are, numbers as written).
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn link_next(resp: &Response) -> Option<Url> {
+    let link = resp.headers().get(reqwest::header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params.split(';').any(|p| p.trim().replace(' ', "") == "rel=\"next\"").then_some(())?;
+        Url::parse(target.trim().trim_start_matches('<').trim_end_matches('>')).ok()
+    })
+}
+
+/// Maps an answer to a write to an outcome.
+fn classify(resp: Response, url: &Url) -> Outcome {
+    let status = resp.status();
+    if status.is_success() {
+        return Outcome::Delivered { remote_id: None };
+    }
+    if status.is_redirection() {
+        let to = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?").to_string();
+        return Outcome::Unknown {
+            reason: format!("{status}: redirected to {to}; set `url` to the API's own address"),
+        };
+    }
+    let after = retry_after(&resp);
+    let message = error_message(resp);
+    let at = strip(url);
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => Outcome::Retry { reason: format!("POST {at}: 429: {message}"), after_secs: after },
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Retry {
+            reason: format!(
+                "POST {at}: {status}: Waldur refused the token ({message}); check SLURM_LEDGER_WALDUR_TOKEN / token_file"
+            ),
+            after_secs: after,
+        },
+        StatusCode::REQUEST_TIMEOUT => Outcome::Unknown { reason: format!("POST {at}: {status}: {message}") },
+        s if s.is_server_error() => Outcome::Unknown { reason: format!("POST {at}: {status}: {message}") },
+        _ if message.contains("backfilling past billing periods") => Outcome::Rejected {
+            reason: format!(
+                "POST {at}: {status}: {message} (a past month needs a staff token; report it with one, then `slurm-ledger retry --sink waldur`)"
+            ),
+        },
+        _ => Outcome::Rejected { reason: format!("POST {at}: {status}: {message}") },
+    }
+}

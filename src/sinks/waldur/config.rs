@@ -1,0 +1,294 @@
+//! `[sinks.waldur]`: the section as written, and its pure validation (every problem names its key
+//! and the fix). The token is never a config value: it comes from the environment or the file
+//! named by `token_file`, read when the sink is built.
+//!
+//! Components follow waldur-site-agent's `backend_components`: the key is the Slurm TRES and the
+//! Waldur component type; `unit_factor` is how many TRES-minutes (memory: MiB-minutes) make one
+//! Waldur unit (60000: cpu-minutes → k-Hours; 61440: MiB-minutes → GiB-hours). Only components
+//! with `accounting_type = "usage"` are reported; `limit`/`one` components are the allocation
+//! sync's.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::meter::Basis;
+use crate::validate::{parse_duration_secs, push, Problems};
+
+use super::amount::UnitFactor;
+
+/// The section as `config example` shows it.
+pub const EXAMPLE: &str = r#"# [sinks.waldur]                        # Waldur month-to-date usage per resource and user (waldur-site-agent's report)
+# url = "https://waldur.example.org/api/"  # with or without /api/
+# offering_uuid = "d42a18b6b8ba4c2bb0591b3ff8fb181d"  # the offering whose resources' backend_id are Slurm accounts
+# token_file = "/etc/slurm-ledger/waldur.token"  # mode 0600; else env SLURM_LEDGER_WALDUR_TOKEN
+# basis = "allocated"                   # allocated (AllocTRES) or requested (ReqTRES, the site agent's)
+# timezone = "UTC"                      # billing months are cut in this zone (the site agent's `timezone`)
+# running_slice = "15m"                 # count running jobs once this much new time accrued
+# allow_decrease = false                # a total that would go down (re-accounted jobs) is held and shown, not posted
+# timeout_secs = 30                     # per HTTP request
+# ca_bundle = "/etc/ssl/certs/site-ca.pem"  # extra CA for the Waldur host (TLS is always verified)
+# [sinks.waldur.components.cpu]
+# unit_factor = 60000                   # TRES-minutes per Waldur unit: cpu-minutes → k-Hours
+# measured_unit = "k-Hours"
+# accounting_type = "usage"
+# [sinks.waldur.users]                  # Slurm user → Waldur username (default: the same name)
+# alice = "alice@example.org"
+"#;
+
+/// One `[sinks.waldur.components.TRES]` table as written.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawComponent {
+    pub unit_factor: Option<toml::Value>,
+    pub measured_unit: Option<String>,
+    pub accounting_type: Option<String>,
+    pub label: Option<String>,
+    pub limit: Option<toml::Value>,
+}
+
+/// `[sinks.waldur]` as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWaldur {
+    pub url: Option<String>,
+    pub offering_uuid: Option<String>,
+    pub token_file: Option<String>,
+    pub basis: Option<String>,
+    pub timezone: Option<String>,
+    pub running_slice: Option<String>,
+    pub allow_decrease: Option<bool>,
+    pub timeout_secs: Option<i64>,
+    pub ca_bundle: Option<String>,
+    #[serde(default)]
+    pub components: BTreeMap<String, RawComponent>,
+    #[serde(default)]
+    pub users: BTreeMap<String, String>,
+}
+
+/// A component reported to Waldur.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Component {
+    /// The Slurm TRES counted, and the Waldur component type it is reported as.
+    pub tres: String,
+    pub unit_factor: UnitFactor,
+    pub measured_unit: Option<String>,
+}
+
+/// `[sinks.waldur]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WaldurSettings {
+    /// The API root, always ending in `/api/`.
+    pub api_url: String,
+    pub offering_uuid: String,
+    pub token_file: Option<PathBuf>,
+    pub basis: Basis,
+    pub timezone: String,
+    pub running_slice_secs: i64,
+    pub allow_decrease: bool,
+    pub timeout_secs: u64,
+    pub ca_bundle: Option<PathBuf>,
+    /// Usage components, in TRES order.
+    pub components: Vec<Component>,
+    /// Slurm user → Waldur username, where they differ.
+    pub users: BTreeMap<String, String>,
+}
+
+impl WaldurSettings {
+    /// The Waldur username of a Slurm user.
+    pub fn username<'a>(&'a self, slurm_user: &'a str) -> &'a str {
+        self.users.get(slurm_user).map_or(slurm_user, String::as_str)
+    }
+}
+
+/// `https://host/`, `https://host/api`, `https://host/api/` → `https://host/api/`. A path other
+/// than `/api` is kept (a Waldur behind a prefix): `https://host/waldur/api/`.
+pub fn api_root(url: &str) -> String {
+    let trimmed = url.trim().trim_end_matches('/');
+    if trimmed.ends_with("/api") {
+        format!("{trimmed}/")
+    } else {
+        format!("{trimmed}/api/")
+    }
+}
+
+const KEY: &str = "sinks.waldur";
+
+/// Validates the section.
+pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
+    let key = |k: &str| format!("{KEY}.{k}");
+    let api_url = match w.url {
+        Some(u) if (u.starts_with("https://") || u.starts_with("http://")) && !u.contains(char::is_whitespace) => {
+            api_root(&u)
+        }
+        Some(u) => {
+            push(problems, key("url"), format!("{u:?} is not a URL; write it as \"https://waldur.example.org/api/\""));
+            String::new()
+        }
+        None => {
+            push(
+                problems,
+                key("url"),
+                "is missing; give Waldur's API address, e.g. \"https://waldur.example.org/api/\"",
+            );
+            String::new()
+        }
+    };
+    let offering_uuid = match w.offering_uuid {
+        Some(u) if is_uuid(&u) => u.replace('-', ""),
+        Some(u) => {
+            push(problems, key("offering_uuid"), format!("{u:?} is not a UUID; copy the offering's UUID from Waldur"));
+            String::new()
+        }
+        None => {
+            push(problems, key("offering_uuid"), "is missing; give the UUID of the offering to report to");
+            String::new()
+        }
+    };
+    let absolute = |problems: &mut Problems, k: &str, v: Option<String>| -> Option<PathBuf> {
+        let p = PathBuf::from(v?);
+        if !p.is_absolute() {
+            push(problems, key(k), format!("{} is relative; give an absolute path", p.display()));
+        }
+        Some(p)
+    };
+    let token_file = absolute(problems, "token_file", w.token_file);
+    let ca_bundle = absolute(problems, "ca_bundle", w.ca_bundle);
+    let basis = match w.basis.as_deref() {
+        None | Some("allocated") => Basis::Allocated,
+        Some("requested") => Basis::Requested,
+        Some(other) => {
+            push(problems, key("basis"), format!("is {other:?}; use \"allocated\" (default) or \"requested\""));
+            Basis::Allocated
+        }
+    };
+    let timezone = w.timezone.unwrap_or_else(|| "UTC".into());
+    if let Err(e) = jiff::tz::TimeZone::get(&timezone) {
+        push(problems, key("timezone"), format!("{timezone:?} is not a known time zone ({e}); use an IANA name"));
+    }
+    let running_slice_secs = match w.running_slice.map(|t| parse_duration_secs(&t)) {
+        None => 900,
+        Some(Ok(n)) if (1..=31 * 86_400).contains(&n) => n,
+        Some(Ok(n)) => {
+            push(problems, key("running_slice"), format!("is {n} s; use 1s to 31d (default \"15m\")"));
+            900
+        }
+        Some(Err(e)) => {
+            push(problems, key("running_slice"), e);
+            900
+        }
+    };
+    let timeout_secs = w.timeout_secs.unwrap_or(30);
+    if !(1..=600).contains(&timeout_secs) {
+        push(problems, key("timeout_secs"), format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"));
+    }
+    let components = components(w.components, problems);
+    for (from, to) in &w.users {
+        if to.trim().is_empty() {
+            push(problems, key(&format!("users.{from}")), "maps to an empty name; give the Waldur username");
+        }
+    }
+    WaldurSettings {
+        api_url,
+        offering_uuid,
+        token_file,
+        basis,
+        timezone,
+        running_slice_secs,
+        allow_decrease: w.allow_decrease.unwrap_or(false),
+        timeout_secs: timeout_secs.clamp(1, 600) as u64,
+        ca_bundle,
+        components,
+        users: w.users,
+    }
+}
+
+/// The usage components; at least one is needed.
+fn components(raw: BTreeMap<String, RawComponent>, problems: &mut Problems) -> Vec<Component> {
+    if raw.is_empty() {
+        push(
+            problems,
+            format!("{KEY}.components"),
+            "is missing; add a table per reported TRES, e.g. [sinks.waldur.components.cpu] with unit_factor = 60000",
+        );
+    }
+    let mut out = Vec::new();
+    for (tres, c) in raw {
+        let key = |k: &str| format!("{KEY}.components.{tres}.{k}");
+        let tres_ok = !tres.is_empty()
+            && tres.len() <= 64
+            && tres.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '/' | '_' | '-' | ':' | '.'));
+        if !tres_ok {
+            push(
+                problems,
+                format!("{KEY}.components.{tres}"),
+                "is not a TRES name; use e.g. cpu, mem, gres/gpu, billing",
+            );
+        }
+        let unit_factor = match c.unit_factor.as_ref().map(UnitFactor::from_toml) {
+            None => UnitFactor::ONE,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                push(problems, key("unit_factor"), e);
+                UnitFactor::ONE
+            }
+        };
+        match c.accounting_type.as_deref() {
+            None | Some("usage") => out.push(Component { tres, unit_factor, measured_unit: c.measured_unit }),
+            Some("limit" | "one") => {}
+            Some(other) => {
+                push(problems, key("accounting_type"), format!("is {other:?}; use \"usage\", \"limit\" or \"one\""))
+            }
+        }
+    }
+    out
+}
+
+/// 32 hex digits, with or without the dashes of the 8-4-4-4-12 form.
+fn is_uuid(s: &str) -> bool {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    hex.len() == 32
+        && hex.chars().all(|c| c.is_ascii_hexdigit())
+        && (!s.contains('-') || s.split('-').map(str::len).eq([8, 4, 4, 4, 12]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_roots_with_or_without_api_and_slashes() {
+        for u in [
+            "https://w.example.org",
+            "https://w.example.org/",
+            "https://w.example.org/api",
+            "https://w.example.org/api/",
+        ] {
+            assert_eq!(api_root(u), "https://w.example.org/api/", "{u}");
+        }
+        // A host ending in letters of "api" is not mangled (the site agent's rstrip("/api") bug).
+        assert_eq!(api_root("https://waldur.hpc-api"), "https://waldur.hpc-api/api/");
+        assert_eq!(api_root("https://host/waldur/api//"), "https://host/waldur/api/");
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let raw: RawWaldur = toml::from_str(
+            "url = \"ftp:/x\"\noffering_uuid = \"nope\"\nbasis = \"both\"\ntimezone = \"Mars/Base\"\n\
+             [components.cpu]\nunit_factor = 0\n[components.mem]\naccounting_type = \"sometimes\"\n",
+        )
+        .unwrap();
+        let mut problems = Problems::new();
+        validate(raw, &mut problems);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "sinks.waldur.url",
+            "sinks.waldur.offering_uuid",
+            "sinks.waldur.basis",
+            "sinks.waldur.timezone",
+            "sinks.waldur.components.cpu.unit_factor",
+            "sinks.waldur.components.mem.accounting_type",
+        ] {
+            assert!(keys.contains(&k), "{k} not in {keys:?}");
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Sends a Waldur total: finds the resource whose `backend_id` is the item's account, reads what
+//! Waldur holds, and sets the total unless Waldur already has it. A total lower than Waldur's is
+//! not posted unless decreases are allowed: it is refused with both values (shown by `status`),
+//! and `retry` after `allow_decrease = true` posts it. A user's part needs the resource's
+//! component usage for the month, which the total creates; until then it waits (retry).
+//! Without a client (dry run, no token) it can only describe.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::delivery::consumer::{Lookup, Outcome, RenderError, Sender};
+use crate::ledger::Delivery;
+use crate::model::JobRun;
+
+use super::amount::{cents_text, parse_cents};
+use super::client::{Resource, Stored, WaldurClient};
+use super::config::WaldurSettings;
+use super::planner::Route;
+
+/// Waldur's [`Sender`].
+pub struct WaldurSender {
+    cfg: WaldurSettings,
+    client: Option<WaldurClient>,
+    /// The offering's resources by backend_id, read once per pass.
+    resources: Mutex<Option<HashMap<String, Resource>>>,
+}
+
+/// One item, ready to send: where, what, and the amount.
+struct Request<'d> {
+    route: Route<'d>,
+    /// `YYYY-MM-01`, the billing period.
+    period: String,
+    /// The first instant of the month in the sink's zone, ISO-8601 with its offset.
+    date: String,
+    /// Hundredths of the component's Waldur unit.
+    cents: i128,
+}
+
+impl WaldurSender {
+    pub fn new(cfg: WaldurSettings, client: Option<WaldurClient>) -> Self {
+        Self { cfg, client, resources: Mutex::new(None) }
+    }
+
+    fn request<'d>(&self, d: &'d Delivery) -> Result<Request<'d>, RenderError> {
+        let route = Route::decode(d)?;
+        let bad = || RenderError::BadRoute { id: d.id.clone(), route: d.route.clone() };
+        let component = self.cfg.components.iter().find(|c| c.tres == route.tres).ok_or_else(bad)?;
+        let ((start, _), total) = d.span.zip(d.total).ok_or_else(bad)?;
+        let tz = jiff::tz::TimeZone::get(&self.cfg.timezone).map_err(|_| bad())?;
+        let zoned = jiff::Timestamp::from_second(start.0).map_err(|_| bad())?.to_zoned(tz);
+        Ok(Request {
+            period: format!("{}-01", route.month),
+            date: zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            cents: component.unit_factor.cents(total),
+            route,
+        })
+    }
+
+    fn client(&self) -> Result<&WaldurClient, String> {
+        self.client.as_ref().ok_or_else(|| "the Waldur sink has no token loaded (dry run)".to_string())
+    }
+
+    /// The resource of an account, from one listing of the offering per pass.
+    fn resource(&self, client: &WaldurClient, account: &str) -> Result<Option<Resource>, String> {
+        let mut cache = self.resources.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.is_none() {
+            let list = client.resources()?;
+            *cache = Some(list.into_iter().map(|r| (r.backend_id.clone(), r)).collect());
+        }
+        Ok(cache.as_ref().and_then(|c| c.get(account)).cloned())
+    }
+
+    /// What Waldur holds for the item now (`None`: nothing set), with the resource.
+    fn stored(&self, client: &WaldurClient, r: &Request<'_>) -> Result<(Resource, Option<Stored>), Outcome> {
+        let retry = |reason: String| Outcome::Retry { reason, after_secs: None };
+        let resource = match self.resource(client, r.route.account) {
+            Ok(Some(res)) => res,
+            Ok(None) => {
+                return Err(retry(format!(
+                    "no resource of Waldur offering {} has backend_id {:?} (the Slurm account); its usage waits here until one does",
+                    self.cfg.offering_uuid, r.route.account
+                )))
+            }
+            Err(e) => return Err(retry(e)),
+        };
+        if resource.is_terminal() {
+            return Err(Outcome::Rejected {
+                reason: format!(
+                    "Waldur resource {} ({}) is {}: it gets no usage",
+                    resource.name, resource.uuid, resource.state
+                ),
+            });
+        }
+        let found = match r.route.user {
+            None => client.component_usage(&resource.uuid, &r.period, r.route.tres),
+            Some(user) => client.user_usage(&resource.uuid, &r.period, r.route.tres, self.cfg.username(user)),
+        };
+        found.map(|s| (resource, s)).map_err(retry)
+    }
+}
+
+impl Sender for WaldurSender {
+    fn send(&self, d: &Delivery, _run: Option<&JobRun>) -> Outcome {
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(reason) => return Outcome::Retry { reason, after_secs: None },
+        };
+        let r = match self.request(d) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Rejected { reason: e.to_string() },
+        };
+        let (resource, stored) = match self.stored(client, &r) {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
+        };
+        let held = stored.as_ref().map(|s| (parse_cents(&s.usage), s.usage.as_str()));
+        match held {
+            // Waldur has it already: not posted again.
+            Some((Some(c), _)) if c == r.cents => return Outcome::Delivered { remote_id: stored.map(|s| s.uuid) },
+            Some((Some(c), text)) if c > r.cents && !self.cfg.allow_decrease => {
+                return Outcome::Rejected {
+                    reason: format!(
+                        "Waldur has {text} for {} {} {}{}, the ledger's total is {}: posting it would lower Waldur's figure. \
+                         Check the account's jobs; to post it, set allow_decrease = true and run `slurm-ledger retry --sink waldur`",
+                        r.route.account,
+                        r.route.month,
+                        r.route.tres,
+                        r.route.user.map(|u| format!(" user {u}")).unwrap_or_default(),
+                        cents_text(r.cents)
+                    ),
+                }
+            }
+            _ => {}
+        }
+        let amount = cents_text(r.cents);
+        match r.route.user {
+            None => client.set_usage(&resource.uuid, r.route.tres, &amount, &r.date),
+            Some(user) => {
+                let total = match client.component_usage(&resource.uuid, &r.period, r.route.tres) {
+                    Ok(Some(t)) => t,
+                    Ok(None) => {
+                        return Outcome::Retry {
+                            reason: format!(
+                                "the {} total of {} for {} is not on Waldur yet; the user's part follows it",
+                                r.route.tres, r.route.account, r.route.month
+                            ),
+                            after_secs: None,
+                        }
+                    }
+                    Err(reason) => return Outcome::Retry { reason, after_secs: None },
+                };
+                client.set_user_usage(&total.uuid, self.cfg.username(user), &amount, &r.date)
+            }
+        }
+    }
+
+    /// Found when Waldur holds exactly this total (set semantics: a resend of the same value is
+    /// harmless, but not needed).
+    fn lookup(&self, d: &Delivery, _run: Option<&JobRun>) -> Lookup {
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(reason) => return Lookup::Failed { reason },
+        };
+        let r = match self.request(d) {
+            Ok(r) => r,
+            Err(e) => return Lookup::Failed { reason: e.to_string() },
+        };
+        match self.stored(client, &r) {
+            Ok((_, Some(s))) if parse_cents(&s.usage) == Some(r.cents) => Lookup::Found { remote_id: Some(s.uuid) },
+            Ok(_) => Lookup::NotFound,
+            Err(Outcome::Retry { reason, .. } | Outcome::Rejected { reason } | Outcome::Unknown { reason }) => {
+                Lookup::Failed { reason }
+            }
+            Err(Outcome::Delivered { .. }) => Lookup::NotFound,
+        }
+    }
+
+    fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {
+        let r = match self.request(d) {
+            Ok(r) => r,
+            Err(e) => return format!("(cannot render: {e})"),
+        };
+        let base = &self.cfg.api_url;
+        let amount = cents_text(r.cents);
+        match r.route.user {
+            None => format!(
+                "POST {base}marketplace-component-usages/set_usage/\n{}",
+                serde_json::json!({"usages": [{"type": r.route.tres, "amount": amount}], "resource": format!("<resource with backend_id {}>", r.route.account), "date": r.date})
+            ),
+            Some(user) => format!(
+                "POST {base}marketplace-component-usages/<{} {} usage of {}>/set_user_usages/\n{}",
+                r.route.month,
+                r.route.tres,
+                r.route.account,
+                serde_json::json!({"usages": [{"username": self.cfg.username(user), "usage": amount, "date": r.date}]})
+            ),
+        }
+    }
+}
