@@ -308,10 +308,14 @@ pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &
             }
             Err(e) => return Err(e.into()),
         };
+        // A total this pass raises is shown once, with the total it would then have.
+        let raised: std::collections::HashSet<&str> =
+            planned.iter().filter(|d| d.key.is_none()).map(|d| d.id.as_str()).collect();
         let waiting: Vec<_> = ledger
             .deliveries(name, None)?
             .into_iter()
             .filter(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::Retry | DeliveryState::Sent))
+            .filter(|d| !raised.contains(d.id.as_str()))
             .collect();
         writeln!(
             out,
@@ -328,8 +332,12 @@ pub(crate) fn dry_run(ledger: &Ledger, sinks: &[Consumer], now: UnixTime, out: &
             };
             let (a, b) =
                 d.span.map_or_else(|| ("-".to_string(), "-".to_string()), |(a, b)| (a.to_string(), b.to_string()));
-            let amount = d.amount.as_deref().unwrap_or("-");
-            writeln!(out, "\n# {}  {} {a}..{b} quantity {amount}{note}", d.id, d.run_text())?;
+            let amount = match (&d.amount, d.total) {
+                (Some(a), _) => format!("quantity {a}"),
+                (None, Some(t)) => format!("total {t}"),
+                (None, None) => "quantity -".into(),
+            };
+            writeln!(out, "\n# {}  {} {a}..{b} {amount}{note}", d.id, d.run_text())?;
             let run = match &d.key {
                 Some(k) => ledger.job(k)?,
                 None => None,

@@ -309,11 +309,34 @@ pub fn preview(
             consider(r, &mut preview)?;
         }
     }
+    preview.planned = with_totals(ledger, name, std::mem::take(&mut preview.planned))?;
     Ok(preview)
 }
 
+/// Planned items as a pass would leave them: the increments of one accumulating item summed
+/// into one item, carrying the total it would have (its stored total plus them).
+fn with_totals(ledger: &Ledger, consumer: &str, planned: Vec<Delivery>) -> Result<Vec<Delivery>, EngineError> {
+    let mut out: Vec<Delivery> = Vec::with_capacity(planned.len());
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for d in planned {
+        let Some(inc) = d.total.filter(|_| d.key.is_none()) else {
+            out.push(d);
+            continue;
+        };
+        match at.get(&d.id) {
+            Some(&i) => out[i].total = out[i].total.map(|t| t.saturating_add(inc)),
+            None => {
+                let stored = ledger.item_total(consumer, &d.id)?.unwrap_or(0);
+                at.insert(d.id.clone(), out.len());
+                out.push(Delivery { total: Some(stored.saturating_add(inc)), ..d });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A planned item as the outbox would hold it, before it is stored.
-/// (An accumulating item shows its increment as its total.)
+/// (An accumulating item shows its increment as its total; [`preview`] sums them.)
 fn pending(consumer: &str, run: &JobRun, item: NewItem, now: UnixTime) -> Delivery {
     Delivery {
         seq: 0,

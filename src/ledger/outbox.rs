@@ -300,6 +300,17 @@ impl Ledger {
         Ok(n as u64)
     }
 
+    /// The stored total of a consumer's accumulating item, if it exists.
+    pub fn item_total(&self, sink: &str, key: &str) -> Result<Option<i64>, LedgerError> {
+        let Some(id) = self.consumer_id(sink)? else { return Ok(None) };
+        let mut stmt = self.conn().prepare_cached("SELECT total FROM outbox WHERE consumer = ?1 AND key = ?2")?;
+        let mut rows = stmt.query(params![id, key])?;
+        Ok(match rows.next()? {
+            Some(r) => r.get(0)?,
+            None => None,
+        })
+    }
+
     /// Every item of a consumer in a state (or all states), oldest first.
     pub fn deliveries(&self, sink: &str, state: Option<DeliveryState>) -> Result<Vec<Delivery>, LedgerError> {
         let Some(id) = self.consumer_id(sink)? else { return Ok(Vec::new()) };
