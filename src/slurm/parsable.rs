@@ -9,9 +9,25 @@
 //!   JobID where it is a plain job id (`123`, its steps `123.batch`); an array task (`123_4`), a
 //!   pending array record (`123_[1-3]`) or a het component (`123+1`) has a JobIDRaw its JobID
 //!   does not tell, so its rows are quarantined with the reason and the fix.
-//! - A row with too few fields is joined with the following line(s): a newline inside a job
-//!   name or SubmitLine. A row with too many fields holds the delimiter inside a field (`|` in a
-//!   job name under the default delimiter); it cannot be split safely and is quarantined.
+//! - A record is one physical line unless a field holds a newline (sbatch takes one in a job
+//!   name, and the SubmitLine repeats it). The header fixes how many delimiters a record has:
+//!   - a row with too few fields is joined with the following line(s) until it has them all (a
+//!     newline in any field but the last);
+//!   - a record that has them all is complete only when the next line starts a record: when the
+//!     last column may hold a newline (SubmitLine, WorkDir, a comment …), the lines without any
+//!     delimiter that follow it are that column's own lines and join it (one line of lookahead),
+//!     unless the column is empty on the record's line (no value begins with a newline; a step
+//!     row's SubmitLine is empty). By its format, a stray line after a record whose last column
+//!     may run on is that column's: only where it cannot be (above) is it told apart;
+//!   - a line without any delimiter that continues no record, where the first column cannot hold
+//!     a newline (JobID), belongs to no record and is quarantined; where both the first and the
+//!     last column may hold one, such a line may end a record or begin the next, and both are
+//!     quarantined rather than guessed;
+//!   - a record spans at most [`MAX_JOINED_LINES`] lines; past that it is quarantined.
+//!
+//!   A row with too many fields holds the delimiter inside a field (`|` in a job name under the
+//!   default delimiter); it cannot be split safely and is quarantined. Empty lines between
+//!   records are skipped; an empty line inside a last column that runs on is kept.
 //! - Any value that does not parse quarantines the row with its text and the reason; the rest
 //!   of the stream goes on.
 //! - Steps follow their job row (sacct prints them so); a step whose job row was not seen just
@@ -54,6 +70,38 @@ pub enum Item {
 pub struct Layout {
     idx: [Option<usize>; FIELD_COUNT],
     ncols: usize,
+    /// The first and the last column's names, for the reasons a record is quarantined with.
+    ends: [String; 2],
+    /// The first column may hold a newline: a record's first line may have no delimiter.
+    first_breaks: bool,
+    /// The last column may hold a newline: lines without a delimiter after a complete record
+    /// are its own.
+    runs_on: bool,
+}
+
+/// Whether a sacct column may hold a newline: free text a user or an admin typed (a job name, a
+/// submit line, a path, a comment, a label). The others (ids, times, states, counts, TRES, node
+/// lists, names Slurm checks) hold none, and neither, for this reader, does a column it does not
+/// know: a line it cannot place is quarantined, never guessed into a record.
+fn may_hold_newline(name: &str) -> bool {
+    const TEXT: [&str; 15] = [
+        "JobName",
+        "SubmitLine",
+        "WorkDir",
+        "Comment",
+        "AdminComment",
+        "SystemComment",
+        "Extra",
+        "Constraints",
+        "Container",
+        "WCKey",
+        "Reservation",
+        "McsLabel",
+        "StdOut",
+        "StdErr",
+        "StdIn",
+    ];
+    TEXT.iter().any(|t| t.eq_ignore_ascii_case(name.trim()))
 }
 
 /// Errors that stop the whole stream (as opposed to one row).
@@ -131,7 +179,15 @@ impl Layout {
                 return Err(ParsableError::MissingColumn(required.name()));
             }
         }
-        Ok(Self { idx, ncols: names.len() })
+        let name = |n: Option<&S>| n.map_or("", |n| n.as_ref().trim()).to_string();
+        let ends = [name(names.first()), name(names.last())];
+        Ok(Self {
+            idx,
+            ncols: names.len(),
+            first_breaks: may_hold_newline(&ends[0]),
+            runs_on: names.len() > 1 && may_hold_newline(&ends[1]),
+            ends,
+        })
     }
 
     pub fn from_fields(fields: &[Field]) -> Result<Self, ParsableError> {
@@ -167,8 +223,13 @@ pub struct SacctReader<R> {
     /// a stream of millions of rows allocates per row only what the parsed run keeps.
     buf: Vec<u8>,
     rec: String,
-    /// A line read ahead while joining, to be processed next.
-    held: Option<(u64, String)>,
+    /// The number of a line read ahead, to be processed next; its text is `ahead`.
+    held: Option<u64>,
+    /// The line read ahead (when `held`); otherwise a spare buffer. Swapped, never copied.
+    ahead: String,
+    /// The first line of delimiter-less lines that may begin the next record as well as end the
+    /// one before (see [`Layout::first_breaks`]): the next record is quarantined too.
+    suspect: Option<u64>,
     /// The job run being built, with its row's own CPU times as fallback when it has no steps.
     current: Option<(Box<JobRun>, RowTotals)>,
     /// Items ready to hand out.
@@ -194,6 +255,8 @@ impl<R: BufRead> SacctReader<R> {
             buf: Vec::with_capacity(4096),
             rec: String::with_capacity(4096),
             held: None,
+            ahead: String::with_capacity(4096),
+            suspect: None,
             current: None,
             out: Default::default(),
             done: false,
@@ -215,9 +278,8 @@ impl<R: BufRead> SacctReader<R> {
     /// becomes U+FFFD, so a job name in Latin-1 still bills, and garbage in a numeric field still
     /// quarantines. Returns its 1-based line number.
     fn read_line(&mut self, into: &mut String) -> Result<Option<u64>, ParsableError> {
-        if let Some((n, s)) = self.held.take() {
-            into.clear();
-            into.push_str(&s);
+        if let Some(n) = self.held.take() {
+            std::mem::swap(into, &mut self.ahead);
             return Ok(Some(n));
         }
         self.buf.clear();
@@ -284,61 +346,164 @@ impl<R: BufRead> SacctReader<R> {
     }
 
     /// Assembles the next record into `self.rec`: one line, or several joined at embedded
-    /// newlines. Returns the line number of its first line.
-    fn next_record(&mut self, ncols: usize) -> Result<Option<u64>, ParsableError> {
+    /// newlines (see the module doc). Returns the line number of its first line.
+    fn next_record(&mut self, layout: &Layout) -> Result<Option<u64>, ParsableError> {
         let mut rec = std::mem::take(&mut self.rec);
-        let result = self.assemble(&mut rec, ncols);
+        let result = self.assemble(&mut rec, layout);
         self.rec = rec;
         result
     }
 
-    fn assemble(&mut self, rec: &mut String, ncols: usize) -> Result<Option<u64>, ParsableError> {
+    fn assemble(&mut self, rec: &mut String, layout: &Layout) -> Result<Option<u64>, ParsableError> {
+        let ncols = layout.ncols;
         'record: loop {
-            let Some(line_no) = self.read_line(rec)? else { return Ok(None) };
-            if rec.is_empty() {
-                continue;
-            }
+            let suspect = self.suspect.take();
+            let line_no = loop {
+                let Some(line_no) = self.read_line(rec)? else { return Ok(None) };
+                if !rec.is_empty() {
+                    break line_no;
+                }
+            };
             let n = self.split_record(rec);
-            if n == ncols {
-                return Ok(Some(line_no));
-            }
-            if n > ncols {
+            let mut lines = 1;
+            if n == 1 && ncols > 1 && !layout.first_breaks {
+                // No record starts without a delimiter here, and none was there to continue.
+                let run = self.run_on(rec, &mut lines)?;
+                let first = &layout.ends[0];
+                let last = &layout.ends[1];
+                let cause = if layout.runs_on {
+                    format!(
+                        "they continue no record either: there is no row before them, or it ends with an empty {last} \
+                         (which a value does not continue on the next line), or it ran past {MAX_JOINED_LINES} lines"
+                    )
+                } else {
+                    format!("they continue no record either (the last column, {last}, holds no newline)")
+                };
                 self.out.push_back(Item::Quarantine(Quarantined {
                     line: line_no,
+                    raw: rec.clone(),
                     reason: format!(
-                        "row has {n} fields but the header has {ncols}: a field contains the delimiter {:?} \
-                         (collect with slurm-ledger's own sacct call, which uses the 0x1F delimiter)",
+                        "{} line(s) without any delimiter {:?} (a record has {ncols} fields) belong to no record: a \
+                         record cannot start with one (its first column, {first}, holds no newline), and {cause}",
+                        run.lines + 1,
                         self.opts.delimiter as char
                     ),
-                    raw: rec.clone(),
                 }));
                 continue;
             }
-            // Too few fields: join following lines while the count stays within the header's.
-            self.split = false;
-            let (mut count, mut lines) = (n, 1);
-            let mut next = String::new();
-            loop {
-                let Some(next_no) = self.read_line(&mut next)? else {
-                    self.quarantine_short(line_no, rec.clone(), count, ncols, "the stream ended");
-                    return Ok(None);
-                };
-                let more = self.count_fields(&next) - 1;
-                if count + more > ncols || lines >= MAX_JOINED_LINES {
-                    // The next line starts a record of its own: the accumulated one was truncated.
-                    self.quarantine_short(line_no, rec.clone(), count, ncols, "the next line starts a new row");
-                    self.held = Some((next_no, next));
-                    continue 'record;
+            if n < ncols {
+                // Too few fields: join following lines while the count stays within the header's.
+                self.split = false;
+                let mut count = n;
+                let mut next = std::mem::take(&mut self.ahead);
+                loop {
+                    let Some(next_no) = self.read_line(&mut next)? else {
+                        self.ahead = next;
+                        self.quarantine_short(line_no, rec.clone(), count, ncols, "the stream ended");
+                        return Ok(None);
+                    };
+                    let more = self.count_fields(&next) - 1;
+                    if count + more > ncols || lines >= MAX_JOINED_LINES {
+                        // The next line starts a record of its own: the accumulated one was truncated.
+                        self.ahead = next;
+                        self.held = Some(next_no);
+                        self.quarantine_short(line_no, rec.clone(), count, ncols, "the next line starts a new row");
+                        continue 'record;
+                    }
+                    rec.push('\n');
+                    rec.push_str(&next);
+                    count += more;
+                    lines += 1;
+                    if count == ncols {
+                        break;
+                    }
                 }
-                rec.push('\n');
-                rec.push_str(&next);
-                count += more;
-                lines += 1;
-                if count == ncols {
-                    return Ok(Some(line_no));
-                }
+                self.ahead = next;
             }
+            // Every delimiter is there; the record is complete when the next line starts one.
+            // A last column left empty on the record's line is not continued: no value it holds
+            // begins with a newline (a SubmitLine starts with its command, a WorkDir with `/`),
+            // and a step row's is empty; a line without a delimiter after it is stray.
+            let run = if layout.runs_on && rec.as_bytes().last() != Some(&self.opts.delimiter) {
+                self.run_on(rec, &mut lines)?
+            } else {
+                RunOn::default()
+            };
+            if run.lines > 0 {
+                self.split = false;
+            }
+            let [first, last] = &layout.ends;
+            let reason = if n > ncols {
+                format!(
+                    "row has {n} fields but the header has {ncols}: a field contains the delimiter {:?} \
+                     (collect with slurm-ledger's own sacct call, which uses the 0x1F delimiter)",
+                    self.opts.delimiter as char
+                )
+            } else if run.at_limit {
+                format!(
+                    "the last column, {last}, runs on over more than {MAX_JOINED_LINES} lines (lines without a \
+                     delimiter after the record): the record is not stored, and the lines past the limit are \
+                     quarantined after it"
+                )
+            } else if run.lines > 0 && layout.first_breaks {
+                self.suspect = Some(run.first);
+                format!(
+                    "{}the reader cannot tell where this record ends: its last {} line(s) have no delimiter, and with \
+                     {first} as the first column and {last} as the last, both of which may hold a newline, they may \
+                     end this record's {last} or begin the next record's {first}; neither record is stored. Record \
+                     the input with JobIDRaw or JobID as the first column, as slurm-ledger's own sacct call does",
+                    suspect
+                        .map_or(String::new(), |at| format!("line {at} may begin this record (see the row before); ")),
+                    run.lines
+                )
+            } else if let Some(at) = suspect {
+                format!(
+                    "the line(s) without a delimiter just before this record (from line {at}) may begin its {first} \
+                     as well as end the record before: the reader cannot tell where this record starts, so it is \
+                     not stored (see the row before). Record the input with JobIDRaw or JobID as the first column, \
+                     as slurm-ledger's own sacct call does"
+                )
+            } else {
+                return Ok(Some(line_no));
+            };
+            self.out.push_back(Item::Quarantine(Quarantined { line: line_no, raw: rec.clone(), reason }));
         }
+    }
+
+    /// After a record with every delimiter (or a line that belongs to no record), appends the
+    /// lines without any delimiter that follow: its last column's own lines (an empty line among
+    /// them too), while the record spans at most [`MAX_JOINED_LINES`] lines. The first line with
+    /// a delimiter, or the first past the limit, is held for the next record. This is the one
+    /// line of lookahead every record pays for when its last column may run on: a read into the
+    /// spare buffer and a search for the delimiter that stops at the first field.
+    fn run_on(&mut self, rec: &mut String, lines: &mut usize) -> Result<RunOn, ParsableError> {
+        debug_assert!(self.held.is_none(), "a held line is read before the record it starts");
+        let mut next = std::mem::take(&mut self.ahead);
+        let (mut run, mut blanks) = (RunOn::default(), 0);
+        while let Some(no) = self.read_line(&mut next)? {
+            if next.is_empty() {
+                blanks += 1;
+                continue;
+            }
+            let at_limit = *lines + blanks >= MAX_JOINED_LINES;
+            if at_limit || memchr::memchr(self.opts.delimiter, next.as_bytes()).is_some() {
+                self.held = Some(no);
+                run.at_limit = at_limit;
+                break;
+            }
+            if run.lines == 0 {
+                run.first = no - blanks as u64;
+            }
+            for _ in 0..=blanks {
+                rec.push('\n');
+            }
+            rec.push_str(&next);
+            *lines += blanks + 1;
+            run.lines += blanks + 1;
+            blanks = 0;
+        }
+        self.ahead = next;
+        Ok(run)
     }
 
     fn quarantine_short(&mut self, line: u64, raw: String, count: usize, ncols: usize, why: &str) {
@@ -392,7 +557,7 @@ impl<R: BufRead> SacctReader<R> {
             }
         };
         while self.out.is_empty() {
-            let Some(line_no) = self.next_record(layout.ncols)? else {
+            let Some(line_no) = self.next_record(&layout)? else {
                 self.flush_current();
                 self.done = true;
                 return Ok(());
@@ -494,6 +659,16 @@ fn split_fields(text: &[u8], delim: u8, ranges: &mut Vec<(usize, usize)>) {
         }
     }
     ranges.push((start, text.len()));
+}
+
+/// What [`SacctReader::run_on`] appended.
+#[derive(Debug, Default)]
+struct RunOn {
+    /// Lines appended, and the number of the first.
+    lines: usize,
+    first: u64,
+    /// It stopped at a line without a delimiter, past the lines a record may span.
+    at_limit: bool,
 }
 
 /// A job row's own totals: CPU times preferred over the step sum when present; energy used
@@ -819,6 +994,29 @@ mod tests {
             assert!(fresh.iter().filter(|i| matches!(i, Item::Job(_))).count() > 2);
             assert_eq!(recycled, fresh);
         }
+    }
+
+    /// Empty lines between records are skipped, also after a record whose last column may run
+    /// on and at the end of the stream; only an empty line between two of a value's lines is
+    /// kept (tests/it/parsers.rs).
+    #[test]
+    fn empty_lines_between_records_are_skipped() {
+        let text = include_str!("../../tests/fixtures/testbed/own-sacct-poll.txt");
+        let want = read_all(text.as_bytes(), opts()).unwrap();
+        // Before a step after a run-on job row (15), before a job after a step row (15.batch is
+        // after job 15; job 16 after 15.extern), after job 14's three lines, and at the end.
+        let spaced = text
+            .replace("\n14.batch", "\n\n\n14.batch")
+            .replace("\n15.batch", "\n\n15.batch")
+            .replace("\n16\u{1f}", "\n\n16\u{1f}")
+            + "\n\n";
+        assert_eq!(spaced.len(), text.len() + 6);
+        assert_eq!(read_all(spaced.as_bytes(), opts()).unwrap(), want);
+        // A stream that ends with a job row, its SubmitLine set, then empty lines.
+        let cut = &text[..text.find("\n15.batch").unwrap() + 1];
+        let items = read_all(format!("{cut}\n\n").as_bytes(), opts()).unwrap();
+        let Some(Item::Job(j15)) = items.last() else { panic!("{items:?}") };
+        assert!(j15.submit_line.starts_with("sbatch ") && j15.submit_line.ends_with("burn.sh 2 3"), "{j15:?}");
     }
 
     #[test]

@@ -92,8 +92,11 @@ fn output_cut_off_midway_keeps_complete_rows_but_not_the_cursor() {
 
 #[test]
 fn quarantined_rows_do_not_hold_back_the_batch_or_the_cursor() {
-    let mut poll_text = fixture_bytes("testbed/sacct-all-fields-duplicates.txt");
-    poll_text.extend_from_slice(b"this line is not sacct output\n");
+    // After the header: after a record, a line without a delimiter would continue its last
+    // column (WorkDir, in -o ALL), as a value with a newline does.
+    let text = String::from_utf8(fixture_bytes("testbed/sacct-all-fields-duplicates.txt")).unwrap();
+    let (header, rows) = text.split_once('\n').unwrap();
+    let poll_text = format!("{header}\nthis line is not sacct output\n{rows}").into_bytes();
     let mut l = Ledger::open_in_memory().unwrap();
     let rep = poll(&runner_with_poll(poll_text, 0, ""), &mut l, RECORDED_AT).unwrap();
     assert_eq!(rep.counts.runs_new, 26);

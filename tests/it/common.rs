@@ -46,3 +46,34 @@ pub fn one<'a>(jobs: &'a [JobRun], job_id: &str) -> &'a JobRun {
     assert_eq!(v.len(), 1, "expected one run of {job_id}, got {}", v.len());
     v[0]
 }
+
+/// The recorded testbed poll (`testbed/own-sacct-poll.txt`, 0x1F-delimited) as its header and
+/// its records, each split into its fields. Records are cut where a physical line starts with a
+/// job id (a digit) and holds a delimiter, a rule of this recording rather than the reader's:
+/// the lines that continue a record here start with a letter (job 14's `name…` lines).
+pub fn own_poll_records() -> (Vec<String>, Vec<Vec<String>>) {
+    let text = String::from_utf8(fixture_bytes("testbed/own-sacct-poll.txt")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split('\u{1f}').map(String::from).collect();
+    let mut records: Vec<String> = Vec::new();
+    for line in lines {
+        match records.last_mut() {
+            Some(r) if !(line.contains('\u{1f}') && line.starts_with(|c: char| c.is_ascii_digit())) => {
+                r.push('\n');
+                r.push_str(line);
+            }
+            _ => records.push(line.to_string()),
+        }
+    }
+    let records: Vec<Vec<String>> =
+        records.iter().map(|r| r.split('\u{1f}').map(String::from).collect::<Vec<_>>()).collect();
+    assert!(records.iter().all(|r| r.len() == header.len()), "the recording changed");
+    (header, records)
+}
+
+/// Records as 0x1F-delimited text with a header, their columns in the order `order` gives (the
+/// indices of `header`).
+pub fn poll_text(header: &[String], records: &[Vec<String>], order: &[usize]) -> String {
+    let row = |f: &[String]| order.iter().map(|&i| f[i].as_str()).collect::<Vec<_>>().join("\u{1f}") + "\n";
+    std::iter::once(row(header)).chain(records.iter().map(|r| row(r))).collect()
+}

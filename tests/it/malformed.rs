@@ -29,6 +29,9 @@ fn each_kind_of_bad_row_is_quarantined_with_its_reason() {
         f.join("|")
     };
     let bad = [
+        // First: after a complete record, a line without a delimiter continues its last column
+        // (WorkDir here), so a stray one is only stray where a record should start.
+        ("\u{0}\u{1}garbage\u{7f}".to_string(), "belong to no record"),
         (job1[..job1.len() / 2].to_string(), "truncated row"),
         (set(&job1, "AllocCPUS", "99999999999999"), "larger than any cluster"),
         (set(&set(&job1, "JobIDRaw", "900001"), "ElapsedRaw", "-5"), "ElapsedRaw"),
@@ -36,7 +39,6 @@ fn each_kind_of_bad_row_is_quarantined_with_its_reason() {
         (set(&set(&job1, "JobIDRaw", "900003"), "State", "running fast"), "state"),
         (set(&set(&job1, "JobIDRaw", "900004"), "AllocTRES", "cpu=lots"), "TRES"),
         (set(&set(&job1, "JobIDRaw", "900005"), "Submit", "Unknown"), "cannot be keyed"),
-        ("\u{0}\u{1}garbage\u{7f}".to_string(), "fields"),
         (format!("{}|extra", job1), "delimiter"),
     ];
     // Insert the bad rows after the header; all real rows follow unchanged.
@@ -137,4 +139,69 @@ proptest! {
         with_header.extend_from_slice(&bytes);
         let _ = read_all(&with_header[..], opts("x"));
     }
+}
+
+/// A line without any delimiter where a record should start (here after a complete record of a
+/// layout whose last column, TRESUsageOutTot, holds no newline, and whose first, JobID, holds
+/// none either) belongs to no record: it is quarantined by itself, and the row after it is read.
+#[test]
+fn a_line_without_a_delimiter_is_quarantined_by_itself() {
+    let text = String::from_utf8(fixture_bytes("testbed/sacct-X-duplicates.txt")).unwrap();
+    let (clean_jobs, clean_q) = parse(text.as_bytes(), opts("x"));
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(3, "stray text");
+    lines.insert(6, "two stray");
+    lines.insert(7, "lines");
+    let (jobs, q) = parse((lines.join("\n") + "\n").as_bytes(), opts("x"));
+    assert_eq!(jobs, clean_jobs, "no row lost or changed");
+    assert_eq!(q.len(), clean_q.len() + 2, "{q:#?}");
+    for (raw, line) in [("stray text", 4), ("two stray\nlines", 7)] {
+        let hit = q.iter().find(|x| x.raw == raw).unwrap_or_else(|| panic!("{raw:?} not quarantined: {q:#?}"));
+        assert_eq!(hit.line, line);
+        assert!(hit.reason.contains("belong to no record") && hit.reason.contains("JobID"), "{}", hit.reason);
+    }
+}
+
+/// A layout whose first and last columns both may hold a newline (JobName first, SubmitLine
+/// last): a line without a delimiter after a complete record may end it or begin the next, and
+/// nothing tells which. Neither record is stored; both are quarantined with the reason.
+#[test]
+fn where_a_record_ends_cannot_be_told_both_rows_are_quarantined() {
+    let (header, records) = own_poll_records();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let order: Vec<usize> =
+        [col("JobName")].into_iter().chain((0..header.len()).filter(|&i| i != col("JobName"))).collect();
+    let (want, _) = parse(&fixture_bytes("testbed/own-sacct-poll.txt"), opts("testcluster"));
+    let (got, q) = parse(poll_text(&header, &records, &order).as_bytes(), opts("testcluster"));
+    // Job 14's name, "nl\nname", starts its record on a line without a delimiter (after 13.extern,
+    // whose SubmitLine is empty, so that line is not its continuation); its SubmitLine's last
+    // line follows the complete record, and may end it or begin the next: neither is stored.
+    let ids: Vec<&str> = q.iter().map(|x| x.raw.split('\u{1f}').nth(1).unwrap_or("")).collect();
+    assert_eq!(ids, ["14", "14.batch", "14.extern"], "{q:#?}");
+    assert!(q[0].raw.starts_with("nl\nname\u{1f}14\u{1f}") && q[0].raw.ends_with("\nname -t 5 --wrap sleep 1"));
+    assert!(q[0].reason.contains("cannot tell") && q[0].reason.contains("JobName"), "{}", q[0].reason);
+    assert!(q[1].reason.contains("may begin"), "{}", q[1].reason);
+    assert!(q[2].reason.contains("does not follow its job row"), "{}", q[2].reason);
+    // Every other run as recorded.
+    let others: Vec<_> = want.iter().filter(|w| w.key.job_id_raw != 14).cloned().collect();
+    assert_eq!(got, others);
+}
+
+/// A last column that runs on over more lines than a record may span: the record is
+/// quarantined, and so are the lines past the limit (in groups), never appended without end.
+#[test]
+fn a_last_column_past_the_line_limit_is_quarantined() {
+    let (header, mut records) = own_poll_records();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let i2 = records.iter().position(|r| r[col("JobID")] == "2").unwrap();
+    records[i2][col("SubmitLine")] = (0..100).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n");
+    let text = poll_text(&header, &records, &(0..header.len()).collect::<Vec<_>>());
+    let (jobs, q) = parse(text.as_bytes(), opts("testcluster"));
+    assert!(find(&jobs, "2").is_empty());
+    assert!(q[0].raw.starts_with("2\u{1f}2\u{1f}") && q[0].raw.ends_with("\nline 63"), "{:?}", q[0]);
+    assert!(q[0].reason.contains("more than 64 lines"), "{}", q[0].reason);
+    assert_eq!(q[1].raw, (64..100).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n"));
+    assert!(q[1].reason.contains("belong to no record"), "{}", q[1].reason);
+    assert!(q[2..].iter().all(|x| x.raw.starts_with("2.") && x.reason.contains("does not follow")), "{q:#?}");
+    assert_eq!(jobs.len(), 27);
 }

@@ -195,3 +195,107 @@ fn own_poll_reads_noconvert_max_rss_as_bytes() {
         }
     }
 }
+
+/// Job 14 of the recorded poll (the testbed's `sbatch -J $'nl\nname' … --wrap 'sleep 1'`) holds
+/// a newline in its JobName and in its SubmitLine, the poll's last column: its record spans
+/// three physical lines. Its fields as recorded: the fixture's bytes from the record's start to
+/// the next record's (`14.batch`), split at the 0x1F delimiter.
+fn recorded_job_14() -> (Vec<String>, Vec<String>) {
+    let text = String::from_utf8(fixture_bytes("testbed/own-sacct-poll.txt")).unwrap();
+    let header = text.lines().next().unwrap().split('\u{1f}').map(String::from).collect();
+    let start = text.find("\n14\u{1f}14\u{1f}").unwrap() + 1;
+    let end = text.find("\n14.batch\u{1f}").unwrap();
+    (header, text[start..end].split('\u{1f}').map(String::from).collect())
+}
+
+/// The ledger's listing of every run after importing `text`, and what was quarantined.
+fn stored(text: &str) -> (Vec<slurm_ledger::model::JobRun>, usize) {
+    let mut ledger = slurm_ledger::ledger::Ledger::open_in_memory().unwrap();
+    let mut o = opts("testcluster");
+    o.delimiter = 0x1f;
+    let rep = slurm_ledger::collect::import_file(&mut ledger, text.as_bytes(), o, "test", UnixTime(0)).unwrap();
+    (ledger.jobs(&Default::default()).unwrap(), rep.counts.quarantined as usize)
+}
+
+#[test]
+fn a_newline_in_the_last_column_stays_in_its_record() {
+    let (header, f) = recorded_job_14();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!((f.len(), col("SubmitLine")), (header.len(), header.len() - 1), "the recording changed");
+    let submit_line = "sbatch --parsable -o /var/lib/slurm-testbed/jobs/newline-%j.out -J nl\nname -t 5 --wrap sleep 1";
+    assert_eq!((f[col("JobName")].as_str(), f[col("SubmitLine")].as_str()), ("nl\nname", submit_line));
+
+    let text = String::from_utf8(fixture_bytes("testbed/own-sacct-poll.txt")).unwrap();
+    let (jobs, q) = parse(text.as_bytes(), opts("testcluster"));
+    assert!(q.is_empty(), "{q:#?}");
+    let j = one(&jobs, "14");
+    assert_eq!((j.name.as_str(), j.submit_line.as_str()), ("nl\nname", submit_line), "as sacct recorded it");
+    assert_eq!(j.step_count, 2, "14.batch and 14.extern fold in");
+    // No JSON capture holds job 14 (the testbed's sacct.json is of another seed, without it).
+
+    // Every run is stored as from the same poll with job 14's two newlines made spaces (one
+    // line per record, which any reader reads), job 14 but for those two characters.
+    let flat = text.replacen("\u{1f}nl\nname\u{1f}", "\u{1f}nl name\u{1f}", 1).replacen(
+        "-J nl\nname -t 5",
+        "-J nl name -t 5",
+        1,
+    );
+    assert_eq!(flat.lines().count(), text.lines().count() - 2);
+    let ((runs, held), (flat_runs, flat_held)) = (stored(&text), stored(&flat));
+    assert_eq!((runs.len(), held, flat_held), (28, 0, 0));
+    assert_eq!(runs.len(), flat_runs.len());
+    for (r, mut flat) in runs.into_iter().zip(flat_runs) {
+        if r.key.job_id_raw == 14 {
+            assert_eq!((flat.name.as_str(), r.name.as_str()), ("nl name", "nl\nname"));
+            assert_eq!(flat.submit_line.replace("nl name", "nl\nname"), r.submit_line);
+            (flat.name, flat.submit_line) = (r.name.clone(), r.submit_line.clone());
+        }
+        assert_eq!(r, flat, "{}", r.key);
+    }
+}
+
+#[test]
+fn a_record_reads_the_same_whichever_column_runs_over_lines() {
+    // The recorded poll with its columns reordered: columns are found by name, so every order
+    // reads the same runs, wherever job 14's two multi-line fields (JobName, SubmitLine) stand:
+    // in the middle (the record is short until the line that completes it), or last (the lines
+    // without a delimiter after a complete record run on).
+    let (header, records) = own_poll_records();
+    let n = header.len();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (want, _) = parse(&fixture_bytes("testbed/own-sacct-poll.txt"), opts("testcluster"));
+    let moved_last = |name: &str| (0..n).filter(|&i| i != col(name)).chain([col(name)]).collect::<Vec<_>>();
+    for (what, order) in [
+        ("as recorded: SubmitLine last", (0..n).collect::<Vec<_>>()),
+        ("JobName last, SubmitLine in the middle", moved_last("JobName")),
+        ("WorkDir last, both multi-line fields in the middle", moved_last("WorkDir")),
+        ("a column that holds no newline last", moved_last("State")),
+    ] {
+        let (got, q) = parse(poll_text(&header, &records, &order).as_bytes(), opts("testcluster"));
+        assert!(q.is_empty(), "{what}: {q:#?}");
+        assert_eq!(got, want, "{what}");
+    }
+
+    // Only the last column holds a newline (job 14's name made one line), over several lines,
+    // one of them empty, and in the stream's last record, whose last line has no `\n`.
+    let mut records = records;
+    let i14 = records.iter().position(|r| r[col("JobID")] == "14").unwrap();
+    records[i14][col("JobName")] = "nl name".into();
+    records[i14][col("SubmitLine")] = "sbatch --wrap 'echo a\n\necho b\n  echo c'".into();
+    let last = records.iter().rposition(|r| !r[col("JobID")].contains('.')).unwrap();
+    records.truncate(last + 1); // its steps, which hold no SubmitLine, dropped
+    records[last][col("SubmitLine")] = "sbatch --wrap 'true\nfalse'".into();
+    let text = poll_text(&header, &records, &(0..n).collect::<Vec<_>>());
+    let (got, q) = parse(text.trim_end_matches('\n').as_bytes(), opts("testcluster"));
+    assert!(q.is_empty(), "{q:#?}");
+    assert_eq!(got.len(), want.len(), "every run");
+    let j14 = one(&got, "14");
+    assert_eq!(
+        (j14.name.as_str(), j14.submit_line.as_str()),
+        ("nl name", "sbatch --wrap 'echo a\n\necho b\n  echo c'")
+    );
+    assert_eq!(j14.step_count, 2);
+    let final_id = &records[last][col("JobIDRaw")];
+    let end = got.iter().find(|j| j.key.job_id_raw.to_string() == *final_id).unwrap();
+    assert_eq!(end.submit_line, "sbatch --wrap 'true\nfalse'");
+}
