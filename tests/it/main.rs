@@ -6,7 +6,8 @@
 //! - `malformed`: bad input is quarantined with a reason, never a panic, never a lost row.
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
 //! - `kills`: the seeded die and quiet simulated kills the kill-and-fault tests share.
-//! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE), enforcing their contracts; `fake_activate` tests them.
+//! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE, Waldur), enforcing their contracts; `fake_activate` tests them.
+//! - `fake_waldur`: the Waldur fake itself: token auth, set semantics, 2-decimal amounts, unknown component/resource, past periods for non-staff, pagination, faults.
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
@@ -27,6 +28,7 @@ mod collect_replay;
 mod common;
 mod deliver_activate;
 mod fake_activate;
+mod fake_waldur;
 mod fakes;
 mod kills;
 mod layers;

@@ -5,9 +5,11 @@
 //! server; one file per platform holds its semantics.
 //!
 //! - `activate`: Parallel Works ACTIVATE usage events (contracts.md §1).
+//! - `waldur`: Waldur Mastermind's usage API as waldur-site-agent uses it (contracts.md §2).
 
 pub mod activate;
 pub mod http;
+pub mod waldur;
 
 pub use activate::{
     base64_encode, Event, FakeActivate, FakeConfig, Fault, FaultKind, FaultMix, Outcome, RecordedRequest,
