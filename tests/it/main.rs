@@ -9,6 +9,7 @@
 //! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE, Waldur), enforcing their contracts; `fake_activate` tests them.
 //! - `fake_waldur`: the Waldur fake itself: token auth, set semantics, 2-decimal amounts, unknown component/resource, past periods for non-staff, pagination, faults.
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
+//! - `deliver_waldur`: `deliver` to the Waldur fake on the recorded poll: month totals per resource, component and user exact to the cent, nothing posted twice, faults, an account without a resource.
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 //! - `terms_change`: a sink's config changed between passes every way it can: billed exactly, or refused until restored or accepted.
@@ -27,6 +28,7 @@ mod cli;
 mod collect_replay;
 mod common;
 mod deliver_activate;
+mod deliver_waldur;
 mod fake_activate;
 mod fake_waldur;
 mod fakes;

@@ -32,9 +32,14 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// Terminated (or being terminated): it gets no usage.
+    /// Terminated: it gets no usage (Waldur still takes usage while it is `Terminating`).
     pub fn is_terminal(&self) -> bool {
-        matches!(self.state.to_ascii_lowercase().as_str(), "terminated" | "terminating")
+        self.state.eq_ignore_ascii_case("terminated")
+    }
+
+    /// Being created: Waldur takes no usage yet.
+    pub fn is_creating(&self) -> bool {
+        self.state.eq_ignore_ascii_case("creating")
     }
 }
 

@@ -83,6 +83,9 @@ impl WaldurSender {
             }
             Err(e) => return Err(retry(e)),
         };
+        if resource.is_creating() {
+            return Err(retry(format!("Waldur resource {} ({}) is still being created", resource.name, resource.uuid)));
+        }
         if resource.is_terminal() {
             return Err(Outcome::Rejected {
                 reason: format!(

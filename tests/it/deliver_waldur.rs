@@ -1,0 +1,189 @@
+//! `deliver` to the Waldur fake, on the ledger of a recorded real testbed poll (the demo's): the
+//! fake's month totals per resource, component and user equal the ledger's exact figures
+//! converted with `unit_factor` (to the cent); a second pass posts nothing; under injected
+//! faults the totals end the same; an account without a resource waits in `status`, not dropped.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use slurm_ledger::ledger::{JobFilter, Ledger};
+use slurm_ledger::meter::{billed_count, Basis};
+
+use crate::deliver_activate::{site, Site};
+use crate::fakes::waldur::{
+    Accounting, Component, FakeWaldur, Fault, FaultMix, Offering, Resource, ResourceState, WaldurConfig,
+};
+
+const TOKEN: &str = "tok-3a7f-secret";
+const OFFERING: &str = "5d4e0f2a7c3b4e1d9a8b0c1d2e3f4a5b";
+
+fn fake(accounts: &[&str], mix: FaultMix) -> FakeWaldur {
+    let resources = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Resource {
+            uuid: format!("{:08x}000040008000000000000000", i + 1),
+            name: format!("allocation {a}"),
+            backend_id: a.to_string(),
+            state: ResourceState::Ok,
+            offering_uuid: OFFERING.into(),
+        })
+        .collect();
+    FakeWaldur::start(WaldurConfig {
+        offering: Offering {
+            uuid: OFFERING.into(),
+            name: "HPC".into(),
+            components: vec![
+                Component::new("cpu", "Hours", Accounting::Usage),
+                Component::new("mem", "GB-Hours", Accounting::Usage),
+            ],
+        },
+        resources,
+        offering_users: vec![],
+        token: TOKEN.into(),
+        username: "site-agent".into(),
+        staff: false,
+        foreign_tokens: vec![],
+        // The recorded poll is of 2026-11-22: November is the current month.
+        today: "2026-11-25".into(),
+        seed: 11,
+        faults: mix,
+    })
+}
+
+fn write_cfg(site: &Site, url: &str) {
+    let text = format!(
+        "[delivery]\nretry_backoff = \"1s\"\nmax_backoff = \"1s\"\n\
+         [sinks.waldur]\nurl = \"{url}\"\noffering_uuid = \"{OFFERING}\"\ntimeout_secs = 2\nrunning_slice = \"1s\"\n\
+         [sinks.waldur.components.cpu]\nunit_factor = 60\n[sinks.waldur.components.mem]\nunit_factor = 61440\n"
+    );
+    std::fs::write(&site.cfg, text).unwrap();
+}
+
+fn slurm_ledger(site: &Site, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
+        .arg("--config")
+        .arg(&site.cfg)
+        .arg("--ledger")
+        .arg(&site.db)
+        .args(args)
+        .env("SLURM_LEDGER_WALDUR_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(!out.contains(TOKEN) && !err.contains(TOKEN), "the token leaked:\n{out}\n{err}");
+    (o.status.code().unwrap_or(-1), out, err)
+}
+
+/// The ledger's exact totals, independently: per (account, "2026-11", component) and per user,
+/// in TRES-seconds (memory in MiB-seconds), every run's whole billable time (all in November UTC).
+type Totals = (BTreeMap<(String, String, String), i64>, BTreeMap<(String, String, String, String), i64>);
+
+fn ledger_totals(site: &Site) -> Totals {
+    let ledger = Ledger::open(&site.db).unwrap();
+    let (mut per, mut users) = (BTreeMap::new(), BTreeMap::new());
+    for j in ledger.jobs(&JobFilter { limit: None, ..Default::default() }).unwrap() {
+        if j.start.is_none() || j.elapsed_secs == 0 {
+            continue;
+        }
+        for (tres, shift) in [("cpu", 0), ("mem", 20)] {
+            let n = (billed_count(&j, Basis::Allocated, tres) >> shift) as i64 * j.elapsed_secs as i64;
+            if n == 0 {
+                continue;
+            }
+            let k = (j.account.clone(), "2026-11".to_string(), tres.to_string());
+            *per.entry(k).or_default() += n;
+            *users.entry((j.account.clone(), "2026-11".into(), tres.into(), j.user.clone())).or_default() += n;
+        }
+    }
+    (per, users)
+}
+
+/// Hundredths of `total` unit-seconds at `unit_factor` TRES-minutes per unit, half up, as text.
+fn amount(total: i64, unit_factor: i64) -> String {
+    let c = (total as i128 * 100 + 30 * unit_factor as i128) / (60 * unit_factor as i128);
+    format!("{}.{:02}", c / 100, c % 100)
+}
+
+fn expected(
+    site: &Site,
+) -> (BTreeMap<(String, String, String), String>, BTreeMap<(String, String, String, String), String>) {
+    let uf = |tres: &str| if tres == "cpu" { 60 } else { 61440 };
+    let (per, users) = ledger_totals(site);
+    (
+        per.into_iter().map(|(k, t)| (k.clone(), amount(t, uf(&k.2)))).collect(),
+        users.into_iter().map(|(k, t)| (k.clone(), amount(t, uf(&k.2)))).collect(),
+    )
+}
+
+const ACCOUNTS: [&str; 3] = ["research-team", "engineering", "hpc_proj1"];
+
+#[test]
+fn totals_per_resource_month_component_and_user_are_exact_and_not_posted_again() {
+    let site = site();
+    let fake = fake(&ACCOUNTS, FaultMix::default());
+    write_cfg(&site, &fake.base_url());
+    let (code, out, err) = slurm_ledger(&site, &["deliver"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (per, users) = expected(&site);
+    assert!(!per.is_empty() && per.keys().all(|k| ACCOUNTS.contains(&k.0.as_str())), "{per:?}");
+    assert_eq!(fake.usages(), per);
+    assert_eq!(fake.user_usages(), users);
+    let writes = fake.writes();
+    let (code, out, _) = slurm_ledger(&site, &["deliver"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fake.writes(), writes, "a second pass posted again:\n{out}");
+    assert!(out.contains("0 new deliveries"), "{out}");
+}
+
+#[test]
+fn under_faults_the_totals_end_exact() {
+    let site = site();
+    let mix = FaultMix {
+        weights: vec![
+            // About one request in four fails (reads too); a send makes two to four.
+            (0.05, Fault::Status5xxBefore(503)),
+            (0.06, Fault::Status5xxAfter(502)),
+            (0.05, Fault::DropAfter),
+            (0.04, Fault::DropBefore),
+            (0.03, Fault::TooMany { retry_after_secs: 1 }),
+            (0.02, Fault::TimeoutAfter { secs: 3 }),
+        ],
+        on_get: true,
+    };
+    let fake = fake(&ACCOUNTS, mix);
+    write_cfg(&site, &fake.base_url());
+    let mut left = true;
+    for _ in 0..40 {
+        let (code, out, err) = slurm_ledger(&site, &["deliver"]);
+        assert!(matches!(code, 0 | 1), "{out}\n{err}");
+        let st = slurm_ledger(&site, &["status", "--format", "json"]).1;
+        let v: serde_json::Value = serde_json::from_str(&st).unwrap();
+        left = v["sinks"].as_array().unwrap().iter().any(|s| s["sink"] == "waldur" && s["backlog"].as_u64() != Some(0));
+        if !left {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert!(!left, "a backlog was left after 40 passes:\n{}", slurm_ledger(&site, &["status"]).1);
+    let (per, users) = expected(&site);
+    assert_eq!(fake.usages(), per);
+    assert_eq!(fake.user_usages(), users);
+    assert!(fake.fault_counts().values().sum::<u64>() > 0, "no fault was injected");
+}
+
+#[test]
+fn an_account_without_a_resource_waits_in_status_and_goes_once_it_exists() {
+    let site = site();
+    let fake = fake(&ACCOUNTS[..2], FaultMix::default());
+    write_cfg(&site, &fake.base_url());
+    let (code, out, err) = slurm_ledger(&site, &["deliver"]);
+    assert_eq!(code, 0, "the others went through; hpc_proj1 waits: {out}\n{err}");
+    let (_, status, _) = slurm_ledger(&site, &["status"]);
+    assert!(status.contains("backlog:") && status.contains("has backend_id \"hpc_proj1\""), "{status}");
+    let (per, _) = expected(&site);
+    let others: BTreeMap<_, _> =
+        per.iter().filter(|(k, _)| k.0 != "hpc_proj1").map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(fake.usages(), others, "the other accounts are reported meanwhile");
+}
