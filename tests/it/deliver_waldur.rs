@@ -78,9 +78,9 @@ fn slurm_ledger(site: &Site, args: &[&str]) -> (i32, String, String) {
 
 /// The ledger's exact totals, independently: per (account, "2026-11", component) and per user,
 /// in TRES-seconds (memory in MiB-seconds), every run's whole billable time (all in November UTC).
-type Totals = (BTreeMap<(String, String, String), i64>, BTreeMap<(String, String, String, String), i64>);
+type Totals<V> = (BTreeMap<(String, String, String), V>, BTreeMap<(String, String, String, String), V>);
 
-fn ledger_totals(site: &Site) -> Totals {
+fn ledger_totals(site: &Site) -> Totals<i64> {
     let ledger = Ledger::open(&site.db).unwrap();
     let (mut per, mut users) = (BTreeMap::new(), BTreeMap::new());
     for j in ledger.jobs(&JobFilter { limit: None, ..Default::default() }).unwrap() {
@@ -106,9 +106,7 @@ fn amount(total: i64, unit_factor: i64) -> String {
     format!("{}.{:02}", c / 100, c % 100)
 }
 
-fn expected(
-    site: &Site,
-) -> (BTreeMap<(String, String, String), String>, BTreeMap<(String, String, String, String), String>) {
+fn expected(site: &Site) -> Totals<String> {
     let uf = |tres: &str| if tres == "cpu" { 60 } else { 61440 };
     let (per, users) = ledger_totals(site);
     (
