@@ -207,11 +207,13 @@ pub fn collect_all(
 
 /// How long a deliver pass may send, and (optionally) how many items per sink. The time is
 /// shared: each sink in turn gets the time left divided by the sinks still to go, so one slow
-/// platform cannot starve the others; what a sink leaves goes to the next pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PassLimits {
+/// platform cannot starve the others; what a sink leaves goes to the next pass. `clock` is the
+/// caller's clock, which sends are stamped with (see [`Budget`]); without one, the pass's `now`.
+#[derive(Clone, Copy, Default)]
+pub struct PassLimits<'a> {
     pub time: Option<Duration>,
     pub max_items: Option<u64>,
+    pub clock: Option<&'a dyn Fn() -> UnixTime>,
 }
 
 /// What a pass reports while it sends: the sink, items handled so far, items due at its start.
@@ -222,7 +224,7 @@ pub type Progress<'a> = dyn FnMut(&str, u64, u64) + 'a;
 pub fn deliver_all(
     ledger: &mut Ledger,
     consumers: &[Consumer],
-    limits: PassLimits,
+    limits: PassLimits<'_>,
     now: UnixTime,
     progress: &mut Progress<'_>,
 ) -> Vec<SinkOutcome> {
@@ -237,7 +239,7 @@ pub fn refused_sinks(problems: &[ConfigProblem]) -> Vec<&str> {
 fn deliver_each(
     ledger: &mut Ledger,
     consumers: Vec<&Consumer>,
-    limits: PassLimits,
+    limits: PassLimits<'_>,
     now: UnixTime,
     progress: &mut Progress<'_>,
 ) -> Vec<SinkOutcome> {
@@ -250,7 +252,7 @@ fn deliver_each(
         let result = engine::plan(ledger, c, Some(&TrackerSeeds), now).map(|p| o.plan = p).and_then(|()| {
             let start = Instant::now();
             let deadline = end.map(|end| start + end.saturating_duration_since(start) / (count - i as u32));
-            let budget = Budget { deadline, max_items: limits.max_items };
+            let budget = Budget { deadline, max_items: limits.max_items, clock: limits.clock };
             engine::execute(ledger, c, now, budget, &mut |done, total| progress(&c.name, done, total))
         });
         let result = result.map(|e| o.exec = e);
@@ -354,7 +356,7 @@ pub fn run(
     ledger: &mut Ledger,
     collect: &CollectPlan<'_>,
     consumers: &[Consumer],
-    limits: PassLimits,
+    limits: PassLimits<'_>,
     now: UnixTime,
     preflight: &mut Preflight<'_>,
     progress: &mut Progress<'_>,

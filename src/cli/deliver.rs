@@ -62,8 +62,9 @@ fn parse_pass_time(s: &str) -> Result<u64, String> {
 
 impl DeliverArgs {
     /// What this pass may send: the command line over `[delivery]`.
-    fn limits(&self, s: &Settings) -> PassLimits {
+    fn limits(&self, s: &Settings) -> PassLimits<'static> {
         PassLimits {
+            clock: Some(&system_now),
             time: Some(Duration::from_secs(self.time_limit.unwrap_or(s.delivery.pass_time_secs))),
             max_items: self.limit.or(s.delivery.batch),
         }

@@ -383,10 +383,13 @@ fn run_of(ledger: &Ledger, d: &Delivery) -> Result<Option<JobRun>, EngineError> 
 
 /// How much one [`execute`] may do: it drains the consumer's due items batch after batch until
 /// none is left, the deadline passes (a batch under way finishes), or `max_items` were handled.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Budget {
+/// `clock` tells the time transitions are stamped with (the caller's clock: the library reads
+/// none); without one, the pass's `now`.
+#[derive(Clone, Copy, Default)]
+pub struct Budget<'a> {
     pub deadline: Option<Instant>,
     pub max_items: Option<u64>,
+    pub clock: Option<&'a dyn Fn() -> UnixTime>,
 }
 
 /// Sends the consumer's due items (those due at `now`), in batches of the sender's
@@ -400,13 +403,15 @@ pub fn execute(
     ledger: &mut Ledger,
     consumer: &Consumer,
     now: UnixTime,
-    budget: Budget,
+    budget: Budget<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExecReport, EngineError> {
     let name = consumer.name.as_str();
     let batch = consumer.sender.batch_size().max(1) as u64;
     let total = ledger.due_count(name, now, 0)?;
-    let started = Instant::now();
+    consumer.sender.begin_pass();
+    let at_start = move || now;
+    let clock: &dyn Fn() -> UnixTime = budget.clock.unwrap_or(&at_start);
     let mut report = ExecReport::default();
     let (mut done, mut after) = (0u64, 0i64);
     progress(0, total);
@@ -419,10 +424,7 @@ pub fn execute(
         let Some(last) = due.last() else { break };
         after = last.seq;
         done += due.len() as u64;
-        // Times written are the wall clock's, not the pass start's: an item sent late in a long
-        // pass must not be looked up before its backoff has run from its own send.
-        let at = UnixTime(now.0 + started.elapsed().as_secs() as i64);
-        execute_batch(ledger, consumer, at, due, &mut report)?;
+        execute_batch(ledger, consumer, clock, due, &mut report)?;
         progress(done, total.max(done));
         if budget.deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -432,14 +434,17 @@ pub fn execute(
     Ok(report)
 }
 
-/// One batch of [`execute`]; `now` is the time the batch's transitions are written with.
+/// One batch of [`execute`]. Transitions are stamped with `clock` when they are written (the
+/// intents before the sends, the outcomes after them), not with the pass's start: an item sent
+/// late in a long pass is not looked up before its backoff has run from its own send.
 fn execute_batch(
     ledger: &mut Ledger,
     consumer: &Consumer,
-    now: UnixTime,
+    clock: &dyn Fn() -> UnixTime,
     due: Vec<Delivery>,
     report: &mut ExecReport,
 ) -> Result<(), EngineError> {
+    let now = clock();
     let name = consumer.name.as_str();
     let policy = &consumer.policy;
     let sender = consumer.sender.as_ref();
@@ -514,6 +519,10 @@ fn execute_batch(
     let mut outcomes = sender.send_batch(&items);
     // A sender that answered fewer items than it was given: the rest may have left.
     outcomes.resize(items.len(), Outcome::Unknown { reason: "the sender gave no answer for this item".into() });
+    let now = clock();
+    let wait = |d: &Delivery, attempts: u32, after: Option<u64>| {
+        UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64)
+    };
     let mut w = ledger.writer(now)?;
     for ((d, _), outcome) in items.iter().zip(&outcomes) {
         let attempts = d.attempts + 1;

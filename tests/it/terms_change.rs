@@ -85,7 +85,7 @@ fn pass(ledger: &mut Ledger, fake: &FakeActivate, v: Variant, now: i64) -> bool 
         ledger,
         &c,
         UnixTime(now),
-        engine::Budget { max_items: Some(10_000), deadline: None },
+        engine::Budget { max_items: Some(10_000), ..Default::default() },
         &mut |_, _| {},
     )
     .unwrap();

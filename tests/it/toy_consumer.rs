@@ -135,7 +135,7 @@ proptest! {
             if agent_up[poll % agent_up.len()] {
                 let _ = catch_unwind(AssertUnwindSafe(|| {
                     engine::plan(&mut ledger, &consumer, None, UnixTime(now)).unwrap();
-                    engine::execute(&mut ledger, &consumer, UnixTime(now), engine::Budget { max_items: Some(100), deadline: None }, &mut |_, _| {}).unwrap();
+                    engine::execute(&mut ledger, &consumer, UnixTime(now), engine::Budget { max_items: Some(100), ..Default::default() }, &mut |_, _| {}).unwrap();
                 }));
             }
             // The process ends here (killed or not); the next poll starts a new one.
@@ -145,7 +145,7 @@ proptest! {
             let mut ledger = Ledger::open(&path).unwrap();
             let _ = catch_unwind(AssertUnwindSafe(|| {
                 engine::plan(&mut ledger, &consumer, None, UnixTime(now)).unwrap();
-                engine::execute(&mut ledger, &consumer, UnixTime(now), engine::Budget { max_items: Some(100), deadline: None }, &mut |_, _| {}).unwrap();
+                engine::execute(&mut ledger, &consumer, UnixTime(now), engine::Budget { max_items: Some(100), ..Default::default() }, &mut |_, _| {}).unwrap();
             }));
             if ledger.due_count("finished", UnixTime(now + 600), 0).unwrap() == 0 {
                 break;

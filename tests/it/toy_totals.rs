@@ -93,7 +93,7 @@ fn pass(path: &std::path::Path, consumer: &Consumer, now: i64) {
             &mut ledger,
             consumer,
             UnixTime(now),
-            engine::Budget { max_items: Some(100), deadline: None },
+            engine::Budget { max_items: Some(100), ..Default::default() },
             &mut |_, _| {},
         )
         .unwrap();

@@ -182,7 +182,7 @@ fn quiet_simulated_kills() {
 fn pass(ledger: &mut Ledger, consumer: &Consumer, now: UnixTime) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         plan(ledger, consumer, None, now).unwrap();
-        execute(ledger, consumer, now, Budget { max_items: Some(1000), deadline: None }, &mut |_, _| {}).unwrap();
+        execute(ledger, consumer, now, Budget { max_items: Some(1000), ..Default::default() }, &mut |_, _| {}).unwrap();
     }));
 }
 
@@ -445,10 +445,10 @@ fn a_pass_stops_at_its_deadline_or_cap_and_says_what_is_left() {
     let (mut ledger, consumer, sender) = backlog_of_100(Outcome::Delivered { remote_id: None });
     let now = UnixTime(1_795_310_000);
     // A deadline already past: one batch goes (a pass always makes progress), the rest waits.
-    let past = Budget { deadline: Some(Instant::now()), max_items: None };
+    let past = Budget { deadline: Some(Instant::now()), ..Default::default() };
     let r = execute(&mut ledger, &consumer, now, past, &mut |_, _| {}).unwrap();
     assert_eq!((r.delivered, r.left), (8, 92));
-    let capped = Budget { deadline: None, max_items: Some(10) };
+    let capped = Budget { max_items: Some(10), ..Default::default() };
     let r = execute(&mut ledger, &consumer, now, capped, &mut |_, _| {}).unwrap();
     assert_eq!((r.delivered, r.left), (10, 82));
     assert_eq!(*sender.batches.borrow(), [8, 8, 2]);
@@ -460,4 +460,18 @@ fn a_failing_item_is_tried_once_per_pass_whatever_time_is_left() {
     let r = execute(&mut ledger, &consumer, UnixTime(1_795_310_000), Budget::default(), &mut |_, _| {}).unwrap();
     assert_eq!((r.retry, r.delivered, r.left), (100, 0, 0));
     assert_eq!(sender.batches.borrow().iter().sum::<usize>(), 100);
+}
+
+#[test]
+fn sends_are_stamped_with_the_callers_clock_not_the_pass_start() {
+    let (mut ledger, consumer, _) = backlog_of_100(Outcome::Unknown { reason: "timeout".into() });
+    let now = UnixTime(1_795_310_000);
+    // The pass started long ago (a slow collect, other sinks first): the clock says 2 h later.
+    let later = || UnixTime(now.0 + 7200);
+    let budget = Budget { clock: Some(&later), ..Default::default() };
+    let r = execute(&mut ledger, &consumer, now, budget, &mut |_, _| {}).unwrap();
+    assert_eq!(r.unknown, 100);
+    for d in ledger.deliveries("fake", None).unwrap() {
+        assert!(d.next_attempt_at.0 >= now.0 + 7200 + 30, "looked up before its backoff from its own send: {d:?}");
+    }
 }

@@ -8,7 +8,7 @@
 //!
 //! A batch is one append and one sync. The first look-up of a pass reads the file once into a set
 //! of ids; later look-ups and this pass's own appends use and extend that set (one sender writes
-//! the file at a time: the ledger's lock).
+//! the file at a time: the ledger's lock), and the next pass reads the file again.
 
 pub mod config;
 
@@ -185,6 +185,10 @@ impl Sender for JsonlSink {
 
     fn batch_size(&self) -> usize {
         BATCH
+    }
+
+    fn begin_pass(&self) {
+        *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn lookup(&self, d: &Delivery, _run: Option<&JobRun>) -> Lookup {

@@ -178,6 +178,11 @@ impl Sender for WaldurSender {
         }
     }
 
+    /// Resources are listed again each pass.
+    fn begin_pass(&self) {
+        *self.resources.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {
         let r = match self.request(d) {
             Ok(r) => r,
