@@ -160,18 +160,7 @@ impl Metering {
                 format!("{tres:?} is not a TRES name; use e.g. \"cpu\", \"mem\", \"gres/gpu\", \"billing\""),
             );
         }
-        let basis = match basis.as_deref() {
-            None | Some("allocated") => Basis::Allocated,
-            Some("requested") => Basis::Requested,
-            Some(other) => {
-                push(
-                    problems,
-                    key("basis"),
-                    format!("is {other:?}; use \"allocated\" (AllocTRES, default) or \"requested\" (ReqTRES)"),
-                );
-                Basis::Allocated
-            }
-        };
+        let basis = validate_basis(problems, &key("basis"), basis);
         let period = match period.as_deref() {
             None | Some("day") => PeriodKind::Day,
             Some("month") => PeriodKind::Month,
@@ -180,26 +169,8 @@ impl Metering {
                 PeriodKind::Day
             }
         };
-        let timezone = timezone.unwrap_or_else(|| "UTC".into());
-        if let Err(e) = jiff::tz::TimeZone::get(&timezone) {
-            push(
-                problems,
-                key("timezone"),
-                format!("{timezone:?} is not a known time zone ({e}); use an IANA name such as \"UTC\" or \"Europe/Berlin\""),
-            );
-        }
-        let running_slice_secs = match running_slice.map(|t| parse_duration_secs(&t)) {
-            None => 900,
-            Some(Ok(n)) if (1..=31 * 86_400).contains(&n) => n,
-            Some(Ok(n)) => {
-                push(problems, key("running_slice"), format!("is {n} s; use 1s to 31d (default \"15m\")"));
-                900
-            }
-            Some(Err(e)) => {
-                push(problems, key("running_slice"), e);
-                900
-            }
-        };
+        let timezone = validate_zone(problems, &key("timezone"), timezone);
+        let running_slice_secs = validate_running_slice(problems, &key("running_slice"), running_slice);
         Metering { tres, basis, period, timezone, running_slice_secs }
     }
 
@@ -233,6 +204,51 @@ impl Metering {
     /// The run's count of the billed TRES (0 when it has none: nothing is reported).
     pub fn count(&self, job: &JobRun) -> u64 {
         billed_count(job, self.basis, &self.tres)
+    }
+}
+
+/// `basis`: "allocated" (default) or "requested".
+pub fn validate_basis(problems: &mut Problems, key: &str, basis: Option<String>) -> Basis {
+    match basis.as_deref() {
+        None | Some("allocated") => Basis::Allocated,
+        Some("requested") => Basis::Requested,
+        Some(other) => {
+            push(
+                problems,
+                key,
+                format!("is {other:?}; use \"allocated\" (AllocTRES, default) or \"requested\" (ReqTRES)"),
+            );
+            Basis::Allocated
+        }
+    }
+}
+
+/// `timezone`: an IANA zone in this machine's database (default UTC).
+pub fn validate_zone(problems: &mut Problems, key: &str, zone: Option<String>) -> String {
+    let zone = zone.unwrap_or_else(|| "UTC".into());
+    if let Err(e) = jiff::tz::TimeZone::get(&zone) {
+        push(
+            problems,
+            key,
+            format!("{zone:?} is not a known time zone ({e}); use an IANA name such as \"UTC\" or \"Europe/Berlin\""),
+        );
+    }
+    zone
+}
+
+/// `running_slice`: 1s to 31d (default 15m), in seconds.
+pub fn validate_running_slice(problems: &mut Problems, key: &str, v: Option<String>) -> i64 {
+    match v.map(|t| parse_duration_secs(&t)) {
+        None => 900,
+        Some(Ok(n)) if (1..=31 * 86_400).contains(&n) => n,
+        Some(Ok(n)) => {
+            push(problems, key, format!("is {n} s; use 1s to 31d (default \"15m\")"));
+            900
+        }
+        Some(Err(e)) => {
+            push(problems, key, e);
+            900
+        }
     }
 }
 

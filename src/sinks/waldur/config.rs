@@ -11,8 +11,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::delivery::slices::{validate_basis, validate_running_slice, validate_zone};
 use crate::meter::Basis;
-use crate::validate::{parse_duration_secs, push, Problems};
+use crate::validate::{push, Problems};
 
 use super::amount::UnitFactor;
 
@@ -153,30 +154,9 @@ pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
     };
     let token_file = absolute(problems, "token_file", w.token_file);
     let ca_bundle = absolute(problems, "ca_bundle", w.ca_bundle);
-    let basis = match w.basis.as_deref() {
-        None | Some("allocated") => Basis::Allocated,
-        Some("requested") => Basis::Requested,
-        Some(other) => {
-            push(problems, key("basis"), format!("is {other:?}; use \"allocated\" (default) or \"requested\""));
-            Basis::Allocated
-        }
-    };
-    let timezone = w.timezone.unwrap_or_else(|| "UTC".into());
-    if let Err(e) = jiff::tz::TimeZone::get(&timezone) {
-        push(problems, key("timezone"), format!("{timezone:?} is not a known time zone ({e}); use an IANA name"));
-    }
-    let running_slice_secs = match w.running_slice.map(|t| parse_duration_secs(&t)) {
-        None => 900,
-        Some(Ok(n)) if (1..=31 * 86_400).contains(&n) => n,
-        Some(Ok(n)) => {
-            push(problems, key("running_slice"), format!("is {n} s; use 1s to 31d (default \"15m\")"));
-            900
-        }
-        Some(Err(e)) => {
-            push(problems, key("running_slice"), e);
-            900
-        }
-    };
+    let basis = validate_basis(problems, &key("basis"), w.basis);
+    let timezone = validate_zone(problems, &key("timezone"), w.timezone);
+    let running_slice_secs = validate_running_slice(problems, &key("running_slice"), w.running_slice);
     let timeout_secs = w.timeout_secs.unwrap_or(30);
     if !(1..=600).contains(&timeout_secs) {
         push(problems, key("timeout_secs"), format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"));
