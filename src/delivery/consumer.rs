@@ -95,6 +95,11 @@ pub trait Sender {
     }
     /// Looks up whether the platform already recorded this item.
     fn lookup(&self, item: &Delivery, run: Option<&JobRun>) -> Lookup;
+    /// Looks up a batch: one answer per item, in order. The default asks one by one; a sender
+    /// that can answer many at once (one scan of a file) does.
+    fn lookup_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Lookup> {
+        items.iter().map(|(d, run)| self.lookup(d, *run)).collect()
+    }
     /// The request an item becomes, as `--dry-run` prints it (no secrets).
     fn describe(&self, item: &Delivery, run: Option<&JobRun>) -> String;
 }

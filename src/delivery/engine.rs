@@ -454,9 +454,15 @@ fn execute_batch(
     let mut answers: Vec<(usize, Transition<'_>, Found)> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let mut to_send: Vec<usize> = Vec::with_capacity(due.len());
+    let ever_left: Vec<usize> =
+        (0..due.len()).filter(|&i| due[i].state == DeliveryState::Sent || due[i].attempts > 0).collect();
+    let asked: Vec<(&Delivery, Option<&JobRun>)> = ever_left.iter().map(|&i| (&due[i], runs[i].as_ref())).collect();
+    let mut found = sender.lookup_batch(&asked).into_iter();
+    let mut looked_up = ever_left.iter().peekable();
     for (i, d) in due.iter().enumerate() {
-        if d.state == DeliveryState::Sent || d.attempts > 0 {
-            match sender.lookup(d, runs[i].as_ref()) {
+        if looked_up.next_if(|&&j| j == i).is_some() {
+            let answer = found.next().unwrap_or(Lookup::Failed { reason: "the sender gave no answer".into() });
+            match answer {
                 Lookup::Found { remote_id } => {
                     answers.push((
                         i,

@@ -6,9 +6,9 @@
 //! up by its id in the file before it is written again. Readers should skip a line that does
 //! not parse (a crash in the middle of a write can leave one).
 //!
-//! A batch is one append and one sync. The first look-up of a pass reads the file once into a set
-//! of ids; later look-ups and this pass's own appends use and extend that set (one sender writes
-//! the file at a time: the ledger's lock), and the next pass reads the file again.
+//! A batch is one append and one sync. A batch of look-ups is one scan of the file for just those
+//! ids (memory bounded by the batch, not the file); a line that is not JSON, or not UTF-8, holds
+//! no id.
 
 pub mod config;
 
@@ -76,8 +76,6 @@ impl Pricing for JsonlPricing {
 /// Appends usage records to a file.
 pub struct JsonlSink {
     cfg: JsonlSettings,
-    /// The ids the file holds, once a look-up has read it.
-    ids: std::sync::Mutex<Option<HashSet<String>>>,
 }
 
 /// Records per append (and sync).
@@ -85,7 +83,7 @@ const BATCH: usize = 2048;
 
 impl JsonlSink {
     pub fn new(cfg: JsonlSettings) -> Self {
-        Self { cfg, ids: std::sync::Mutex::new(None) }
+        Self { cfg }
     }
 
     /// The record of one item: the run as the ledger holds it, the item's slice, and the TRES and
@@ -132,24 +130,30 @@ impl JsonlSink {
         f.sync_data()
     }
 
-    /// Every id the file holds (a line that does not parse holds none).
-    fn read_ids(&self) -> std::io::Result<HashSet<String>> {
+    /// Which of `wanted` the file holds, in one scan (a line that does not parse holds none).
+    fn find_ids<'w>(&self, wanted: &HashSet<&'w str>) -> std::io::Result<HashSet<&'w str>> {
         #[derive(serde::Deserialize)]
-        struct Id {
-            id: String,
+        struct Id<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
         }
+        let mut found = HashSet::new();
         let f = match std::fs::File::open(&self.cfg.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
             Err(e) => return Err(e),
         };
-        let mut ids = HashSet::new();
-        for line in std::io::BufReader::new(f).lines() {
-            if let Ok(r) = serde_json::from_str::<Id>(&line?) {
-                ids.insert(r.id);
+        let mut reader = std::io::BufReader::new(f);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line)? > 0 {
+            if let Ok(r) = serde_json::from_slice::<Id<'_>>(&line) {
+                if let Some(w) = wanted.get(r.id.as_ref()) {
+                    found.insert(*w);
+                }
             }
+            line.clear();
         }
-        Ok(ids)
+        Ok(found)
     }
 }
 
@@ -162,16 +166,6 @@ impl Sender for JsonlSink {
         let rendered: Vec<Result<String, RenderError>> = items.iter().map(|(d, run)| self.render(d, *run)).collect();
         let records: Vec<&str> = rendered.iter().filter_map(|r| r.as_deref().ok()).collect();
         let written = if records.is_empty() { Ok(()) } else { self.append(&records) };
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        match (&written, ids.as_mut()) {
-            (Ok(()), Some(ids)) => {
-                ids.extend(items.iter().zip(&rendered).filter(|(_, r)| r.is_ok()).map(|((d, _), _)| d.id.clone()))
-            }
-            // Part of the append may be in the file: the next look-up reads it again.
-            (Err(_), _) => *ids = None,
-            (Ok(()), None) => {}
-        }
-        drop(ids);
         rendered
             .into_iter()
             .map(|r| match (r, &written) {
@@ -187,22 +181,29 @@ impl Sender for JsonlSink {
         BATCH
     }
 
-    fn begin_pass(&self) {
-        *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    fn lookup(&self, d: &Delivery, run: Option<&JobRun>) -> Lookup {
+        self.lookup_batch(&[(d, run)]).remove(0)
     }
 
-    fn lookup(&self, d: &Delivery, _run: Option<&JobRun>) -> Lookup {
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.is_none() {
-            match self.read_ids() {
-                Ok(read) => *ids = Some(read),
-                Err(e) => return Lookup::Failed { reason: format!("reading {}: {e}", self.cfg.path.display()) },
+    fn lookup_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Lookup> {
+        let wanted: HashSet<&str> = items.iter().map(|(d, _)| d.id.as_str()).collect();
+        match self.find_ids(&wanted) {
+            Ok(found) => {
+                items
+                    .iter()
+                    .map(|(d, _)| {
+                        if found.contains(d.id.as_str()) {
+                            Lookup::Found { remote_id: None }
+                        } else {
+                            Lookup::NotFound
+                        }
+                    })
+                    .collect()
             }
-        }
-        if ids.as_ref().is_some_and(|ids| ids.contains(&d.id)) {
-            Lookup::Found { remote_id: None }
-        } else {
-            Lookup::NotFound
+            Err(e) => {
+                let reason = format!("reading {}: {e}", self.cfg.path.display());
+                items.iter().map(|_| Lookup::Failed { reason: reason.clone() }).collect()
+            }
         }
     }
 
@@ -272,5 +273,9 @@ mod tests {
         assert_eq!(sink.lookup(&delivery("a"), run), Lookup::Found { remote_id: None });
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count(), 2, "{text}");
+        // A torn write that cut a character in two: not UTF-8, holds no id, hides none.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\":\"c\xe2\x82\n").unwrap();
+        let (a, c) = (delivery("a"), delivery("c"));
+        assert_eq!(sink.lookup_batch(&[(&a, run), (&c, run)]), [Lookup::Found { remote_id: None }, Lookup::NotFound]);
     }
 }
