@@ -84,10 +84,10 @@ pub trait Sender {
     fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
         items.iter().map(|(d, run)| self.send(d, *run)).collect()
     }
-    /// Called when a pass starts sending: a sender that caches what the platform holds (for
-    /// look-ups) forgets it here, so a sender kept across passes (the daemon) never answers a
-    /// look-up from what it read before another process wrote.
-    fn begin_pass(&self) {}
+    /// Called when a pass starts sending, with the time: a sender that caches what the platform
+    /// holds forgets it here, so a sender kept across passes (the daemon) never answers from what
+    /// it read before another process wrote; one whose rules depend on the date learns it.
+    fn begin_pass(&self, _now: UnixTime) {}
     /// How many items the engine hands [`Sender::send_batch`] at once (and records per
     /// transaction). A crash loses at most one batch's answers: those items are looked up.
     fn batch_size(&self) -> usize {

@@ -409,9 +409,9 @@ pub fn execute(
     let name = consumer.name.as_str();
     let batch = consumer.sender.batch_size().max(1) as u64;
     let total = ledger.due_count(name, now, 0)?;
-    consumer.sender.begin_pass();
     let at_start = move || now;
     let clock: &dyn Fn() -> UnixTime = budget.clock.unwrap_or(&at_start);
+    consumer.sender.begin_pass(clock());
     let mut report = ExecReport::default();
     let (mut done, mut after) = (0u64, 0i64);
     progress(0, total);

@@ -51,10 +51,20 @@ fn fake(accounts: &[&str], mix: FaultMix) -> FakeWaldur {
     })
 }
 
+/// A grace that keeps November 2026 (the recorded poll's month) open today, whatever today is.
+fn open_grace() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    format!("{}d", (now - 1_796_083_200).max(0) / 86_400 + 30) // 2026-12-01T00:00Z
+}
+
 fn write_cfg(site: &Site, url: &str) {
+    write_cfg_grace(site, url, &open_grace());
+}
+
+fn write_cfg_grace(site: &Site, url: &str, grace: &str) {
     let text = format!(
         "[delivery]\nretry_backoff = \"1s\"\nmax_backoff = \"1s\"\n\
-         [sinks.waldur]\nurl = \"{url}\"\noffering_uuid = \"{OFFERING}\"\ntimeout_secs = 2\nrunning_slice = \"1s\"\n\
+         [sinks.waldur]\nurl = \"{url}\"\noffering_uuid = \"{OFFERING}\"\ntimeout_secs = 2\nrunning_slice = \"1s\"\ngrace = \"{grace}\"\n\
          [sinks.waldur.components.cpu]\nunit_factor = 60\n[sinks.waldur.components.mem]\nunit_factor = 61440\n"
     );
     std::fs::write(&site.cfg, text).unwrap();
@@ -184,4 +194,24 @@ fn an_account_without_a_resource_waits_in_status_and_goes_once_it_exists() {
     let others: BTreeMap<_, _> =
         per.iter().filter(|(k, _)| k.0 != "hpc_proj1").map(|(k, v)| (k.clone(), v.clone())).collect();
     assert_eq!(fake.usages(), others, "the other accounts are reported meanwhile");
+}
+
+#[test]
+fn a_month_past_its_grace_is_not_reported_and_says_how() {
+    let site = site();
+    let fake = fake(&ACCOUNTS, FaultMix::default());
+    // November 2026 ended on 2026-12-01: with no grace, it is closed today.
+    write_cfg_grace(&site, &fake.base_url(), "0s");
+    let (code, out, _) = slurm_ledger(&site, &["deliver"]);
+    assert_eq!(code, 1, "rejected, for the admin to see: {out}");
+    assert!(fake.usages().is_empty() && fake.user_usages().is_empty(), "nothing posted");
+    let (_, status, _) = slurm_ledger(&site, &["status"]);
+    assert!(status.contains("2026-11 ended more than grace") && status.contains("staff token"), "{status}");
+    // With a grace that covers it, `retry` reports them, exactly.
+    write_cfg(&site, &fake.base_url());
+    let (code, out, _) = slurm_ledger(&site, &["retry", "--sink", "waldur"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = slurm_ledger(&site, &["deliver"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fake.usages(), expected(&site).0);
 }

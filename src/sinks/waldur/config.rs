@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use crate::delivery::slices::{validate_basis, validate_running_slice, validate_zone};
 use crate::meter::Basis;
-use crate::validate::{push, Problems};
+use crate::validate::{parse_duration_secs, push, Problems};
 
 use super::amount::UnitFactor;
 
@@ -25,6 +25,7 @@ pub const EXAMPLE: &str = r#"# [sinks.waldur]                        # Waldur mo
 # basis = "allocated"                   # allocated (AllocTRES) or requested (ReqTRES, the site agent's)
 # timezone = "UTC"                      # billing months are cut in this zone (the site agent's `timezone`)
 # running_slice = "15m"                 # count running jobs once this much new time accrued
+# grace = "7d"                          # the previous month is still reported this long after it ends
 # allow_decrease = false                # a total that would go down (re-accounted jobs) is held and shown, not posted
 # timeout_secs = 30                     # per HTTP request
 # ca_bundle = "/etc/ssl/certs/site-ca.pem"  # extra CA for the Waldur host (TLS is always verified)
@@ -58,6 +59,7 @@ pub struct RawWaldur {
     pub timezone: Option<String>,
     pub running_slice: Option<String>,
     pub allow_decrease: Option<bool>,
+    pub grace: Option<String>,
     pub timeout_secs: Option<i64>,
     pub ca_bundle: Option<String>,
     #[serde(default)]
@@ -86,6 +88,8 @@ pub struct WaldurSettings {
     pub timezone: String,
     pub running_slice_secs: i64,
     pub allow_decrease: bool,
+    /// How long after a month ends its totals are still reported (the previous month's grace).
+    pub grace_secs: i64,
     pub timeout_secs: u64,
     pub ca_bundle: Option<PathBuf>,
     /// Usage components, in TRES order.
@@ -157,6 +161,18 @@ pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
     let basis = validate_basis(problems, &key("basis"), w.basis);
     let timezone = validate_zone(problems, &key("timezone"), w.timezone);
     let running_slice_secs = validate_running_slice(problems, &key("running_slice"), w.running_slice);
+    let grace_secs = match w.grace.map(|g| parse_duration_secs(&g)) {
+        None => 7 * 86_400,
+        Some(Ok(n)) if (0..=3660 * 86_400).contains(&n) => n,
+        Some(Ok(n)) => {
+            push(problems, key("grace"), format!("is {n} s; use 0s to 3660d (default \"7d\")"));
+            7 * 86_400
+        }
+        Some(Err(e)) => {
+            push(problems, key("grace"), e);
+            7 * 86_400
+        }
+    };
     let timeout_secs = w.timeout_secs.unwrap_or(30);
     if !(1..=600).contains(&timeout_secs) {
         push(problems, key("timeout_secs"), format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"));
@@ -175,6 +191,7 @@ pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
         timezone,
         running_slice_secs,
         allow_decrease: w.allow_decrease.unwrap_or(false),
+        grace_secs,
         timeout_secs: timeout_secs.clamp(1, 600) as u64,
         ca_bundle,
         components,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use crate::delivery::consumer::{Lookup, Outcome, RenderError, Sender};
 use crate::ledger::Delivery;
-use crate::model::JobRun;
+use crate::model::{JobRun, UnixTime};
 
 use super::amount::{cents_text, parse_cents};
 use super::client::{Resource, Stored, WaldurClient};
@@ -23,6 +23,8 @@ pub struct WaldurSender {
     client: Option<WaldurClient>,
     /// The offering's resources by backend_id, read once per pass.
     resources: Mutex<Option<HashMap<String, Resource>>>,
+    /// When this pass started sending (the grace of a month is judged against it).
+    now: Mutex<Option<UnixTime>>,
 }
 
 /// One item, ready to send: where, what, and the amount.
@@ -38,7 +40,7 @@ struct Request<'d> {
 
 impl WaldurSender {
     pub fn new(cfg: WaldurSettings, client: Option<WaldurClient>) -> Self {
-        Self { cfg, client, resources: Mutex::new(None) }
+        Self { cfg, client, resources: Mutex::new(None), now: Mutex::new(None) }
     }
 
     fn request<'d>(&self, d: &'d Delivery) -> Result<Request<'d>, RenderError> {
@@ -53,6 +55,22 @@ impl WaldurSender {
             date: zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
             cents: component.unit_factor.cents(total),
             route,
+        })
+    }
+
+    /// Why the item's month is no longer reported (its grace ran out), if it is not. Such a total
+    /// is kept exact in the ledger; a staff token reports it (Waldur refuses past months from
+    /// others).
+    fn closed(&self, d: &Delivery, r: &Request<'_>) -> Option<String> {
+        let now = (*self.now.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let (_, end) = d.span?;
+        (end.0.saturating_add(self.cfg.grace_secs) <= now.0).then(|| {
+            format!(
+                "{} ended more than grace = {} s ago: its totals are no longer reported (Waldur takes past months from a \
+                 staff token only); the ledger keeps them exact. To report them: a staff token, a grace that covers the \
+                 month, then `slurm-ledger retry --sink waldur`",
+                r.route.month, self.cfg.grace_secs
+            )
         })
     }
 
@@ -112,6 +130,9 @@ impl Sender for WaldurSender {
             Ok(r) => r,
             Err(e) => return Outcome::Rejected { reason: e.to_string() },
         };
+        if let Some(reason) = self.closed(d, &r) {
+            return Outcome::Rejected { reason };
+        }
         let (resource, stored) = match self.stored(client, &r) {
             Ok(s) => s,
             Err(outcome) => return outcome,
@@ -178,9 +199,10 @@ impl Sender for WaldurSender {
         }
     }
 
-    /// Resources are listed again each pass.
-    fn begin_pass(&self) {
+    /// Resources are listed again each pass, and a month's grace is judged at its start.
+    fn begin_pass(&self, now: UnixTime) {
         *self.resources.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
     }
 
     fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {
