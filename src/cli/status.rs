@@ -182,6 +182,9 @@ fn write_sinks(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime) -> std::io
                 age(now.0 - since.0)
             )?;
         }
+        for t in &s.totals_owed {
+            writeln!(out, "    owed: {} exact total {} ({})", t.id, t.total, t.state)?;
+        }
         if s.deliveries.iter().any(|(state, n)| state == "sent" && *n > 0) {
             writeln!(out, "    'sent' = outcome unknown (timeout, 5xx): looked up on the platform before any resend")?;
         }

@@ -35,7 +35,7 @@ pub use consumers::{MarkedRun, PlanStatements, RunMark};
 pub use imports::{ImportOutcome, ImportedRow};
 pub use jobs::{JobFilter, PreparedRun, Rejected, RunWriter, Upsert};
 pub use migrations::MIGRATIONS;
-pub use outbox::{Delivery, DeliveryProblem, DeliveryState, HeldRun, NewItem, SinkStatus};
+pub use outbox::{Delivery, DeliveryProblem, DeliveryState, HeldRun, NewItem, OwedTotal, SinkStatus};
 pub use quarantine::QuarantineRecord;
 pub use settle::{retry_delay_secs, OpenRun, UnsettledRun, UNSETTLED_AFTER};
 pub use status::{CollectRunRecord, CursorRecord, LedgerStatus, StateCount};

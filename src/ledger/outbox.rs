@@ -394,6 +394,15 @@ pub struct DeliveryProblem {
     pub error: String,
 }
 
+/// A total still to be set on the platform (or refused), as `status` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OwedTotal {
+    pub id: String,
+    pub total: i64,
+    pub state: String,
+    pub error: Option<String>,
+}
+
 /// What `status` shows of one consumer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SinkStatus {
@@ -409,6 +418,9 @@ pub struct SinkStatus {
     /// Items waiting after a failure (state `sent` = outcome unknown, or `retry`), with the last
     /// error: what an admin reads when nothing gets through.
     pub waiting: Vec<DeliveryProblem>,
+    /// Accumulating items (totals) owed or refused, with their exact totals: for a consumer of
+    /// totals, what is still to be set on the platform, per total (up to `recent`).
+    pub totals_owed: Vec<OwedTotal>,
     /// Items owed and not yet delivered (pending, sent, retry).
     pub backlog: u64,
     /// When the oldest of them became owed (planned, or put back); `None` without a backlog.
@@ -479,7 +491,23 @@ impl Ledger {
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+            let totals_owed = c
+                .prepare_cached(
+                    "SELECT key, total, state, last_error FROM outbox
+                     WHERE consumer = ?1 AND total IS NOT NULL AND state <> 3 ORDER BY key LIMIT ?2",
+                )?
+                .query_map(params![id, recent as i64], |r| {
+                    let code: i64 = r.get(2)?;
+                    Ok(OwedTotal {
+                        id: r.get(0)?,
+                        total: r.get(1)?,
+                        state: DeliveryState::from_code(code).map_or("unknown", DeliveryState::as_str).to_string(),
+                        error: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
             out.push(SinkStatus {
+                totals_owed,
                 backlog: backlog as u64,
                 backlog_since: backlog_since.map(UnixTime),
                 sink,

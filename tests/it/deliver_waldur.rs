@@ -190,6 +190,9 @@ fn an_account_without_a_resource_waits_in_status_and_goes_once_it_exists() {
     assert_eq!(code, 0, "the others went through; hpc_proj1 waits: {out}\n{err}");
     let (_, status, _) = slurm_ledger(&site, &["status"]);
     assert!(status.contains("backlog:") && status.contains("has backend_id \"hpc_proj1\""), "{status}");
+    let (per, _) = ledger_totals(&site);
+    let cpu = per[&("hpc_proj1".to_string(), "2026-11".to_string(), "cpu".to_string())];
+    assert!(status.contains(&format!("owed: wd:waldur:2026-11:hpc_proj1|cpu exact total {cpu} (retry)")), "{status}");
     let (per, _) = expected(&site);
     let others: BTreeMap<_, _> =
         per.iter().filter(|(k, _)| k.0 != "hpc_proj1").map(|(k, v)| (k.clone(), v.clone())).collect();
