@@ -244,6 +244,32 @@ fn run_phase(phase: &str, cfg: Cfg, ledger_path: Option<&str>) {
             put("cursor", ledger.consumer_cursor(&sink.name).unwrap().to_string());
             put("digest", format!("{sum:016x}"));
         }
+        "waldur" => {
+            // A Waldur cycle's planning over the stored day (no runner here: no sacct call can be
+            // made): the totals per (month, account, component[, user]) the day raises, then a
+            // second cycle with nothing new. Sends are not timed: they are one per changed total.
+            let path = Path::new(ledger_path.expect("--ledger"));
+            let mut ledger = Ledger::open(path).expect("open ledger");
+            let toml = "[sinks.waldur]\nurl = \"https://waldur.example.org\"\n\
+                        offering_uuid = \"d42a18b6b8ba4c2bb0591b3ff8fb181d\"\n\
+                        [sinks.waldur.components.cpu]\nunit_factor = 60000\n\
+                        [sinks.waldur.components.mem]\nunit_factor = 61440\n";
+            let settings = Settings::from_toml(toml, "waldur-bench").expect("bench config");
+            let env = |_: &str| None;
+            let ctx = BuildCtx { online: false, env: &env, policy: EnginePolicy::default() };
+            let waldur = build(&settings.sinks, &[], &ctx).expect("offline sink").remove(0).consumer;
+            let t = Instant::now();
+            let first = plan(&mut ledger, &waldur, None, NOW).expect("plan");
+            measured = Some(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let again = plan(&mut ledger, &waldur, None, NOW).expect("plan again");
+            put("again_secs", format!("{:.6}", t.elapsed().as_secs_f64()));
+            put("runs", first.runs_considered.to_string());
+            put("raised", first.deliveries_planned.to_string());
+            put("again_runs", again.runs_considered.to_string());
+            let totals = ledger.deliveries("waldur", None).expect("outbox").len();
+            put("totals", totals.to_string());
+        }
         "drain" => {
             // The stored day as a backlog for a fresh JSONL sink, drained by the real binary's
             // `deliver` with the default limits (pass_time 4m): plan + send, end to end.
@@ -326,7 +352,7 @@ fn main() {
 
     // SYNTH_REPEAT=n runs the timed phases n times (a fresh ledger per round for `plan`) and
     // keeps each phase's fastest run; all times are printed.
-    let phases = ["meter", "store", "plan", "verify", "drain"];
+    let phases = ["meter", "store", "plan", "verify", "waldur", "drain"];
     let mut results: Vec<(&str, PhaseResult)> = Vec::new();
     let mut all_secs: Vec<(&str, Vec<f64>)> = phases.iter().map(|p| (*p, Vec::new())).collect();
     for round in 0..repeat {
@@ -383,6 +409,17 @@ fn main() {
                     r.get("deliveries"),
                     r.get("held"),
                     r.get("db_bytes") / 1e6
+                ),
+            ),
+            "waldur" => (
+                format!("{:.0}", r.get("runs") / s),
+                format!(
+                    "timed: a Waldur cycle's engine::plan (cpu, mem; month totals per account and user): {} runs, {} increments into {} totals; again with nothing new: {} runs in {:.3} s; 0 sacct calls (no runner)",
+                    r.get("runs"),
+                    r.get("raised"),
+                    r.get("totals"),
+                    r.get("again_runs"),
+                    r.get("again_secs")
                 ),
             ),
             "drain" => (
@@ -464,6 +501,30 @@ fn main() {
         if sane { "yes" } else { "no" },
         "yes",
         verdict(sane)
+    );
+    let waldur = get("waldur");
+    let ws = waldur.get("secs");
+    println!(
+        "{:<52} {:>14.2} {:>14}  {}",
+        "g. Waldur cycle after the day (plan; sends n/a), s",
+        ws,
+        "<= 10",
+        time_verdict(ws, 10.0)
+    );
+    let wa = waldur.get("again_secs");
+    println!(
+        "{:<52} {:>14.3} {:>14}  {}",
+        "h. Waldur cycle with nothing new (plan), s",
+        wa,
+        "<= 1",
+        time_verdict(wa, 1.0)
+    );
+    println!(
+        "{:<52} {:>14.1} {:>14}  {}",
+        "i. peak RSS MB of the Waldur cycle",
+        waldur.get("vmhwm_kb") / 1024.0,
+        "<= 300",
+        time_verdict(waldur.get("vmhwm_kb") / 1024.0, 300.0)
     );
     let drain = get("drain");
     let drained = drain.get("left") == 0.0

@@ -249,6 +249,8 @@ impl Writer<'_> {
             add,
             marks: Vec::with_capacity(ROWS_PER_STATEMENT),
             items: Vec::with_capacity(ROWS_PER_STATEMENT),
+            totals: Vec::new(),
+            total_at: std::collections::HashMap::new(),
             changed: 0,
             now: self.now,
         })
@@ -258,6 +260,9 @@ impl Writer<'_> {
 /// Rows per multi-row statement of a planning pass (one statement instead of 64 saves most of
 /// SQLite's per-statement work; 64 × 14 parameters is far below SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 64;
+
+/// Distinct totals whose increments a planning pass sums in memory before writing them.
+const MAX_TOTALS: usize = 65_536;
 
 /// `sql_head` followed by `rows` groups of `width` placeholders, then `sql_tail`.
 fn multi_row(sql_head: &str, width: usize, rows: usize, sql_tail: &str) -> String {
@@ -293,6 +298,12 @@ pub struct PlanStatements<'t> {
     add: CachedStatement<'t>,
     marks: Vec<(JobKey, RunMark)>,
     items: Vec<(JobKey, super::NewItem)>,
+    /// Increments of accumulating items, summed per item id in the order first seen, written
+    /// when there are [`MAX_TOTALS`] or at [`PlanStatements::finish`]: a busy month's few
+    /// thousand totals take millions of increments, and one write per total per transaction
+    /// is what SQLite is asked instead of one per increment.
+    totals: Vec<(super::NewItem, i64)>,
+    total_at: std::collections::HashMap<String, usize>,
     /// Items added (or totals changed) so far.
     changed: u64,
     now: i64,
@@ -311,8 +322,16 @@ impl PlanStatements<'_> {
     /// Adds a planned item of run `key` (ignored if its id exists), or adds to a total.
     pub fn insert_item(&mut self, key: &JobKey, item: super::NewItem) -> Result<(), LedgerError> {
         if let Some(inc) = item.increment {
-            let n = super::outbox::exec_add_to_total(&mut self.add, self.consumer, self.now, &item, inc)?;
-            self.changed += u64::from(n);
+            match self.total_at.get(&item.id) {
+                Some(&i) => self.totals[i].1 += inc,
+                None => {
+                    self.total_at.insert(item.id.clone(), self.totals.len());
+                    self.totals.push((item, inc));
+                }
+            }
+            if self.totals.len() == MAX_TOTALS {
+                self.flush_totals()?;
+            }
             return Ok(());
         }
         self.items.push((key.clone(), item));
@@ -322,13 +341,25 @@ impl PlanStatements<'_> {
         Ok(())
     }
 
-    /// Writes what is gathered; returns how many items were added (or totals changed) in all.
+    /// Writes what is gathered; returns how many items were added, and totals changed (each
+    /// once per write of its sum), in all.
     /// Until this returns, the transaction cannot commit.
     pub fn finish(mut self) -> Result<u64, LedgerError> {
         self.flush_marks()?;
         self.flush_items()?;
+        self.flush_totals()?;
         self.open.set(self.open.get() - 1);
         Ok(self.changed)
+    }
+
+    /// Adds each gathered sum to its stored total (a sum of 0 changes nothing).
+    fn flush_totals(&mut self) -> Result<(), LedgerError> {
+        self.total_at.clear();
+        for (item, sum) in std::mem::take(&mut self.totals) {
+            let n = super::outbox::exec_add_to_total(&mut self.add, self.consumer, self.now, &item, sum)?;
+            self.changed += u64::from(n);
+        }
+        Ok(())
     }
 
     fn flush_marks(&mut self) -> Result<(), LedgerError> {
