@@ -457,7 +457,8 @@ fn execute_batch(
     let ever_left: Vec<usize> =
         (0..due.len()).filter(|&i| due[i].state == DeliveryState::Sent || due[i].attempts > 0).collect();
     let asked: Vec<(&Delivery, Option<&JobRun>)> = ever_left.iter().map(|&i| (&due[i], runs[i].as_ref())).collect();
-    let mut found = sender.lookup_batch(&asked).into_iter();
+    // Nothing to ask, no call: a look-up may cost the sender a scan (JSONL reads its file).
+    let mut found = if asked.is_empty() { Vec::new() } else { sender.lookup_batch(&asked) }.into_iter();
     let mut looked_up = ever_left.iter().peekable();
     for (i, d) in due.iter().enumerate() {
         if looked_up.next_if(|&&j| j == i).is_some() {

@@ -138,6 +138,9 @@ impl JsonlSink {
             id: std::borrow::Cow<'a, str>,
         }
         let mut found = HashSet::new();
+        if wanted.is_empty() {
+            return Ok(found);
+        }
         let f = match std::fs::File::open(&self.cfg.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
