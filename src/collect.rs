@@ -172,6 +172,44 @@ pub fn collect_cluster(
     let cursor = ledger.cursor(cluster)?;
     let window = window_for(cursor, since, now, policy);
     let cursor_kept = cursor.filter(|c| window.start > *c);
+    let (counts, open_seen) = poll_window(source, info, ledger, cluster, window, cursor_kept.is_none(), now)?;
+    let settled = settle_open_runs(source, info, ledger, cluster, &open_seen, now)?;
+    Ok(CollectReport {
+        cluster: cluster.clone(),
+        window: Some((window.start, window.end)),
+        counts,
+        slurm_version: Some(info.version.to_string()),
+        cursor_kept,
+        settled,
+    })
+}
+
+/// Reads one past window of a cluster (a backfill's): the records are stored like a poll's, and
+/// recorded in the collect history, but the cursor never moves and open runs are not settled
+/// (the cron collect does both). The window must not be longer than slurmdbd's
+/// `MaxQueryTimeRange`, or slurmdbd refuses it.
+pub fn collect_window(
+    source: &SlurmSource<'_>,
+    info: &SlurmInfo,
+    ledger: &mut Ledger,
+    cluster: &ClusterName,
+    window: Window,
+    now: UnixTime,
+) -> Result<Counts, CollectError> {
+    poll_window(source, info, ledger, cluster, window, false, now).map(|(counts, _)| counts)
+}
+
+/// Polls `window`, stores what it read and records the collect; moves the cursor to the window's
+/// end when `move_cursor` and sacct exited cleanly, in the transaction of the last chunk.
+fn poll_window(
+    source: &SlurmSource<'_>,
+    info: &SlurmInfo,
+    ledger: &mut Ledger,
+    cluster: &ClusterName,
+    window: Window,
+    move_cursor: bool,
+    now: UnixTime,
+) -> Result<(Counts, OpenSeen), CollectError> {
     let (reader, handle) = source.poll(info, cluster, window)?;
     let version = info.version.to_string();
     let record = |c: &Counts, error: Option<String>| {
@@ -184,7 +222,7 @@ pub fn collect_cluster(
             recorded = true;
             let result = match handle.finish() {
                 Ok(()) => {
-                    if cursor_kept.is_none() {
+                    if move_cursor {
                         w.set_cursor(cluster, window.end)?;
                     }
                     Ok((counts.clone(), open_seen))
@@ -209,16 +247,7 @@ pub fn collect_cluster(
         w.record_collect(&record(&Counts::default(), Some(e.to_string())))?;
         w.commit()?;
     }
-    let (counts, open_seen) = outcome?;
-    let settled = settle_open_runs(source, info, ledger, cluster, &open_seen, now)?;
-    Ok(CollectReport {
-        cluster: cluster.clone(),
-        window: Some((window.start, window.end)),
-        counts,
-        slurm_version: Some(version),
-        cursor_kept,
-        settled,
-    })
+    outcome
 }
 
 /// Asks sacct by job id for the open runs of `cluster` the poll did not show and that are due
