@@ -1,6 +1,7 @@
 //! Command-line interface: clap types and one file per subcommand. The only place (with
 //! `main.rs`) that uses `anyhow`; library errors arrive here typed and leave as messages.
 
+mod backfill;
 mod collect;
 mod config_cmd;
 mod deliver;
@@ -82,6 +83,8 @@ pub enum Command {
     Retry(deliver::RetryArgs),
     /// Accept a sink's changed billing terms (TRES, basis, unit, period, time zone) from now on.
     AcceptTerms(deliver::AcceptTermsArgs),
+    /// Read past months from Slurm and report them, month by month; resumable.
+    Backfill(backfill::BackfillArgs),
     /// Switch from another tool without billing twice (slurm-tracker).
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
@@ -258,6 +261,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => deliver::run_collect_and_deliver(&cli, a),
         Command::Retry(a) => deliver::retry(&cli, a),
         Command::AcceptTerms(a) => deliver::accept_terms(&cli, a),
+        Command::Backfill(a) => backfill::run(&cli, a),
         Command::Migrate(c) => migrate::run(&cli, c),
         Command::Demo(a) => demo::run(a),
     };

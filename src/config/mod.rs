@@ -49,6 +49,9 @@ pub struct SlurmSettings {
     pub timeout_secs: u64,
     pub overlap_secs: i64,
     pub initial_lookback_secs: i64,
+    /// The longest window one `sacct` call may ask for (slurmdbd's `MaxQueryTimeRange`):
+    /// `backfill` reads history in windows no longer than this.
+    pub max_query_range_secs: i64,
 }
 
 /// Why the config cannot be used.
@@ -218,6 +221,7 @@ impl Settings {
         };
         let overlap_secs = dur("slurm.overlap", s.overlap, 15 * 60, 7 * 86_400);
         let initial_lookback_secs = dur("slurm.initial_lookback", s.initial_lookback, 86_400, 3660 * 86_400);
+        let max_query_range_secs = dur("slurm.max_query_time_range", s.max_query_time_range, 86_400, 366 * 86_400);
 
         let retry_backoff_secs = dur("delivery.retry_backoff", raw.delivery.retry_backoff, 30, 86_400).max(1) as u64;
         let max_backoff_secs = dur("delivery.max_backoff", raw.delivery.max_backoff, 3600, 7 * 86_400).max(1) as u64;
@@ -226,6 +230,12 @@ impl Settings {
             problem("delivery.pass_time", "is 0: a pass could send nothing; use 1s to 24h (default 4m)".into());
         }
         let pass_time_secs = pass_time_secs.max(1) as u64;
+        if max_query_range_secs < 3600 {
+            problem(
+                "slurm.max_query_time_range",
+                format!("is {max_query_range_secs} s; use 1h or more (slurmdbd.conf's MaxQueryTimeRange; default 1d)"),
+            );
+        }
         let batch = raw.delivery.batch;
         if let Some(b) = batch.filter(|b| *b < 1) {
             problem(
@@ -248,6 +258,7 @@ impl Settings {
                 timeout_secs: timeout_secs as u64,
                 overlap_secs,
                 initial_lookback_secs,
+                max_query_range_secs: max_query_range_secs.max(3600),
             },
             log_level,
             sinks,
@@ -292,6 +303,9 @@ timeout_secs = 600
 overlap = "15m"
 # How far the very first collect of a cluster reaches back.
 initial_lookback = "1d"
+# The longest time window slurmdbd answers in one query (slurmdbd.conf MaxQueryTimeRange):
+# `backfill` reads history in windows no longer than this.
+max_query_time_range = "1d"
 
 [log]
 # error, warn, info, debug or trace. -v / -q on the command line override it.

@@ -42,6 +42,7 @@ pub struct RawSlurm {
     pub timeout_secs: Option<i64>,
     pub overlap: Option<String>,
     pub initial_lookback: Option<String>,
+    pub max_query_time_range: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -88,6 +88,13 @@ pub trait Sender {
     /// holds forgets it here, so a sender kept across passes (the daemon) never answers from what
     /// it read before another process wrote; one whose rules depend on the date learns it.
     fn begin_pass(&self, _now: UnixTime) {}
+    /// A backfill reports periods from `since` on (`now`: the time of the check): a sender
+    /// whose platform closes past periods (Waldur after a grace) keeps them open for as long as
+    /// it lives, and checks first that the platform will take them (Waldur: a staff token), so
+    /// that a backfill fails at once, not month after month. `Err`: why it cannot, with the fix.
+    fn reopen(&self, _since: UnixTime, _now: UnixTime) -> Result<(), String> {
+        Ok(())
+    }
     /// How many items the engine hands [`Sender::send_batch`] at once (and records per
     /// transaction). A crash loses at most one batch's answers: those items are looked up.
     fn batch_size(&self) -> usize {

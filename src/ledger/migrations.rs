@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_outbox", include_str!("../../migrations/0005_outbox.sql")),
     ("0006_consumer_terms", include_str!("../../migrations/0006_consumer_terms.sql")),
     ("0007_outbox_queue", include_str!("../../migrations/0007_outbox_queue.sql")),
+    ("0008_backfill", include_str!("../../migrations/0008_backfill.sql")),
 ];
 
 /// Brings the schema up to date inside one transaction per migration.

@@ -5,7 +5,7 @@
 //! `collect_runs` (history), `meta` (the change sequence), `settle_asks` (open runs asked for
 //! by id); for the consumers: `consumers` (one cursor each), `consumer_runs` (per run: mark,
 //! done, hold), `outbox` (items and their state machine), `imported_frontiers` (seeds from a
-//! replaced tool).
+//! replaced tool); `backfill` (what `backfill` did, month by month).
 //!
 //! Invariants:
 //! - Upserts are idempotent: the same record written twice changes nothing (a content hash
@@ -16,6 +16,7 @@
 //! - Writes happen in `BEGIN IMMEDIATE` transactions with `synchronous=FULL`: what a commit
 //!   returned survives a crash or power loss.
 
+mod backfill;
 mod consumers;
 mod imports;
 mod jobs;
@@ -31,6 +32,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::model::{ClusterName, UnixTime};
 
+pub use backfill::{BackfillPart, ItemsIn};
 pub use consumers::{MarkedRun, PlanStatements, RunMark};
 pub use imports::{ImportOutcome, ImportedRow};
 pub use jobs::{JobFilter, PreparedRun, Rejected, RunWriter, Upsert};

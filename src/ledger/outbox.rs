@@ -49,7 +49,7 @@ impl DeliveryState {
         }
     }
 
-    fn from_code(c: i64) -> Option<Self> {
+    pub(super) fn from_code(c: i64) -> Option<Self> {
         Some(match c {
             0 => Self::Pending,
             1 => Self::Sent,

@@ -28,6 +28,12 @@ pub fn site() -> Site {
     Site { db, cfg, _dir: dir }
 }
 
+/// No ledger yet (a command creates it), and a config file path.
+pub fn empty_site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    Site { db: dir.path().join("ledger.db"), cfg: dir.path().join("config.toml"), _dir: dir }
+}
+
 pub fn fake(allocations: &[&str]) -> FakeActivate {
     FakeActivate::start(FakeConfig {
         org: "acme".into(),

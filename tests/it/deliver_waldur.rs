@@ -14,10 +14,10 @@ use crate::fakes::waldur::{
     Accounting, Component, FakeWaldur, Fault, FaultMix, Offering, Resource, ResourceState, WaldurConfig,
 };
 
-const TOKEN: &str = "tok-3a7f-secret";
-const OFFERING: &str = "5d4e0f2a7c3b4e1d9a8b0c1d2e3f4a5b";
+pub(crate) const TOKEN: &str = "tok-3a7f-secret";
+pub(crate) const OFFERING: &str = "5d4e0f2a7c3b4e1d9a8b0c1d2e3f4a5b";
 
-fn fake(accounts: &[&str], mix: FaultMix) -> FakeWaldur {
+pub(crate) fn fake(accounts: &[&str], mix: FaultMix) -> FakeWaldur {
     let resources = accounts
         .iter()
         .enumerate()
@@ -70,7 +70,7 @@ fn write_cfg_grace(site: &Site, url: &str, grace: &str) {
     std::fs::write(&site.cfg, text).unwrap();
 }
 
-fn slurm_ledger(site: &Site, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn slurm_ledger(site: &Site, args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
         .arg("--config")
         .arg(&site.cfg)
@@ -88,7 +88,7 @@ fn slurm_ledger(site: &Site, args: &[&str]) -> (i32, String, String) {
 
 /// The ledger's exact totals, independently: per (account, "2026-11", component) and per user,
 /// in TRES-seconds (memory in MiB-seconds), every run's whole billable time (all in November UTC).
-type Totals<V> = (BTreeMap<(String, String, String), V>, BTreeMap<(String, String, String, String), V>);
+pub(crate) type Totals<V> = (BTreeMap<(String, String, String), V>, BTreeMap<(String, String, String, String), V>);
 
 fn ledger_totals(site: &Site) -> Totals<i64> {
     let ledger = Ledger::open(&site.db).unwrap();
@@ -116,7 +116,7 @@ fn amount(total: i64, unit_factor: i64) -> String {
     format!("{}.{:02}", c / 100, c % 100)
 }
 
-fn expected(site: &Site) -> Totals<String> {
+pub(crate) fn expected(site: &Site) -> Totals<String> {
     let uf = |tres: &str| if tres == "cpu" { 60 } else { 61440 };
     let (per, users) = ledger_totals(site);
     (
@@ -125,7 +125,7 @@ fn expected(site: &Site) -> Totals<String> {
     )
 }
 
-const ACCOUNTS: [&str; 3] = ["research-team", "engineering", "hpc_proj1"];
+pub(crate) const ACCOUNTS: [&str; 3] = ["research-team", "engineering", "hpc_proj1"];
 
 #[test]
 fn totals_per_resource_month_component_and_user_are_exact_and_not_posted_again() {

@@ -76,6 +76,21 @@ impl WaldurClient {
         req.header(reqwest::header::AUTHORIZATION, format!("Token {}", self.token.expose()))
     }
 
+    /// The token's user: (username, is_staff), from `GET users/me/`.
+    pub fn me(&self) -> Result<(String, bool), String> {
+        let url = self.url("users/me/");
+        let resp = self
+            .auth(self.http.get(url.clone()))
+            .send()
+            .map_err(|e| format!("GET {}: {}", strip(&url), describe(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("GET {} answered {status}: {}", strip(&url), error_message(resp)));
+        }
+        let body: Value = resp.json().map_err(|e| format!("GET {}: the answer is not JSON: {e}", strip(&url)))?;
+        Ok((text(&body, "username"), body.get("is_staff").and_then(Value::as_bool).unwrap_or(false)))
+    }
+
     /// Every resource of the offering, whatever its state.
     pub fn resources(&self) -> Result<Vec<Resource>, String> {
         let url = self.url("marketplace-provider-resources/");

@@ -25,6 +25,8 @@ pub struct WaldurSender {
     resources: Mutex<Option<HashMap<String, Resource>>>,
     /// When this pass started sending (the grace of a month is judged against it).
     now: Mutex<Option<UnixTime>>,
+    /// Months starting at or after this are open whatever their age (a backfill's).
+    reopened: Mutex<Option<UnixTime>>,
 }
 
 /// One item, ready to send: where, what, and the amount.
@@ -40,7 +42,7 @@ struct Request<'d> {
 
 impl WaldurSender {
     pub fn new(cfg: WaldurSettings, client: Option<WaldurClient>) -> Self {
-        Self { cfg, client, resources: Mutex::new(None), now: Mutex::new(None) }
+        Self { cfg, client, resources: Mutex::new(None), now: Mutex::new(None), reopened: Mutex::new(None) }
     }
 
     fn request<'d>(&self, d: &'d Delivery) -> Result<Request<'d>, RenderError> {
@@ -63,7 +65,10 @@ impl WaldurSender {
     /// others).
     fn closed(&self, d: &Delivery, r: &Request<'_>) -> Option<String> {
         let now = (*self.now.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let (_, end) = d.span?;
+        let (start, end) = d.span?;
+        if self.reopened.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|since| start >= since) {
+            return None;
+        }
         (end.0.saturating_add(self.cfg.grace_secs) <= now.0).then(|| {
             format!(
                 "{} ended more than grace = {} s ago: its totals are no longer reported (Waldur takes past months from a \
@@ -203,6 +208,26 @@ impl Sender for WaldurSender {
     fn begin_pass(&self, now: UnixTime) {
         *self.resources.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *self.now.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+    }
+
+    /// Past months need a staff token (Waldur refuses them from others): checked once, before a
+    /// backfill reads anything. A dry run (no client) cannot ask and is not refused.
+    fn reopen(&self, since: UnixTime, now: UnixTime) -> Result<(), String> {
+        *self.reopened.lock().unwrap_or_else(|p| p.into_inner()) = Some(since);
+        let Some(client) = self.client.as_ref() else { return Ok(()) };
+        let tz = jiff::tz::TimeZone::get(&self.cfg.timezone).map_err(|e| e.to_string())?;
+        let this_month =
+            crate::meter::period::Calendar { kind: crate::meter::period::PeriodKind::Month, tz }.period_of(now).0;
+        if since >= this_month {
+            return Ok(());
+        }
+        match client.me()? {
+            (_, true) => Ok(()),
+            (user, false) => Err(format!(
+                "the Waldur token's user {user:?} is not staff, and Waldur takes usage for past months only from staff: \
+                 give the sink a staff user's token (SLURM_LEDGER_WALDUR_TOKEN or token_file) for the backfill"
+            )),
+        }
     }
 
     fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {

@@ -1,0 +1,13 @@
+-- slurm-ledger schema, version 8: what `backfill` did, month by month, so that an interrupted
+-- backfill resumes where it stopped and does no month twice.
+-- part: `collect:CLUSTER` (every window of the month was read from that cluster) or `report:SINK`
+-- (every item of the sink in that month went out). done_at: when it was done; NULL while it is
+-- not, with `error` saying why the last try failed (it is tried again by the next backfill).
+CREATE TABLE backfill (
+    month      TEXT    NOT NULL,
+    part       TEXT    NOT NULL,
+    done_at    INTEGER,
+    error      TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (month, part)
+) STRICT;

@@ -1,0 +1,434 @@
+//! `slurm-ledger backfill`: past months from Slurm into the ledger and out to the sinks, month
+//! by month. Each month is read in windows no longer than slurmdbd's `MaxQueryTimeRange`, then
+//! each sink is delivered to and the month's items checked. What is done is recorded per month
+//! and part in the ledger (`collect:CLUSTER`, `report:SINK`): an interrupted backfill resumes at
+//! the first part not done, and a month that failed is tried again by the next backfill while
+//! the others go on. Cursors never move (the cron collect keeps its own), and past periods are
+//! reopened for the sinks of this process only (Waldur: checked first that the token is staff's).
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::collect::collect_window;
+use crate::delivery::consumer::Consumer;
+use crate::ledger::Ledger;
+use crate::model::{ClusterName, UnixTime};
+use crate::pass::{self, PassLimits};
+use crate::slurm::source::{SlurmSource, Window};
+
+use super::collect::clusters_arg;
+use super::{
+    build_sinks, ledger_for_sending, problems_text, settings, slurm_runner, system_now, tres_preflight, Cli, UsageError,
+};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  slurm-ledger backfill --from 2024-01 --to 2024-12 --dry-run   # the months, windows and sacct calls; nothing read
+  slurm-ledger backfill --from 2024-01 --to 2024-12 --sink waldur
+  slurm-ledger backfill --from 2024-01                          # up to this month
+
+Each month is read from Slurm in windows no longer than [slurm] max_query_time_range (slurmdbd's
+MaxQueryTimeRange, default 1d; --window), stored in the ledger like any collect (cursors do not
+move), then delivered to each sink. A month and part done is never done again: run the same
+command after an interruption or a failure and it goes on where it stopped. Waldur takes past
+months only from a staff token: that is checked before anything is read.
+
+Exit status: 0 every month done, 1 a month failed (the others were done; run again), 2 bad usage.")]
+pub struct BackfillArgs {
+    /// The first month: 2024-01.
+    #[arg(long, value_name = "YYYY-MM")]
+    pub from: String,
+    /// The last month (default: the current month, in UTC).
+    #[arg(long, value_name = "YYYY-MM")]
+    pub to: Option<String>,
+    /// Only this sink (repeatable). Default: every configured sink.
+    #[arg(long = "sink", value_name = "NAME")]
+    pub sinks: Vec<String>,
+    /// Cluster to read (repeatable). Default: [slurm] clusters, else the local cluster.
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
+    /// Longest sacct window (default: [slurm] max_query_time_range, 1d): 12h, 1d, 7d.
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Say what would be read and sent, month by month; read nothing, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A month of the backfill: its label and its UTC bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Month {
+    label: String,
+    start: UnixTime,
+    end: UnixTime,
+}
+
+/// A zone's month starts within this of the UTC month's start (UTC−12 … UTC+14): the ends of the
+/// range are widened by it, so a sink's month in its own zone is read whole.
+const ZONE_SLACK: i64 = 14 * 3600;
+
+/// The months from `from` to `to` (`YYYY-MM`, inclusive), not after the month of `now`.
+fn months(from: &str, to: Option<&str>, now: UnixTime) -> anyhow::Result<Vec<Month>> {
+    let month_of = |flag: &str, s: &str| -> anyhow::Result<jiff::civil::Date> {
+        let d = format!("{s}-01").parse::<jiff::civil::Date>().ok().filter(|_| s.len() == 7);
+        d.ok_or_else(|| UsageError(format!("{flag} {s:?}: write a month as YYYY-MM, e.g. 2024-01")).into())
+    };
+    let utc = |d: jiff::civil::Date| -> UnixTime {
+        UnixTime(d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp().as_second()).unwrap_or(i64::MAX))
+    };
+    let this = jiff::Timestamp::from_second(now.0)?.to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month();
+    let first = month_of("--from", from)?;
+    let last = match to {
+        Some(t) => month_of("--to", t)?,
+        None => this,
+    };
+    if last > this {
+        return Err(UsageError(format!(
+            "--to {}: that month has not begun; the last month a backfill can read is {}",
+            last.strftime("%Y-%m"),
+            this.strftime("%Y-%m")
+        ))
+        .into());
+    }
+    if first > last {
+        return Err(UsageError(format!(
+            "--from {} is after --to {}: give the first month, then the last",
+            first.strftime("%Y-%m"),
+            last.strftime("%Y-%m")
+        ))
+        .into());
+    }
+    let mut out = Vec::new();
+    let mut m = first;
+    while m <= last {
+        let next = m.checked_add(jiff::Span::new().months(1))?;
+        out.push(Month { label: m.strftime("%Y-%m").to_string(), start: utc(m), end: utc(next) });
+        m = next;
+    }
+    Ok(out)
+}
+
+/// The windows reading `month` (the first widened back and the last forward by [`ZONE_SLACK`]),
+/// each at most `max` long, none reaching past `now`.
+fn windows(month: &Month, first: bool, last: bool, max: i64, now: UnixTime) -> Vec<Window> {
+    let start = if first { month.start.0 - ZONE_SLACK } else { month.start.0 };
+    let end = if last { month.end.0 + ZONE_SLACK } else { month.end.0 }.min(now.0);
+    let mut out = Vec::new();
+    let mut t = start;
+    while t < end {
+        let e = (t + max.max(1)).min(end);
+        out.push(Window { start: UnixTime(t), end: UnixTime(e) });
+        t = e;
+    }
+    out
+}
+
+fn collect_part(cluster: &ClusterName) -> String {
+    format!("collect:{cluster}")
+}
+
+fn report_part(sink: &str) -> String {
+    format!("report:{sink}")
+}
+
+pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
+    let s = settings(cli)?;
+    let now = system_now();
+    let months = months(&a.from, a.to.as_deref(), now)?;
+    let max = match &a.window {
+        Some(w) => match crate::validate::parse_duration_secs(w) {
+            Ok(n) if n >= 60 => n,
+            Ok(n) => return Err(UsageError(format!("--window {w}: {n} s is too short; use 1h or more")).into()),
+            Err(e) => return Err(UsageError(format!("--window {w}: {e}")).into()),
+        },
+        None => s.slurm.max_query_range_secs,
+    };
+    let sinks = build_sinks(&s, &a.sinks, !a.dry_run)?;
+    let out = &mut std::io::stdout().lock();
+    if a.dry_run {
+        return dry_run(&s, a, &months, &sinks, max, now, out);
+    }
+    // Past periods: every sink must be able to take them before anything is read.
+    let since = UnixTime(months[0].start.0 - ZONE_SLACK);
+    for c in &sinks {
+        c.sender.reopen(since, now).map_err(|e| UsageError(format!("backfill, sink {}: {e}", c.name)))?;
+    }
+    let Some((mut ledger, _lock)) = ledger_for_sending(&s, "backfill", false)? else { return Ok(ExitCode::from(1)) };
+    let runner = slurm_runner(&s);
+    let source = SlurmSource::new(&runner, Duration::from_secs(s.slurm.timeout_secs));
+    let info = source.detect().context("asking Slurm for its version and fields (sacct --helpformat)")?;
+    let clusters = match clusters_arg(&s, &a.clusters)? {
+        c if c.is_empty() => vec![source.local_cluster().context("asking Slurm for the local cluster's name")?],
+        c => c,
+    };
+    let done: HashSet<(String, String)> =
+        ledger.backfill_parts()?.into_iter().filter(|p| p.done_at.is_some()).map(|p| (p.month, p.part)).collect();
+    let bar = MonthBar::new(months.len() as u64, cli.quiet);
+    let mut failed = 0usize;
+    let mut preflight = tres_preflight(&s, &a.sinks);
+    for (i, m) in months.iter().enumerate() {
+        let is_done = |part: &str| done.contains(&(m.label.clone(), part.to_string()));
+        let mut notes = Vec::new();
+        let mut month_ok = true;
+        for cluster in &clusters {
+            let part = collect_part(cluster);
+            if is_done(&part) {
+                notes.push(format!("{cluster} read before"));
+                continue;
+            }
+            let ws = windows(m, i == 0, i + 1 == months.len(), max, system_now());
+            let (mut runs, started) = (0u64, Instant::now());
+            let mut error = None;
+            for (k, w) in ws.iter().enumerate() {
+                bar.step(&format!("{}: reading {cluster}, window {}/{}", m.label, k + 1, ws.len()));
+                match collect_window(&source, &info, &mut ledger, cluster, *w, system_now()) {
+                    Ok(c) => runs += c.runs_seen,
+                    Err(e) => {
+                        error = Some(format!("reading {cluster} {} – {}: {e}", w.start, w.end));
+                        break;
+                    }
+                }
+            }
+            record(&mut ledger, &m.label, &part, error.as_deref())?;
+            match error {
+                None => notes.push(format!(
+                    "{cluster}: {runs} run records read in {} windows ({:.0} s)",
+                    ws.len(),
+                    started.elapsed().as_secs_f64()
+                )),
+                Some(e) => {
+                    month_ok = false;
+                    notes.push(format!("FAILED {e}"));
+                }
+            }
+        }
+        if month_ok {
+            if let Err(problems) = preflight(&ledger) {
+                return Err(UsageError(problems_text(&problems)).into());
+            }
+            for c in &sinks {
+                let part = report_part(&c.name);
+                if is_done(&part) {
+                    notes.push(format!("{} reported before", c.name));
+                    continue;
+                }
+                bar.step(&format!("{}: delivering to {}", m.label, c.name));
+                match report_month(&mut ledger, c, m)? {
+                    Ok(note) => {
+                        record(&mut ledger, &m.label, &part, None)?;
+                        notes.push(note);
+                    }
+                    Err(e) => {
+                        record(&mut ledger, &m.label, &part, Some(&e))?;
+                        month_ok = false;
+                        notes.push(format!("FAILED {}: {e}", c.name));
+                    }
+                }
+            }
+        } else {
+            notes.push("not delivered: reading it failed (the next backfill reads it again)".into());
+        }
+        failed += usize::from(!month_ok);
+        let line = format!("{}: {} — {}", m.label, if month_ok { "done" } else { "FAILED" }, notes.join("; "));
+        if !cli.quiet || !month_ok {
+            bar.println(out, &line)?;
+        }
+        bar.advance();
+    }
+    bar.finish();
+    let n = months.len();
+    if failed > 0 {
+        writeln!(
+            out,
+            "{failed} of {n} months failed (reasons above and in `slurm-ledger status`); run the same command again: \
+             months done are not done twice"
+        )?;
+        return Ok(ExitCode::from(1));
+    }
+    if !cli.quiet {
+        writeln!(out, "{n} months done")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn record(ledger: &mut Ledger, month: &str, part: &str, error: Option<&str>) -> anyhow::Result<()> {
+    let mut w = ledger.writer(system_now())?;
+    w.record_backfill(month, part, error.map_or(Ok(()), Err))?;
+    w.commit()?;
+    Ok(())
+}
+
+/// Delivers everything due to one sink (no time limit: a backfill is watched), then judges the
+/// month by its items: done when every one whose period starts in it (in any zone) went out.
+fn report_month(ledger: &mut Ledger, c: &Consumer, m: &Month) -> anyhow::Result<Result<String, String>> {
+    let limits = PassLimits { time: None, max_items: None, clock: Some(&system_now) };
+    let outcome = pass::deliver_all(ledger, std::slice::from_ref(c), limits, system_now(), &mut |_, _, _| {})
+        .pop()
+        .expect("one sink, one outcome");
+    if let Some(e) = outcome.error {
+        return Ok(Err(e.to_string()));
+    }
+    let items = ledger.items_in(&c.name, UnixTime(m.start.0 - ZONE_SLACK), UnixTime(m.end.0 - ZONE_SLACK))?;
+    let sent = outcome.exec.delivered + outcome.exec.found_already_delivered;
+    Ok(if items.owed == 0 && items.rejected == 0 {
+        Ok(format!("{}: {} items of the month out ({sent} sent now)", c.name, items.delivered))
+    } else {
+        Err(format!(
+            "{} of the month's items still owed, {} rejected (e.g. {})",
+            items.owed,
+            items.rejected,
+            items.example_error.as_deref().unwrap_or("no error recorded")
+        ))
+    })
+}
+
+/// `--dry-run`: per month, what is done and what a run would read (windows = sacct calls) and
+/// report. Nothing is read from Slurm or written.
+fn dry_run(
+    s: &crate::config::Settings,
+    a: &BackfillArgs,
+    months: &[Month],
+    sinks: &[Consumer],
+    max: i64,
+    now: UnixTime,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let parts = if s.ledger_path.exists() {
+        Ledger::open_read_only(&s.ledger_path)
+            .with_context(|| format!("opening the ledger {} read-only (dry run)", s.ledger_path.display()))?
+            .backfill_parts()?
+    } else {
+        Vec::new()
+    };
+    let clusters: Vec<String> = match clusters_arg(s, &a.clusters)? {
+        c if c.is_empty() => vec!["(the local cluster)".into()],
+        c => c.iter().map(ToString::to_string).collect(),
+    };
+    let state = |month: &str, part: &str| -> &str {
+        match parts.iter().find(|p| p.month == month && p.part == part) {
+            Some(p) if p.done_at.is_some() => "done",
+            Some(_) => "failed before, to do again",
+            None => "to do",
+        }
+    };
+    writeln!(
+        out,
+        "backfill (dry run): {} months, windows of at most {} s; nothing is read or written",
+        months.len(),
+        max
+    )?;
+    let mut calls = 0;
+    for (i, m) in months.iter().enumerate() {
+        let n = windows(m, i == 0, i + 1 == months.len(), max, now).len();
+        let mut line = format!("{}:", m.label);
+        for c in &clusters {
+            let st = state(&m.label, &format!("collect:{c}"));
+            if st != "done" {
+                calls += n;
+            }
+            line.push_str(&format!(" read {c} in {n} sacct calls ({st});"));
+        }
+        for c in sinks {
+            line.push_str(&format!(" deliver to {} ({});", c.name, state(&m.label, &report_part(&c.name))));
+        }
+        writeln!(out, "{}", line.trim_end_matches(';'))?;
+    }
+    writeln!(out, "in all: {calls} sacct calls still to make")?;
+    if months.first().is_some_and(|m| m.end.0 <= now.0) {
+        writeln!(out, "past months: a Waldur sink's token must be a staff user's (checked before anything is read)")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Months done, as a bar on a terminal (percent, months, ETA) or nothing (plain lines instead).
+struct MonthBar(Option<ProgressBar>);
+
+impl MonthBar {
+    fn new(months: u64, quiet: bool) -> Self {
+        if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return Self(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(months), ProgressDrawTarget::stderr());
+        let style =
+            ProgressStyle::with_template("backfill {bar:30} {percent:>3}% {pos}/{len} months, about {eta} left  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        Self(Some(bar))
+    }
+
+    fn step(&self, msg: &str) {
+        match &self.0 {
+            Some(b) => b.set_message(msg.to_string()),
+            None => tracing::debug!("{msg}"),
+        }
+    }
+
+    fn advance(&self) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
+    }
+
+    fn println(&self, out: &mut dyn Write, line: &str) -> std::io::Result<()> {
+        match &self.0 {
+            Some(b) => {
+                b.suspend(|| writeln!(out, "{line}"))?;
+                Ok(())
+            }
+            None => writeln!(out, "{line}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: UnixTime = UnixTime(1_796_083_200 + 4 * 86_400); // 2026-12-05T00:00Z
+
+    #[test]
+    fn months_run_from_first_to_last_and_not_past_this_one() {
+        let m = months("2024-11", Some("2025-02"), NOW).unwrap();
+        let labels: Vec<&str> = m.iter().map(|m| m.label.as_str()).collect();
+        assert_eq!(labels, ["2024-11", "2024-12", "2025-01", "2025-02"]);
+        assert_eq!(m[0].start, UnixTime(1_730_419_200)); // 2024-11-01T00:00Z
+        assert_eq!(m[0].end, m[1].start);
+        assert_eq!(months("2026-11", None, NOW).unwrap().len(), 2);
+        for (from, to, says) in [
+            ("2024-1", None, "YYYY-MM"),
+            ("2024-13", None, "YYYY-MM"),
+            ("2026-12", Some("2027-01"), "has not begun"),
+            ("2025-03", Some("2025-01"), "after --to"),
+        ] {
+            let e = months(from, to, NOW).unwrap_err().to_string();
+            assert!(e.contains(says), "{from} {to:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn windows_cover_the_month_widened_at_the_ends_never_longer_than_max_nor_past_now() {
+        let m = months("2026-11", None, NOW).unwrap();
+        let nov = windows(&m[0], true, false, 86_400, NOW);
+        assert_eq!(nov.first().unwrap().start.0, m[0].start.0 - ZONE_SLACK);
+        assert_eq!(nov.last().unwrap().end, m[0].end);
+        assert!(nov.iter().all(|w| w.end.0 - w.start.0 <= 86_400 && w.start < w.end));
+        assert!(nov.windows(2).all(|p| p[0].end == p[1].start), "no gap between windows");
+        assert_eq!(nov.len(), 31, "30 days and 14 h in windows of a day");
+        let dec = windows(&m[1], false, true, 86_400, NOW);
+        assert_eq!(dec.last().unwrap().end, NOW, "the current month is read up to now");
+        assert_eq!(dec.len(), 4);
+        assert_eq!(windows(&m[0], false, false, 7 * 86_400, NOW).len(), 5);
+    }
+}

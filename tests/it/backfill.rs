@@ -1,0 +1,128 @@
+//! `backfill` to the Waldur fake, with Slurm played by a `sacct` script in `[slurm] bin_dir` that
+//! answers every window with the recorded real testbed poll (tests/fixtures/testbed/, 28 runs of
+//! 2026-11-22), logs each call, and fails a chosen window: the windows are no longer than
+//! `max_query_time_range`; past months need a staff token, checked before anything is read; a
+//! month whose window failed is not delivered while the others are; the same command resumes
+//! with only what failed, and a third run reads and posts nothing. The fake's November totals end
+//! exact to the cent.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::common::fixture;
+use crate::deliver_activate::empty_site;
+use crate::deliver_waldur::{expected, fake, slurm_ledger, ACCOUNTS, OFFERING};
+use crate::fakes::waldur::FaultMix;
+
+/// A `sacct` that answers from the recordings and appends its arguments to `calls.log`; a window
+/// whose arguments contain the text of `fail` (when that file exists) fails as slurmdbd does.
+fn fake_sacct(dir: &Path) {
+    let f = |name: &str| fixture(&format!("testbed/{name}")).display().to_string();
+    let script = format!(
+        "#!/bin/sh\nd=$(dirname \"$0\")\necho \"$*\" >> \"$d/calls.log\"\ncase \"$*\" in\n\
+         *--version*) cat '{}' ;;\n*--helpformat*) cat '{}' ;;\n\
+         *--parsable2*) if [ -f \"$d/fail\" ] && echo \"$*\" | grep -q -- \"$(cat \"$d/fail\")\"; then \
+         echo 'sacct: error: slurmdbd: Query took too long' >&2; exit 1; fi; cat '{}' ;;\n\
+         *) echo \"fake sacct: unexpected $*\" >&2; exit 1 ;;\nesac\n",
+        f("own-sacct-version.txt"),
+        f("sacct-helpformat.txt"),
+        f("own-sacct-poll.txt")
+    );
+    let path = dir.join("sacct");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The window polls logged so far (`--parsable2` calls), each as its `--starttime`.
+fn polls(dir: &Path) -> Vec<String> {
+    let log = std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains("--parsable2"))
+        .filter_map(|l| l.split(' ').find_map(|a| a.strip_prefix("--starttime=")).map(str::to_string))
+        .collect()
+}
+
+fn today() -> String {
+    jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date().to_string()
+}
+
+#[test]
+fn backfill_reads_in_windows_checks_staff_isolates_a_failed_month_and_resumes() {
+    let site = empty_site();
+    let bin = site.cfg.parent().unwrap().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    fake_sacct(&bin);
+    let waldur = fake(&ACCOUNTS, FaultMix::default());
+    waldur.set_today(&today());
+    std::fs::write(
+        &site.cfg,
+        format!(
+            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\nmax_query_time_range = \"7d\"\n\
+             [sinks.waldur]\nurl = \"{}\"\noffering_uuid = \"{OFFERING}\"\ntimeout_secs = 2\nrunning_slice = \"1s\"\n\
+             [sinks.waldur.components.cpu]\nunit_factor = 60\n[sinks.waldur.components.mem]\nunit_factor = 61440\n",
+            bin.display(),
+            waldur.base_url()
+        ),
+    )
+    .unwrap();
+    let args = ["backfill", "--from", "2026-10", "--to", "2026-11"];
+
+    // The plan: October from 14 h before it (a zone east of UTC starts its month then) and
+    // November, each in 5 windows of at most 7 days. Nothing read, no ledger made.
+    let (code, out, err) = slurm_ledger(&site, &["backfill", "--from", "2026-10", "--to", "2026-11", "--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("2026-10: read testcluster in 5 sacct calls (to do)"), "{out}");
+    assert!(out.contains("in all: 10 sacct calls still to make"), "{out}");
+    assert!(polls(&bin).is_empty() && !site.db.exists(), "a dry run reads and writes nothing");
+
+    // Waldur takes past months only from staff: refused before any window is read.
+    let (code, out, err) = slurm_ledger(&site, &args);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("is not staff"), "{err}");
+    assert!(polls(&bin).is_empty(), "nothing read before the staff check");
+
+    // October's third window fails: October is not delivered, November is, exactly.
+    waldur.set_staff(true);
+    std::fs::write(bin.join("fail"), "--starttime=2026-10-14").unwrap();
+    let (code, out, err) = slurm_ledger(&site, &args);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("2026-10: FAILED") && out.contains("Query took too long"), "{out}");
+    assert!(out.contains("2026-11: done"), "{out}");
+    let first = polls(&bin);
+    assert_eq!(
+        first,
+        [
+            "2026-09-30T10:00:00",
+            "2026-10-07T10:00:00",
+            "2026-10-14T10:00:00",
+            "2026-11-01T00:00:00",
+            "2026-11-08T00:00:00",
+            "2026-11-15T00:00:00",
+            "2026-11-22T00:00:00",
+            "2026-11-29T00:00:00"
+        ],
+        "October stops at its failed window; November is read in windows of 7 days"
+    );
+    let (per, users) = expected(&site);
+    assert!(!per.is_empty());
+    assert_eq!(waldur.usages(), per, "November's totals exact to the cent");
+    assert_eq!(waldur.user_usages(), users);
+    let writes = waldur.writes();
+
+    // Resumed: only October is read again; November is neither read nor posted again.
+    std::fs::remove_file(bin.join("fail")).unwrap();
+    let (code, out, err) = slurm_ledger(&site, &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("2026-11: done — testcluster read before; waldur reported before"), "{out}");
+    let second = &polls(&bin)[first.len()..];
+    assert_eq!(second.len(), 5, "{second:?}");
+    assert!(second.iter().all(|s| s.as_str() < "2026-11"), "{second:?}");
+    assert_eq!(waldur.writes(), writes, "nothing posted again");
+
+    // Done: nothing read, nothing posted.
+    let (code, out, err) = slurm_ledger(&site, &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(polls(&bin).len(), first.len() + 5);
+    assert_eq!(waldur.writes(), writes);
+    assert_eq!(waldur.usages(), per);
+}
