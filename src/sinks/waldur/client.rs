@@ -10,6 +10,8 @@
 //! Lists are Django REST pages: a JSON array with a `Link: <…>; rel="next"` header (or a
 //! `{results, next}` envelope), followed to the end, at most [`MAX_PAGES`] pages.
 
+use std::collections::HashMap;
+
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{StatusCode, Url};
 use serde_json::{json, Value};
@@ -107,30 +109,28 @@ impl WaldurClient {
             .collect())
     }
 
-    /// The component usage of a resource for a billing period (`YYYY-MM-01`) and type, if set.
-    pub fn component_usage(&self, resource: &str, period: &str, tres: &str) -> Result<Option<Stored>, String> {
+    /// The component usages of a resource for a billing period (`YYYY-MM-01`), by type.
+    pub fn component_usages(&self, resource: &str, period: &str) -> Result<HashMap<String, Stored>, String> {
         let url = self.url("marketplace-component-usages/");
-        let items = self.list(url, &[("resource_uuid", resource), ("billing_period", period), ("type", tres)])?;
+        let items = self.list(url, &[("resource_uuid", resource), ("billing_period", period)])?;
         Ok(items
             .iter()
-            .find(|u| text(u, "type") == tres)
-            .map(|u| Stored { uuid: text(u, "uuid"), usage: text(u, "usage") }))
+            .map(|u| (text(u, "type"), Stored { uuid: text(u, "uuid"), usage: text(u, "usage") }))
+            .filter(|(t, _)| !t.is_empty())
+            .collect())
     }
 
-    /// A user's usage of one component of a resource for a billing period, if set.
-    pub fn user_usage(
-        &self,
-        resource: &str,
-        period: &str,
-        tres: &str,
-        username: &str,
-    ) -> Result<Option<Stored>, String> {
+    /// The users' usages of a resource's components for a billing period, by (type, username).
+    pub fn user_usages(&self, resource: &str, period: &str) -> Result<HashMap<(String, String), Stored>, String> {
         let url = self.url("marketplace-component-user-usages/");
         let items = self.list(url, &[("resource_uuid", resource), ("component_usage_billing_period", period)])?;
         Ok(items
             .iter()
-            .find(|u| text(u, "username") == username && ["component_type", "type"].iter().any(|k| text(u, k) == tres))
-            .map(|u| Stored { uuid: text(u, "uuid"), usage: text(u, "usage") }))
+            .filter_map(|u| {
+                let ctype = ["component_type", "type"].iter().map(|k| text(u, k)).find(|t| !t.is_empty())?;
+                Some(((ctype, text(u, "username")), Stored { uuid: text(u, "uuid"), usage: text(u, "usage") }))
+            })
+            .collect())
     }
 
     /// Sets a resource's total of one component for the month starting at `date`.

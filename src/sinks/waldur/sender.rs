@@ -23,6 +23,12 @@ pub struct WaldurSender {
     client: Option<WaldurClient>,
     /// The offering's resources by backend_id, read once per pass.
     resources: Mutex<Option<HashMap<String, Resource>>>,
+    /// What Waldur held at its first read this pass, per (resource, period): the components'
+    /// totals, and the users' parts. An item is sent at most once a pass, so its own entry is
+    /// never read after its send; a user's part that needs the total's uuid reads again when
+    /// the total was set this pass.
+    totals: Mutex<HashMap<(String, String), HashMap<String, Stored>>>,
+    parts: Mutex<HashMap<(String, String), HashMap<(String, String), Stored>>>,
     /// When this pass started sending (the grace of a month is judged against it).
     now: Mutex<Option<UnixTime>>,
     /// Months starting at or after this are open whatever their age (a backfill's).
@@ -42,7 +48,15 @@ struct Request<'d> {
 
 impl WaldurSender {
     pub fn new(cfg: WaldurSettings, client: Option<WaldurClient>) -> Self {
-        Self { cfg, client, resources: Mutex::new(None), now: Mutex::new(None), reopened: Mutex::new(None) }
+        Self {
+            cfg,
+            client,
+            resources: Mutex::new(None),
+            totals: Mutex::default(),
+            parts: Mutex::default(),
+            now: Mutex::new(None),
+            reopened: Mutex::new(None),
+        }
     }
 
     fn request<'d>(&self, d: &'d Delivery) -> Result<Request<'d>, RenderError> {
@@ -118,10 +132,45 @@ impl WaldurSender {
             });
         }
         let found = match r.route.user {
-            None => client.component_usage(&resource.uuid, &r.period, r.route.tres),
-            Some(user) => client.user_usage(&resource.uuid, &r.period, r.route.tres, self.cfg.username(user)),
+            None => self.total(client, &resource.uuid, &r.period, r.route.tres, false),
+            Some(user) => self.part(client, &resource.uuid, &r.period, r.route.tres, self.cfg.username(user)),
         };
         found.map(|s| (resource, s)).map_err(retry)
+    }
+
+    /// Waldur's total of a component for a resource and period, from this pass's read of the
+    /// resource's totals (`fresh`: read them again first).
+    fn total(
+        &self,
+        client: &WaldurClient,
+        resource: &str,
+        period: &str,
+        tres: &str,
+        fresh: bool,
+    ) -> Result<Option<Stored>, String> {
+        let mut cache = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (resource.to_string(), period.to_string());
+        if fresh || !cache.contains_key(&key) {
+            cache.insert(key.clone(), client.component_usages(resource, period)?);
+        }
+        Ok(cache.get(&key).and_then(|m| m.get(tres)).cloned())
+    }
+
+    /// Waldur's record of a user's part, from this pass's read of the resource's parts.
+    fn part(
+        &self,
+        client: &WaldurClient,
+        resource: &str,
+        period: &str,
+        tres: &str,
+        username: &str,
+    ) -> Result<Option<Stored>, String> {
+        let mut cache = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (resource.to_string(), period.to_string());
+        if !cache.contains_key(&key) {
+            cache.insert(key.clone(), client.user_usages(resource, period)?);
+        }
+        Ok(cache.get(&key).and_then(|m| m.get(&(tres.to_string(), username.to_string()))).cloned())
     }
 }
 
@@ -165,7 +214,12 @@ impl Sender for WaldurSender {
         match r.route.user {
             None => client.set_usage(&resource.uuid, r.route.tres, &amount, &r.date),
             Some(user) => {
-                let total = match client.component_usage(&resource.uuid, &r.period, r.route.tres) {
+                // The total's uuid: as read this pass, or read again (it may have been set since).
+                let known = self.total(client, &resource.uuid, &r.period, r.route.tres, false);
+                let total = match known.and_then(|t| match t {
+                    Some(t) => Ok(Some(t)),
+                    None => self.total(client, &resource.uuid, &r.period, r.route.tres, true),
+                }) {
                     Ok(Some(t)) => t,
                     Ok(None) => {
                         return Outcome::Retry {
@@ -207,6 +261,8 @@ impl Sender for WaldurSender {
     /// Resources are listed again each pass, and a month's grace is judged at its start.
     fn begin_pass(&self, now: UnixTime) {
         *self.resources.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.totals.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.parts.lock().unwrap_or_else(|p| p.into_inner()).clear();
         *self.now.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
     }
 
