@@ -27,13 +27,19 @@ pub struct WaldurSender {
     /// totals, and the users' parts. An item is sent at most once a pass, so its own entry is
     /// never read after its send; a user's part that needs the total's uuid reads again when
     /// the total was set this pass.
-    totals: Mutex<HashMap<(String, String), HashMap<String, Stored>>>,
-    parts: Mutex<HashMap<(String, String), HashMap<(String, String), Stored>>>,
+    totals: Mutex<HashMap<ResourceMonth, HashMap<String, Stored>>>,
+    parts: Mutex<HashMap<ResourceMonth, UserParts>>,
     /// When this pass started sending (the grace of a month is judged against it).
     now: Mutex<Option<UnixTime>>,
     /// Months starting at or after this are open whatever their age (a backfill's).
     reopened: Mutex<Option<UnixTime>>,
 }
+
+/// (resource uuid, billing period `YYYY-MM-01`).
+type ResourceMonth = (String, String);
+
+/// Users' parts of a resource's month, by (component type, Waldur username).
+type UserParts = HashMap<(String, String), Stored>;
 
 /// One item, ready to send: where, what, and the amount.
 struct Request<'d> {
