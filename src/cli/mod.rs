@@ -82,7 +82,7 @@ pub enum Command {
     Retry(deliver::RetryArgs),
     /// Accept a sink's changed billing terms (TRES, basis, unit, period, time zone) from now on.
     AcceptTerms(deliver::AcceptTermsArgs),
-    /// Switch from another tool without billing twice (slurm-tracker).
+    /// Switch from another tool without billing twice (slurm-tracker, waldur-site-agent).
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
     /// Run the whole pipeline on recorded real Slurm 22.05 output (no Slurm needed) and show the result.
