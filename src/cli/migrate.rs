@@ -2,6 +2,12 @@
 //! tracker's command line, `config.json` and `slurm_job_states.db` (read-only), prints the
 //! `[sinks.activate]` config to use, and imports what the tracker already reported so that
 //! nothing is billed twice.
+//!
+//! `slurm-ledger migrate waldur-site-agent`: reads waldur-site-agent's YAML config (the global
+//! `--config` names it here) and prints, or writes with `--out`, the `[sinks.waldur]` table of each
+//! offering it can report (the translation is `sinks::waldur::site_agent`). Stdout is TOML: every
+//! note is a `#` comment, so `> file` is a config fragment. Touches no ledger and no slurm-ledger
+//! config.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,9 +16,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use crate::config::ENV_CONFIG;
 use crate::ledger::{ImportOutcome, ImportedRow, JobFilter};
 use crate::model::ClusterName;
 use crate::sinks::activate::NAME as ACTIVATE;
+use crate::sinks::waldur::site_agent;
 use crate::tracker::{self, StateDb, StateRow, TrackerFlags};
 
 use super::{settings, system_now, Cli, UsageError};
@@ -21,6 +29,8 @@ use super::{settings, system_now, Cli, UsageError};
 pub enum MigrateCommand {
     /// From Parallel Works slurm-tracker: its flags, config.json and slurm_job_states.db.
     SlurmTracker(TrackerArgs),
+    /// From waldur-site-agent's report mode: its YAML config (give it with --config) → [sinks.waldur].
+    WaldurSiteAgent(SiteAgentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,10 +76,139 @@ pub struct TrackerArgs {
     pub release: Option<u64>,
 }
 
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Here --config FILE is waldur-site-agent's YAML (the file its own -c takes), not slurm-ledger's config.
+
+  slurm-ledger migrate waldur-site-agent --config /etc/waldur/waldur-site-agent-config.yaml
+
+prints the [sinks.waldur] table of each offering whose usage the site agent reported from Slurm
+(`usage` components), with every key it does not carry over named in # comments: stdout is TOML,
+so `> fragment.toml` keeps the notes. slurm-ledger reports one Waldur offering per config: with
+several, each is printed as its own fragment; --offering prints one alone, and --out needs it.
+No secret of the YAML is copied: the token goes into a file of mode 0600 (token_file).
+
+The switch: stop the site agent's `report` mode (its order_process and membership_sync modes go
+on), paste the table into slurm-ledger's config, write the token file, then
+`slurm-ledger config check` and `slurm-ledger deliver --dry-run`.
+
+Exit status: 0 printed or written; 3 the same, but the table holds a placeholder to fill in (an
+empty offering UUID or URL); 2 the YAML cannot be read (or has no offering to report)."
+)]
+pub struct SiteAgentArgs {
+    /// Only this offering (its name or UUID), when the YAML has several.
+    #[arg(long, value_name = "NAME|UUID")]
+    pub offering: Option<String>,
+    /// Write the table to FILE instead of stdout (refused if FILE exists, unless --force).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// With --out: overwrite FILE if it exists.
+    #[arg(long, requires = "out")]
+    pub force: bool,
+    /// With --out: print what would be written, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 pub fn run(cli: &Cli, c: &MigrateCommand) -> anyhow::Result<ExitCode> {
     match c {
         MigrateCommand::SlurmTracker(a) => slurm_tracker(cli, a),
+        MigrateCommand::WaldurSiteAgent(a) => waldur_site_agent(cli, a),
     }
+}
+
+/// The site agent's YAML: the global `--config`, given on the command line (SLURM_LEDGER_CONFIG
+/// names slurm-ledger's own config, never the site agent's).
+fn site_agent_yaml(cli: &Cli) -> anyhow::Result<PathBuf> {
+    let missing = || usage("give waldur-site-agent's YAML config: --config FILE (the file its own -c takes)".into());
+    let path = cli.config.clone().ok_or_else(missing)?;
+    let on_command_line = std::env::args_os().skip(1).any(|a| {
+        let a = a.to_string_lossy();
+        a.starts_with("--config") || (a.starts_with('-') && !a.starts_with("--") && a.contains('c'))
+    });
+    if !on_command_line && std::env::var_os(ENV_CONFIG).is_some_and(|v| path == v) {
+        return Err(usage(format!(
+            "give waldur-site-agent's YAML config: --config FILE ({ENV_CONFIG} names slurm-ledger's config, {})",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+fn waldur_site_agent(cli: &Cli, a: &SiteAgentArgs) -> anyhow::Result<ExitCode> {
+    let path = site_agent_yaml(cli)?;
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        usage(format!(
+            "cannot read waldur-site-agent's config {shown}: {e}; give its YAML with --config FILE (the file its own -c takes)"
+        ))
+    })?;
+    let t = site_agent::translate(&text).map_err(|e| usage(format!("waldur-site-agent's config {shown} {e}")))?;
+    if t.fragments.is_empty() {
+        let why: Vec<String> = t.refused.iter().map(|r| format!("  - offering {:?}: {}", r.name, r.reason)).collect();
+        return Err(usage(format!(
+            "waldur-site-agent's config {shown} has no offering slurm-ledger can report (Slurm usage with a `usage` \
+             component):\n{}",
+            why.join("\n")
+        )));
+    }
+    let names = || t.fragments.iter().map(|f| format!("{:?}", f.name)).collect::<Vec<_>>().join(", ");
+    let only = match &a.offering {
+        None => None,
+        Some(w) => Some(t.find(w).ok_or_else(|| match t.find_refused(w) {
+            Some(r) => usage(format!("offering {:?} of {shown} cannot be reported: {}", r.name, r.reason)),
+            None => usage(format!("{shown} has no offering {w:?}; give one of {} (a name or a UUID)", names())),
+        })?),
+    };
+    let doc = t.render(&shown, only);
+    let code = if t.needs_fill_in(only) { ExitCode::from(3) } else { ExitCode::SUCCESS };
+    let Some(out) = &a.out else {
+        std::io::stdout().lock().write_all(doc.as_bytes())?;
+        return Ok(code);
+    };
+    let fragment = match (only, t.fragments.as_slice()) {
+        (Some(f), _) | (None, [f]) => f,
+        (None, _) => {
+            return Err(usage(format!(
+                "{shown} has {} offerings slurm-ledger can report ({}), and slurm-ledger reports one per config: give \
+                 --offering NAME|UUID with --out (or print them all without --out)",
+                t.fragments.len(),
+                names()
+            )))
+        }
+    };
+    if out.exists() && !a.force {
+        return Err(usage(format!("{} exists; give another --out FILE, or --force to overwrite it", out.display())));
+    }
+    if a.dry_run {
+        std::io::stdout().lock().write_all(doc.as_bytes())?;
+        eprintln!("(dry run: {} not written)", out.display());
+        return Ok(code);
+    }
+    let written = if a.force {
+        std::fs::write(out, &doc)
+    } else {
+        std::fs::OpenOptions::new().write(true).create_new(true).open(out).and_then(|mut f| f.write_all(doc.as_bytes()))
+    };
+    written.with_context(|| format!("writing {}", out.display()))?;
+    let o = &mut std::io::stdout().lock();
+    writeln!(
+        o,
+        "wrote {}: [sinks.waldur] for offering {:?}; its # notes say what is not carried over",
+        out.display(),
+        fragment.name
+    )?;
+    for p in &fragment.fill_in {
+        writeln!(o, "to fill in: {p}")?;
+    }
+    for s in &fragment.steps {
+        writeln!(o, "step: {s}")?;
+    }
+    writeln!(
+        o,
+        "then: put the table into slurm-ledger's config; slurm-ledger config check; slurm-ledger deliver --dry-run"
+    )?;
+    Ok(code)
 }
 
 fn usage(msg: String) -> anyhow::Error {

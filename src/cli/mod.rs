@@ -85,7 +85,7 @@ pub enum Command {
     AcceptTerms(deliver::AcceptTermsArgs),
     /// Read past months from Slurm and report them, month by month; resumable.
     Backfill(backfill::BackfillArgs),
-    /// Switch from another tool without billing twice (slurm-tracker).
+    /// Switch from another tool without billing twice (slurm-tracker, waldur-site-agent).
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
     /// Run the whole pipeline on recorded real Slurm 22.05 output (no Slurm needed) and show the result.

@@ -11,6 +11,7 @@
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
 //! - `deliver_waldur`: `deliver` to the Waldur fake on the recorded poll: month totals per resource, component and user exact to the cent, nothing posted twice, faults, an account without a resource.
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
+//! - `migrate_waldur`: the switch from waldur-site-agent's report mode: its example YAML → `[sinks.waldur]` fragments (snapshot) that pass `config check`; no secret of the YAML shown; bad input exits 2.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
 //! - `terms_change`: a sink's config changed between passes every way it can: billed exactly, or refused until restored or accepted.
 //! - `toy_consumer`: a consumer that is not a slice sink (each finished run recorded once), on the public interface, under kills.
@@ -38,6 +39,7 @@ mod kills;
 mod layers;
 mod malformed;
 mod migrate_tracker;
+mod migrate_waldur;
 mod odd_input;
 mod parsers;
 mod terms_change;

@@ -241,7 +241,7 @@ fn components(raw: BTreeMap<String, RawComponent>, problems: &mut Problems) -> V
 }
 
 /// 32 hex digits, with or without the dashes of the 8-4-4-4-12 form.
-fn is_uuid(s: &str) -> bool {
+pub(crate) fn is_uuid(s: &str) -> bool {
     let hex: String = s.chars().filter(|c| *c != '-').collect();
     hex.len() == 32
         && hex.chars().all(|c| c.is_ascii_hexdigit())

@@ -14,12 +14,14 @@
 //! - [`amount`]: exact totals → Waldur amounts.
 //! - [`sender`]: finds the resource, compares, sets.
 //! - [`client`]: HTTP, pagination, and the classification of answers into outcomes.
+//! - [`site_agent`]: waldur-site-agent's YAML config → this section (`migrate waldur-site-agent`).
 
 pub mod amount;
 pub mod client;
 pub mod config;
 pub mod planner;
 pub mod sender;
+pub mod site_agent;
 
 use std::time::Duration;
 
