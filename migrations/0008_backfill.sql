@@ -11,3 +11,7 @@ CREATE TABLE backfill (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (month, part)
 ) STRICT;
+-- The total an accumulating item had when it was last delivered: what the platform holds, as far
+-- as the ledger knows (`status` shows it beside the ledger's total). NULL: never delivered, or
+-- not a total.
+ALTER TABLE outbox ADD COLUMN delivered_total INTEGER;

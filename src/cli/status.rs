@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 
-use crate::ledger::LedgerStatus;
+use crate::ledger::{Delivery, DeliveryState, LedgerStatus, OwedTotal};
 use crate::model::UnixTime;
 
 use super::{open_ledger, settings, Cli};
@@ -39,7 +39,13 @@ pub fn run(cli: &Cli, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Table => {
             writeln!(out, "ledger {}", s.ledger_path.display())?;
-            write_status(&mut out, &st, super::system_now())?;
+            // The configured sinks show their totals in their own units (offline: nothing sent).
+            let sinks = if s.sinks.names().is_empty() { Vec::new() } else { super::build_sinks(&s, &[], false)? };
+            let figure = |sink: &str, t: &OwedTotal, total: i64| {
+                let c = sinks.iter().find(|c| c.name == sink)?;
+                c.sender.figure(&owed_item(sink, t), total)
+            };
+            write_status_with(&mut out, &st, super::system_now(), &figure)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -71,8 +77,40 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-/// The human-readable status.
+/// A listed total as the item its sender reads.
+fn owed_item(sink: &str, t: &OwedTotal) -> Delivery {
+    Delivery {
+        id: t.id.clone(),
+        seq: 0,
+        sink: sink.to_string(),
+        key: None,
+        span: t.span,
+        amount: None,
+        route: t.route.clone(),
+        total: Some(t.total),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: UnixTime(0),
+        last_error: None,
+        remote_id: None,
+    }
+}
+
+/// A total in the sink's unit, if it has one: (sink, the listed total, the figure to show).
+pub type Figure<'a> = dyn Fn(&str, &OwedTotal, i64) -> Option<String> + 'a;
+
+/// The human-readable status, totals as exact figures.
 pub fn write_status(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime) -> std::io::Result<()> {
+    write_status_with(out, st, now, &|_, _, _| None)
+}
+
+/// The human-readable status, totals in their sinks' units where `figure` tells them.
+pub fn write_status_with(
+    out: &mut dyn Write,
+    st: &LedgerStatus,
+    now: UnixTime,
+    figure: &Figure<'_>,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "schema v{}; {} job runs ({} not final); change sequence {}",
@@ -136,7 +174,7 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime) -> st
             )?;
         }
     }
-    write_sinks(out, st, now)?;
+    write_sinks(out, st, now, figure)?;
     writeln!(out, "\nLast collects:")?;
     if st.last_collects.is_empty() {
         writeln!(out, "  none yet")?;
@@ -161,7 +199,7 @@ pub fn write_status(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime) -> st
 }
 
 /// Deliveries per sink: what is delivered, waiting, unknown, held and rejected, and why.
-fn write_sinks(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime) -> std::io::Result<()> {
+fn write_sinks(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime, figure: &Figure<'_>) -> std::io::Result<()> {
     writeln!(out, "\nSinks:")?;
     if st.sinks.is_empty() {
         writeln!(out, "  none has planned yet: configure [sinks.*] and run `slurm-ledger deliver`")?;
@@ -183,7 +221,17 @@ fn write_sinks(out: &mut dyn Write, st: &LedgerStatus, now: UnixTime) -> std::io
             )?;
         }
         for t in &s.totals_owed {
-            writeln!(out, "    owed: {} exact total {} ({})", t.id, t.total, t.state)?;
+            let shown = |total: i64| match figure(&s.sink, t, total) {
+                Some(f) => format!("{f} (exact {total})"),
+                None => format!("exact {total}"),
+            };
+            let has = t
+                .delivered_total
+                .map_or("nothing set by slurm-ledger yet".to_string(), |d| format!("{} as last set", shown(d)));
+            writeln!(out, "    owed: {}: the platform has {has}; the ledger {}: {}", t.id, shown(t.total), t.state)?;
+        }
+        if !s.totals_owed.is_empty() {
+            writeln!(out, "    (every other total of {} is as the platform has it)", s.sink)?;
         }
         if s.deliveries.iter().any(|(state, n)| state == "sent" && *n > 0) {
             writeln!(out, "    'sent' = outcome unknown (timeout, 5xx): looked up on the platform before any resend")?;

@@ -107,6 +107,11 @@ pub trait Sender {
     fn lookup_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Lookup> {
         items.iter().map(|(d, run)| self.lookup(d, *run)).collect()
     }
+    /// A total of an accumulating item as the platform shows it (Waldur: `12.34 k-Hours`), for
+    /// `status`; `None`: no unit of its own (the exact figure is shown).
+    fn figure(&self, _item: &Delivery, _total: i64) -> Option<String> {
+        None
+    }
     /// The request an item becomes, as `--dry-run` prints it (no secrets).
     fn describe(&self, item: &Delivery, run: Option<&JobRun>) -> String;
 }

@@ -348,7 +348,8 @@ impl Writer<'_> {
     ) -> Result<bool, LedgerError> {
         let mut stmt = self.tx.prepare_cached(
             "UPDATE outbox SET state = ?3, attempts = ?4, next_attempt_at = ?5, last_error = ?6,
-                 remote_id = coalesce(?7, remote_id), updated_at = ?8
+                 remote_id = coalesce(?7, remote_id), updated_at = ?8,
+                 delivered_total = CASE WHEN ?3 = 3 THEN total ELSE delivered_total END
              WHERE consumer = (SELECT id FROM consumers WHERE name = ?1) AND key = ?2 AND state = ?9 AND attempts = ?10",
         )?;
         let n = stmt.execute(params![
@@ -399,8 +400,16 @@ pub struct DeliveryProblem {
 pub struct OwedTotal {
     pub id: String,
     pub total: i64,
+    /// The total when it was last delivered: what the platform holds as far as the ledger knows
+    /// (`None`: never delivered).
+    pub delivered_total: Option<i64>,
     pub state: String,
     pub error: Option<String>,
+    /// The item's route as planned (what it totals), for the sink to show the figure.
+    #[serde(skip)]
+    pub route: Option<String>,
+    #[serde(skip)]
+    pub span: Option<(UnixTime, UnixTime)>,
 }
 
 /// What `status` shows of one consumer.
@@ -493,16 +502,23 @@ impl Ledger {
             )?;
             let totals_owed = c
                 .prepare_cached(
-                    "SELECT key, total, state, last_error FROM outbox
+                    "SELECT key, total, state, last_error, delivered_total, route, span_start, span_end FROM outbox
                      WHERE consumer = ?1 AND total IS NOT NULL AND state <> 3 ORDER BY key LIMIT ?2",
                 )?
                 .query_map(params![id, recent as i64], |r| {
                     let code: i64 = r.get(2)?;
+                    let span: (Option<i64>, Option<i64>) = (r.get(6)?, r.get(7)?);
                     Ok(OwedTotal {
                         id: r.get(0)?,
                         total: r.get(1)?,
                         state: DeliveryState::from_code(code).map_or("unknown", DeliveryState::as_str).to_string(),
                         error: r.get(3)?,
+                        delivered_total: r.get(4)?,
+                        route: r.get(5)?,
+                        span: match span {
+                            (Some(a), Some(b)) => Some((UnixTime(a), UnixTime(b))),
+                            _ => None,
+                        },
                     })
                 })?
                 .collect::<Result<_, _>>()?;

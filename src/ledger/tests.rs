@@ -142,6 +142,13 @@ fn raising_a_total_respects_its_state() {
     assert_eq!(state("retry"), (DeliveryState::Retry, Some(7), 5000, 1), "its backoff kept");
     assert_eq!(state("sent"), (DeliveryState::Sent, Some(7), 5000, 1), "looked up when due");
     assert_eq!(state("rejected"), (DeliveryState::Rejected, Some(7), 5000, 1), "until `retry`");
+    // `status` shows what the platform holds (the total when last delivered) beside the ledger's.
+    let st = l.sink_status(10).unwrap();
+    let owed: std::collections::BTreeMap<&str, (i64, Option<i64>)> =
+        st[0].totals_owed.iter().map(|t| (t.id.as_str(), (t.total, t.delivered_total))).collect();
+    assert_eq!(owed["delivered"], (7, Some(5)), "delivered at 5, raised to 7");
+    assert_eq!(owed["retry"], (7, None), "never delivered");
+    assert_eq!(owed.len(), 4);
 }
 
 /// The plan writes go out in multi-row statements: over several full statements and a partial

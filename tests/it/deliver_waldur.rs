@@ -65,7 +65,7 @@ fn write_cfg_grace(site: &Site, url: &str, grace: &str) {
     let text = format!(
         "[delivery]\nretry_backoff = \"1s\"\nmax_backoff = \"1s\"\n\
          [sinks.waldur]\nurl = \"{url}\"\noffering_uuid = \"{OFFERING}\"\ntimeout_secs = 2\nrunning_slice = \"1s\"\ngrace = \"{grace}\"\n\
-         [sinks.waldur.components.cpu]\nunit_factor = 60\n[sinks.waldur.components.mem]\nunit_factor = 61440\n"
+         [sinks.waldur.components.cpu]\nunit_factor = 60\nmeasured_unit = \"Hours\"\n[sinks.waldur.components.mem]\nunit_factor = 61440\n"
     );
     std::fs::write(&site.cfg, text).unwrap();
 }
@@ -198,7 +198,12 @@ fn an_account_without_a_resource_waits_in_status_and_goes_once_it_exists() {
     assert!(status.contains("backlog:") && status.contains("has backend_id \"hpc_proj1\""), "{status}");
     let (per, _) = ledger_totals(&site);
     let cpu = per[&("hpc_proj1".to_string(), "2026-11".to_string(), "cpu".to_string())];
-    assert!(status.contains(&format!("owed: wd:waldur:2026-11:hpc_proj1|cpu exact total {cpu} (retry)")), "{status}");
+    assert!(
+        status.contains(&format!(
+            "owed: wd:waldur:2026-11:hpc_proj1|cpu: the platform has nothing set by slurm-ledger yet; the ledger 0.00 Hours (exact {cpu}): retry"
+        )),
+        "{status}"
+    );
     let (per, _) = expected(&site);
     let others: BTreeMap<_, _> =
         per.iter().filter(|(k, _)| k.0 != "hpc_proj1").map(|(k, v)| (k.clone(), v.clone())).collect();

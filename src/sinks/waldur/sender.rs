@@ -292,6 +292,17 @@ impl Sender for WaldurSender {
         }
     }
 
+    /// `12.34 k-Hours`: the amount Waldur gets for `total`, in the component's unit.
+    fn figure(&self, d: &Delivery, total: i64) -> Option<String> {
+        let route = Route::decode(d).ok()?;
+        let c = self.cfg.components.iter().find(|c| c.tres == route.tres)?;
+        let amount = cents_text(c.unit_factor.cents(total));
+        Some(match &c.measured_unit {
+            Some(unit) => format!("{amount} {unit}"),
+            None => format!("{amount} {} units", c.tres),
+        })
+    }
+
     fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {
         let r = match self.request(d) {
             Ok(r) => r,
