@@ -126,3 +126,39 @@ fn backfill_reads_in_windows_checks_staff_isolates_a_failed_month_and_resumes() 
     assert_eq!(waldur.writes(), writes);
     assert_eq!(waldur.usages(), per);
 }
+
+/// Reporting to Waldur asks Slurm nothing: `run` makes its one window poll whatever the number
+/// of accounts (the site agent makes one `sacct` per account), and `deliver` makes no Slurm call
+/// at all.
+#[test]
+fn reporting_to_waldur_adds_no_sacct_call() {
+    let site = empty_site();
+    let bin = site.cfg.parent().unwrap().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    fake_sacct(&bin);
+    let waldur = fake(&ACCOUNTS, FaultMix::default());
+    waldur.set_today(&today());
+    std::fs::write(
+        &site.cfg,
+        format!(
+            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\ninitial_lookback = \"30d\"\n\
+             [sinks.waldur]\nurl = \"{}\"\noffering_uuid = \"{OFFERING}\"\ntimeout_secs = 2\nrunning_slice = \"1s\"\n\
+             grace = \"3650d\"\n[sinks.waldur.components.cpu]\nunit_factor = 60\n",
+            bin.display(),
+            waldur.base_url()
+        ),
+    )
+    .unwrap();
+    waldur.set_staff(true);
+    let (code, out, err) = slurm_ledger(&site, &["run"]);
+    assert!(code == 0 || code == 3, "{out}\n{err}");
+    let log = || std::fs::read_to_string(bin.join("calls.log")).unwrap_or_default();
+    assert_eq!(polls(&bin).len(), 1, "one window poll for {} accounts:\n{}", ACCOUNTS.len(), log());
+    let (per, _) = expected(&site);
+    let cpu: std::collections::BTreeMap<_, _> = per.into_iter().filter(|(k, _)| k.2 == "cpu").collect();
+    assert_eq!(waldur.usages(), cpu, "{out}");
+    let before = log();
+    let (code, out, err) = slurm_ledger(&site, &["deliver"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(log(), before, "deliver called Slurm");
+}

@@ -17,7 +17,7 @@
 //! - `toy_consumer`: a consumer that is not a slice sink (each finished run recorded once), on the public interface, under kills.
 //! - `toy_totals`: a consumer of totals set on the far side (Waldur's shape): exact per account, unchanged totals not resent, under kills.
 //! - `odd_input`: what admins feed it: a state this reader does not know (shown, billed as not final), a layout without ElapsedRaw/Elapsed (derived or held), two rows of one run (the first kept), a layout without the node/CPU count columns (AllocTRES tells them) or without JobIDRaw (plain JobIDs key their runs, arrays and hets held).
-//! - `backfill`: `backfill` to the Waldur fake with a recorded-output sacct: windows, the staff check, a failed month isolated, resumed without redoing a month.
+//! - `backfill`: `backfill` to the Waldur fake with a recorded-output sacct: windows, the staff check, a failed month isolated, resumed without redoing a month; reporting to Waldur adds no sacct call.
 //! - `backlog`: a backlog beyond the old per-pass cap drains in one `deliver`; `status` shows it and its age until then.
 //! - `upgrade`: a ledger written by the schema-4 release (tests/fixtures/ledger-v4) upgraded: nothing lost, nothing billed again.
 //! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
