@@ -35,6 +35,17 @@ const BLOCK: usize = 64 * 1024;
 
 const USERS: u64 = 3_000;
 const ACCOUNTS: u64 = 400;
+
+/// Every Slurm account a synthetic day can bill (`acct000` …), as its rows write them.
+pub fn account_names() -> Vec<String> {
+    (0..ACCOUNTS)
+        .map(|a| {
+            let mut out = b"acct".to_vec();
+            push_pad(&mut out, a, 3);
+            String::from_utf8(out).expect("ascii")
+        })
+        .collect()
+}
 const NODES: u64 = 4_000;
 const CPU_PARTITIONS: [&str; 8] = ["compute", "compute", "compute", "compute", "long", "short", "bigmem", "debug"];
 const GPU_PARTITIONS: [&str; 2] = ["gpu", "gpu-a100"];
