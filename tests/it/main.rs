@@ -18,12 +18,16 @@
 //! - `odd_input`: what admins feed it: a state this reader does not know (shown, billed as not final), a layout without ElapsedRaw/Elapsed (derived or held), two rows of one run (the first kept), a layout without the node/CPU count columns (AllocTRES tells them) or without JobIDRaw (plain JobIDs key their runs, arrays and hets held).
 //! - `backlog`: a backlog beyond the old per-pass cap drains in one `deliver`; `status` shows it and its age until then.
 //! - `upgrade`: a ledger written by the schema-4 release (tests/fixtures/ledger-v4) upgraded: nothing lost, nothing billed again.
+//! - `chaos`: what the chaos tests share: the seeded job mix on the testbed, `sacct`'s view of it, the SIGKILL loop and the clean passes.
 //! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
+//! - `chaos_waldur`: the Waldur fake's month totals per resource, component and user under faults and SIGKILLed runs, over real jobs on the testbed: exact to the cent against the ledger and `sacct`, nothing posted twice.
 //! - `layers`: the module layering of src/ (each module uses only lower layers, no cycles); `scripts/deps` prints it.
 
 mod backlog;
 mod captures;
+mod chaos;
 mod chaos_activate;
+mod chaos_waldur;
 mod cli;
 mod collect_replay;
 mod common;
