@@ -18,6 +18,11 @@ pub(crate) const TOKEN: &str = "tok-3a7f-secret";
 pub(crate) const OFFERING: &str = "5d4e0f2a7c3b4e1d9a8b0c1d2e3f4a5b";
 
 pub(crate) fn fake(accounts: &[&str], mix: FaultMix) -> FakeWaldur {
+    FakeWaldur::start(config(accounts, mix))
+}
+
+/// The fake's config: a resource per account (its backend_id), cpu and mem usage components.
+pub fn config(accounts: &[&str], mix: FaultMix) -> WaldurConfig {
     let resources = accounts
         .iter()
         .enumerate()
@@ -29,7 +34,7 @@ pub(crate) fn fake(accounts: &[&str], mix: FaultMix) -> FakeWaldur {
             offering_uuid: OFFERING.into(),
         })
         .collect();
-    FakeWaldur::start(WaldurConfig {
+    WaldurConfig {
         offering: Offering {
             uuid: OFFERING.into(),
             name: "HPC".into(),
@@ -48,7 +53,7 @@ pub(crate) fn fake(accounts: &[&str], mix: FaultMix) -> FakeWaldur {
         today: "2026-11-25".into(),
         seed: 11,
         faults: mix,
-    })
+    }
 }
 
 /// A grace that keeps November 2026 (the recorded poll's month) open today, whatever today is.

@@ -20,13 +20,17 @@
 //! - `backfill`: `backfill` to the Waldur fake with a recorded-output sacct: windows, the staff check, a failed month isolated, resumed without redoing a month; reporting to Waldur adds no sacct call.
 //! - `backlog`: a backlog beyond the old per-pass cap drains in one `deliver`; `status` shows it and its age until then.
 //! - `upgrade`: a ledger written by the schema-4 release (tests/fixtures/ledger-v4) upgraded: nothing lost, nothing billed again.
+//! - `chaos`: what the chaos tests share: the seeded job mix on the testbed, `sacct`'s view of it, the SIGKILL loop and the clean passes.
 //! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
+//! - `chaos_waldur`: the Waldur fake's month totals per resource, component and user under faults and SIGKILLed runs, over real jobs on the testbed: exact to the cent against the ledger and `sacct`, nothing posted twice.
 //! - `layers`: the module layering of src/ (each module uses only lower layers, no cycles); `scripts/deps` prints it.
 
 mod backfill;
 mod backlog;
 mod captures;
+mod chaos;
 mod chaos_activate;
+mod chaos_waldur;
 mod cli;
 mod collect_replay;
 mod common;
