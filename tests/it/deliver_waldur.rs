@@ -57,7 +57,7 @@ pub fn config(accounts: &[&str], mix: FaultMix) -> WaldurConfig {
 }
 
 /// A grace that keeps November 2026 (the recorded poll's month) open today, whatever today is.
-fn open_grace() -> String {
+pub(crate) fn open_grace() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     format!("{}d", (now - 1_796_083_200).max(0) / 86_400 + 30) // 2026-12-01T00:00Z
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::fakes::waldur::{
     Accounting, Component, FakeWaldur, Fault, FaultKind, FaultMix, Offering, OfferingUser, Outcome, Resource,
-    ResourceState, WaldurConfig, WaldurRequest, WriteCounts, BACKFILL_REFUSAL, DEFAULT_PAGE_SIZE,
+    ResourceState, WaldurConfig, WaldurRequest, WriteCounts, BACKFILL_REFUSAL, DEFAULT_PAGE_SIZE, OIDC_TOKEN_PATH,
 };
 
 const TOKEN: &str = "tok-site-agent";
@@ -478,6 +478,62 @@ fn only_the_offerings_static_token_is_accepted() {
 
     let auth: Vec<bool> = f.requests().iter().map(|r| r.auth).collect();
     assert_eq!(auth, [false, false, true, true, true, true, true, true, true, true, false, true]);
+}
+
+/// The token endpoint answers as Keycloak's does for client credentials; its access tokens pass
+/// as `Bearer` until revoked; the static token keeps working.
+#[test]
+fn oidc_access_tokens_authenticate_as_bearer_until_revoked() {
+    let f = FakeWaldur::start(config());
+    // Before OIDC is enabled: no endpoint, and Bearer is not a scheme Waldur reads.
+    assert_eq!(send(&f, "POST", OIDC_TOKEN_PATH, None, None).unwrap().status, 404);
+    f.enable_oidc("ledger", "s3cret", 60);
+    let form = |body: &str| Some(("application/x-www-form-urlencoded", body.as_bytes().to_vec()));
+    let ask = |auth: Option<&str>, body: Option<(&str, Vec<u8>)>| {
+        let body = body.as_ref().map(|(ct, b)| (*ct, b.as_slice()));
+        send(&f, "POST", OIDC_TOKEN_PATH, auth, body).unwrap()
+    };
+    let oauth_error = |r: &Resp| r.json()["error"].as_str().unwrap_or_default().to_string();
+    let good = "grant_type=client_credentials&client_id=ledger&client_secret=s3cret";
+    let r = ask(None, form("grant_type=client_credentials&client_id=ledger&client_secret=wrong"));
+    assert_eq!((r.status, oauth_error(&r)), (401, "invalid_client".into()), "{}", r.text);
+    let r = ask(None, form("grant_type=client_credentials&client_id=other&client_secret=s3cret"));
+    assert_eq!((r.status, oauth_error(&r)), (401, "invalid_client".into()));
+    let r = ask(None, form("client_id=ledger&client_secret=s3cret"));
+    assert_eq!((r.status, oauth_error(&r)), (400, "invalid_request".into()));
+    let r = ask(None, Some(("application/json", good.as_bytes().to_vec())));
+    assert_eq!((r.status, oauth_error(&r)), (400, "invalid_request".into()));
+    let r = ask(None, form("grant_type=password&client_id=ledger&client_secret=s3cret"));
+    assert_eq!((r.status, oauth_error(&r)), (400, "unsupported_grant_type".into()));
+    assert_eq!(send(&f, "GET", OIDC_TOKEN_PATH, None, None).unwrap().status, 405);
+    assert_eq!(f.oidc_issued(), 0);
+
+    let r = ask(None, form(good));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!((body["token_type"].as_str(), body["expires_in"].as_u64()), (Some("Bearer"), Some(60)));
+    let post_token = body["access_token"].as_str().unwrap().to_string();
+    // client_secret_basic: base64("ledger:s3cret").
+    let r = ask(Some("Basic bGVkZ2VyOnMzY3JldA=="), form("grant_type=client_credentials"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let basic_token = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_ne!(post_token, basic_token);
+    assert_eq!(f.oidc_issued(), 2);
+
+    for t in [&post_token, &basic_token] {
+        assert_eq!(send(&f, "GET", RESOURCES, Some(&format!("Bearer {t}")), None).unwrap().status, 200);
+    }
+    let r = send(&f, "GET", RESOURCES, Some("Bearer not-issued"), None).unwrap();
+    assert_refused(&r, 401, "Invalid token.");
+    assert_eq!(r.header("WWW-Authenticate"), Some("Bearer"));
+    f.revoke_oidc_tokens();
+    assert_eq!(send(&f, "GET", RESOURCES, Some(&format!("Bearer {post_token}")), None).unwrap().status, 401);
+    assert_eq!(get(&f, RESOURCES).status, 200, "the static token still works");
+    // After 2 more requests, tokens issued so far are revoked; the second still passes.
+    let fresh = ask(None, form(good)).json()["access_token"].as_str().unwrap().to_string();
+    f.revoke_oidc_tokens_after(2);
+    let status = || send(&f, "GET", RESOURCES, Some(&format!("Bearer {fresh}")), None).unwrap().status;
+    assert_eq!([status(), status(), status()], [200, 200, 401]);
 }
 
 // ---------------------------------------------------------------------------------------------

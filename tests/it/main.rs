@@ -7,9 +7,10 @@
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
 //! - `kills`: the seeded die and quiet simulated kills the kill-and-fault tests share.
 //! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE, Waldur), enforcing their contracts; `fake_activate` tests them.
-//! - `fake_waldur`: the Waldur fake itself: token auth, set semantics, 2-decimal amounts, unknown component/resource, past periods for non-staff, pagination, faults.
+//! - `fake_waldur`: the Waldur fake itself: token auth, OIDC Bearer tokens from its token endpoint, set semantics, 2-decimal amounts, unknown component/resource, past periods for non-staff, pagination, faults.
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
 //! - `deliver_waldur`: `deliver` to the Waldur fake on the recorded poll: month totals per resource, component and user exact to the cent, nothing posted twice, faults, an account without a resource.
+//! - `waldur_oidc`: `deliver` to the Waldur fake with OIDC client credentials: exact totals, one token per pass, a revoked token renewed once on 401, a wrong secret named by its token URL and never shown, a readable secret file warned about.
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
 //! - `migrate_waldur`: the switch from waldur-site-agent's report mode: its example YAML → `[sinks.waldur]` fragments (snapshot) that pass `config check`; no secret of the YAML shown; bad input exits 2.
 //! - `testbed`: against the live Slurm 22.05 testbed (testbed/slurm-testbed.sh), when present.
@@ -51,3 +52,4 @@ mod testbed;
 mod toy_consumer;
 mod toy_totals;
 mod upgrade;
+mod waldur_oidc;

@@ -164,7 +164,10 @@ fn no_secret_of_the_yaml_appears_anywhere() {
         }
         if args[3..] == [SAMPLE] {
             assert!(out.contains("write the token (the YAML's waldur_api_token, not copied here)"), "{out}");
-            assert!(out.contains("oidc_client_secret: OIDC client credentials: not carried over yet"), "{out}");
+            assert!(
+                out.contains("oidc_client_secret: OIDC client credentials: not used, as waldur_api_token is set"),
+                "{out}"
+            );
         }
         if args.last() == Some(&broken.as_str()) {
             assert!(err.contains("is not valid YAML: line "), "{err}");
@@ -172,6 +175,38 @@ fn no_secret_of_the_yaml_appears_anywhere() {
     }
     let written = std::fs::read_to_string(dir.path().join("out.toml")).unwrap();
     assert!(SECRETS.iter().all(|s| !written.contains(s)), "{written}");
+}
+
+/// Without a token, the site agent's OIDC client credentials are carried over: the URL and the
+/// client id as they are, the secret never: the table names the file it goes into, which
+/// `config check` takes once the file is there.
+#[test]
+fn oidc_credentials_are_carried_over_and_the_secret_never_shown() {
+    const SECRET: &str = "oidc-RECOGNISABLE-42";
+    let dir = sample_copy(|t| {
+        t.replace(
+            "# oidc_token_url: \"\"",
+            "oidc_token_url: \"https://kc.example.org/realms/hpc/protocol/openid-connect/token\"",
+        )
+        .replace("# oidc_client_id: \"\"", "oidc_client_id: \"site-agent\"")
+        .replace("# oidc_client_secret: \"\"", &format!("oidc_client_secret: \"{SECRET}\""))
+    });
+    let args =
+        ["migrate", "waldur-site-agent", "--config", SAMPLE, "--offering", "Example SLURM Offering", "--out", "w.toml"];
+    let (code, out, err) = slurm_ledger(dir.path(), &args, &[]);
+    assert!([0, 3].contains(&code), "{code}\n{out}\n{err}");
+    let written = std::fs::read_to_string(dir.path().join("w.toml")).unwrap();
+    for text in [&out, &err, &written] {
+        assert!(!text.contains(SECRET), "{text}");
+    }
+    assert!(
+        written.contains("oidc_token_url = \"https://kc.example.org/realms/hpc/protocol/openid-connect/token\"")
+            && written.contains("oidc_client_id = \"site-agent\"")
+            && written.contains("oidc_client_secret_file = \"/etc/slurm-ledger/waldur-oidc.secret\"")
+            && !written.contains("token_file"),
+        "{written}"
+    );
+    assert!(written.contains("write the client secret (the YAML's oidc_client_secret, not copied here)"), "{written}");
 }
 
 #[test]

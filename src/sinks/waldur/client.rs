@@ -2,8 +2,12 @@
 //! the offering's resources, component usages (a month's total per resource and component),
 //! and component user usages (a user's part), each *set*, not added: the last value wins.
 //!
+//! Every request carries the [`Auth`] header; a 401 with OIDC credentials fetches a new access
+//! token and sends the request once more (a 401 means Waldur did not process it, so a write is
+//! safe to resend). A token endpoint that fails means nothing was sent: retry.
+//!
 //! Answers become outcomes here: 200/201 → delivered; 429 → retry after `Retry-After`; 401/403 →
-//! retry once the token is fixed; 408, 5xx, a timeout or a connection dropped after the request
+//! retry once the credentials are fixed; 408, 5xx, a timeout or a connection dropped after the request
 //! left → unknown (looked up before a resend); no connection → retry; any other 4xx → rejected
 //! with Waldur's message (a past month needs a staff token: the message says so).
 //!
@@ -17,8 +21,9 @@ use reqwest::{StatusCode, Url};
 use serde_json::{json, Value};
 
 use crate::delivery::consumer::Outcome;
-use crate::secret::Secret;
 use crate::sinks::http::{describe, error_message, retry_after, strip, transport_outcome};
+
+use super::auth::{Auth, AuthError};
 
 /// Items asked per page, and the most pages followed.
 const PAGE_SIZE: u32 = 100;
@@ -57,34 +62,60 @@ pub struct WaldurClient {
     http: Client,
     api: Url,
     offering: String,
-    token: Secret,
+    auth: Auth,
+}
+
+/// Why a request got no answer: no credentials (not sent), or the transport.
+enum SendError {
+    Auth(AuthError),
+    Transport(reqwest::Error),
 }
 
 impl WaldurClient {
     /// `api`: the API root, ending in `/api/`.
-    pub fn new(http: Client, api: &str, offering: &str, token: Secret) -> Result<Self, String> {
+    pub fn new(http: Client, api: &str, offering: &str, auth: Auth) -> Result<Self, String> {
         let api = Url::parse(api).map_err(|e| format!("Waldur url {api:?} is not a URL: {e}"))?;
         if api.cannot_be_a_base() {
             return Err(format!("Waldur url {api} cannot be a base URL; write it as https://host/api/"));
         }
-        Ok(Self { http, api, offering: offering.to_string(), token })
+        Ok(Self { http, api, offering: offering.to_string(), auth })
     }
 
     fn url(&self, path: &str) -> Url {
         self.api.join(path).expect("a relative path joins a base URL")
     }
 
-    fn auth(&self, req: RequestBuilder) -> RequestBuilder {
-        req.header(reqwest::header::AUTHORIZATION, format!("Token {}", self.token.expose()))
+    /// What to check when Waldur refuses the credentials.
+    pub fn auth_hint(&self) -> String {
+        self.auth.hint()
     }
 
-    /// The token's user: (username, is_staff), from `GET users/me/`.
+    /// Sends the request `build` makes with the credentials; after a 401, once more with renewed
+    /// ones (OIDC). `build` is called again for the resend.
+    fn send(&self, build: impl Fn() -> RequestBuilder) -> Result<Response, SendError> {
+        let header = self.auth.header().map_err(SendError::Auth)?;
+        let resp =
+            build().header(reqwest::header::AUTHORIZATION, header.clone()).send().map_err(SendError::Transport)?;
+        if resp.status() != StatusCode::UNAUTHORIZED || !self.auth.renew(&header) {
+            return Ok(resp);
+        }
+        tracing::info!("Waldur refused the access token (401): fetching a new one and sending again");
+        let header = self.auth.header().map_err(SendError::Auth)?;
+        build().header(reqwest::header::AUTHORIZATION, header).send().map_err(SendError::Transport)
+    }
+
+    /// A read's request, or the message of its failure.
+    fn get(&self, url: &Url, build: impl Fn() -> RequestBuilder) -> Result<Response, String> {
+        self.send(build).map_err(|e| match e {
+            SendError::Auth(e) => format!("GET {}: not sent: {e}", strip(url)),
+            SendError::Transport(e) => format!("GET {}: {}", strip(url), describe(&e)),
+        })
+    }
+
+    /// The credentials' user: (username, is_staff), from `GET users/me/`.
     pub fn me(&self) -> Result<(String, bool), String> {
         let url = self.url("users/me/");
-        let resp = self
-            .auth(self.http.get(url.clone()))
-            .send()
-            .map_err(|e| format!("GET {}: {}", strip(&url), describe(&e)))?;
+        let resp = self.get(&url, || self.http.get(url.clone()))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!("GET {} answered {status}: {}", strip(&url), error_message(resp)));
@@ -147,9 +178,12 @@ impl WaldurClient {
     }
 
     fn post(&self, url: Url, body: &Value) -> Outcome {
-        match self.auth(self.http.post(url.clone())).json(body).send() {
-            Ok(resp) => classify(resp, &url),
-            Err(e) => transport_outcome(&e),
+        match self.send(|| self.http.post(url.clone()).json(body)) {
+            Ok(resp) => classify(resp, &url, &self.auth),
+            Err(SendError::Transport(e)) => transport_outcome(&e),
+            Err(SendError::Auth(e)) => {
+                Outcome::Retry { reason: format!("POST {}: not sent: {e}", strip(&url)), after_secs: None }
+            }
         }
     }
 
@@ -160,13 +194,16 @@ impl WaldurClient {
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let Some(page) = next.take() else { return Ok(out) };
-            let mut req = self.auth(self.http.get(page.clone()));
-            if first {
-                let size = PAGE_SIZE.to_string();
-                req = req.query(query).query(&[("page_size", size.as_str())]);
-                first = false;
-            }
-            let resp = req.send().map_err(|e| format!("GET {}: {}", strip(&page), describe(&e)))?;
+            let size = PAGE_SIZE.to_string();
+            let resp = self.get(&page, || {
+                let req = self.http.get(page.clone());
+                if first {
+                    req.query(query).query(&[("page_size", size.as_str())])
+                } else {
+                    req
+                }
+            })?;
+            first = false;
             let status = resp.status();
             if !status.is_success() {
                 return Err(format!("GET {} answered {status}: {}", strip(&page), error_message(resp)));
@@ -212,7 +249,7 @@ fn link_next(resp: &Response) -> Option<Url> {
 }
 
 /// Maps an answer to a write to an outcome.
-fn classify(resp: Response, url: &Url) -> Outcome {
+fn classify(resp: Response, url: &Url, auth: &Auth) -> Outcome {
     let status = resp.status();
     if status.is_success() {
         return Outcome::Delivered { remote_id: None };
@@ -230,7 +267,8 @@ fn classify(resp: Response, url: &Url) -> Outcome {
         StatusCode::TOO_MANY_REQUESTS => Outcome::Retry { reason: format!("POST {at}: 429: {message}"), after_secs: after },
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Retry {
             reason: format!(
-                "POST {at}: {status}: Waldur refused the token ({message}); check SLURM_LEDGER_WALDUR_TOKEN / token_file"
+                "POST {at}: {status}: Waldur refused the credentials ({message}); {}",
+                auth.hint()
             ),
             after_secs: after,
         },

@@ -1,6 +1,8 @@
 //! `[sinks.waldur]`: the section as written, and its pure validation (every problem names its key
-//! and the fix). The token is never a config value: it comes from the environment or the file
-//! named by `token_file`, read when the sink is built.
+//! and the fix). No secret is a config value: the API token comes from the environment or the
+//! file named by `token_file`; with OIDC client credentials (`oidc_token_url`, `oidc_client_id`)
+//! the client secret comes from the environment or `oidc_client_secret_file`. Both are read when
+//! the sink is built. The two ways are exclusive: a `token_file` next to `oidc_*` keys is refused.
 //!
 //! Components follow waldur-site-agent's `backend_components`: the key is the Slurm TRES and the
 //! Waldur component type; `unit_factor` is how many TRES-minutes (memory: MiB-minutes) make one
@@ -22,6 +24,11 @@ pub const EXAMPLE: &str = r#"# [sinks.waldur]                        # Waldur mo
 # url = "https://waldur.example.org/api/"  # with or without /api/
 # offering_uuid = "d42a18b6b8ba4c2bb0591b3ff8fb181d"  # the offering whose resources' backend_id are Slurm accounts
 # token_file = "/etc/slurm-ledger/waldur.token"  # mode 0600; else env SLURM_LEDGER_WALDUR_TOKEN
+# # Or, instead of a token, OIDC client credentials (Bearer tokens from e.g. Keycloak; not with token_file):
+# # oidc_token_url = "https://keycloak.example.org/realms/hpc/protocol/openid-connect/token"
+# # oidc_client_id = "slurm-ledger"
+# # oidc_client_secret_file = "/etc/slurm-ledger/waldur-oidc.secret"  # mode 0600; else env SLURM_LEDGER_WALDUR_OIDC_SECRET
+# # oidc_scope = "openid"               # optional
 # basis = "allocated"                   # allocated (AllocTRES) or requested (ReqTRES, the site agent's)
 # timezone = "UTC"                      # billing months are cut in this zone (the site agent's `timezone`)
 # running_slice = "15m"                 # count running jobs once this much new time accrued
@@ -55,6 +62,10 @@ pub struct RawWaldur {
     pub url: Option<String>,
     pub offering_uuid: Option<String>,
     pub token_file: Option<String>,
+    pub oidc_token_url: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret_file: Option<String>,
+    pub oidc_scope: Option<String>,
     pub basis: Option<String>,
     pub timezone: Option<String>,
     pub running_slice: Option<String>,
@@ -84,6 +95,8 @@ pub struct WaldurSettings {
     pub api_url: String,
     pub offering_uuid: String,
     pub token_file: Option<PathBuf>,
+    /// OIDC client credentials instead of a token.
+    pub oidc: Option<OidcSettings>,
     pub basis: Basis,
     pub timezone: String,
     pub running_slice_secs: i64,
@@ -96,6 +109,16 @@ pub struct WaldurSettings {
     pub components: Vec<Component>,
     /// Slurm user → Waldur username, where they differ.
     pub users: BTreeMap<String, String>,
+}
+
+/// OIDC client credentials (RFC 6749 §4.4), validated. The secret is not here.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OidcSettings {
+    /// The token endpoint, http(s).
+    pub token_url: String,
+    pub client_id: String,
+    pub secret_file: Option<PathBuf>,
+    pub scope: Option<String>,
 }
 
 impl WaldurSettings {
@@ -157,6 +180,16 @@ pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
         Some(p)
     };
     let token_file = absolute(problems, "token_file", w.token_file);
+    let secret_file = absolute(problems, "oidc_client_secret_file", w.oidc_client_secret_file);
+    let oidc = oidc(problems, w.oidc_token_url, w.oidc_client_id, secret_file, w.oidc_scope);
+    if oidc.is_some() && token_file.is_some() {
+        push(
+            problems,
+            key("token_file"),
+            "is set with oidc_token_url: give one way to authenticate: remove token_file to use OIDC client \
+             credentials, or the oidc_* keys to use the token",
+        );
+    }
     let ca_bundle = absolute(problems, "ca_bundle", w.ca_bundle);
     let basis = validate_basis(problems, &key("basis"), w.basis);
     let timezone = validate_zone(problems, &key("timezone"), w.timezone);
@@ -187,6 +220,7 @@ pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
         api_url,
         offering_uuid,
         token_file,
+        oidc,
         basis,
         timezone,
         running_slice_secs,
@@ -197,6 +231,59 @@ pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
         components,
         users: w.users,
     }
+}
+
+/// The OIDC keys: `None` when none is given. `oidc_client_id` needs `oidc_token_url` and the
+/// other way round; the other keys need both.
+fn oidc(
+    problems: &mut Problems,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    secret_file: Option<PathBuf>,
+    scope: Option<String>,
+) -> Option<OidcSettings> {
+    let key = |k: &str| format!("{KEY}.{k}");
+    if token_url.is_none() && client_id.is_none() && secret_file.is_none() && scope.is_none() {
+        return None;
+    }
+    let token_url = match token_url.map(|u| u.trim().to_string()) {
+        Some(u) if is_http_url(&u) => u,
+        Some(u) => {
+            push(
+                problems,
+                key("oidc_token_url"),
+                format!(
+                    "{u:?} is not an http(s) URL; give the token endpoint, e.g. \
+                     \"https://keycloak.example.org/realms/REALM/protocol/openid-connect/token\""
+                ),
+            );
+            String::new()
+        }
+        None => {
+            push(
+                problems,
+                key("oidc_token_url"),
+                "is missing, but other oidc_* keys are set; give the OIDC token endpoint, or remove the oidc_* keys \
+                 to use a token",
+            );
+            String::new()
+        }
+    };
+    let client_id = match client_id.map(|c| c.trim().to_string()) {
+        Some(c) if !c.is_empty() => c,
+        _ => {
+            push(problems, key("oidc_client_id"), "is missing; give the OIDC client's id (with oidc_token_url)");
+            String::new()
+        }
+    };
+    let scope = scope.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    Some(OidcSettings { token_url, client_id, secret_file, scope })
+}
+
+/// `http://host…` or `https://host…`, without whitespace.
+fn is_http_url(u: &str) -> bool {
+    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) && !u.contains(char::is_whitespace)
 }
 
 /// The usage components; at least one is needed.
@@ -265,6 +352,66 @@ mod tests {
         // A host ending in letters of "api" is not mangled (the site agent's rstrip("/api") bug).
         assert_eq!(api_root("https://waldur.hpc-api"), "https://waldur.hpc-api/api/");
         assert_eq!(api_root("https://host/waldur/api//"), "https://host/waldur/api/");
+    }
+
+    fn problems(text: &str) -> (Vec<(String, String)>, WaldurSettings) {
+        let base =
+            format!("url = \"https://w.example.org/\"\noffering_uuid = \"{}\"\n", "d42a18b6b8ba4c2bb0591b3ff8fb181d");
+        let raw: RawWaldur = toml::from_str(&format!("{base}{text}\n[components.cpu]\n")).unwrap();
+        let mut problems = Problems::new();
+        let s = validate(raw, &mut problems);
+        (problems.iter().map(|p| (p.key.clone(), p.message.clone())).collect(), s)
+    }
+
+    #[test]
+    fn oidc_client_credentials_are_checked() {
+        let (p, s) = problems(
+            "oidc_token_url = \"https://kc.example.org/realms/hpc/protocol/openid-connect/token\"\n\
+             oidc_client_id = \"slurm-ledger\"\noidc_client_secret_file = \"/etc/slurm-ledger/oidc.secret\"\n\
+             oidc_scope = \"openid\"",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let o = s.oidc.unwrap();
+        assert_eq!(o.client_id, "slurm-ledger");
+        assert_eq!(o.secret_file.as_deref(), Some(std::path::Path::new("/etc/slurm-ledger/oidc.secret")));
+        assert_eq!(o.scope.as_deref(), Some("openid"));
+        assert_eq!(problems("").1.oidc, None, "no oidc key: token auth");
+
+        let has = |p: &[(String, String)], key: &str, words: &[&str]| {
+            p.iter().any(|(k, m)| k == key && words.iter().all(|w| m.contains(w)))
+        };
+        // Both ways at once.
+        let (p, _) = problems("token_file = \"/etc/t\"\noidc_token_url = \"https://kc/token\"\noidc_client_id = \"c\"");
+        assert!(has(&p, "sinks.waldur.token_file", &["remove token_file", "oidc_*"]), "{p:?}");
+        assert_eq!(p.len(), 1, "{p:?}");
+        // Not an http(s) URL; no client id.
+        for bad in ["ftp://kc/token", "kc.example.org/token", "https://", "https://kc/to ken"] {
+            let (p, _) = problems(&format!("oidc_token_url = {bad:?}"));
+            assert!(has(&p, "sinks.waldur.oidc_token_url", &["not an http(s) URL", "token endpoint"]), "{bad}: {p:?}");
+            assert!(has(&p, "sinks.waldur.oidc_client_id", &["is missing"]), "{bad}: {p:?}");
+        }
+        // A client id, or a secret file, without the token URL; a relative secret file.
+        let (p, _) = problems("oidc_client_id = \"c\"\noidc_client_secret_file = \"oidc.secret\"");
+        assert!(has(&p, "sinks.waldur.oidc_token_url", &["is missing", "token endpoint"]), "{p:?}");
+        assert!(has(&p, "sinks.waldur.oidc_client_secret_file", &["absolute path"]), "{p:?}");
+        let (p, _) = problems("oidc_token_url = \"http://kc:8080/token\"\noidc_client_id = \" \"");
+        assert_eq!(p.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["sinks.waldur.oidc_client_id"]);
+    }
+
+    /// The example's OIDC alternative (commented twice) validates in place of token_file.
+    #[test]
+    fn the_examples_oidc_alternative_validates() {
+        let text: String = EXAMPLE
+            .lines()
+            .filter(|l| !l.starts_with("# token_file"))
+            .map(|l| l.strip_prefix("# # ").filter(|k| k.starts_with("oidc_")).or_else(|| l.strip_prefix("# ")))
+            .fold(String::new(), |t, l| t + l.unwrap_or("") + "\n");
+        let table: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let raw: RawWaldur = table["sinks"]["waldur"].clone().try_into().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut problems = Problems::new();
+        let s = validate(raw, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}\n{text}");
+        assert_eq!(s.oidc.map(|o| o.client_id).as_deref(), Some("slurm-ledger"));
     }
 
     #[test]

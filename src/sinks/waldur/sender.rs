@@ -100,7 +100,7 @@ impl WaldurSender {
     }
 
     fn client(&self) -> Result<&WaldurClient, String> {
-        self.client.as_ref().ok_or_else(|| "the Waldur sink has no token loaded (dry run)".to_string())
+        self.client.as_ref().ok_or_else(|| "the Waldur sink has no credentials loaded (dry run)".to_string())
     }
 
     /// The resource of an account, from one listing of the offering per pass.
@@ -286,8 +286,9 @@ impl Sender for WaldurSender {
         match client.me()? {
             (_, true) => Ok(()),
             (user, false) => Err(format!(
-                "the Waldur token's user {user:?} is not staff, and Waldur takes usage for past months only from staff: \
-                 give the sink a staff user's token (SLURM_LEDGER_WALDUR_TOKEN or token_file) for the backfill"
+                "the Waldur credentials' user {user:?} is not staff, and Waldur takes usage for past months only from \
+                 staff: give the sink a staff user's token (SLURM_LEDGER_WALDUR_TOKEN or token_file), or an OIDC client \
+                 whose Waldur user is staff, for the backfill"
             )),
         }
     }

@@ -17,15 +17,18 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::amount::UnitFactor;
 use super::config::is_uuid;
-use super::ENV_TOKEN;
+use super::{ENV_OIDC_SECRET, ENV_TOKEN};
 
 /// Where the printed table expects the token (the site agent's `waldur_api_token`).
 pub const TOKEN_FILE: &str = "/etc/slurm-ledger/waldur.token";
+/// Where the printed table expects the OIDC client secret (the site agent's `oidc_client_secret`).
+pub const OIDC_SECRET_FILE: &str = "/etc/slurm-ledger/waldur-oidc.secret";
 
-/// Offering keys the sink does not take yet: OIDC client credentials. When `[sinks.waldur]` has
-/// them, carry these over instead.
-pub const NOT_YET: &[&str] = &["oidc_token_url", "oidc_client_id", "oidc_client_secret"];
-const NOT_YET_WHY: &str = "OIDC client credentials: not carried over yet: use a token (token_file)";
+/// The site agent's OIDC client credentials, used when `waldur_api_token` is blank.
+const OIDC_KEYS: &[&str] = &["oidc_token_url", "oidc_client_id", "oidc_client_secret"];
+const OIDC_UNUSED_TOKEN: &str =
+    "OIDC client credentials: not used, as waldur_api_token is set (the site agent uses OIDC only without a token)";
+const OIDC_UNUSED_NO_URL: &str = "OIDC client credentials: not used without oidc_token_url";
 
 const ALLOCATION_SYNC: &str =
     "allocation sync's (issue: allocation sync): keep the site agent's order_process and membership_sync modes for it";
@@ -181,7 +184,7 @@ impl Translation {
                 &mut out,
                 "#      order_process and membership_sync modes go on (slurm-ledger does not sync allocations);",
             );
-            push(&mut out, "#   2. the steps of each offering below (the token), and paste its table into the config;");
+            push(&mut out, "#   2. the steps of each offering below (the token or client secret), and paste its table into the config;");
             push(&mut out, "#   3. slurm-ledger config check, then slurm-ledger deliver --dry-run.");
             push(
                 &mut out,
@@ -511,6 +514,14 @@ fn offering(o: &Mapping, index: usize, g: &Globals<'_>) -> Result<Fragment, Refu
         return Err(refuse(why));
     }
 
+    // How the site agent authenticated: its token, else OIDC when oidc_token_url is set.
+    let token_given = o.get("waldur_api_token").is_some_and(|v| match v {
+        Value::Null => false,
+        Value::String(s) => !s.trim().is_empty(),
+        _ => true,
+    });
+    let oidc_url = if token_given { None } else { text_of(o, "oidc_token_url") };
+
     // Every other key of the offering.
     let mut cluster = None;
     for (k, v) in o {
@@ -523,7 +534,11 @@ fn offering(o: &Mapping, index: usize, g: &Globals<'_>) -> Result<Fragment, Refu
             | "reporting_backend"
             | "backend_type"
             | "backend_components" => {}
-            k if NOT_YET.contains(&k) => note(key, NOT_YET_WHY),
+            k if OIDC_KEYS.contains(&k) => match (token_given, &oidc_url) {
+                (false, Some(_)) => {}
+                (true, _) => note(key, OIDC_UNUSED_TOKEN),
+                (false, None) => note(key, OIDC_UNUSED_NO_URL),
+            },
             "username_management_backend"
             | "order_processing_backend"
             | "membership_sync_backend"
@@ -587,31 +602,53 @@ fn offering(o: &Mapping, index: usize, g: &Globals<'_>) -> Result<Fragment, Refu
         }
     }
 
-    // The token: never copied; the table points at the file it goes into.
-    let token_given = o.get("waldur_api_token").is_some_and(|v| match v {
-        Value::Null => false,
-        Value::String(s) => !s.trim().is_empty(),
-        _ => true,
-    });
-    let oidc = NOT_YET.iter().any(|k| text_of(o, k).is_some());
-    line(&format!("token_file = {}  # mode 0600; or env {ENV_TOKEN}", toml_str(TOKEN_FILE)));
-    steps.push(if token_given {
-        format!(
-            "write the token (the YAML's waldur_api_token, not copied here) to {TOKEN_FILE} (mode 0600), token_file = \
-             {}",
-            toml_str(TOKEN_FILE)
-        )
-    } else if oidc {
-        format!(
-            "the site agent authenticated with OIDC, which slurm-ledger does not take yet: write a Waldur API token of \
-             the offering's service provider to {TOKEN_FILE} (mode 0600)"
-        )
+    // The credentials: the token, or OIDC client credentials; a secret is never copied, the table
+    // points at the file it goes into.
+    if let Some(token_url) = &oidc_url {
+        if has_credentials(token_url) {
+            line("oidc_token_url = \"<fill in: the OIDC token endpoint>\"");
+            fill_in.push(
+                "oidc_token_url carries credentials (user:password@): not copied; write oidc_token_url without them"
+                    .into(),
+            );
+        } else {
+            line(&format!("oidc_token_url = {}", toml_str(token_url)));
+        }
+        match text_of(o, "oidc_client_id") {
+            Some(id) => line(&format!("oidc_client_id = {}", toml_str(&id))),
+            None => {
+                line("oidc_client_id = \"<fill in: the OIDC client id>\"");
+                fill_in.push("oidc_client_id is empty: give the OIDC client's id".into());
+            }
+        }
+        line(&format!(
+            "oidc_client_secret_file = {}  # mode 0600; or env {ENV_OIDC_SECRET}",
+            toml_str(OIDC_SECRET_FILE)
+        ));
+        steps.push(if text_of(o, "oidc_client_secret").is_some() {
+            format!(
+                "write the client secret (the YAML's oidc_client_secret, not copied here) to {OIDC_SECRET_FILE} \
+                 (mode 0600), oidc_client_secret_file = {}",
+                toml_str(OIDC_SECRET_FILE)
+            )
+        } else {
+            format!("oidc_client_secret is empty: write the OIDC client's secret to {OIDC_SECRET_FILE} (mode 0600)")
+        });
     } else {
-        format!(
-            "waldur_api_token is empty: write a Waldur API token of the offering's service provider to {TOKEN_FILE} \
-             (mode 0600)"
-        )
-    });
+        line(&format!("token_file = {}  # mode 0600; or env {ENV_TOKEN}", toml_str(TOKEN_FILE)));
+        steps.push(if token_given {
+            format!(
+                "write the token (the YAML's waldur_api_token, not copied here) to {TOKEN_FILE} (mode 0600), \
+                 token_file = {}",
+                toml_str(TOKEN_FILE)
+            )
+        } else {
+            format!(
+                "waldur_api_token is empty: write a Waldur API token of the offering's service provider to \
+                 {TOKEN_FILE} (mode 0600)"
+            )
+        });
+    }
 
     // basis: the site agent counted ReqTRES (contracts.md §2.2, §2.10).
     line("# The site agent counted ReqTRES × Elapsed (requested); kept, so that Waldur's totals go on as they");
@@ -858,7 +895,7 @@ mod tests {
         let f = &t.fragments[0];
         assert_eq!(f.cluster.as_deref(), Some("alpha"));
         let why = |key: &str| f.not_carried.iter().find(|n| n.key == key).map(|n| n.reason.as_str());
-        assert_eq!(why("oidc_client_secret"), Some(NOT_YET_WHY));
+        assert_eq!(why("oidc_client_secret"), Some(OIDC_UNUSED_TOKEN));
         assert_eq!(why("stomp_enabled"), Some(EVENTS));
         assert_eq!(why("polish"), Some(UNKNOWN));
         assert_eq!(why("backend_settings.ldap"), Some(ALLOCATION_SYNC));
@@ -866,6 +903,47 @@ mod tests {
         assert!(!out.contains("SECRET"), "{out}");
         assert!(out.contains("#   frobnicate: unknown to slurm-ledger; ignored"), "{out}");
         assert!(out.contains("[slurm] clusters = [\"alpha\"]"), "{out}");
+    }
+
+    #[test]
+    fn oidc_client_credentials_are_carried_over_without_the_secret() {
+        let oidc = "    oidc_token_url: \"https://kc.example.org/realms/hpc/protocol/openid-connect/token\"\n    \
+                    oidc_client_id: \"site-agent\"\n    oidc_client_secret: \"OIDC-SECRET-9\"\n";
+        let text = yaml("", oidc).replace("\"tok-SECRET-123\"", "\"\"");
+        let f = one(&text);
+        let s = validates(&f);
+        let o = s.oidc.as_ref().expect("oidc carried over");
+        assert_eq!(o.token_url, "https://kc.example.org/realms/hpc/protocol/openid-connect/token");
+        assert_eq!(o.client_id, "site-agent");
+        assert_eq!(o.secret_file.as_deref(), Some(std::path::Path::new(OIDC_SECRET_FILE)));
+        assert_eq!(s.token_file, None, "a token_file next to OIDC would be refused");
+        assert!(f.not_carried.iter().all(|n| !n.key.starts_with("oidc_")), "{:?}", f.not_carried);
+        assert_eq!(f.steps.len(), 1, "{:?}", f.steps);
+        assert!(f.steps[0].contains("write the client secret") && f.steps[0].contains("0600"), "{:?}", f.steps);
+        assert!(f.steps[0].contains(OIDC_SECRET_FILE), "{:?}", f.steps);
+        let out = translate(&text).unwrap().render("c.yaml", None);
+        assert!(!out.contains("OIDC-SECRET-9") && !out.contains("tok-SECRET"), "{out}");
+
+        // A token wins, as in the site agent: OIDC is not carried over, and said so.
+        let f = one(&yaml("", oidc));
+        let s = validates(&f);
+        assert_eq!((s.oidc, s.token_file.is_some()), (None, true));
+        let why = |key: &str| f.not_carried.iter().find(|n| n.key == key).map(|n| n.reason.as_str());
+        assert_eq!(why("oidc_token_url"), Some(OIDC_UNUSED_TOKEN));
+        let out = translate(&yaml("", oidc)).unwrap().render("c.yaml", None);
+        assert!(!out.contains("OIDC-SECRET-9") && !out.contains("tok-SECRET"), "{out}");
+
+        // No token and no token URL: a token is asked for; the client's keys are named.
+        let f = one(&text.replace("https://kc.example.org/realms/hpc/protocol/openid-connect/token", ""));
+        assert!(validates(&f).oidc.is_none());
+        assert!(f.steps[0].contains("waldur_api_token is empty"), "{:?}", f.steps);
+        let why = |key: &str| f.not_carried.iter().find(|n| n.key == key).map(|n| n.reason.as_str());
+        assert_eq!(why("oidc_client_secret"), Some(OIDC_UNUSED_NO_URL));
+
+        // No client id: a placeholder to fill in.
+        let f = one(&text.replace("\"site-agent\"", "\"\""));
+        assert!(f.table.contains("oidc_client_id = \"<fill in"), "{}", f.table);
+        assert_eq!(f.fill_in.len(), 1, "{:?}", f.fill_in);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! Checks, in this order (Django REST framework authenticates before it looks at the method):
 //! route (404) → `Authorization: Token <t>` (401 missing, not `Token`, or unknown token — DRF's
 //! `TokenAuthentication`; 403 for a known token of a user without a role on the offering,
-//! [`WaldurConfig::foreign_tokens`]) → method (405) → the object in the path (404) →
+//! [`WaldurConfig::foreign_tokens`]) or, once OIDC is enabled, `Authorization: Bearer <t>` of an
+//! access token the fake's OIDC endpoint issued, unexpired and not revoked (401 otherwise) →
+//! method (405) → the object in the path (404) →
 //! `Content-Type: application/json` (415) → JSON (400) → body and query (400, DRF's shape
 //! `{"field": ["message"]}`). What each write enforces, and where it comes from:
 //!
@@ -40,6 +42,20 @@
 //! Waldur's names (`OK`, `Erred`, `Terminated`, … — py-client's
 //! `MarketplaceProviderResourcesListStateItem`), repeated for several; anything else is 400.
 //!
+//! OIDC (contracts.md §2: the site agent's `oidc_token_url`, `oidc_client_id`,
+//! `oidc_client_secret`): [`FakeWaldur::enable_oidc`] opens a token endpoint on the same server at
+//! [`OIDC_TOKEN_PATH`], answering as Keycloak's `/protocol/openid-connect/token` does for one
+//! confidential client with the client-credentials grant (RFC 6749 §4.4): `POST`, form-encoded
+//! (else 400 `invalid_request`); `grant_type` present (400 `invalid_request`), the client by
+//! `client_id` + `client_secret` in the form (`client_secret_post`) or HTTP Basic
+//! (`client_secret_basic`), unknown client or wrong secret 401 `invalid_client` "Invalid client or
+//! Invalid client credentials"; `grant_type` other than `client_credentials` 400
+//! `unsupported_grant_type`. Success: `{access_token, expires_in, token_type: "Bearer", …}` with an
+//! opaque token valid for the configured `expires_in` seconds of real time, authenticating as the
+//! configured user. Tests expire every issued token at once with [`FakeWaldur::revoke_oidc_tokens`]
+//! (or after so many requests, [`FakeWaldur::revoke_oidc_tokens_after`]) and count token requests in [`FakeWaldur::requests`] (path [`OIDC_TOKEN_PATH`]). The token
+//! endpoint takes no faults.
+//!
 //! Faults (the ACTIVATE fake's [`Fault`] and [`FaultMix`]) are drawn only for requests that pass
 //! every check: writes take the scripted queue first, then the seeded random mix; reads take only
 //! the mix, and only with `FaultMix::on_get`. "Before" faults apply nothing; "After" faults apply
@@ -48,20 +64,25 @@
 //! Stricter than Waldur, on purpose (a client bug the real server would hide): a JSON number as
 //! `amount`/`usage` (DRF would coerce it; a float is not exact), unknown body fields and unknown
 //! query parameters (DRF ignores them: a misspelt filter would list everything) and a `user` URL
-//! of another username (Mastermind stores it) are 400. Not faked: `plan_period` (400 here), OIDC
-//! Bearer tokens, the single `set_user_usage`, the signed public API, the server's time zone
+//! of another username (Mastermind stores it) are 400. Not faked: `plan_period` (400 here), JWT
+//! access tokens (the fake's are opaque, checked against what it issued), OIDC discovery, scopes
+//! (`scope` is taken and ignored), the single `set_user_usage`, the signed public API, the server's time zone
 //! (the period is the month of `date` as written: send the first of the month at 00:00 in the
 //! offering's zone), TLS.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use jiff::civil::Date;
 use serde_json::{json, Map, Value};
 
 pub use super::activate::{Fault, FaultKind, FaultMix, Outcome};
-use super::http::{Reply, Request, Response, Server};
+use super::http::{percent_decode, Reply, Request, Response, Server};
+
+/// Where the fake's OIDC token endpoint listens (see [`FakeWaldur::enable_oidc`]).
+pub const OIDC_TOKEN_PATH: &str = "/oidc/token";
 
 /// Waldur's default page size (`REST_FRAMEWORK.PAGE_SIZE`).
 pub const DEFAULT_PAGE_SIZE: usize = 10;
@@ -310,6 +331,36 @@ impl FakeWaldur {
         r.unwrap_or_else(|| panic!("fake Waldur: no resource {backend_id:?}")).state = state;
     }
 
+    /// Opens the OIDC token endpoint ([`OIDC_TOKEN_PATH`]) for one confidential client; each
+    /// access token it issues authenticates as the configured user for `expires_in` seconds.
+    pub fn enable_oidc(&self, client_id: &str, secret: &str, expires_in: u64) {
+        self.shared.state().oidc = Some(OidcClient { id: client_id.into(), secret: secret.into(), expires_in });
+    }
+
+    /// The token endpoint's URL, `http://127.0.0.1:<port>/oidc/token`.
+    pub fn oidc_token_url(&self) -> String {
+        format!("{}{OIDC_TOKEN_PATH}", self.base_url())
+    }
+
+    /// How many access tokens were issued.
+    pub fn oidc_issued(&self) -> usize {
+        self.shared.state().issued.len()
+    }
+
+    /// Every access token issued so far stops working (expired or revoked): Waldur answers 401.
+    pub fn revoke_oidc_tokens(&self) {
+        for t in &mut self.shared.state().issued {
+            t.revoked = true;
+        }
+    }
+
+    /// After `n` more requests authenticated by an access token, every token issued so far is
+    /// revoked (the `n`-th still passes): a token that stops working in the middle of a pass.
+    pub fn revoke_oidc_tokens_after(&self, n: usize) {
+        assert!(n > 0, "fake Waldur: revoke after at least one request");
+        self.shared.state().revoke_after = Some(n);
+    }
+
     /// Closes the port now; connection threads end within tens of milliseconds. Also on drop.
     pub fn stop(&mut self) {
         self.server.stop();
@@ -372,6 +423,24 @@ struct State {
     mix: FaultMix,
     rng: u64,
     counts: BTreeMap<FaultKind, u64>,
+    oidc: Option<OidcClient>,
+    issued: Vec<Issued>,
+    /// Bearer-authenticated requests still passing before every issued token is revoked.
+    revoke_after: Option<usize>,
+}
+
+/// The one confidential client of the token endpoint.
+struct OidcClient {
+    id: String,
+    secret: String,
+    expires_in: u64,
+}
+
+/// An access token the token endpoint issued.
+struct Issued {
+    token: String,
+    expires: Instant,
+    revoked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -525,6 +594,9 @@ impl Shared {
 
     fn answer(&self, req: &Request) -> (Reply, Option<Fault>) {
         let now = |r: Response| Reply::Send { delay: Duration::ZERO, response: r };
+        if req.path() == OIDC_TOKEN_PATH && self.state().oidc.is_some() {
+            return (now(self.token_endpoint(req)), None);
+        }
         let ready = match self.check(req) {
             Ok(r) => r,
             Err(refusal) => return (now(refusal), None),
@@ -586,6 +658,24 @@ impl Shared {
         let h =
             req.header("Authorization").ok_or_else(|| unauthorized("Authentication credentials were not provided."))?;
         let (scheme, token) = h.split_once(' ').unwrap_or((h, ""));
+        let mut st = self.state();
+        if scheme == "Bearer" && st.oidc.is_some() {
+            let token = token.trim();
+            let valid = st.issued.iter().any(|t| t.token == token && !t.revoked && Instant::now() < t.expires);
+            return if valid {
+                if let Some(n) = st.revoke_after.as_mut() {
+                    *n -= 1;
+                    if *n == 0 {
+                        st.revoke_after = None;
+                        st.issued.iter_mut().for_each(|t| t.revoked = true);
+                    }
+                }
+                Ok(())
+            } else {
+                Err(detail(401, "Invalid token.").with_header("WWW-Authenticate", "Bearer"))
+            };
+        }
+        drop(st);
         if scheme != "Token" {
             return Err(unauthorized("Authentication credentials were not provided."));
         }
@@ -597,6 +687,66 @@ impl Shared {
         } else {
             Err(unauthorized("Invalid token."))
         }
+    }
+
+    /// Keycloak's token endpoint for the client-credentials grant (module doc).
+    fn token_endpoint(&self, req: &Request) -> Response {
+        let oauth = |status: u16, error: &str, description: &str| {
+            Response::json(status, &json!({ "error": error, "error_description": description }))
+        };
+        if req.method != "POST" {
+            return oauth(405, "invalid_request", "HTTP 405 Method Not Allowed").with_header("Allow", "POST");
+        }
+        let ct = req.header("Content-Type").unwrap_or("");
+        let form =
+            if ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+                decode_form(&req.body)
+            } else {
+                Some(Vec::new())
+            };
+        let Some(form) = form else { return oauth(400, "invalid_request", "Invalid form encoding") };
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let Some(grant) = field("grant_type") else {
+            return oauth(400, "invalid_request", "Missing form parameter: grant_type");
+        };
+        // client_secret_basic: base64(urlencode(id) ":" urlencode(secret)) (RFC 6749 §2.3.1).
+        let basic = req.header("Authorization").and_then(|h| h.strip_prefix("Basic ")).and_then(|b| {
+            let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+            let (id, secret) =
+                String::from_utf8(raw).ok()?.split_once(':').map(|(a, b)| (a.to_string(), b.to_string()))?;
+            Some((percent_decode(&id, true)?, percent_decode(&secret, true)?))
+        });
+        let (id, secret) = match basic {
+            Some((id, secret)) => (Some(id), Some(secret)),
+            None => (field("client_id").map(str::to_string), field("client_secret").map(str::to_string)),
+        };
+        let mut st = self.state();
+        let client = st.oidc.as_ref().expect("checked by the caller");
+        if id.as_deref() != Some(client.id.as_str()) || secret.as_deref() != Some(client.secret.as_str()) {
+            return oauth(401, "invalid_client", "Invalid client or Invalid client credentials");
+        }
+        if grant != "client_credentials" {
+            return oauth(400, "unsupported_grant_type", "Unsupported grant_type");
+        }
+        let expires_in = client.expires_in;
+        let n = st.issued.len() + 1;
+        let token = format!("at-{:08x}-{n:06}", self.cfg.seed as u32);
+        st.issued.push(Issued {
+            token: token.clone(),
+            expires: Instant::now() + Duration::from_secs(expires_in),
+            revoked: false,
+        });
+        Response::json(
+            200,
+            &json!({
+                "access_token": token,
+                "expires_in": expires_in,
+                "refresh_expires_in": 0,
+                "token_type": "Bearer",
+                "not-before-policy": 0,
+                "scope": "profile email",
+            }),
+        )
     }
 
     fn draw(&self, is_write: bool) -> Option<Fault> {
@@ -623,6 +773,19 @@ impl Shared {
         }
         fault
     }
+}
+
+/// `application/x-www-form-urlencoded` pairs; `None` when undecodable.
+fn decode_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            Some((percent_decode(k, true)?, percent_decode(v, true)?))
+        })
+        .collect()
 }
 
 fn json_body(req: &Request) -> Result<Map<String, Value>, Response> {
