@@ -29,11 +29,15 @@ pub struct Route<'a> {
 }
 
 impl<'a> Route<'a> {
+    /// `account␟month␟tres[␟user]` (built by hand: a day's planning makes millions).
     fn encode(&self) -> String {
-        let mut r = format!("{}\u{1f}{}\u{1f}{}", self.account, self.month, self.tres);
-        if let Some(u) = self.user {
-            r.push('\u{1f}');
-            r.push_str(u);
+        let user = self.user.map_or(0, |u| u.len() + 1);
+        let mut r = String::with_capacity(self.account.len() + self.month.len() + self.tres.len() + 2 + user);
+        for (i, part) in [self.account, self.month, self.tres].into_iter().chain(self.user).enumerate() {
+            if i > 0 {
+                r.push('\u{1f}');
+            }
+            r.push_str(part);
         }
         r
     }
@@ -54,7 +58,12 @@ impl<'a> Route<'a> {
 
     /// The item's id: `wd:{sink}:{month}:{account}|{tres}` (`|{user}` for a user's part).
     fn id(&self, sink: &str) -> String {
-        let mut id = format!("wd:{sink}:{}:{}|{}", self.month, self.account, self.tres);
+        let user = self.user.map_or(0, |u| u.len() + 1);
+        let mut id =
+            String::with_capacity(6 + sink.len() + self.month.len() + self.account.len() + self.tres.len() + user);
+        for part in ["wd:", sink, ":", self.month, ":", self.account, "|", self.tres] {
+            id.push_str(part);
+        }
         if let Some(u) = self.user {
             id.push('|');
             id.push_str(u);
@@ -68,6 +77,9 @@ pub struct WaldurPlanner {
     sink: String,
     cfg: WaldurSettings,
     counting: Counting,
+    /// The last month labelled: (its first second, its label); nearly every run of a pass is
+    /// in the same month, and labelling is a time-zone conversion and a format.
+    last_month: std::sync::Mutex<Option<(i64, String)>>,
 }
 
 impl WaldurPlanner {
@@ -79,12 +91,25 @@ impl WaldurPlanner {
             min_running_secs: cfg.running_slice_secs,
             allow_decrease: cfg.allow_decrease,
         };
-        Ok(Self { sink: sink.to_string(), cfg, counting })
+        Ok(Self { sink: sink.to_string(), cfg, counting, last_month: std::sync::Mutex::new(None) })
     }
 
     /// The month label (`YYYY-MM`) of an instant, in the sink's zone.
     pub fn month(&self, t: UnixTime) -> String {
         self.counting.calendar.label(t)
+    }
+
+    /// [`WaldurPlanner::month`] of a piece's first second (a month's start), remembered.
+    fn month_of_piece(&self, start: UnixTime) -> String {
+        let mut last = self.last_month.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((at, label)) if *at == start.0 => label.clone(),
+            _ => {
+                let label = self.month(start);
+                *last = Some((start.0, label.clone()));
+                label
+            }
+        }
     }
 }
 
@@ -114,7 +139,7 @@ impl Planner for WaldurPlanner {
         }
         let mut items = Vec::with_capacity(pieces.len() * counts.len() * 2);
         for p in &pieces {
-            let month = self.month(p.period.0);
+            let month = self.month_of_piece(p.period.0);
             for (tres, n) in &counts {
                 for user in [None, Some(job.user.as_str())] {
                     let route = Route { account: &job.account, month: &month, tres, user };
