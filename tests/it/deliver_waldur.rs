@@ -143,12 +143,12 @@ fn totals_per_resource_month_component_and_user_are_exact_and_not_posted_again()
     assert!(!per.is_empty() && per.keys().all(|k| ACCOUNTS.contains(&k.0.as_str())), "{per:?}");
     assert_eq!(fake.usages(), per);
     assert_eq!(fake.user_usages(), users);
-    // Waldur is read once per resource and month (its totals again after each component's was
-    // set, for its uuid), not once per item: a read per item made a 1M-job day's cycle 3 times
-    // slower.
+    // Waldur is read once per resource and month (its totals again once they were set, for
+    // their uuids: a batch sends its totals before its users' parts), not once per item: a read
+    // per item made a 1M-job day's cycle 3 times slower.
     let reads = |path: &str| fake.requests().iter().filter(|r| r.method == "GET" && r.path.ends_with(path)).count();
     assert_eq!(reads("/marketplace-component-user-usages/"), ACCOUNTS.len(), "{out}");
-    assert_eq!(reads("/marketplace-component-usages/"), (1 + 2) * ACCOUNTS.len(), "{out}");
+    assert_eq!(reads("/marketplace-component-usages/"), 2 * ACCOUNTS.len(), "{out}");
     let writes = fake.writes();
     let (code, out, _) = slurm_ledger(&site, &["deliver"]);
     assert_eq!(code, 0, "{out}");
@@ -233,4 +233,26 @@ fn a_month_past_its_grace_is_not_reported_and_says_how() {
     let (code, out, _) = slurm_ledger(&site, &["deliver"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(fake.usages(), expected(&site).0);
+}
+
+/// A user's part links the offering user of that username when Waldur lists one (as the site
+/// agent sends it), and goes by username alone otherwise.
+#[test]
+fn a_users_part_links_its_offering_user_when_waldur_has_one() {
+    let site = site();
+    let url = "https://waldur.example.org/api/marketplace-offering-users/0c1d2e3f4a5b46c7d8e9f0a1b2c3d4e5/";
+    let mut cfg = config(&ACCOUNTS, FaultMix::default());
+    cfg.offering_users = vec![crate::fakes::waldur::OfferingUser { username: "alice".into(), url: url.into() }];
+    let fake = FakeWaldur::start(cfg);
+    write_cfg(&site, &fake.base_url());
+    let (code, out, err) = slurm_ledger(&site, &["deliver"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let parts: Vec<String> =
+        fake.requests().into_iter().filter(|r| r.path.ends_with("/set_user_usages/")).map(|r| r.body).collect();
+    let (alice, others): (Vec<&String>, Vec<&String>) =
+        parts.iter().partition(|b| b.contains("\"username\":\"alice\""));
+    assert!(!alice.is_empty() && !others.is_empty(), "{parts:?}");
+    assert!(alice.iter().all(|b| b.contains(&format!("\"user\":\"{url}\""))), "{alice:?}");
+    assert!(others.iter().all(|b| !b.contains("\"user\"")), "{others:?}");
+    assert_eq!(fake.user_usages(), expected(&site).1);
 }

@@ -88,7 +88,10 @@ fn a_token_revoked_mid_pass_is_renewed_once_and_delivery_goes_on() {
     assert_eq!(fake.usages(), per);
     assert_eq!(fake.user_usages(), users);
     let refused = fake.requests().iter().filter(|r| r.outcome == Outcome::Status(401)).count();
-    assert_eq!((refused, token_requests(&fake)), (1, 2), "one 401, then one new token:\n{err}");
+    // Each request in flight with the revoked token is refused once (up to 4 go at once); one
+    // new token serves them all.
+    assert!((1..=4).contains(&refused), "{refused} refused:\n{err}");
+    assert_eq!(token_requests(&fake), 2, "one new token:\n{err}");
     // A write refused for its token was sent again, not lost or doubled.
     assert!(err.contains("fetching a new one"), "{err}");
 }

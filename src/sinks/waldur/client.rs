@@ -171,8 +171,32 @@ impl WaldurClient {
     }
 
     /// Sets one user's part of a component usage.
-    pub fn set_user_usage(&self, component_usage: &str, username: &str, usage: &str, date: &str) -> Outcome {
-        let body = json!({"usages": [{"username": username, "usage": usage, "date": date}]});
+    /// The offering's users in state OK: username → the offering user's URL (what a user's part
+    /// links to, as the site agent sends it).
+    pub fn offering_users(&self) -> Result<HashMap<String, String>, String> {
+        let url = self.url("marketplace-offering-users/");
+        let items = self.list(url, &[("offering_uuid", self.offering.as_str()), ("state", "OK")])?;
+        Ok(items
+            .iter()
+            .map(|u| (text(u, "username"), text(u, "url")))
+            .filter(|(name, url)| !name.is_empty() && !url.is_empty())
+            .collect())
+    }
+
+    /// Sets a user's part of a component usage; `user`: the offering user's URL, when known.
+    pub fn set_user_usage(
+        &self,
+        component_usage: &str,
+        username: &str,
+        user: Option<&str>,
+        usage: &str,
+        date: &str,
+    ) -> Outcome {
+        let mut part = json!({"username": username, "usage": usage, "date": date});
+        if let Some(url) = user {
+            part["user"] = json!(url);
+        }
+        let body = json!({"usages": [part]});
         let path = format!("marketplace-component-usages/{component_usage}/set_user_usages/");
         self.post(self.url(&path), &body)
     }

@@ -17,6 +17,10 @@ use super::client::{Resource, Stored, WaldurClient};
 use super::config::WaldurSettings;
 use super::planner::Route;
 
+/// Requests in flight at once within a batch: Waldur is usually far away (tens of ms a round
+/// trip), and a busy month has thousands of totals to set one request each.
+const IN_FLIGHT: usize = 4;
+
 /// Waldur's [`Sender`].
 pub struct WaldurSender {
     cfg: WaldurSettings,
@@ -29,6 +33,9 @@ pub struct WaldurSender {
     /// the total was set this pass.
     totals: Mutex<HashMap<ResourceMonth, HashMap<String, Stored>>>,
     parts: Mutex<HashMap<ResourceMonth, UserParts>>,
+    /// The offering's users (username → URL), read once per pass: a user's part links to its
+    /// offering user when Waldur has one (`None` inside: the list could not be read).
+    offering_users: Mutex<Option<Option<HashMap<String, String>>>>,
     /// When this pass started sending (the grace of a month is judged against it).
     now: Mutex<Option<UnixTime>>,
     /// Months starting at or after this are open whatever their age (a backfill's).
@@ -60,6 +67,7 @@ impl WaldurSender {
             resources: Mutex::new(None),
             totals: Mutex::default(),
             parts: Mutex::default(),
+            offering_users: Mutex::new(None),
             now: Mutex::new(None),
             reopened: Mutex::new(None),
         }
@@ -145,18 +153,20 @@ impl WaldurSender {
     }
 
     /// Waldur's total of a component for a resource and period, from this pass's read of the
-    /// resource's totals (`fresh`: read them again first).
+    /// resource's totals (`again`: read them again if that read did not have it; it may have
+    /// been set since).
     fn total(
         &self,
         client: &WaldurClient,
         resource: &str,
         period: &str,
         tres: &str,
-        fresh: bool,
+        again: bool,
     ) -> Result<Option<Stored>, String> {
         let mut cache = self.totals.lock().unwrap_or_else(|p| p.into_inner());
         let key = (resource.to_string(), period.to_string());
-        if fresh || !cache.contains_key(&key) {
+        let missing = cache.get(&key).map(|m| !m.contains_key(tres));
+        if missing.is_none() || (again && missing == Some(true)) {
             cache.insert(key.clone(), client.component_usages(resource, period)?);
         }
         Ok(cache.get(&key).and_then(|m| m.get(tres)).cloned())
@@ -177,6 +187,21 @@ impl WaldurSender {
             cache.insert(key.clone(), client.user_usages(resource, period)?);
         }
         Ok(cache.get(&key).and_then(|m| m.get(&(tres.to_string(), username.to_string()))).cloned())
+    }
+
+    /// The URL of the offering user with this username, if Waldur lists one. The list is read
+    /// once per pass; when it cannot be read the part goes without the link (the site agent's
+    /// "if known"), and the failure is logged once.
+    fn offering_user(&self, client: &WaldurClient, username: &str) -> Option<String> {
+        let mut cache = self.offering_users.lock().unwrap_or_else(|p| p.into_inner());
+        let users = cache.get_or_insert_with(|| match client.offering_users() {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the Waldur offering's users: users' parts go without the link to them");
+                None
+            }
+        });
+        users.as_ref().and_then(|u| u.get(username)).cloned()
     }
 }
 
@@ -221,11 +246,7 @@ impl Sender for WaldurSender {
             None => client.set_usage(&resource.uuid, r.route.tres, &amount, &r.date),
             Some(user) => {
                 // The total's uuid: as read this pass, or read again (it may have been set since).
-                let known = self.total(client, &resource.uuid, &r.period, r.route.tres, false);
-                let total = match known.and_then(|t| match t {
-                    Some(t) => Ok(Some(t)),
-                    None => self.total(client, &resource.uuid, &r.period, r.route.tres, true),
-                }) {
+                let total = match self.total(client, &resource.uuid, &r.period, r.route.tres, true) {
                     Ok(Some(t)) => t,
                     Ok(None) => {
                         return Outcome::Retry {
@@ -238,7 +259,9 @@ impl Sender for WaldurSender {
                     }
                     Err(reason) => return Outcome::Retry { reason, after_secs: None },
                 };
-                client.set_user_usage(&total.uuid, self.cfg.username(user), &amount, &r.date)
+                let username = self.cfg.username(user);
+                let url = self.offering_user(client, username);
+                client.set_user_usage(&total.uuid, username, url.as_deref(), &amount, &r.date)
             }
         }
     }
@@ -269,6 +292,7 @@ impl Sender for WaldurSender {
         *self.resources.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.totals.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.parts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.offering_users.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *self.now.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
     }
 
@@ -291,6 +315,34 @@ impl Sender for WaldurSender {
                  whose Waldur user is staff, for the backfill"
             )),
         }
+    }
+
+    /// The batch's totals first, then its users' parts (a part needs its total's uuid), each
+    /// with up to [`IN_FLIGHT`] requests at once. Outcomes come back in the items' order.
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
+        let is_part = |d: &Delivery| Route::decode(d).is_ok_and(|r| r.user.is_some());
+        let out: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+        for parts in [false, true] {
+            let todo: Vec<usize> = (0..items.len()).filter(|&i| is_part(items[i].0) == parts).collect();
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..IN_FLIGHT.min(todo.len()) {
+                    scope.spawn(|| loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = todo.get(k) else { break };
+                        let outcome = self.send(items[i].0, items[i].1);
+                        out.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
+                    });
+                }
+            });
+        }
+        out.into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(Outcome::Unknown { reason: "the send's outcome was lost (its thread stopped)".into() })
+            })
+            .collect()
     }
 
     /// Totals go one request each, so a batch bounds only the transactions around them (two

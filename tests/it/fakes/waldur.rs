@@ -34,6 +34,9 @@
 //!   offering user with that `username`; `date`, if given, obeys the rules above and lies in the
 //!   component usage's period. Set semantics per (component usage, username).
 //!
+//! - `GET marketplace-offering-users/` (`offering_uuid`, `state`, `username`): the configured
+//!   offering users, each `OK`, for linking a user's part (`user`) as the site agent does.
+//!
 //! Values are stored as Waldur's `DecimalField(decimal_places=2)` stores them and lists return
 //! them: `"5"` → `"5.00"`. Lists are paginated as Waldur's DRF does: the body is the JSON array
 //! of one page, `page_size` 10 unless asked, `Link: <…>; rel="first"/"prev"/"next"/"last"`
@@ -502,6 +505,7 @@ enum Route {
     Usages,
     SetUserUsages(String),
     UserUsages,
+    OfferingUsers,
     Me,
 }
 
@@ -524,6 +528,7 @@ fn route(path: &str) -> Option<Route> {
         ["marketplace-component-usages"] => Route::Usages,
         ["marketplace-component-usages", uuid, "set_user_usages"] => Route::SetUserUsages(uuid.into()),
         ["marketplace-component-user-usages"] => Route::UserUsages,
+        ["marketplace-offering-users"] => Route::OfferingUsers,
         ["users", "me"] => Route::Me,
         _ => return None,
     })
@@ -639,6 +644,7 @@ impl Shared {
             Route::Resources => self.list_resources(req).map(Ready::Read),
             Route::Usages => self.list_usages(req).map(Ready::Read),
             Route::UserUsages => self.list_user_usages(req).map(Ready::Read),
+            Route::OfferingUsers => self.list_offering_users(req).map(Ready::Read),
             Route::Me => Ok(Ready::Read(self.me())),
             Route::SetUsage => {
                 let body = json_body(req)?;
@@ -906,6 +912,34 @@ impl Shared {
         drop(st);
         rows.sort_by_key(|(seq, _)| *seq);
         self.page(req, &q, rows.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The offering's users (`GET marketplace-offering-users/`): every one is `OK` here.
+    fn list_offering_users(&self, req: &Request) -> Result<Response, Response> {
+        let q = Query::parse(req, &["offering_uuid", "state", "username"])?;
+        let offerings = q.uuids("offering_uuid")?;
+        let username = q.last("username");
+        let states: Vec<&str> = q.all("state");
+        if let Some(bad) = states.iter().find(|s| !["OK", "Requested", "Creating", "Deleting", "Deleted"].contains(s)) {
+            return Err(invalid(
+                "state",
+                &format!("Select a valid choice. {bad} is not one of the available choices."),
+            ));
+        }
+        let rows = self
+            .cfg
+            .offering_users
+            .iter()
+            .filter(|_| offerings.is_empty() || offerings.contains(&self.cfg.offering.uuid))
+            .filter(|_| states.is_empty() || states.contains(&"OK"))
+            .filter(|u| username.map_or(true, |n| n == u.username))
+            .map(|u| {
+                let uuid = u.url.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+                json!({"uuid": uuid, "url": u.url, "username": u.username, "state": "OK",
+                       "offering_uuid": self.cfg.offering.uuid})
+            })
+            .collect();
+        self.page(req, &q, rows)
     }
 
     /// One page of `rows` (after `field=` selection), as Waldur's link-header pagination.
