@@ -15,3 +15,5 @@ CREATE TABLE backfill (
 -- as the ledger knows (`status` shows it beside the ledger's total). NULL: never delivered, or
 -- not a total.
 ALTER TABLE outbox ADD COLUMN delivered_total INTEGER;
+-- Totals delivered before this version: what they hold now is what was delivered.
+UPDATE outbox SET delivered_total = total WHERE state = 3 AND total IS NOT NULL;

@@ -1,7 +1,9 @@
 //! One collect: the Slurm source's records into the ledger, for one cluster.
 //!
 //! Window: from the cluster's cursor minus a safety overlap (records reach slurmdbd late when
-//! it was down), or from an explicit `--since`, to `now`. The records stream from sacct into
+//! it was down), or from an explicit `--since`, to `now`; a window longer than `[slurm]
+//! max_query_time_range` (slurmdbd refuses longer ones when its MaxQueryTimeRange is set) is read
+//! in consecutive windows, the cursor moving after each. The records stream from sacct into
 //! the ledger in chunked transactions (bounded memory; a crash loses at most one chunk, which
 //! the next collect re-reads idempotently). The cursor moves to `now` only when sacct exited
 //! cleanly, in the same transaction as the last chunk, and only when the window started at or
@@ -68,6 +70,10 @@ pub enum Since {
 pub struct WindowPolicy {
     pub overlap_secs: i64,
     pub initial_lookback_secs: i64,
+    /// The longest window one sacct call asks for (slurmdbd's `MaxQueryTimeRange`); a longer
+    /// one (a first collect, `--lookback`, a cursor left behind while collection was stopped)
+    /// is read in consecutive windows, the cursor moving after each. 0: never split.
+    pub max_window_secs: i64,
 }
 
 /// Counts of one ingest.
@@ -172,7 +178,16 @@ pub fn collect_cluster(
     let cursor = ledger.cursor(cluster)?;
     let window = window_for(cursor, since, now, policy);
     let cursor_kept = cursor.filter(|c| window.start > *c);
-    let (counts, open_seen) = poll_window(source, info, ledger, cluster, window, cursor_kept.is_none(), now)?;
+    let (mut counts, mut open_seen) = (Counts::default(), OpenSeen::new());
+    let step = if policy.max_window_secs > 0 { policy.max_window_secs } else { i64::MAX };
+    let mut start = window.start;
+    while start < window.end {
+        let part = Window { start, end: UnixTime(start.0.saturating_add(step).min(window.end.0)) };
+        let (c, seen) = poll_window(source, info, ledger, cluster, part, cursor_kept.is_none(), now)?;
+        counts.add(&c);
+        open_seen.extend(seen);
+        start = part.end;
+    }
     let settled = settle_open_runs(source, info, ledger, cluster, &open_seen, now)?;
     Ok(CollectReport {
         cluster: cluster.clone(),

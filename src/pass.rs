@@ -174,8 +174,11 @@ pub fn collect_all(
             }
         }
     };
-    let policy =
-        WindowPolicy { overlap_secs: plan.slurm.overlap_secs, initial_lookback_secs: plan.slurm.initial_lookback_secs };
+    let policy = WindowPolicy {
+        overlap_secs: plan.slurm.overlap_secs,
+        initial_lookback_secs: plan.slurm.initial_lookback_secs,
+        max_window_secs: plan.slurm.max_query_range_secs,
+    };
     let mut out = Vec::with_capacity(clusters.len());
     for cluster in clusters {
         let unknown = known.as_ref().filter(|k| !k.iter().any(|c| c == cluster.as_str()));

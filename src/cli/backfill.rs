@@ -16,7 +16,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::collect::collect_window;
-use crate::delivery::consumer::Consumer;
+use crate::delivery::consumer::{Consumer, ReopenError};
+use crate::delivery::engine;
 use crate::ledger::Ledger;
 use crate::model::{ClusterName, UnixTime};
 use crate::pass::{self, PassLimits};
@@ -114,11 +115,11 @@ fn months(from: &str, to: Option<&str>, now: UnixTime) -> anyhow::Result<Vec<Mon
     Ok(out)
 }
 
-/// The windows reading `month` (the first widened back and the last forward by [`ZONE_SLACK`]),
-/// each at most `max` long, none reaching past `now`.
-fn windows(month: &Month, first: bool, last: bool, max: i64, now: UnixTime) -> Vec<Window> {
-    let start = if first { month.start.0 - ZONE_SLACK } else { month.start.0 };
-    let end = if last { month.end.0 + ZONE_SLACK } else { month.end.0 }.min(now.0);
+/// The windows reading `month`, widened by [`ZONE_SLACK`] at both ends (a sink's month in its own
+/// zone is then read whole, whatever the zone), each at most `max` long, none past `now`.
+fn windows(month: &Month, max: i64, now: UnixTime) -> Vec<Window> {
+    let start = month.start.0 - ZONE_SLACK;
+    let end = (month.end.0 + ZONE_SLACK).min(now.0);
     let mut out = Vec::new();
     let mut t = start;
     while t < end {
@@ -143,7 +144,7 @@ pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
     let months = months(&a.from, a.to.as_deref(), now)?;
     let max = match &a.window {
         Some(w) => match crate::validate::parse_duration_secs(w) {
-            Ok(n) if n >= 60 => n,
+            Ok(n) if n >= 3600 => n,
             Ok(n) => return Err(UsageError(format!("--window {w}: {n} s is too short; use 1h or more")).into()),
             Err(e) => return Err(UsageError(format!("--window {w}: {e}")).into()),
         },
@@ -155,9 +156,15 @@ pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
         return dry_run(&s, a, &months, &sinks, max, now, out);
     }
     // Past periods: every sink must be able to take them before anything is read.
-    let since = UnixTime(months[0].start.0 - ZONE_SLACK);
+    let range = (months[0].start, months[months.len() - 1].end);
     for c in &sinks {
-        c.sender.reopen(since, now).map_err(|e| UsageError(format!("backfill, sink {}: {e}", c.name)))?;
+        match c.sender.reopen(range.0, range.1, now) {
+            Ok(()) => {}
+            Err(ReopenError::Refused(e)) => return Err(UsageError(format!("backfill, sink {}: {e}", c.name)).into()),
+            Err(ReopenError::Unreachable(e)) => {
+                anyhow::bail!("backfill, sink {}: cannot check its credentials: {e}", c.name)
+            }
+        }
     }
     let Some((mut ledger, _lock)) = ledger_for_sending(&s, "backfill", false)? else { return Ok(ExitCode::from(1)) };
     let runner = slurm_runner(&s);
@@ -170,25 +177,29 @@ pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
     let done: HashSet<(String, String)> =
         ledger.backfill_parts()?.into_iter().filter(|p| p.done_at.is_some()).map(|p| (p.month, p.part)).collect();
     let bar = MonthBar::new(months.len() as u64, cli.quiet);
-    let mut failed = 0usize;
+    let (mut failed, mut needs_a_hand) = (0usize, false);
     let mut preflight = tres_preflight(&s, &a.sinks);
-    for (i, m) in months.iter().enumerate() {
+    for m in &months {
         let is_done = |part: &str| done.contains(&(m.label.clone(), part.to_string()));
         let mut notes = Vec::new();
-        let mut month_ok = true;
+        let (mut month_ok, mut read_now) = (true, false);
         for cluster in &clusters {
             let part = collect_part(cluster);
             if is_done(&part) {
                 notes.push(format!("{cluster} read before"));
                 continue;
             }
-            let ws = windows(m, i == 0, i + 1 == months.len(), max, system_now());
-            let (mut runs, started) = (0u64, Instant::now());
+            let ws = windows(m, max, system_now());
+            let (mut runs, mut quarantined, started) = (0u64, 0u64, Instant::now());
+            read_now = true;
             let mut error = None;
             for (k, w) in ws.iter().enumerate() {
                 bar.step(&format!("{}: reading {cluster}, window {}/{}", m.label, k + 1, ws.len()));
                 match collect_window(&source, &info, &mut ledger, cluster, *w, system_now()) {
-                    Ok(c) => runs += c.runs_seen,
+                    Ok(c) => {
+                        runs += c.runs_seen;
+                        quarantined += c.quarantined_new;
+                    }
                     Err(e) => {
                         error = Some(format!("reading {cluster} {} – {}: {e}", w.start, w.end));
                         break;
@@ -197,11 +208,17 @@ pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
             }
             record(&mut ledger, &m.label, &part, error.as_deref())?;
             match error {
-                None => notes.push(format!(
-                    "{cluster}: {runs} run records read in {} windows ({:.0} s)",
-                    ws.len(),
-                    started.elapsed().as_secs_f64()
-                )),
+                None => {
+                    notes.push(format!(
+                        "{cluster}: {runs} run records read in {} windows ({:.0} s)",
+                        ws.len(),
+                        started.elapsed().as_secs_f64()
+                    ));
+                    if quarantined > 0 {
+                        needs_a_hand = true;
+                        notes.push(format!("{quarantined} records quarantined (see `slurm-ledger status`)"));
+                    }
+                }
                 Some(e) => {
                     month_ok = false;
                     notes.push(format!("FAILED {e}"));
@@ -214,12 +231,13 @@ pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
             }
             for c in &sinks {
                 let part = report_part(&c.name);
-                if is_done(&part) {
+                // A month read again now (another cluster, a failed read) is reported again.
+                if is_done(&part) && !read_now {
                     notes.push(format!("{} reported before", c.name));
                     continue;
                 }
                 bar.step(&format!("{}: delivering to {}", m.label, c.name));
-                match report_month(&mut ledger, c, m)? {
+                match report_month(&mut ledger, c, range.0, m)? {
                     Ok(note) => {
                         record(&mut ledger, &m.label, &part, None)?;
                         notes.push(note);
@@ -254,7 +272,7 @@ pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
     if !cli.quiet {
         writeln!(out, "{n} months done")?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if needs_a_hand { ExitCode::from(super::NEEDS_A_HAND) } else { ExitCode::SUCCESS })
 }
 
 fn record(ledger: &mut Ledger, month: &str, part: &str, error: Option<&str>) -> anyhow::Result<()> {
@@ -265,8 +283,21 @@ fn record(ledger: &mut Ledger, month: &str, part: &str, error: Option<&str>) -> 
 }
 
 /// Delivers everything due to one sink (no time limit: a backfill is watched), then judges the
-/// month by its items: done when every one whose period starts in it (in any zone) went out.
-fn report_month(ledger: &mut Ledger, c: &Consumer, m: &Month) -> anyhow::Result<Result<String, String>> {
+/// month: done when no run is held and every item whose period starts from the backfill's first
+/// month up to this one's end (in any zone) went out: an earlier month raised by this one's read
+/// counts too. Items of those months a pass without the backfill refused as closed are put back
+/// first.
+fn report_month(
+    ledger: &mut Ledger,
+    c: &Consumer,
+    first: UnixTime,
+    m: &Month,
+) -> anyhow::Result<Result<String, String>> {
+    let (from, to) = (UnixTime(first.0 - ZONE_SLACK), UnixTime(m.end.0 - ZONE_SLACK));
+    let mut requeued = 0;
+    for id in ledger.rejected_in(&c.name, from, to)? {
+        requeued += engine::retry_rejected(ledger, c, Some(&id), system_now())?;
+    }
     let limits = PassLimits { time: None, max_items: None, clock: Some(&system_now) };
     let outcome = pass::deliver_all(ledger, std::slice::from_ref(c), limits, system_now(), &mut |_, _, _| {})
         .pop()
@@ -274,13 +305,20 @@ fn report_month(ledger: &mut Ledger, c: &Consumer, m: &Month) -> anyhow::Result<
     if let Some(e) = outcome.error {
         return Ok(Err(e.to_string()));
     }
-    let items = ledger.items_in(&c.name, UnixTime(m.start.0 - ZONE_SLACK), UnixTime(m.end.0 - ZONE_SLACK))?;
+    if outcome.plan.runs_held > 0 {
+        return Ok(Err(format!(
+            "{} runs held (reasons in `slurm-ledger status`): fix them, then run the backfill again",
+            outcome.plan.runs_held
+        )));
+    }
+    let items = ledger.items_in(&c.name, from, to)?;
     let sent = outcome.exec.delivered + outcome.exec.found_already_delivered;
+    let again = if requeued > 0 { format!(", {requeued} refused before put back") } else { String::new() };
     Ok(if items.owed == 0 && items.rejected == 0 {
-        Ok(format!("{}: {} items of the month out ({sent} sent now)", c.name, items.delivered))
+        Ok(format!("{}: {} items up to this month out ({sent} sent now{again})", c.name, items.delivered))
     } else {
         Err(format!(
-            "{} of the month's items still owed, {} rejected (e.g. {})",
+            "{} items up to this month still owed, {} rejected (e.g. {})",
             items.owed,
             items.rejected,
             items.example_error.as_deref().unwrap_or("no error recorded")
@@ -324,8 +362,8 @@ fn dry_run(
         max
     )?;
     let mut calls = 0;
-    for (i, m) in months.iter().enumerate() {
-        let n = windows(m, i == 0, i + 1 == months.len(), max, now).len();
+    for m in months {
+        let n = windows(m, max, now).len();
         let mut line = format!("{}:", m.label);
         for c in &clusters {
             let st = state(&m.label, &format!("collect:{c}"));
@@ -418,17 +456,17 @@ mod tests {
     }
 
     #[test]
-    fn windows_cover_the_month_widened_at_the_ends_never_longer_than_max_nor_past_now() {
+    fn windows_cover_the_month_widened_at_both_ends_never_longer_than_max_nor_past_now() {
         let m = months("2026-11", None, NOW).unwrap();
-        let nov = windows(&m[0], true, false, 86_400, NOW);
+        let nov = windows(&m[0], 86_400, NOW);
         assert_eq!(nov.first().unwrap().start.0, m[0].start.0 - ZONE_SLACK);
-        assert_eq!(nov.last().unwrap().end, m[0].end);
+        assert_eq!(nov.last().unwrap().end.0, m[0].end.0 + ZONE_SLACK);
         assert!(nov.iter().all(|w| w.end.0 - w.start.0 <= 86_400 && w.start < w.end));
         assert!(nov.windows(2).all(|p| p[0].end == p[1].start), "no gap between windows");
-        assert_eq!(nov.len(), 31, "30 days and 14 h in windows of a day");
-        let dec = windows(&m[1], false, true, 86_400, NOW);
+        assert_eq!(nov.len(), 32, "30 days and 28 h in windows of a day");
+        let dec = windows(&m[1], 86_400, NOW);
         assert_eq!(dec.last().unwrap().end, NOW, "the current month is read up to now");
-        assert_eq!(dec.len(), 4);
-        assert_eq!(windows(&m[0], false, false, 7 * 86_400, NOW).len(), 5);
+        assert_eq!(dec.len(), 5);
+        assert_eq!(windows(&m[0], 7 * 86_400, NOW).len(), 5);
     }
 }

@@ -49,8 +49,8 @@ pub struct SlurmSettings {
     pub timeout_secs: u64,
     pub overlap_secs: i64,
     pub initial_lookback_secs: i64,
-    /// The longest window one `sacct` call may ask for (slurmdbd's `MaxQueryTimeRange`):
-    /// `backfill` reads history in windows no longer than this.
+    /// The longest window one `sacct` call may ask for (slurmdbd's `MaxQueryTimeRange`): longer
+    /// collects and `backfill` read in windows no longer than this.
     pub max_query_range_secs: i64,
 }
 
@@ -304,7 +304,8 @@ overlap = "15m"
 # How far the very first collect of a cluster reaches back.
 initial_lookback = "1d"
 # The longest time window slurmdbd answers in one query (slurmdbd.conf MaxQueryTimeRange):
-# `backfill` reads history in windows no longer than this.
+# a longer collect (a first one, --lookback, a cursor left behind) and `backfill` read in
+# windows no longer than this, one sacct call each.
 max_query_time_range = "1d"
 
 [log]

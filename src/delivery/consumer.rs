@@ -88,11 +88,12 @@ pub trait Sender {
     /// holds forgets it here, so a sender kept across passes (the daemon) never answers from what
     /// it read before another process wrote; one whose rules depend on the date learns it.
     fn begin_pass(&self, _now: UnixTime) {}
-    /// A backfill reports periods from `since` on (`now`: the time of the check): a sender
-    /// whose platform closes past periods (Waldur after a grace) keeps them open for as long as
-    /// it lives, and checks first that the platform will take them (Waldur: a staff token), so
-    /// that a backfill fails at once, not month after month. `Err`: why it cannot, with the fix.
-    fn reopen(&self, _since: UnixTime, _now: UnixTime) -> Result<(), String> {
+    /// A backfill reports the months of `[from, until)` (UTC month bounds) whatever their age
+    /// (`now`: the time of the check): a sender whose platform closes past periods (Waldur after
+    /// a grace) keeps those open for as long as it lives, and checks first that the platform
+    /// will take them (Waldur: a staff token), so that a backfill fails at once, not month after
+    /// month.
+    fn reopen(&self, _from: UnixTime, _until: UnixTime, _now: UnixTime) -> Result<(), ReopenError> {
         Ok(())
     }
     /// How many items the engine hands [`Sender::send_batch`] at once (and records per
@@ -114,6 +115,17 @@ pub trait Sender {
     }
     /// The request an item becomes, as `--dry-run` prints it (no secrets).
     fn describe(&self, item: &Delivery, run: Option<&JobRun>) -> String;
+}
+
+/// Why a sender cannot report past months.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReopenError {
+    /// The platform will not take them from these credentials (the operator's to fix).
+    #[error("{0}")]
+    Refused(String),
+    /// The platform could not be asked.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// Retry timing.

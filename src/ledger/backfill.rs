@@ -76,6 +76,18 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// The ids of consumer `sink`'s rejected items whose span starts in `[start, end)`.
+    pub fn rejected_in(&self, sink: &str, start: UnixTime, end: UnixTime) -> Result<Vec<String>, LedgerError> {
+        let Some(id) = self.consumer_id(sink)? else { return Ok(Vec::new()) };
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT key FROM outbox WHERE consumer = ?1 AND state = 4 AND span_start >= ?2 AND span_start < ?3 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![id, start.0, end.0], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 impl Writer<'_> {
     /// Records how a part of a backfill month ended: done, or failed with its reason (a part done
     /// before stays done).

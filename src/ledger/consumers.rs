@@ -356,7 +356,12 @@ impl PlanStatements<'_> {
     pub fn insert_item(&mut self, key: &JobKey, item: super::NewItem) -> Result<(), LedgerError> {
         if let Some(inc) = item.increment {
             match self.total_at.get(&item.id) {
-                Some(&i) => self.totals[i].1 += inc,
+                Some(&i) => {
+                    let sum = &mut self.totals[i].1;
+                    *sum = sum
+                        .checked_add(inc)
+                        .ok_or(LedgerError::ValueRange { field: "a total's increment", value: inc.unsigned_abs() })?;
+                }
                 None => {
                     self.total_at.insert(item.id.clone(), self.totals.len());
                     self.totals.push((item, inc));

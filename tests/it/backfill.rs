@@ -10,9 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::common::fixture;
-use crate::deliver_activate::empty_site;
-use crate::deliver_waldur::{expected, fake, slurm_ledger, ACCOUNTS, OFFERING};
-use crate::fakes::waldur::FaultMix;
+use crate::deliver_activate::{empty_site, Site};
+use crate::deliver_waldur::{expected, fake, slurm_ledger, Totals, ACCOUNTS, OFFERING};
+use crate::fakes::waldur::{FakeWaldur, FaultMix};
 
 /// A `sacct` that answers from the recordings and appends its arguments to `calls.log`; a window
 /// whose arguments contain the text of `fail` (when that file exists) fails as slurmdbd does.
@@ -42,12 +42,18 @@ fn polls(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The expected totals of the cpu component (the one these sites configure).
+fn cpu_only((per, users): Totals<String>) -> Totals<String> {
+    (per.into_iter().filter(|(k, _)| k.2 == "cpu").collect(), users.into_iter().filter(|(k, _)| k.2 == "cpu").collect())
+}
+
 fn today() -> String {
     jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date().to_string()
 }
 
-#[test]
-fn backfill_reads_in_windows_checks_staff_isolates_a_failed_month_and_resumes() {
+/// A fresh site whose Slurm is [`fake_sacct`] (in `bin`), and the Waldur fake (today's date),
+/// configured with `slurm` in `[slurm]` and `waldur` in `[sinks.waldur]`.
+fn sacct_site(slurm: &str, waldur_keys: &str) -> (Site, std::path::PathBuf, FakeWaldur) {
     let site = empty_site();
     let bin = site.cfg.parent().unwrap().join("bin");
     std::fs::create_dir(&bin).unwrap();
@@ -57,18 +63,24 @@ fn backfill_reads_in_windows_checks_staff_isolates_a_failed_month_and_resumes() 
     std::fs::write(
         &site.cfg,
         format!(
-            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\nmax_query_time_range = \"7d\"\n\
+            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\n{slurm}\n\
              [sinks.waldur]\nurl = \"{}\"\noffering_uuid = \"{OFFERING}\"\ntimeout_secs = 2\nrunning_slice = \"1s\"\n\
-             [sinks.waldur.components.cpu]\nunit_factor = 60\n[sinks.waldur.components.mem]\nunit_factor = 61440\n",
+             {waldur_keys}\n[sinks.waldur.components.cpu]\nunit_factor = 60\n",
             bin.display(),
             waldur.base_url()
         ),
     )
     .unwrap();
+    (site, bin, waldur)
+}
+
+#[test]
+fn backfill_reads_in_windows_checks_staff_isolates_a_failed_month_and_resumes() {
+    let (site, bin, waldur) = sacct_site("max_query_time_range = \"7d\"", "");
     let args = ["backfill", "--from", "2026-10", "--to", "2026-11"];
 
-    // The plan: October from 14 h before it (a zone east of UTC starts its month then) and
-    // November, each in 5 windows of at most 7 days. Nothing read, no ledger made.
+    // The plan: October and November, each from 14 h before to 14 h after it (a month in any
+    // zone is read whole), in 5 windows of at most 7 days. Nothing read, no ledger made.
     let (code, out, err) = slurm_ledger(&site, &["backfill", "--from", "2026-10", "--to", "2026-11", "--dry-run"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("2026-10: read testcluster in 5 sacct calls (to do)"), "{out}");
@@ -95,15 +107,15 @@ fn backfill_reads_in_windows_checks_staff_isolates_a_failed_month_and_resumes() 
             "2026-09-30T10:00:00",
             "2026-10-07T10:00:00",
             "2026-10-14T10:00:00",
-            "2026-11-01T00:00:00",
-            "2026-11-08T00:00:00",
-            "2026-11-15T00:00:00",
-            "2026-11-22T00:00:00",
-            "2026-11-29T00:00:00"
+            "2026-10-31T10:00:00",
+            "2026-11-07T10:00:00",
+            "2026-11-14T10:00:00",
+            "2026-11-21T10:00:00",
+            "2026-11-28T10:00:00"
         ],
-        "October stops at its failed window; November is read in windows of 7 days"
+        "October stops at its failed window; November is read in windows of 7 days, from 14 h before it"
     );
-    let (per, users) = expected(&site);
+    let (per, users) = cpu_only(expected(&site));
     assert!(!per.is_empty());
     assert_eq!(waldur.usages(), per, "November's totals exact to the cent");
     assert_eq!(waldur.user_usages(), users);
@@ -132,33 +144,38 @@ fn backfill_reads_in_windows_checks_staff_isolates_a_failed_month_and_resumes() 
 /// at all.
 #[test]
 fn reporting_to_waldur_adds_no_sacct_call() {
-    let site = empty_site();
-    let bin = site.cfg.parent().unwrap().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    fake_sacct(&bin);
-    let waldur = fake(&ACCOUNTS, FaultMix::default());
-    waldur.set_today(&today());
-    std::fs::write(
-        &site.cfg,
-        format!(
-            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\ninitial_lookback = \"30d\"\n\
-             [sinks.waldur]\nurl = \"{}\"\noffering_uuid = \"{OFFERING}\"\ntimeout_secs = 2\nrunning_slice = \"1s\"\n\
-             grace = \"3650d\"\n[sinks.waldur.components.cpu]\nunit_factor = 60\n",
-            bin.display(),
-            waldur.base_url()
-        ),
-    )
-    .unwrap();
+    let (site, bin, waldur) = sacct_site("", "grace = \"3650d\"");
     waldur.set_staff(true);
     let (code, out, err) = slurm_ledger(&site, &["run"]);
     assert!(code == 0 || code == 3, "{out}\n{err}");
     let log = || std::fs::read_to_string(bin.join("calls.log")).unwrap_or_default();
     assert_eq!(polls(&bin).len(), 1, "one window poll for {} accounts:\n{}", ACCOUNTS.len(), log());
-    let (per, _) = expected(&site);
-    let cpu: std::collections::BTreeMap<_, _> = per.into_iter().filter(|(k, _)| k.2 == "cpu").collect();
+    let (cpu, _) = cpu_only(expected(&site));
     assert_eq!(waldur.usages(), cpu, "{out}");
     let before = log();
     let (code, out, err) = slurm_ledger(&site, &["deliver"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(log(), before, "deliver called Slurm");
+}
+
+/// Only the months asked for are reopened: a backfill of October reads jobs that run into
+/// November (every window here answers with November's jobs), and November's partial totals are
+/// refused as closed (its grace is over), not posted; a backfill of November then puts those
+/// back and reports them, exactly.
+#[test]
+fn a_backfill_reports_only_its_months_and_takes_back_what_a_pass_refused_in_them() {
+    let (site, _bin, waldur) = sacct_site("max_query_time_range = \"7d\"", "grace = \"0s\"");
+    waldur.set_staff(true);
+    let (code, out, err) = slurm_ledger(&site, &["backfill", "--from", "2026-10", "--to", "2026-10"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(waldur.usages().is_empty(), "November posted by October's backfill: {:?}", waldur.usages());
+    let (_, status, _) = slurm_ledger(&site, &["status"]);
+    assert!(status.contains("owed: wd:waldur:2026-11:") && status.contains(": rejected"), "{status}");
+
+    let (code, out, err) = slurm_ledger(&site, &["backfill", "--from", "2026-11", "--to", "2026-11"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("refused before put back"), "{out}");
+    let (per, users) = cpu_only(expected(&site));
+    assert_eq!(waldur.usages(), per);
+    assert_eq!(waldur.user_usages(), users);
 }

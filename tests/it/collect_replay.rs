@@ -12,7 +12,7 @@ use slurm_ledger::slurm::source::SlurmSource;
 
 use crate::common::fixture_bytes;
 
-const POLICY: WindowPolicy = WindowPolicy { overlap_secs: 900, initial_lookback_secs: 86_400 };
+const POLICY: WindowPolicy = WindowPolicy { overlap_secs: 900, initial_lookback_secs: 86_400, max_window_secs: 86_400 };
 
 fn cluster() -> ClusterName {
     ClusterName::new("testcluster").unwrap()
@@ -288,4 +288,31 @@ fn a_failed_ask_by_id_keeps_the_window_and_is_reported() {
     // Next collect asks again at once.
     let rep = collect_cluster(&src, &info, &mut l, &cluster(), Since::Cursor, UnixTime(now.0 + 300), POLICY).unwrap();
     assert_eq!(rep.settled.unwrap().asked, 1);
+}
+
+/// A window longer than slurmdbd's MaxQueryTimeRange (a first collect reaching back 3 days, a
+/// cursor left behind while collection was stopped) is read in consecutive windows of at most
+/// `max_window_secs`, each its own sacct call, the cursor moving to the end of the last.
+#[test]
+fn a_long_window_is_read_in_windows_no_longer_than_max_query_time_range() {
+    let mut l = Ledger::open_in_memory().unwrap();
+    let r = replay_runner();
+    let src = SlurmSource::new(&r, Duration::from_secs(5));
+    let info = src.detect().unwrap();
+    let policy = WindowPolicy { initial_lookback_secs: 3 * 86_400 + 3600, ..POLICY };
+    let report = collect_cluster(&src, &info, &mut l, &cluster(), Since::Cursor, RECORDED_AT, policy).unwrap();
+    let starts: Vec<String> = r
+        .calls()
+        .iter()
+        .filter(|c| c.args.iter().any(|a| a == "--parsable2"))
+        .filter_map(|c| c.args.iter().find_map(|a| a.strip_prefix("--starttime=")).map(str::to_string))
+        .collect();
+    assert_eq!(
+        starts,
+        ["2026-11-19T01:00:30", "2026-11-20T01:00:30", "2026-11-21T01:00:30", "2026-11-22T01:00:30"],
+        "3 days and 1 h in windows of a day"
+    );
+    assert_eq!(report.window.unwrap(), (UnixTime(RECORDED_AT.0 - 3 * 86_400 - 3600), RECORDED_AT));
+    assert_eq!(report.counts.runs_new, 28, "the same runs seen by every window are stored once");
+    assert_eq!(l.cursor(&cluster()).unwrap(), Some(RECORDED_AT));
 }

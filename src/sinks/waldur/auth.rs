@@ -254,7 +254,9 @@ impl Oidc {
             Some(Value::String(s)) => s.trim().parse().ok().map(Duration::from_secs),
             _ => None,
         };
-        Ok((Secret::new(token), lifetime.unwrap_or(DEFAULT_LIFETIME)))
+        // An `expires_in` of 0 would ask for a token per request, an absurd one overflow the clock.
+        let lifetime = lifetime.unwrap_or(DEFAULT_LIFETIME).clamp(Duration::from_secs(10), Duration::from_secs(86_400));
+        Ok((Secret::new(token), lifetime))
     }
 
     /// A message without the client secret in it (an identity provider may echo a form).

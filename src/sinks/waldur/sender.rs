@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::delivery::consumer::{Lookup, Outcome, RenderError, Sender};
+use crate::delivery::consumer::{Lookup, Outcome, RenderError, ReopenError, Sender};
 use crate::ledger::Delivery;
+use crate::meter::period::PeriodKind;
 use crate::model::{JobRun, UnixTime};
 
 use super::amount::{cents_text, parse_cents};
@@ -38,8 +39,8 @@ pub struct WaldurSender {
     offering_users: Mutex<Option<Option<HashMap<String, String>>>>,
     /// When this pass started sending (the grace of a month is judged against it).
     now: Mutex<Option<UnixTime>>,
-    /// Months starting at or after this are open whatever their age (a backfill's).
-    reopened: Mutex<Option<UnixTime>>,
+    /// The months (`YYYY-MM`, first and last) a backfill reports whatever their age.
+    reopened: Mutex<Option<(String, String)>>,
 }
 
 /// (resource uuid, billing period `YYYY-MM-01`).
@@ -93,8 +94,9 @@ impl WaldurSender {
     /// others).
     fn closed(&self, d: &Delivery, r: &Request<'_>) -> Option<String> {
         let now = (*self.now.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let (start, end) = d.span?;
-        if self.reopened.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|since| start >= since) {
+        let (_, end) = d.span?;
+        let reopened = self.reopened.lock().unwrap_or_else(|p| p.into_inner());
+        if reopened.as_ref().is_some_and(|(first, last)| (first.as_str()..=last.as_str()).contains(&r.route.month)) {
             return None;
         }
         (end.0.saturating_add(self.cfg.grace_secs) <= now.0).then(|| {
@@ -298,22 +300,22 @@ impl Sender for WaldurSender {
 
     /// Past months need a staff token (Waldur refuses them from others): checked once, before a
     /// backfill reads anything. A dry run (no client) cannot ask and is not refused.
-    fn reopen(&self, since: UnixTime, now: UnixTime) -> Result<(), String> {
-        *self.reopened.lock().unwrap_or_else(|p| p.into_inner()) = Some(since);
+    fn reopen(&self, from: UnixTime, until: UnixTime, now: UnixTime) -> Result<(), ReopenError> {
+        let utc = crate::meter::period::Calendar { kind: PeriodKind::Month, tz: jiff::tz::TimeZone::UTC };
+        let (first, last) = (utc.label(from), utc.label(UnixTime(until.0 - 1)));
+        *self.reopened.lock().unwrap_or_else(|p| p.into_inner()) = Some((first.clone(), last));
         let Some(client) = self.client.as_ref() else { return Ok(()) };
-        let tz = jiff::tz::TimeZone::get(&self.cfg.timezone).map_err(|e| e.to_string())?;
-        let this_month =
-            crate::meter::period::Calendar { kind: crate::meter::period::PeriodKind::Month, tz }.period_of(now).0;
-        if since >= this_month {
+        let tz = jiff::tz::TimeZone::get(&self.cfg.timezone).map_err(|e| ReopenError::Refused(e.to_string()))?;
+        let this_month = crate::meter::period::Calendar { kind: PeriodKind::Month, tz }.label(now);
+        if first >= this_month {
             return Ok(());
         }
-        match client.me()? {
+        match client.me().map_err(ReopenError::Unreachable)? {
             (_, true) => Ok(()),
-            (user, false) => Err(format!(
-                "the Waldur credentials' user {user:?} is not staff, and Waldur takes usage for past months only from \
-                 staff: give the sink a staff user's token (SLURM_LEDGER_WALDUR_TOKEN or token_file), or an OIDC client \
-                 whose Waldur user is staff, for the backfill"
-            )),
+            (user, false) => Err(ReopenError::Refused(format!(
+                "the Waldur credentials' user {user:?} is not staff, and Waldur takes usage for months before this one \
+                 ({first} on) only from staff: give the sink a staff user's credentials for the backfill"
+            ))),
         }
     }
 
