@@ -60,36 +60,15 @@ const WALDUR_OFFERING: &str = "5d4e0f2a7c3b4e1d9a8b0c1d2e3f4a5b";
 
 /// The fake Waldur with one resource per account, on the synthetic day's date.
 fn fake_waldur(accounts: &std::collections::BTreeSet<String>) -> fakes::waldur::FakeWaldur {
-    use fakes::waldur::{Accounting, Component, FakeWaldur, Offering, Resource, ResourceState, WaldurConfig};
-    FakeWaldur::start(WaldurConfig {
-        offering: Offering {
-            uuid: WALDUR_OFFERING.into(),
-            name: "HPC".into(),
-            components: vec![
-                Component::new("cpu", "k-Hours", Accounting::Usage),
-                Component::new("mem", "GB-Hours", Accounting::Usage),
-            ],
-        },
-        resources: accounts
-            .iter()
-            .enumerate()
-            .map(|(i, a)| Resource {
-                uuid: format!("{:08x}000040008000000000000000", i + 1),
-                name: format!("allocation {a}"),
-                backend_id: a.clone(),
-                state: ResourceState::Ok,
-                offering_uuid: WALDUR_OFFERING.into(),
-            })
-            .collect(),
-        offering_users: vec![],
-        token: WALDUR_TOKEN.into(),
-        username: "bench".into(),
-        staff: false,
-        foreign_tokens: vec![],
-        today: jiff::Timestamp::from_second(NOW.0).expect("now").to_zoned(jiff::tz::TimeZone::UTC).date().to_string(),
-        seed: 1,
-        faults: fakes::waldur::FaultMix::default(),
-    })
+    let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let today = jiff::Timestamp::from_second(NOW.0).expect("now").to_zoned(jiff::tz::TimeZone::UTC).date();
+    fakes::waldur::FakeWaldur::start(fakes::waldur::WaldurConfig::with_accounts(
+        WALDUR_OFFERING,
+        &accounts,
+        WALDUR_TOKEN,
+        "k-Hours",
+        &today.to_string(),
+    ))
 }
 
 /// Metering and planning the day, pure (issue 3).

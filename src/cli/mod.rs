@@ -170,7 +170,7 @@ fn sender_lock(s: &Settings, what: &str) -> anyhow::Result<Option<lock::LedgerLo
         .with_context(|| format!("locking {}", lock::lock_path(&s.ledger_path).display()))?;
     if l.is_none() {
         eprintln!(
-            "slurm-ledger {what}: another deliver/run/retry/migrate is working on {} (lock {}); nothing done this time",
+            "slurm-ledger {what}: another deliver/run/retry/migrate/backfill is working on {} (lock {}); nothing done this time",
             s.ledger_path.display(),
             lock::lock_path(&s.ledger_path).display()
         );

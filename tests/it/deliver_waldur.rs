@@ -10,9 +10,7 @@ use slurm_ledger::ledger::{JobFilter, Ledger};
 use slurm_ledger::meter::{billed_count, Basis};
 
 use crate::deliver_activate::{site, Site};
-use crate::fakes::waldur::{
-    Accounting, Component, FakeWaldur, Fault, FaultMix, Offering, Resource, ResourceState, WaldurConfig,
-};
+use crate::fakes::waldur::{FakeWaldur, Fault, FaultMix, WaldurConfig};
 
 pub(crate) const TOKEN: &str = "tok-3a7f-secret";
 pub(crate) const OFFERING: &str = "5d4e0f2a7c3b4e1d9a8b0c1d2e3f4a5b";
@@ -23,37 +21,8 @@ pub(crate) fn fake(accounts: &[&str], mix: FaultMix) -> FakeWaldur {
 
 /// The fake's config: a resource per account (its backend_id), cpu and mem usage components.
 pub fn config(accounts: &[&str], mix: FaultMix) -> WaldurConfig {
-    let resources = accounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Resource {
-            uuid: format!("{:08x}000040008000000000000000", i + 1),
-            name: format!("allocation {a}"),
-            backend_id: a.to_string(),
-            state: ResourceState::Ok,
-            offering_uuid: OFFERING.into(),
-        })
-        .collect();
-    WaldurConfig {
-        offering: Offering {
-            uuid: OFFERING.into(),
-            name: "HPC".into(),
-            components: vec![
-                Component::new("cpu", "Hours", Accounting::Usage),
-                Component::new("mem", "GB-Hours", Accounting::Usage),
-            ],
-        },
-        resources,
-        offering_users: vec![],
-        token: TOKEN.into(),
-        username: "site-agent".into(),
-        staff: false,
-        foreign_tokens: vec![],
-        // The recorded poll is of 2026-11-22: November is the current month.
-        today: "2026-11-25".into(),
-        seed: 11,
-        faults: mix,
-    }
+    // The recorded poll is of 2026-11-22: November is the current month.
+    WaldurConfig { faults: mix, ..WaldurConfig::with_accounts(OFFERING, accounts, TOKEN, "Hours", "2026-11-25") }
 }
 
 /// A grace that keeps November 2026 (the recorded poll's month) open today, whatever today is.

@@ -209,6 +209,43 @@ pub struct OfferingUser {
     pub url: String,
 }
 
+impl WaldurConfig {
+    /// One offering with cpu and mem usage components (`cpu_unit`: cpu's measured unit), a
+    /// resource in state OK per account (its backend_id), a non-staff token, no faults.
+    pub fn with_accounts(offering: &str, accounts: &[&str], token: &str, cpu_unit: &str, today: &str) -> WaldurConfig {
+        let resources = accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Resource {
+                uuid: format!("{:08x}000040008000000000000000", i + 1),
+                name: format!("allocation {a}"),
+                backend_id: a.to_string(),
+                state: ResourceState::Ok,
+                offering_uuid: offering.into(),
+            })
+            .collect();
+        WaldurConfig {
+            offering: Offering {
+                uuid: offering.into(),
+                name: "HPC".into(),
+                components: vec![
+                    Component::new("cpu", cpu_unit, Accounting::Usage),
+                    Component::new("mem", "GB-Hours", Accounting::Usage),
+                ],
+            },
+            resources,
+            offering_users: vec![],
+            token: token.into(),
+            username: "site-agent".into(),
+            staff: false,
+            foreign_tokens: vec![],
+            today: today.into(),
+            seed: 11,
+            faults: FaultMix::default(),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // What tests read
 
