@@ -22,6 +22,7 @@
 //!
 //! See ARCHITECTURE.md for the invariants.
 
+pub mod backfill;
 pub mod cli;
 pub mod collect;
 pub mod config;

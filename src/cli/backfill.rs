@@ -1,5 +1,5 @@
 //! `slurm-ledger backfill`: past months from Slurm into the ledger and out to the sinks, month
-//! by month. Each month is read in windows no longer than slurmdbd's `MaxQueryTimeRange`, then
+//! by month (the rules: `crate::backfill`). Each month is read in windows no longer than slurmdbd's `MaxQueryTimeRange`, then
 //! each sink is delivered to and the month's items checked. What is done is recorded per month
 //! and part in the ledger (`collect:CLUSTER`, `report:SINK`): an interrupted backfill resumes at
 //! the first part not done, and a month that failed is tried again by the next backfill while
@@ -15,13 +15,12 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::backfill::{collect_part, months, report_month, report_part, windows, Month};
 use crate::collect::collect_window;
 use crate::delivery::consumer::{Consumer, ReopenError};
-use crate::delivery::engine;
 use crate::ledger::Ledger;
-use crate::model::{ClusterName, UnixTime};
-use crate::pass::{self, PassLimits};
-use crate::slurm::source::{SlurmSource, Window};
+use crate::model::UnixTime;
+use crate::slurm::source::SlurmSource;
 
 use super::collect::clusters_arg;
 use super::{
@@ -62,86 +61,10 @@ pub struct BackfillArgs {
     pub dry_run: bool,
 }
 
-/// A month of the backfill: its label and its UTC bounds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Month {
-    label: String,
-    start: UnixTime,
-    end: UnixTime,
-}
-
-/// A zone's month starts within this of the UTC month's start (UTC−12 … UTC+14): the ends of the
-/// range are widened by it, so a sink's month in its own zone is read whole.
-const ZONE_SLACK: i64 = 14 * 3600;
-
-/// The months from `from` to `to` (`YYYY-MM`, inclusive), not after the month of `now`.
-fn months(from: &str, to: Option<&str>, now: UnixTime) -> anyhow::Result<Vec<Month>> {
-    let month_of = |flag: &str, s: &str| -> anyhow::Result<jiff::civil::Date> {
-        let d = format!("{s}-01").parse::<jiff::civil::Date>().ok().filter(|_| s.len() == 7);
-        d.ok_or_else(|| UsageError(format!("{flag} {s:?}: write a month as YYYY-MM, e.g. 2024-01")).into())
-    };
-    let utc = |d: jiff::civil::Date| -> UnixTime {
-        UnixTime(d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp().as_second()).unwrap_or(i64::MAX))
-    };
-    let this = jiff::Timestamp::from_second(now.0)?.to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month();
-    let first = month_of("--from", from)?;
-    let last = match to {
-        Some(t) => month_of("--to", t)?,
-        None => this,
-    };
-    if last > this {
-        return Err(UsageError(format!(
-            "--to {}: that month has not begun; the last month a backfill can read is {}",
-            last.strftime("%Y-%m"),
-            this.strftime("%Y-%m")
-        ))
-        .into());
-    }
-    if first > last {
-        return Err(UsageError(format!(
-            "--from {} is after --to {}: give the first month, then the last",
-            first.strftime("%Y-%m"),
-            last.strftime("%Y-%m")
-        ))
-        .into());
-    }
-    let mut out = Vec::new();
-    let mut m = first;
-    while m <= last {
-        let next = m.checked_add(jiff::Span::new().months(1))?;
-        out.push(Month { label: m.strftime("%Y-%m").to_string(), start: utc(m), end: utc(next) });
-        m = next;
-    }
-    Ok(out)
-}
-
-/// The windows reading `month`, widened by [`ZONE_SLACK`] at both ends (a sink's month in its own
-/// zone is then read whole, whatever the zone), each at most `max` long, none past `now`.
-fn windows(month: &Month, max: i64, now: UnixTime) -> Vec<Window> {
-    let start = month.start.0 - ZONE_SLACK;
-    let end = (month.end.0 + ZONE_SLACK).min(now.0);
-    let mut out = Vec::new();
-    let mut t = start;
-    while t < end {
-        let e = (t + max.max(1)).min(end);
-        out.push(Window { start: UnixTime(t), end: UnixTime(e) });
-        t = e;
-    }
-    out
-}
-
-fn collect_part(cluster: &ClusterName) -> String {
-    format!("collect:{cluster}")
-}
-
-fn report_part(sink: &str) -> String {
-    format!("report:{sink}")
-}
-
 pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
     let s = settings(cli)?;
     let now = system_now();
-    let months = months(&a.from, a.to.as_deref(), now)?;
+    let months = months(&a.from, a.to.as_deref(), now).map_err(|e| UsageError(e.to_string()))?;
     let max = match &a.window {
         Some(w) => match crate::validate::parse_duration_secs(w) {
             Ok(n) if n >= 3600 => n,
@@ -237,7 +160,7 @@ pub fn run(cli: &Cli, a: &BackfillArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 bar.step(&format!("{}: delivering to {}", m.label, c.name));
-                match report_month(&mut ledger, c, range.0, m)? {
+                match report_month(&mut ledger, c, range.0, m, &system_now)? {
                     Ok(note) => {
                         record(&mut ledger, &m.label, &part, None)?;
                         notes.push(note);
@@ -280,50 +203,6 @@ fn record(ledger: &mut Ledger, month: &str, part: &str, error: Option<&str>) -> 
     w.record_backfill(month, part, error.map_or(Ok(()), Err))?;
     w.commit()?;
     Ok(())
-}
-
-/// Delivers everything due to one sink (no time limit: a backfill is watched), then judges the
-/// month: done when no run is held and every item whose period starts from the backfill's first
-/// month up to this one's end (in any zone) went out: an earlier month raised by this one's read
-/// counts too. Items of those months a pass without the backfill refused as closed are put back
-/// first.
-fn report_month(
-    ledger: &mut Ledger,
-    c: &Consumer,
-    first: UnixTime,
-    m: &Month,
-) -> anyhow::Result<Result<String, String>> {
-    let (from, to) = (UnixTime(first.0 - ZONE_SLACK), UnixTime(m.end.0 - ZONE_SLACK));
-    let mut requeued = 0;
-    for id in ledger.rejected_in(&c.name, from, to)? {
-        requeued += engine::retry_rejected(ledger, c, Some(&id), system_now())?;
-    }
-    let limits = PassLimits { time: None, max_items: None, clock: Some(&system_now) };
-    let outcome = pass::deliver_all(ledger, std::slice::from_ref(c), limits, system_now(), &mut |_, _, _| {})
-        .pop()
-        .expect("one sink, one outcome");
-    if let Some(e) = outcome.error {
-        return Ok(Err(e.to_string()));
-    }
-    if outcome.plan.runs_held > 0 {
-        return Ok(Err(format!(
-            "{} runs held (reasons in `slurm-ledger status`): fix them, then run the backfill again",
-            outcome.plan.runs_held
-        )));
-    }
-    let items = ledger.items_in(&c.name, from, to)?;
-    let sent = outcome.exec.delivered + outcome.exec.found_already_delivered;
-    let again = if requeued > 0 { format!(", {requeued} refused before put back") } else { String::new() };
-    Ok(if items.owed == 0 && items.rejected == 0 {
-        Ok(format!("{}: {} items up to this month out ({sent} sent now{again})", c.name, items.delivered))
-    } else {
-        Err(format!(
-            "{} items up to this month still owed, {} rejected (e.g. {})",
-            items.owed,
-            items.rejected,
-            items.example_error.as_deref().unwrap_or("no error recorded")
-        ))
-    })
 }
 
 /// `--dry-run`: per month, what is done and what a run would read (windows = sacct calls) and
@@ -427,46 +306,5 @@ impl MonthBar {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: UnixTime = UnixTime(1_796_083_200 + 4 * 86_400); // 2026-12-05T00:00Z
-
-    #[test]
-    fn months_run_from_first_to_last_and_not_past_this_one() {
-        let m = months("2024-11", Some("2025-02"), NOW).unwrap();
-        let labels: Vec<&str> = m.iter().map(|m| m.label.as_str()).collect();
-        assert_eq!(labels, ["2024-11", "2024-12", "2025-01", "2025-02"]);
-        assert_eq!(m[0].start, UnixTime(1_730_419_200)); // 2024-11-01T00:00Z
-        assert_eq!(m[0].end, m[1].start);
-        assert_eq!(months("2026-11", None, NOW).unwrap().len(), 2);
-        for (from, to, says) in [
-            ("2024-1", None, "YYYY-MM"),
-            ("2024-13", None, "YYYY-MM"),
-            ("2026-12", Some("2027-01"), "has not begun"),
-            ("2025-03", Some("2025-01"), "after --to"),
-        ] {
-            let e = months(from, to, NOW).unwrap_err().to_string();
-            assert!(e.contains(says), "{from} {to:?}: {e}");
-        }
-    }
-
-    #[test]
-    fn windows_cover_the_month_widened_at_both_ends_never_longer_than_max_nor_past_now() {
-        let m = months("2026-11", None, NOW).unwrap();
-        let nov = windows(&m[0], 86_400, NOW);
-        assert_eq!(nov.first().unwrap().start.0, m[0].start.0 - ZONE_SLACK);
-        assert_eq!(nov.last().unwrap().end.0, m[0].end.0 + ZONE_SLACK);
-        assert!(nov.iter().all(|w| w.end.0 - w.start.0 <= 86_400 && w.start < w.end));
-        assert!(nov.windows(2).all(|p| p[0].end == p[1].start), "no gap between windows");
-        assert_eq!(nov.len(), 32, "30 days and 28 h in windows of a day");
-        let dec = windows(&m[1], 86_400, NOW);
-        assert_eq!(dec.last().unwrap().end, NOW, "the current month is read up to now");
-        assert_eq!(dec.len(), 5);
-        assert_eq!(windows(&m[0], 7 * 86_400, NOW).len(), 5);
     }
 }

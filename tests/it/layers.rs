@@ -18,7 +18,8 @@ const LAYERS: &[&[&str]] = &[
     &["sinks"],                       // 4
     &["config"],                      // 5
     &["pass"],                        // 6: one pass (collect every cluster, deliver every sink)
-    &["cli"],                         // 7: the edge
+    &["backfill"],                    // 7: a backfill's rules (months, windows, when one is reported)
+    &["cli"],                         // 8: the edge
 ];
 
 /// module -> (module it references -> where: "src/x.rs:12"). Every module of src/ is a key.
