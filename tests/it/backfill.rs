@@ -171,6 +171,11 @@ fn a_backfill_reports_only_its_months_and_takes_back_what_a_pass_refused_in_them
     assert!(waldur.usages().is_empty(), "November posted by October's backfill: {:?}", waldur.usages());
     let (_, status, _) = slurm_ledger(&site, &["status"]);
     assert!(status.contains("owed: wd:waldur:2026-11:") && status.contains(": rejected"), "{status}");
+    assert!(
+        status.contains("outside this backfill's months (2026-10 to 2026-10)")
+            && status.contains("`slurm-ledger backfill --from 2026-11 --to 2026-11`"),
+        "the refusal says the total is partial and how to report it whole: {status}"
+    );
 
     let (code, out, err) = slurm_ledger(&site, &["backfill", "--from", "2026-11", "--to", "2026-11"]);
     assert_eq!(code, 0, "{out}\n{err}");

@@ -99,14 +99,27 @@ impl WaldurSender {
         if reopened.as_ref().is_some_and(|(first, last)| (first.as_str()..=last.as_str()).contains(&r.route.month)) {
             return None;
         }
-        (end.0.saturating_add(self.cfg.grace_secs) <= now.0).then(|| {
-            format!(
-                "{} ended more than grace = {} s ago: its totals are no longer reported (Waldur takes past months from a \
-                 staff token only); the ledger keeps them exact. To report them: a staff token, a grace that covers the \
-                 month, then `slurm-ledger retry --sink waldur`",
-                r.route.month, self.cfg.grace_secs
-            )
-        })
+        if end.0.saturating_add(self.cfg.grace_secs) > now.0 {
+            return None;
+        }
+        // A backfill's neighbouring month holds only what its windows touched: not whole.
+        if let Some((first, last)) = reopened.as_ref() {
+            return Some(format!(
+                "{} is outside this backfill's months ({first} to {last}) and past its grace: the ledger holds only the \
+                 runs the backfill's windows touched, so its total is not whole. To report it: \
+                 `slurm-ledger backfill --from {m} --to {m}`",
+                r.route.month,
+                m = r.route.month
+            ));
+        }
+        Some(format!(
+            "{} ended more than grace = {} s ago: its totals are no longer reported (Waldur takes past months from a \
+             staff token only); the ledger keeps them exact. To report them: `slurm-ledger backfill --from {m} --to {m}` \
+             with a staff token",
+            r.route.month,
+            self.cfg.grace_secs,
+            m = r.route.month
+        ))
     }
 
     fn client(&self) -> Result<&WaldurClient, String> {
