@@ -48,10 +48,10 @@
 //! need `Content-Type: application/json` (cc-backend does not look).
 //!
 //! Faults (the ACTIVATE fake's [`Fault`] and [`FaultMix`]) are drawn only for requests that pass
-//! every check, including the 404/422 ones: writes take the scripted queue first, then the seeded
-//! random mix; reads take only the mix, and only with `FaultMix::on_get`. "Before" faults apply
-//! nothing; "After" faults apply the write, then answer badly or not at all. Check, draw and apply
-//! happen under one lock, so concurrent requests see each write whole.
+//! every check (a 404 or 422 is a refusal and takes none): writes take the scripted queue first,
+//! then the seeded random mix; reads take only the mix, and only with `FaultMix::on_get`. "Before"
+//! faults apply nothing; "After" faults apply the write, then answer badly or not at all. Check,
+//! draw and apply happen under one lock, so concurrent requests see each write whole.
 //!
 //! Not faked: JWT validation and roles (one configured opaque token; `Authorization: Bearer` is 401
 //! here), 403, archiving, metric data, tags as objects of their own, the job cache table, other
