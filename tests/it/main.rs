@@ -8,6 +8,7 @@
 //! - `kills`: the seeded die and quiet simulated kills the kill-and-fault tests share.
 //! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE, Waldur), enforcing their contracts; `fake_activate` tests them.
 //! - `fake_waldur`: the Waldur fake itself: token auth, OIDC Bearer tokens from its token endpoint, set semantics, 2-decimal amounts, unknown component/resource, past periods for non-staff, pagination, faults.
+//! - `fake_cc_backend`: the cc-backend fake itself: `X-Auth-Token` auth, Go's strict decoding (unknown fields, wrong types), the sanity checks, 422 on duplicates and on a second stop, a stop matched by startTime, running jobs listed, node states, faults.
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
 //! - `deliver_waldur`: `deliver` to the Waldur fake on the recorded poll: month totals per resource, component and user exact to the cent, nothing posted twice, faults, an account without a resource.
 //! - `waldur_oidc`: `deliver` to the Waldur fake with OIDC client credentials: exact totals, one token per pass, a revoked token renewed once on 401, a wrong secret named by its token URL and never shown, a readable secret file warned about.
@@ -38,6 +39,7 @@ mod common;
 mod deliver_activate;
 mod deliver_waldur;
 mod fake_activate;
+mod fake_cc_backend;
 mod fake_waldur;
 mod fakes;
 mod kills;

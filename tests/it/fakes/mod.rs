@@ -5,9 +5,11 @@
 //! server; one file per platform holds its semantics.
 //!
 //! - `activate`: Parallel Works ACTIVATE usage events (contracts.md §1).
+//! - `cc_backend`: ClusterCockpit cc-backend's job REST API as cc-slurm-adapter uses it (contracts.md §3).
 //! - `waldur`: Waldur Mastermind's usage API as waldur-site-agent uses it (contracts.md §2).
 
 pub mod activate;
+pub mod cc_backend;
 pub mod http;
 pub mod waldur;
 
