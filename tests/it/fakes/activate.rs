@@ -19,12 +19,13 @@
 //! compact JSON text (the real server's text rendering is unknown: search for values, not for
 //! `"key":value` with its separators).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::faults::Faults;
 use super::http::{percent_decode, Reply, Request, Response, Server};
 
 #[derive(Debug, Clone, Default)]
@@ -139,11 +140,7 @@ struct Shared {
 struct State {
     events: Vec<Event>,
     requests: Vec<RecordedRequest>,
-    /// `None` = answer normally (see [`FakeActivate::push_pass`]).
-    queue: VecDeque<Option<Fault>>,
-    mix: FaultMix,
-    rng: u64,
-    counts: BTreeMap<FaultKind, u64>,
+    faults: Faults,
     next_id: u64,
     /// Misbehave like a server that ignores the `metadata` filter (lists every event).
     ignore_metadata_filter: bool,
@@ -152,8 +149,7 @@ struct State {
 impl FakeActivate {
     /// Starts listening on 127.0.0.1 (a free port). Panics when the port or the mix is unusable.
     pub fn start(cfg: FakeConfig) -> FakeActivate {
-        check_mix(&cfg.faults);
-        let state = State { mix: cfg.faults.clone(), rng: cfg.seed, ..State::default() };
+        let state = State { faults: Faults::new(cfg.faults.clone(), cfg.seed), ..State::default() };
         let shared = Arc::new(Shared { cfg, state: Mutex::new(state) });
         let s = shared.clone();
         let server =
@@ -177,12 +173,12 @@ impl FakeActivate {
 
     /// Faults for the next valid POSTs, one each, before any random draw.
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.shared.state().queue.extend(faults.into_iter().map(Some));
+        self.shared.state().faults.push(faults);
     }
 
     /// `n` normal answers in the scripted queue (to place a fault later in a script).
     pub fn push_pass(&self, n: usize) {
-        self.shared.state().queue.extend(std::iter::repeat(None).take(n));
+        self.shared.state().faults.push_pass(n);
     }
 
     /// From now on, ignore the `metadata` filter of GET listings (a server without it).
@@ -191,27 +187,18 @@ impl FakeActivate {
     }
 
     pub fn set_mix(&self, mix: FaultMix) {
-        check_mix(&mix);
-        self.shared.state().mix = mix;
+        self.shared.state().faults.set_mix(mix);
     }
 
     /// How many faults of each kind were injected (scripted and random).
     pub fn fault_counts(&self) -> BTreeMap<FaultKind, u64> {
-        self.shared.state().counts.clone()
+        self.shared.state().faults.counts()
     }
 
     /// Closes the port now; connection threads end within tens of milliseconds. Also on drop.
     pub fn stop(&mut self) {
         self.server.stop();
     }
-}
-
-fn check_mix(mix: &FaultMix) {
-    let sum: f64 = mix.weights.iter().map(|(p, _)| *p).sum();
-    assert!(
-        mix.weights.iter().all(|(p, _)| p.is_finite() && *p >= 0.0) && sum <= 1.0 + 1e-9,
-        "fault probabilities must be ≥ 0 and sum to ≤ 1: {mix:?}"
-    );
 }
 
 fn error(status: u16, message: &str) -> Response {
@@ -332,28 +319,7 @@ impl Shared {
     }
 
     fn draw(&self, is_post: bool) -> Option<Fault> {
-        let mut st = self.state();
-        let scripted = if is_post { st.queue.pop_front() } else { None };
-        let fault = match scripted {
-            Some(f) => f,
-            None if is_post || st.mix.on_get => {
-                let u = (splitmix64(&mut st.rng) >> 11) as f64 / (1u64 << 53) as f64;
-                let mut acc = 0.0;
-                st.mix
-                    .weights
-                    .iter()
-                    .find(|(p, _)| {
-                        acc += p;
-                        u < acc
-                    })
-                    .map(|(_, f)| f.clone())
-            }
-            None => None,
-        };
-        if let Some(f) = &fault {
-            *st.counts.entry(f.kind()).or_default() += 1;
-        }
-        fault
+        self.state().faults.draw(is_post)
     }
 
     fn record(&self, org: &str, alloc: &str, i: Input) -> Event {
@@ -643,14 +609,6 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&bytes[..keep - 1]);
     }
     Some(out)
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Standard padded base64 (for tests and callers building a Basic header).

@@ -57,13 +57,14 @@
 //! here), 403, archiving, metric data, tags as objects of their own, the job cache table, other
 //! routes (`/api/jobs/{id}`, delete, edit_meta, tag_job: 404 here), NATS, TLS.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
 pub use super::activate::{Fault, FaultKind, FaultMix, Outcome};
+use super::faults::Faults;
 use super::http::{Reply, Request, Response, Server};
 
 pub const START_JOB: &str = "/api/jobs/start_job/";
@@ -187,8 +188,7 @@ impl FakeCcBackend {
             cfg.clusters.iter().all(|c| !c.sub_clusters.is_empty()),
             "fake cc-backend: a cluster without sub-cluster"
         );
-        check_mix(&cfg.faults);
-        let state = State { mix: cfg.faults.clone(), rng: cfg.seed, ..State::default() };
+        let state = State { faults: Faults::new(cfg.faults.clone(), cfg.seed), ..State::default() };
         let shared = Arc::new(Shared { cfg, state: Mutex::new(state) });
         let s = shared.clone();
         let server =
@@ -222,36 +222,27 @@ impl FakeCcBackend {
 
     /// Faults for the next valid writes, one each, before any random draw.
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.shared.state().queue.extend(faults.into_iter().map(Some));
+        self.shared.state().faults.push(faults);
     }
 
     /// `n` normal answers in the scripted queue (to place a fault later in a script).
     pub fn push_pass(&self, n: usize) {
-        self.shared.state().queue.extend(std::iter::repeat(None).take(n));
+        self.shared.state().faults.push_pass(n);
     }
 
     pub fn set_mix(&self, mix: FaultMix) {
-        check_mix(&mix);
-        self.shared.state().mix = mix;
+        self.shared.state().faults.set_mix(mix);
     }
 
     /// How many faults of each kind were injected (scripted and random).
     pub fn fault_counts(&self) -> BTreeMap<FaultKind, u64> {
-        self.shared.state().counts.clone()
+        self.shared.state().faults.counts()
     }
 
     /// Closes the port now; connection threads end within tens of milliseconds. Also on drop.
     pub fn stop(&mut self) {
         self.server.stop();
     }
-}
-
-fn check_mix(mix: &FaultMix) {
-    let sum: f64 = mix.weights.iter().map(|(p, _)| *p).sum();
-    assert!(
-        mix.weights.iter().all(|(p, _)| p.is_finite() && *p >= 0.0) && sum <= 1.0 + 1e-9,
-        "fault probabilities must be ≥ 0 and sum to ≤ 1: {mix:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -268,35 +259,12 @@ struct State {
     node_posts: Vec<NodeStatePost>,
     next_id: i64,
     requests: Vec<CcRequest>,
-    queue: VecDeque<Option<Fault>>,
-    mix: FaultMix,
-    rng: u64,
-    counts: BTreeMap<FaultKind, u64>,
+    faults: Faults,
 }
 
 impl State {
     fn draw(&mut self, is_write: bool) -> Option<Fault> {
-        let scripted = if is_write { self.queue.pop_front() } else { None };
-        let fault = match scripted {
-            Some(f) => f,
-            None if is_write || self.mix.on_get => {
-                let u = (splitmix64(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
-                let mut acc = 0.0;
-                self.mix
-                    .weights
-                    .iter()
-                    .find(|(p, _)| {
-                        acc += p;
-                        u < acc
-                    })
-                    .map(|(_, f)| f.clone())
-            }
-            None => None,
-        };
-        if let Some(f) = &fault {
-            *self.counts.entry(f.kind()).or_default() += 1;
-        }
-        fault
+        self.faults.draw(is_write)
     }
 }
 
@@ -874,12 +842,4 @@ fn check_type(v: &Value, ty: &Ty, root: &str, path: &str) -> Result<(), String> 
         }
         _ => mismatch(kind(v)),
     }
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

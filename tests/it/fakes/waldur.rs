@@ -73,7 +73,7 @@
 //! (the period is the month of `date` as written: send the first of the month at 00:00 in the
 //! offering's zone), TLS.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,7 @@ use jiff::civil::Date;
 use serde_json::{json, Map, Value};
 
 pub use super::activate::{Fault, FaultKind, FaultMix, Outcome};
+use super::faults::Faults;
 use super::http::{percent_decode, Reply, Request, Response, Server};
 
 /// Where the fake's OIDC token endpoint listens (see [`FakeWaldur::enable_oidc`]).
@@ -287,8 +288,7 @@ impl FakeWaldur {
             today,
             staff: cfg.staff,
             resources: cfg.resources.clone(),
-            mix: cfg.faults.clone(),
-            rng: cfg.seed,
+            faults: Faults::new(cfg.faults.clone(), cfg.seed),
             ..State::default()
         };
         let shared = Arc::new(Shared { cfg, base: OnceLock::new(), state: Mutex::new(state) });
@@ -337,22 +337,21 @@ impl FakeWaldur {
 
     /// Faults for the next valid writes, one each, before any random draw.
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.shared.state().queue.extend(faults.into_iter().map(Some));
+        self.shared.state().faults.push(faults);
     }
 
     /// `n` normal answers in the scripted queue (to place a fault later in a script).
     pub fn push_pass(&self, n: usize) {
-        self.shared.state().queue.extend(std::iter::repeat(None).take(n));
+        self.shared.state().faults.push_pass(n);
     }
 
     pub fn set_mix(&self, mix: FaultMix) {
-        check_mix(&mix);
-        self.shared.state().mix = mix;
+        self.shared.state().faults.set_mix(mix);
     }
 
     /// How many faults of each kind were injected (scripted and random).
     pub fn fault_counts(&self) -> BTreeMap<FaultKind, u64> {
-        self.shared.state().counts.clone()
+        self.shared.state().faults.counts()
     }
 
     /// Moves "today" (`YYYY-MM-DD`), e.g. into the next month.
@@ -422,20 +421,11 @@ fn checked(mut cfg: WaldurConfig) -> WaldurConfig {
         assert!(v.windows(2).all(|w| w[0] != w[1]), "fake Waldur: a {what} given twice: {v:?}");
     }
     assert!(!cfg.token.is_empty() && !cfg.foreign_tokens.contains(&cfg.token), "fake Waldur: token");
-    check_mix(&cfg.faults);
     cfg
 }
 
 fn parse_today(s: &str) -> Date {
     parse_date(s).filter(|_| s.len() == 10).unwrap_or_else(|| panic!("fake Waldur: today {s:?} is not YYYY-MM-DD"))
-}
-
-fn check_mix(mix: &FaultMix) {
-    let sum: f64 = mix.weights.iter().map(|(p, _)| *p).sum();
-    assert!(
-        mix.weights.iter().all(|(p, _)| p.is_finite() && *p >= 0.0) && sum <= 1.0 + 1e-9,
-        "fault probabilities must be ≥ 0 and sum to ≤ 1: {mix:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,11 +448,7 @@ struct State {
     writes: WriteCounts,
     next_uuid: u64,
     requests: Vec<WaldurRequest>,
-    /// `None` = answer normally (see [`FakeWaldur::push_pass`]).
-    queue: VecDeque<Option<Fault>>,
-    mix: FaultMix,
-    rng: u64,
-    counts: BTreeMap<FaultKind, u64>,
+    faults: Faults,
     oidc: Option<OidcClient>,
     issued: Vec<Issued>,
     /// Bearer-authenticated requests still passing before every issued token is revoked.
@@ -793,28 +779,7 @@ impl Shared {
     }
 
     fn draw(&self, is_write: bool) -> Option<Fault> {
-        let mut st = self.state();
-        let scripted = if is_write { st.queue.pop_front() } else { None };
-        let fault = match scripted {
-            Some(f) => f,
-            None if is_write || st.mix.on_get => {
-                let u = (splitmix64(&mut st.rng) >> 11) as f64 / (1u64 << 53) as f64;
-                let mut acc = 0.0;
-                st.mix
-                    .weights
-                    .iter()
-                    .find(|(p, _)| {
-                        acc += p;
-                        u < acc
-                    })
-                    .map(|(_, f)| f.clone())
-            }
-            None => None,
-        };
-        if let Some(f) = &fault {
-            *st.counts.entry(f.kind()).or_default() += 1;
-        }
-        fault
+        self.state().faults.draw(is_write)
     }
 }
 
@@ -1427,12 +1392,4 @@ fn quote_plus(s: &str) -> String {
         }
     }
     out
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
