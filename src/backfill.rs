@@ -86,16 +86,8 @@ pub fn months(from: &str, to: Option<&str>, now: UnixTime) -> Result<Vec<Month>,
 /// The windows reading `month`, widened by [`ZONE_SLACK`] at both ends, each at most `max` long,
 /// none past `now`.
 pub fn windows(month: &Month, max: i64, now: UnixTime) -> Vec<Window> {
-    let start = month.start.0 - ZONE_SLACK;
-    let end = (month.end.0 + ZONE_SLACK).min(now.0);
-    let mut out = Vec::new();
-    let mut t = start;
-    while t < end {
-        let e = (t + max.max(1)).min(end);
-        out.push(Window { start: UnixTime(t), end: UnixTime(e) });
-        t = e;
-    }
-    out
+    let end = UnixTime((month.end.0 + ZONE_SLACK).min(now.0));
+    Window { start: UnixTime(month.start.0 - ZONE_SLACK), end }.split(max).collect()
 }
 
 /// The ledger's name of a month's read of a cluster.

@@ -179,14 +179,10 @@ pub fn collect_cluster(
     let window = window_for(cursor, since, now, policy);
     let cursor_kept = cursor.filter(|c| window.start > *c);
     let (mut counts, mut open_seen) = (Counts::default(), OpenSeen::new());
-    let step = if policy.max_window_secs > 0 { policy.max_window_secs } else { i64::MAX };
-    let mut start = window.start;
-    while start < window.end {
-        let part = Window { start, end: UnixTime(start.0.saturating_add(step).min(window.end.0)) };
+    for part in window.split(policy.max_window_secs) {
         let (c, seen) = poll_window(source, info, ledger, cluster, part, cursor_kept.is_none(), now)?;
         counts.add(&c);
         open_seen.extend(seen);
-        start = part.end;
     }
     let settled = settle_open_runs(source, info, ledger, cluster, &open_seen, now)?;
     Ok(CollectReport {

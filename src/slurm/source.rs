@@ -91,6 +91,23 @@ pub struct Window {
     pub end: UnixTime,
 }
 
+impl Window {
+    /// The window as consecutive windows of at most `max` seconds (slurmdbd's
+    /// MaxQueryTimeRange), in order, without gaps; `max` ≤ 0: the window whole. Empty when the
+    /// window is.
+    pub fn split(self, max: i64) -> impl Iterator<Item = Window> {
+        let step = if max > 0 { max } else { i64::MAX };
+        let mut start = self.start;
+        std::iter::from_fn(move || {
+            (start < self.end).then(|| {
+                let w = Window { start, end: UnixTime(start.0.saturating_add(step).min(self.end.0)) };
+                start = w.end;
+                w
+            })
+        })
+    }
+}
+
 impl<'r> SlurmSource<'r> {
     pub fn new(runner: &'r dyn Runner, timeout: Duration) -> Self {
         Self { runner, timeout }
