@@ -1,6 +1,6 @@
 //! `slurm-ledger backfill`: past months from Slurm into the ledger and out to the sinks, month
-//! by month (the rules: `crate::backfill`). Each month is read in windows no longer than slurmdbd's `MaxQueryTimeRange`, then
-//! each sink is delivered to and the month's items checked. What is done is recorded per month
+//! by month (the rules: `crate::backfill`). Each month is read in windows no longer than
+//! slurmdbd's `MaxQueryTimeRange`, then each sink is delivered to and the month's items checked. What is done is recorded per month
 //! and part in the ledger (`collect:CLUSTER`, `report:SINK`): an interrupted backfill resumes at
 //! the first part not done, and a month that failed is tried again by the next backfill while
 //! the others go on. Cursors never move (the cron collect keeps its own), and past periods are
@@ -39,7 +39,8 @@ move), then delivered to each sink. A month and part done is never done again: r
 command after an interruption or a failure and it goes on where it stopped. Waldur takes past
 months only from a staff token: that is checked before anything is read.
 
-Exit status: 0 every month done, 1 a month failed (the others were done; run again), 2 bad usage.")]
+Exit status: 0 every month done, 1 a month failed (the others were done; run again), 2 bad usage
+or credentials that are not staff's, 3 every month done but records were quarantined.")]
 pub struct BackfillArgs {
     /// The first month: 2024-01.
     #[arg(long, value_name = "YYYY-MM")]
