@@ -8,6 +8,8 @@
 //!   (intent before send, look-up before resend), backoff, `--dry-run` previews and `retry`.
 //! - [`slices`]: the slice planner (metering cut at billing periods, exact cumulative quantities)
 //!   that the usage sinks (ACTIVATE, JSONL) share.
+//! - [`events`]: the event planner (a run's start and stop as once-only items) that cc-backend
+//!   and NATS share.
 //! - [`seed`]: marks handed over by a replaced tool, matched to runs by a rule the caller gives.
 //!
 //! Invariant: the engine knows no particular consumer; an item is planned at most once per
@@ -15,6 +17,7 @@
 
 pub mod consumer;
 pub mod engine;
+pub mod events;
 pub mod seed;
 pub mod slices;
 pub mod totals;
