@@ -8,6 +8,8 @@
 //! sink imports another; the ledger stores a sink's name and items and knows no sink.
 
 pub mod activate;
+pub mod cc_backend;
+pub mod cc_job;
 pub mod http;
 pub mod jsonl;
 pub mod waldur;
@@ -78,7 +80,7 @@ pub struct Built {
 pub enum SinkError {
     #[error("--sink {name}: no [sinks.{name}] table in the config ({have}); see `slurm-ledger config example`")]
     NotConfigured { name: String, have: String },
-    #[error("no sink is configured: add a [sinks.activate], [sinks.jsonl] or [sinks.waldur] table to the config (see `slurm-ledger config example`)")]
+    #[error("no sink is configured: add a [sinks.activate], [sinks.jsonl], [sinks.waldur] or [sinks.cc_backend] table to the config (see `slurm-ledger config example`)")]
     NoneConfigured,
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -180,4 +182,5 @@ registry! {
     activate => activate::Activate,
     jsonl => jsonl::Jsonl,
     waldur => waldur::Waldur,
+    cc_backend => cc_backend::CcBackend,
 }

@@ -45,18 +45,28 @@ fn write_cfg_grace(site: &Site, url: &str, grace: &str) {
 }
 
 pub(crate) fn slurm_ledger(site: &Site, args: &[&str]) -> (i32, String, String) {
+    slurm_ledger_env(site, args, &[("SLURM_LEDGER_WALDUR_TOKEN", TOKEN)], TOKEN)
+}
+
+/// Runs the binary on the site with these environment variables; `secret` must not be printed.
+pub(crate) fn slurm_ledger_env(
+    site: &Site,
+    args: &[&str],
+    env: &[(&str, &str)],
+    secret: &str,
+) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
         .arg("--config")
         .arg(&site.cfg)
         .arg("--ledger")
         .arg(&site.db)
         .args(args)
-        .env("SLURM_LEDGER_WALDUR_TOKEN", TOKEN)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
-    assert!(!out.contains(TOKEN) && !err.contains(TOKEN), "the token leaked:\n{out}\n{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "the secret leaked:\n{out}\n{err}");
     (o.status.code().unwrap_or(-1), out, err)
 }
 

@@ -10,6 +10,7 @@
 //! - `fake_waldur`: the Waldur fake itself: token auth, OIDC Bearer tokens from its token endpoint, set semantics, 2-decimal amounts, unknown component/resource, past periods for non-staff, pagination, faults.
 //! - `fake_cc_backend`: the cc-backend fake itself: `X-Auth-Token` auth, Go's strict decoding (unknown fields, wrong types), the sanity checks, 422 on duplicates and on a second stop, a stop matched by startTime, running jobs listed, node states, faults.
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
+//! - `deliver_cc_backend`: `deliver` to the cc-backend fake on the recorded poll: each started run started once, each ended run stopped once by its start time, faults, the duplicate rule shown.
 //! - `deliver_waldur`: `deliver` to the Waldur fake on the recorded poll: month totals per resource, component and user exact to the cent, nothing posted twice, faults, an account without a resource.
 //! - `waldur_oidc`: `deliver` to the Waldur fake with OIDC client credentials: exact totals, one token per pass, a revoked token renewed once on 401, a wrong secret named by its token URL and never shown, a readable secret file warned about.
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
@@ -37,6 +38,7 @@ mod cli;
 mod collect_replay;
 mod common;
 mod deliver_activate;
+mod deliver_cc_backend;
 mod deliver_waldur;
 mod fake_activate;
 mod fake_cc_backend;

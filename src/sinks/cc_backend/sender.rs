@@ -1,0 +1,83 @@
+//! Sends a cc-backend item: the start or stop body is rendered from the run as the ledger holds
+//! it when the item leaves, then POSTed; a look-up lists the jobs with the run's start time.
+//! Without a client (dry run, no token) it can only describe.
+
+use regex::Regex;
+use serde_json::Value;
+
+use crate::delivery::consumer::{Lookup, Outcome, RenderError, Sender};
+use crate::delivery::events::EventKind;
+use crate::ledger::Delivery;
+use crate::model::JobRun;
+use crate::sinks::cc_job::{start_job_body, stop_job_body};
+
+use super::client::{Call, CcClient};
+use super::config::CcBackendSettings;
+
+/// cc-backend's [`Sender`].
+pub struct CcSender {
+    cfg: CcBackendSettings,
+    ignore: Option<Regex>,
+    client: Option<CcClient>,
+}
+
+/// An item as cc-backend takes it.
+struct Request {
+    call: Call,
+    body: Value,
+    job_id: u64,
+    cluster: String,
+    start: i64,
+}
+
+impl CcSender {
+    pub fn new(cfg: CcBackendSettings, ignore: Option<Regex>, client: Option<CcClient>) -> Self {
+        Self { cfg, ignore, client }
+    }
+
+    fn request(&self, d: &Delivery, run: Option<&JobRun>) -> Result<Request, String> {
+        let run = run.ok_or_else(|| RenderError::NoRun { id: d.id.clone() }.to_string())?;
+        let cluster = self.cfg.cc_cluster(run.key.cluster.as_str()).to_string();
+        let ignore = |h: &str| self.ignore.as_ref().is_some_and(|re| re.is_match(h));
+        let (call, body) = match EventKind::of_id(&d.id) {
+            Some(EventKind::Start) => (Call::Start, start_job_body(run, &cluster, &ignore)),
+            Some(EventKind::Stop) => (Call::Stop, stop_job_body(run, &cluster)),
+            None => return Err(RenderError::BadRoute { id: d.id.clone(), route: d.route.clone() }.to_string()),
+        };
+        let body = body.map_err(|e| e.to_string())?;
+        let start = run.start.map_or(0, |s| s.0);
+        Ok(Request { call, body, job_id: run.key.job_id_raw, cluster, start })
+    }
+}
+
+impl Sender for CcSender {
+    fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
+        let Some(client) = &self.client else {
+            return Outcome::Retry {
+                reason: "the cc-backend sink has no token loaded (dry run)".into(),
+                after_secs: None,
+            };
+        };
+        match self.request(d, run) {
+            Ok(r) => client.post(r.call, &r.body, r.job_id, &r.cluster, r.start),
+            Err(reason) => Outcome::Rejected { reason },
+        }
+    }
+
+    fn lookup(&self, d: &Delivery, run: Option<&JobRun>) -> Lookup {
+        let Some(client) = &self.client else {
+            return Lookup::Failed { reason: "the cc-backend sink has no token loaded (dry run)".into() };
+        };
+        match self.request(d, run) {
+            Ok(r) => client.lookup(r.call, r.job_id, &r.cluster, r.start),
+            Err(reason) => Lookup::Failed { reason },
+        }
+    }
+
+    fn describe(&self, d: &Delivery, run: Option<&JobRun>) -> String {
+        match self.request(d, run) {
+            Ok(r) => format!("POST {}/{}\n{}", self.cfg.url, r.call.path(), r.body),
+            Err(e) => format!("(cannot render: {e})"),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! ClusterCockpit's job event bodies, rendered from a run as the ledger holds it: cc-backend's
+//! `start_job` (`schema.Job`) and `stop_job` (`api.StopJobAPIRequest`) requests. The cc-backend
+//! sink posts them; the NATS sink's line-protocol format carries them as cc-slurm-adapter did.
+//! Not a sink: pure rendering, no I/O.
+//!
+//! Contract (`../shared/contracts.md` §3.1–3.3, `specs/cc-backend/swagger-jobs-excerpt.json`):
+//! cc-backend decodes with `DisallowUnknownFields`, so only `schema.Job`'s own fields are sent.
+//! - `jobId` is the run's JobIDRaw (an array task's own id), `arrayJobId` the array's (0: none);
+//!   `project` is the account; `walltime` the time limit in seconds (left out when unlimited);
+//!   `submitTime`/`startTime` epoch seconds; `numHwthreads` the allocated CPUs (AllocTRES `cpu`,
+//!   else AllocCPUS), `numAcc` the allocated GPUs; `requestedMemory` MB when Slurm gives one.
+//! - `resources`: one per host of the node list, expanded, in order, except hosts matching the
+//!   sink's ignore rule; `hwthreads`/`accelerators` only when an allocation detail is known.
+//!   cc-backend requires `len(resources) == numNodes`, so `numNodes` is the hosts sent.
+//! - `metaData`: `jobName`, and `slurmInfo` (a short text of what the ledger knows).
+//! - The stop names the run by `jobId`, `cluster` and its `startTime` (the adapter left it out,
+//!   so cc-backend stopped the newest row of that job id: a requeued job's wrong run).
+//! - States map to `schema.JobState`; Slurm states with no match there (REQUEUED, RESIZING,
+//!   REVOKED, SPECIAL_EXIT) become `cancelled` (the run ended without completing; its successor
+//!   run, if any, is its own job row) and `failed` for SPECIAL_EXIT.
+
+use serde_json::{json, Map, Value};
+
+use crate::model::{JobRun, JobState};
+use crate::slurm::hostlist;
+
+/// Why a run has no start body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("run {run} has not started")]
+    NotStarted { run: String },
+    #[error(
+        "run {run} has no hosts to report (node list {nodes:?}{ignored}); cc-backend refuses a job without resources"
+    )]
+    NoHosts { run: String, nodes: String, ignored: &'static str },
+    #[error("run {run}: {reason}")]
+    NodeList { run: String, reason: String },
+}
+
+/// cc-backend's `schema.JobState` for a final Slurm state (a running one is `running`).
+pub fn cc_state(state: &JobState) -> &'static str {
+    match state {
+        JobState::Completed => "completed",
+        JobState::Failed | JobState::SpecialExit => "failed",
+        JobState::Timeout => "timeout",
+        JobState::NodeFail => "node_fail",
+        JobState::Preempted => "preempted",
+        JobState::BootFail => "boot_fail",
+        JobState::Deadline => "deadline",
+        JobState::OutOfMemory => "out_of_memory",
+        JobState::Pending => "pending",
+        JobState::Suspended => "suspended",
+        JobState::Running => "running",
+        _ => "cancelled",
+    }
+}
+
+/// The hosts a run's events name: its node list expanded, without those `ignore` matches.
+pub fn hosts(run: &JobRun, ignore: &dyn Fn(&str) -> bool) -> Result<Vec<String>, BodyError> {
+    let all = hostlist::expand(&run.nodelist)
+        .map_err(|e| BodyError::NodeList { run: run.key.to_string(), reason: e.to_string() })?;
+    Ok(all.into_iter().filter(|h| !ignore(h)).collect())
+}
+
+/// The `start_job` body of a started run (`cluster`: the name cc-backend knows the cluster by).
+pub fn start_job_body(run: &JobRun, cluster: &str, ignore: &dyn Fn(&str) -> bool) -> Result<Value, BodyError> {
+    let start = run.start.ok_or_else(|| BodyError::NotStarted { run: run.key.to_string() })?;
+    let hosts = hosts(run, ignore)?;
+    if hosts.is_empty() {
+        let ignored = if run.nodelist.is_empty() || run.nodelist == "None assigned" { "" } else { ", all ignored" };
+        return Err(BodyError::NoHosts { run: run.key.to_string(), nodes: run.nodelist.clone(), ignored });
+    }
+    let resources: Vec<Value> = hosts.iter().map(|h| json!({ "hostname": h })).collect();
+    let hwthreads = run.alloc_tres.get("cpu").unwrap_or(u64::from(run.alloc_cpus));
+    let mut body = Map::new();
+    body.insert("jobId".into(), json!(run.key.job_id_raw));
+    body.insert("user".into(), json!(run.user));
+    body.insert("project".into(), json!(run.account));
+    body.insert("cluster".into(), json!(cluster));
+    body.insert("partition".into(), json!(run.partition));
+    body.insert("arrayJobId".into(), json!(run.array_job_id.unwrap_or(0)));
+    body.insert("numNodes".into(), json!(resources.len()));
+    body.insert("numHwthreads".into(), json!(hwthreads.min(i32::MAX as u64)));
+    body.insert("numAcc".into(), json!(run.alloc_tres.gpus().min(i32::MAX as u64)));
+    if let Some(limit) = run.timelimit_mins {
+        body.insert("walltime".into(), json!(limit.saturating_mul(60)));
+    }
+    body.insert("submitTime".into(), json!(run.key.submit.0));
+    body.insert("startTime".into(), json!(start.0));
+    if let Some(mb) = requested_mb(run) {
+        body.insert("requestedMemory".into(), json!(mb));
+    }
+    body.insert("resources".into(), Value::Array(resources));
+    let info = format!(
+        "JobId={} JobName={} UserId={} Account={} Partition={} QOS={} NodeList={} TRES={}",
+        run.job_id,
+        run.name,
+        run.user,
+        run.account,
+        run.partition,
+        run.qos,
+        run.nodelist,
+        run.alloc_tres.to_canonical()
+    );
+    body.insert("metaData".into(), json!({ "jobName": run.name, "slurmInfo": info }));
+    Ok(Value::Object(body))
+}
+
+/// The `stop_job` body of a final run.
+pub fn stop_job_body(run: &JobRun, cluster: &str) -> Result<Value, BodyError> {
+    let start = run.start.ok_or_else(|| BodyError::NotStarted { run: run.key.to_string() })?;
+    let stop = run.end.unwrap_or(start).max(start);
+    Ok(json!({
+        "jobId": run.key.job_id_raw,
+        "cluster": cluster,
+        "startTime": start.0,
+        "jobState": cc_state(&run.state),
+        "stopTime": stop.0,
+    }))
+}
+
+/// The requested memory in MB (ReqMem per node × nodes, or per CPU × CPUs), when known.
+fn requested_mb(run: &JobRun) -> Option<u64> {
+    let bytes = run.req_mem_bytes?;
+    let per =
+        if run.req_mem_per_cpu { u64::from(run.req_cpus.max(run.alloc_cpus)) } else { u64::from(run.nnodes.max(1)) };
+    Some(bytes.saturating_mul(per) / (1024 * 1024)).filter(|mb| *mb > 0 && *mb <= i32::MAX as u64)
+}

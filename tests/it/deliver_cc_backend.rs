@@ -1,0 +1,143 @@
+//! `deliver` to the cc-backend fake, on the ledger of a recorded real testbed poll (the demo's):
+//! every started run is started once, every ended run stopped once with its own start time and
+//! cc-backend's state; a run that never started gets nothing; a second pass posts nothing; under
+//! injected faults (5xx, 429, drops and timeouts after the write) the end state is the same and no
+//! start or stop is accepted twice; the requeued job's second run, which cc-backend's duplicate
+//! rule refuses, is shown as rejected with the rule named, its stop too.
+
+use std::collections::BTreeMap;
+
+use slurm_ledger::ledger::{JobFilter, Ledger};
+
+use crate::deliver_activate::{site, Site};
+use crate::deliver_waldur::slurm_ledger_env;
+use crate::fakes::cc_backend::{CcConfig, FakeCcBackend, Fault, FaultMix, START_JOB, STOP_JOB};
+
+const TOKEN: &str = "eyJhbGciOiJFZERTQSJ9.cc-test-jwt.sig";
+
+fn fake(mix: FaultMix) -> FakeCcBackend {
+    FakeCcBackend::start(CcConfig { faults: mix, seed: 11, ..CcConfig::new(TOKEN, "testcluster", &["vm"]) })
+}
+
+fn write_cfg(site: &Site, url: &str) {
+    let text = format!(
+        "[delivery]\nretry_backoff = \"1s\"\nmax_backoff = \"1s\"\n[sinks.cc_backend]\nurl = \"{url}/api\"\ntimeout_secs = 2\n"
+    );
+    std::fs::write(&site.cfg, text).unwrap();
+}
+
+fn run(site: &Site, args: &[&str]) -> (i32, String, String) {
+    slurm_ledger_env(site, args, &[("SLURM_LEDGER_CC_BACKEND_TOKEN", TOKEN)], TOKEN)
+}
+
+/// The ledger's runs: (job id, start) → (final, state, end), for started runs with hosts (jobs 3
+/// and 4 were cancelled at their start, on no node: cc-backend refuses a job without resources).
+fn started_runs(site: &Site) -> BTreeMap<(i64, i64), (bool, String, i64)> {
+    let ledger = Ledger::open(&site.db).unwrap();
+    let mut out = BTreeMap::new();
+    for j in ledger.jobs(&JobFilter { limit: None, ..Default::default() }).unwrap() {
+        if let Some(s) = j.start.filter(|_| !j.nodelist.is_empty()) {
+            let end = j.end.map_or(s.0, |e| e.0.max(s.0));
+            out.insert((j.key.job_id_raw as i64, s.0), (j.state.is_final(), j.state.as_str().to_string(), end));
+        }
+    }
+    out
+}
+
+/// What the fake holds must be the ledger's runs, exactly, except one of the requeued job 21's
+/// two runs (cc-backend keeps one row per job id within 24 h).
+fn check_against_ledger(site: &Site, cc: &FakeCcBackend) {
+    if let Err(e) = compare(site, cc) {
+        panic!("{e}");
+    }
+}
+
+fn compare(site: &Site, cc: &FakeCcBackend) -> Result<(), String> {
+    let runs = started_runs(site);
+    let jobs = cc.jobs();
+    let mut seen = BTreeMap::new();
+    for j in &jobs {
+        if seen.insert((j.job_id, j.start_time), ()).is_some() {
+            return Err(format!("job {} started twice", j.job_id));
+        }
+        let (final_run, state, end) =
+            runs.get(&(j.job_id, j.start_time)).ok_or_else(|| format!("unknown run {j:?}"))?;
+        if *final_run {
+            let want = match state.as_str() {
+                "COMPLETED" => "completed",
+                "FAILED" => "failed",
+                "TIMEOUT" => "timeout",
+                _ => "cancelled", // CANCELLED, and REQUEUED (no such state in cc-backend)
+            };
+            if j.state != want || j.stop_time != Some(*end) {
+                return Err(format!("job {} ({state}, end {end}): {} at {:?}", j.job_id, j.state, j.stop_time));
+            }
+        } else if j.state != "running" {
+            return Err(format!("job {} is {} in cc-backend, running in Slurm", j.job_id, j.state));
+        }
+        assert_eq!(j.job["project"].as_str().map(str::is_empty), Some(false));
+        assert_eq!(j.job["resources"][0]["hostname"], "vm");
+    }
+    // Which of job 21's runs cc-backend keeps is whichever start reached it first (a fault can
+    // delay the first run's start past the second's); the other is refused, never both kept.
+    let missing: Vec<_> = runs.keys().filter(|k| !seen.contains_key(k)).collect();
+    let runs_21 = runs.keys().filter(|k| k.0 == 21).count();
+    if runs_21 != 2 || missing.len() != 1 || missing[0].0 != 21 {
+        return Err(format!("exactly one of the requeued job's two runs may be missing: {missing:?}"));
+    }
+    Ok(())
+}
+
+fn writes(cc: &FakeCcBackend) -> usize {
+    cc.requests().iter().filter(|r| r.method == "POST" && (r.path == START_JOB || r.path == STOP_JOB)).count()
+}
+
+#[test]
+fn every_run_started_and_stopped_once_and_a_second_pass_posts_nothing() {
+    let site = site();
+    let cc = fake(FaultMix::default());
+    write_cfg(&site, &cc.base_url());
+    let (code, out, err) = run(&site, &["deliver", "--sink", "cc_backend"]);
+    // The requeued run's start and stop are refused (cc-backend's duplicate rule): exit 1, named.
+    assert_eq!(code, 1, "{out}\n{err}");
+    check_against_ledger(&site, &cc);
+    let j26 = cc.jobs().into_iter().find(|j| j.job_id == 26).expect("running job 26 started");
+    assert_eq!((j26.job["numHwthreads"].as_i64(), j26.job["numAcc"].as_i64()), (Some(4), Some(2)));
+    assert!(cc.jobs().iter().all(|j| j.job_id != 27 && j.job_id != 3), "a run that never started was reported");
+    let (_, status, _) = run(&site, &["status"]);
+    assert!(status.contains("duplicate rule"), "{status}");
+
+    let before = writes(&cc);
+    let (code, out, err) = run(&site, &["deliver", "--sink", "cc_backend"]);
+    assert_eq!(code, 0, "nothing new: {out}\n{err}");
+    assert_eq!(writes(&cc), before, "a second pass posted again");
+}
+
+#[test]
+fn under_faults_each_run_is_started_and_stopped_exactly_once() {
+    let site = site();
+    let mix = FaultMix {
+        weights: vec![
+            (0.15, Fault::Status5xxBefore(503)),
+            (0.15, Fault::Status5xxAfter(502)),
+            (0.1, Fault::TooMany { retry_after_secs: 1 }),
+            (0.1, Fault::DropAfter),
+            (0.03, Fault::TimeoutAfter { secs: 3 }),
+            (0.1, Fault::DropBefore),
+        ],
+        on_get: true,
+    };
+    let cc = fake(mix);
+    write_cfg(&site, &cc.base_url());
+    let started = std::time::Instant::now();
+    for pass in 1..=40 {
+        run(&site, &["deliver", "--sink", "cc_backend"]);
+        if compare(&site, &cc).is_ok() {
+            eprintln!("complete after {pass} passes, {:?}; faults {:?}", started.elapsed(), cc.fault_counts());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert!(cc.fault_counts().values().sum::<u64>() > 5, "faults were injected: {:?}", cc.fault_counts());
+    check_against_ledger(&site, &cc);
+}
