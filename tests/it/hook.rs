@@ -113,6 +113,48 @@ fn the_hook_exits_0_whatever_is_wrong() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// contrib/slurm-ledger-hook, the wrapper slurm.conf names, pointed at `bin`.
+fn contrib_wrapper(dir: &Path, bin: &str) -> PathBuf {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/slurm-ledger-hook")).unwrap();
+    assert!(text.contains("/usr/local/bin/slurm-ledger hook"), "{text}");
+    let path = dir.join(format!("wrapper-{}", bin.replace('/', "_")));
+    std::fs::write(&path, text.replace("/usr/local/bin/slurm-ledger", bin)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The wrapper exits 0 whether the binary is there, missing, or fails; `hook --help` shows it.
+#[test]
+fn the_contrib_wrapper_exits_0_and_is_the_one_the_help_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("hook.sock");
+    let (_l, rx) = listen(&socket, &SocketPerms::default());
+    let run = |bin: &str| {
+        let mut c = Command::new(contrib_wrapper(dir.path(), bin));
+        c.env_clear().env("SLURM_LEDGER_HOOK_SOCKET", &socket).envs(PROLOG_VARS.iter().copied());
+        c.output().unwrap()
+    };
+    let out = run(env!("CARGO_BIN_EXE_slurm-ledger"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().job_id, 4242);
+    for bin in ["/nonexistent/slurm-ledger", "/bin/false"] {
+        let out = run(bin);
+        assert_eq!(out.status.code(), Some(0), "{bin}: {}", text(&out.stderr));
+    }
+
+    let contrib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/slurm-ledger-hook")).unwrap();
+    let help = text(&Command::new(env!("CARGO_BIN_EXE_slurm-ledger")).args(["hook", "--help"]).output().unwrap().stdout);
+    let shown: Vec<&str> = help.lines().skip_while(|l| !l.contains("#!/bin/sh")).take(3).map(str::trim).collect();
+    assert_eq!(shown.len(), 3, "{help}");
+    for line in shown {
+        assert!(contrib.lines().any(|l| l == line), "--help shows {line:?}, not in contrib/slurm-ledger-hook");
+    }
+    let snippet = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/slurm.conf.snippet")).unwrap();
+    for line in help.lines().filter(|l| l.contains("Slurmctld=")) {
+        assert!(snippet.lines().any(|l| l == line.trim()), "{line:?} not in contrib/slurm.conf.snippet");
+    }
+}
+
 /// Whether this process can act as other users (root) and they exist; otherwise says SKIPPED.
 fn can_switch_users(users: &[&str]) -> bool {
     let root = unsafe { libc::geteuid() } == 0;
