@@ -14,7 +14,8 @@ use crate::daemon::hook::{send, HookAddr, HookMessage, DEFAULT_HOOK_SOCKET, HOOK
 
 use super::Cli;
 
-pub const LONG_ABOUT: &str = "Tell the slurm-ledger daemon at once that a job started or ended, so it asks Slurm for that
+pub const LONG_ABOUT: &str =
+    "Tell the slurm-ledger daemon at once that a job started or ended, so it asks Slurm for that
 job now instead of at its next poll. For slurmctld's PrologSlurmctld and EpilogSlurmctld.
 
 slurmctld runs the program as SlurmUser, with no arguments, and with SLURM_JOB_ID,

@@ -379,7 +379,9 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> io::Result<Vec<SocketAdd
     })?;
     match rx.recv_timeout(remaining(deadline)?) {
         Ok(result) => result,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("looking up {host} took longer than the budget"))),
+        Err(_) => {
+            Err(io::Error::new(io::ErrorKind::TimedOut, format!("looking up {host} took longer than the budget")))
+        }
     }
 }
 

@@ -89,7 +89,9 @@ fn the_hook_exits_0_whatever_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("hook.sock");
     let (l, _rx) = listen(&socket, &SocketPerms::default());
-    let cases: &[(&str, &[&str], &[(&str, &str)], &str)] = &[
+    // (what, arguments, variables, what -v or the error says)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("no environment", &["-v"], &[], "SLURM_JOB_ID is not set"),
         ("a job id that is not one", &["-v"], &[("SLURM_JOB_ID", "12_3")], "\"12_3\" is not a job id"),
         ("an unknown option", &["--bogus"], PROLOG_VARS, "unexpected argument '--bogus'"),
@@ -143,7 +145,8 @@ fn the_contrib_wrapper_exits_0_and_is_the_one_the_help_shows() {
     }
 
     let contrib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/slurm-ledger-hook")).unwrap();
-    let help = text(&Command::new(env!("CARGO_BIN_EXE_slurm-ledger")).args(["hook", "--help"]).output().unwrap().stdout);
+    let help =
+        text(&Command::new(env!("CARGO_BIN_EXE_slurm-ledger")).args(["hook", "--help"]).output().unwrap().stdout);
     let shown: Vec<&str> = help.lines().skip_while(|l| !l.contains("#!/bin/sh")).take(3).map(str::trim).collect();
     assert_eq!(shown.len(), 3, "{help}");
     for line in shown {
