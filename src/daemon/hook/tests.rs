@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc::{self, Receiver};
@@ -424,9 +425,20 @@ fn tcp_with_nothing_listening_fails_within_the_budget() {
     let t = Instant::now();
     assert!(send(&addr, &msg(1, HookContext::Prolog), HOOK_BUDGET).is_err());
     assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
-    // An address that never answers (TEST-NET-1, RFC 5737): gives up at the budget.
-    let addr = HookAddr::Tcp { host: "192.0.2.1".into(), port: 6830 };
+    // A daemon that never answers: its accept queue is full, so the kernel drops the SYN and a
+    // connect hangs; the send gives up at the budget.
+    let full = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen(2) again on a socket this test owns, to shrink its backlog.
+    assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);
+    let port = full.local_addr().unwrap().port();
+    let mut queued = Vec::new();
+    while let Ok(c) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) {
+        queued.push(c);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let addr = HookAddr::Tcp { host: "127.0.0.1".into(), port };
     let t = Instant::now();
-    assert!(send(&addr, &msg(1, HookContext::Prolog), Duration::from_millis(50)).is_err());
+    let e = send(&addr, &msg(1, HookContext::Prolog), Duration::from_millis(50)).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
     assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
 }
