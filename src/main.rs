@@ -3,9 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use slurm_ledger::cli::{hook, Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = slurm_ledger::cli::Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Under slurmctld a failing PrologSlurmctld requeues the job: a wrong hook line exits 0.
+        Err(e) if hook::invoked(&std::env::args_os().collect::<Vec<_>>()) => return hook::refused_command_line(e),
+        Err(e) => e.exit(),
+    };
+    if let Command::Hook(a) = &cli.command {
+        // No logging, config or ledger: the hook is on the path of every job's start and end.
+        return hook::run(&cli, a);
+    }
     slurm_ledger::cli::init_logging(&cli);
     match slurm_ledger::cli::run(cli) {
         Ok(code) => code,

@@ -6,6 +6,7 @@ mod collect;
 mod config_cmd;
 mod deliver;
 mod demo;
+pub mod hook;
 mod jobs;
 mod lock;
 mod migrate;
@@ -90,6 +91,9 @@ pub enum Command {
     Migrate(migrate::MigrateCommand),
     /// Run the whole pipeline on recorded real Slurm 22.05 output (no Slurm needed) and show the result.
     Demo(demo::DemoArgs),
+    /// For slurm.conf's PrologSlurmctld/EpilogSlurmctld: tell the daemon a job started or ended (always exits 0).
+    #[command(long_about = hook::LONG_ABOUT)]
+    Hook(hook::HookArgs),
 }
 
 /// Sets up tracing to stderr: -q/-v, else RUST_LOG, else the config's level (read later).
@@ -264,6 +268,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(a) => backfill::run(&cli, a),
         Command::Migrate(c) => migrate::run(&cli, c),
         Command::Demo(a) => demo::run(a),
+        // `main` runs it before any set-up; here for completeness.
+        Command::Hook(a) => Ok(hook::run(&cli, a)),
     };
     match result {
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {

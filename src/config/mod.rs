@@ -18,6 +18,8 @@ pub const DEFAULT_LEDGER_PATH: &str = "/var/lib/slurm-ledger/ledger.db";
 pub const ENV_CONFIG: &str = "SLURM_LEDGER_CONFIG";
 /// Names the ledger file, over the config.
 pub const ENV_LEDGER: &str = "SLURM_LEDGER_DB";
+/// The address `slurm-ledger hook` sends to (a unix socket path or `tcp:HOST:PORT`).
+pub const ENV_HOOK_SOCKET: &str = "SLURM_LEDGER_HOOK_SOCKET";
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Settings {

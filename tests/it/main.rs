@@ -5,6 +5,7 @@
 //! - `collect_replay`: the collect pipeline on replayed recordings, with injected sacct faults.
 //! - `malformed`: bad input is quarantined with a reason, never a panic, never a lost row.
 //! - `cli`: the binary as an admin uses it (help, errors, exit codes, demo).
+//! - `hook`: `slurm-ledger hook` as slurmctld runs it (exits 0 whatever happens, fast, no config or ledger read); only the socket's group can send; live: slurmctld runs it at each job's start and end.
 //! - `kills`: the seeded die and quiet simulated kills the kill-and-fault tests share.
 //! - `fakes`: loopback fakes of the delivery platforms (ACTIVATE, Waldur), enforcing their contracts; `fake_activate` tests them.
 //! - `fake_waldur`: the Waldur fake itself: token auth, OIDC Bearer tokens from its token endpoint, set semantics, 2-decimal amounts, unknown component/resource, past periods for non-staff, pagination, faults.
@@ -44,6 +45,7 @@ mod fake_activate;
 mod fake_cc_backend;
 mod fake_waldur;
 mod fakes;
+mod hook;
 mod kills;
 mod layers;
 mod malformed;
