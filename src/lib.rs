@@ -19,6 +19,7 @@
 //! - [`tracker`]: the switch from slurm-tracker (its files; its state as the engine's seeds).
 //! - [`pass`]: one pass, as `run`, `demo` and the daemon repeat it.
 //! - [`config`]: config file → pure validation → [`config::Settings`]; [`validate`], [`secret`].
+//! - [`daemon`]: the daemon's metrics and its `/metrics` and `/healthz` endpoint.
 //!
 //! See ARCHITECTURE.md for the invariants.
 
@@ -26,6 +27,7 @@ pub mod backfill;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod daemon;
 pub mod delivery;
 pub mod demo;
 pub mod ledger;
