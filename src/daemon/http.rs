@@ -88,7 +88,12 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.slots_freed.notify_all();
+        {
+            // Under the lock, so an accept thread about to wait for a free slot either sees the
+            // flag first or is waiting already and gets this notification.
+            let _active = self.shared.active.lock().unwrap_or_else(|p| p.into_inner());
+            self.shared.slots_freed.notify_all();
+        }
         // A blocked accept() returns for this connection and sees the flag.
         let _ = TcpStream::connect_timeout(&wake_addr(self.local_addr), STOP_WAIT);
         match self.ended.recv_timeout(STOP_WAIT) {
@@ -269,13 +274,21 @@ impl App {
 
     fn route(&self, head: &Head) -> Answer {
         if head.method != "GET" && head.method != "HEAD" {
-            return Answer { allow: true, ..Answer::text(405, format!("method {} not allowed: use GET\n", head.method)) };
+            return Answer {
+                allow: true,
+                ..Answer::text(405, format!("method {} not allowed: use GET\n", head.method))
+            };
         }
         match head.path.as_str() {
             "/metrics" => {
                 let format = Format::negotiate(head.accept.as_deref());
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-                Answer { status: 200, content_type: format.content_type(), body: self.metrics.render_as(format, now), allow: false }
+                Answer {
+                    status: 200,
+                    content_type: format.content_type(),
+                    body: self.metrics.render_as(format, now),
+                    allow: false,
+                }
             }
             "/healthz" => match (self.health)() {
                 Ok(()) => Answer::text(200, "ok\n"),

@@ -316,13 +316,15 @@ impl Metrics {
     /// `n` more items of `sink` were delivered (confirmed by the platform).
     pub fn delivered(&self, sink: &str, n: u64) {
         self.delivered.get_or_create(&SinkLabel { sink: sink.to_string() }).inc_by(n);
-        let _ = self.send_failures.get_or_create(&SinkLabel { sink: sink.to_string() }); // exists, at 0
+        let _ = self.send_failures.get_or_create(&SinkLabel { sink: sink.to_string() });
+        // exists, at 0
     }
 
     /// `n` more sends to `sink` failed (to be retried or looked up).
     pub fn send_failed(&self, sink: &str, n: u64) {
         self.send_failures.get_or_create(&SinkLabel { sink: sink.to_string() }).inc_by(n);
-        let _ = self.delivered.get_or_create(&SinkLabel { sink: sink.to_string() }); // exists, at 0
+        let _ = self.delivered.get_or_create(&SinkLabel { sink: sink.to_string() });
+        // exists, at 0
     }
 
     /// A message arrived on the hook socket; `accepted`: it was taken, else refused.
@@ -352,7 +354,9 @@ impl Metrics {
     pub fn render_as(&self, format: Format, now_unix: i64) -> String {
         let cursors = self.cursors.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for (cluster, cursor) in cursors.iter() {
-            self.cursor_lag.get_or_create(&ClusterLabel { cluster: cluster.clone() }).set(now_unix.saturating_sub(*cursor));
+            self.cursor_lag
+                .get_or_create(&ClusterLabel { cluster: cluster.clone() })
+                .set(now_unix.saturating_sub(*cursor));
         }
         let mut out = String::with_capacity(8 * 1024);
         let written = match format {

@@ -195,13 +195,20 @@ fn check_families(families: &[Value], format: &str) {
     for (name, typ) in FAMILIES {
         assert_eq!(family(families, name)["type"], *typ, "{format}: {name}");
     }
-    let build = if format == "openmetrics" { ("slurm_ledger_build", "info") } else { ("slurm_ledger_build_info", "gauge") };
+    let build =
+        if format == "openmetrics" { ("slurm_ledger_build", "info") } else { ("slurm_ledger_build_info", "gauge") };
     assert_eq!(family(families, build.0)["type"], build.1);
     assert_eq!(sample(families, build.0, "slurm_ledger_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
 
     let s = |fam: &str, smp: &str, labels: &[(&str, &str)]| sample(families, fam, smp, labels);
-    assert_eq!(s("slurm_ledger_collects", "slurm_ledger_collects_total", &[("cluster", "alpha"), ("result", "ok")]), 1.0);
-    assert_eq!(s("slurm_ledger_collects", "slurm_ledger_collects_total", &[("cluster", "alpha"), ("result", "failed")]), 1.0);
+    assert_eq!(
+        s("slurm_ledger_collects", "slurm_ledger_collects_total", &[("cluster", "alpha"), ("result", "ok")]),
+        1.0
+    );
+    assert_eq!(
+        s("slurm_ledger_collects", "slurm_ledger_collects_total", &[("cluster", "alpha"), ("result", "failed")]),
+        1.0
+    );
     // the odd name comes back exactly: escaped on the way out, unescaped by the parser
     assert_eq!(s("slurm_ledger_collects", "slurm_ledger_collects_total", &[("cluster", ODD), ("result", "ok")]), 1.0);
     assert_eq!(s("slurm_ledger_collect_runs_read", "slurm_ledger_collect_runs_read_total", &[("cluster", ODD)]), 3.0);
@@ -213,8 +220,14 @@ fn check_families(families: &[Value], format: &str) {
     let lag = s("slurm_ledger_cursor_lag_seconds", "slurm_ledger_cursor_lag_seconds", &[("cluster", "alpha")]);
     // recorded() set the cursor 100 s before its clock; the scrape's clock is a little later
     assert!((100.0..100.0 + 60.0).contains(&lag), "{format}: lag {lag}");
-    assert_eq!(s("slurm_ledger_outbox_items", "slurm_ledger_outbox_items", &[("sink", "activate"), ("state", "pending")]), 12.0);
-    assert_eq!(s("slurm_ledger_outbox_items", "slurm_ledger_outbox_items", &[("sink", "activate"), ("state", "rejected")]), 1.0);
+    assert_eq!(
+        s("slurm_ledger_outbox_items", "slurm_ledger_outbox_items", &[("sink", "activate"), ("state", "pending")]),
+        12.0
+    );
+    assert_eq!(
+        s("slurm_ledger_outbox_items", "slurm_ledger_outbox_items", &[("sink", "activate"), ("state", "rejected")]),
+        1.0
+    );
     assert_eq!(s("slurm_ledger_send_failures", "slurm_ledger_send_failures_total", &[("sink", "activate")]), 2.0);
     assert_eq!(s("slurm_ledger_send_failures", "slurm_ledger_send_failures_total", &[("sink", "jsonl")]), 0.0);
     assert_eq!(s("slurm_ledger_hook_messages", "slurm_ledger_hook_messages_total", &[("result", "refused")]), 0.0);
@@ -287,11 +300,19 @@ fn the_parsers_refuse_broken_bodies() {
         ),
         (
             "openmetrics",
-            replace(&om, "# UNIT slurm_ledger_pass_duration_seconds seconds", "# UNIT slurm_ledger_pass_duration_seconds bytes"),
+            replace(
+                &om,
+                "# UNIT slurm_ledger_pass_duration_seconds seconds",
+                "# UNIT slurm_ledger_pass_duration_seconds bytes",
+            ),
             "Unit does not match",
         ),
         ("text", replace(&text, "result=\"refused\"", "result=refused"), "Invalid labels"),
-        ("text", replace(&text, "cluster=\"alpha\",result=\"ok\"} 1", "cluster=\"alpha\",result=\"ok\"} one"), "could not convert"),
+        (
+            "text",
+            replace(&text, "cluster=\"alpha\",result=\"ok\"} 1", "cluster=\"alpha\",result=\"ok\"} one"),
+            "could not convert",
+        ),
     ];
     for (format, body, why) in broken {
         match parse(&py, format, &body) {
