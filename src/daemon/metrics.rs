@@ -531,10 +531,4 @@ mod tests {
         assert_eq!(value(&t, "slurm_ledger_pass_duration_seconds_sum"), Some(0.0), "{t}");
         assert_eq!(value(&t, "slurm_ledger_collect_sacct_duration_seconds_count{cluster=\"alpha\"}"), Some(0.0));
     }
-
-    #[test]
-    fn metrics_are_shared_across_threads() {
-        fn send_sync<T: Send + Sync>() {}
-        send_sync::<Metrics>();
-    }
 }
