@@ -94,9 +94,11 @@ impl Drop for MetricsServer {
             let _active = self.shared.active.lock().unwrap_or_else(|p| p.into_inner());
             self.shared.slots_freed.notify_all();
         }
+        let deadline = Instant::now() + STOP_WAIT;
         // A blocked accept() returns for this connection and sees the flag.
         let _ = TcpStream::connect_timeout(&wake_addr(self.local_addr), STOP_WAIT);
-        match self.ended.recv_timeout(STOP_WAIT) {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        match self.ended.recv_timeout(left) {
             Err(RecvTimeoutError::Disconnected) | Ok(()) => {
                 if let Some(t) = self.accept.take() {
                     let _ = t.join();
