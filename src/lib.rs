@@ -19,7 +19,8 @@
 //! - [`tracker`]: the switch from slurm-tracker (its files; its state as the engine's seeds).
 //! - [`pass`]: one pass, as `run`, `demo` and the daemon repeat it.
 //! - [`config`]: config file → pure validation → [`config::Settings`]; [`validate`], [`secret`].
-//! - [`daemon`]: the daemon's parts; today the prolog/epilog hook socket ([`daemon::hook`]).
+//! - [`daemon`]: the daemon's parts: the prolog/epilog hook socket ([`daemon::hook`]), its metrics and
+//!   the `/metrics` and `/healthz` endpoint.
 //!
 //! See ARCHITECTURE.md for the invariants.
 

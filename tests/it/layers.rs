@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["sinks"],                       // 4
     &["config"],                      // 5
     &["pass"],                        // 6: one pass (collect every cluster, deliver every sink)
-    &["backfill", "daemon"],          // 7: a backfill's rules (months, windows, when one is reported); the daemon
+    &["backfill", "daemon"],          // 7: a backfill's rules; the daemon (loop, hook socket, metrics)
     &["cli"],                         // 8: the edge
 ];
 

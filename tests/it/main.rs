@@ -27,6 +27,7 @@
 //! - `chaos`: what the chaos tests share: the seeded job mix on the testbed, `sacct`'s view of it, the SIGKILL loop and the clean passes.
 //! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
 //! - `chaos_waldur`: the Waldur fake's month totals per resource, component and user under faults and SIGKILLed runs, over real jobs on the testbed: exact to the cent against the ledger and `sacct`, nothing posted twice.
+//! - `metrics`: the daemon's `/metrics` and `/healthz` over TCP; what it serves read by Python's `prometheus_client` parsers (text 0.0.4, OpenMetrics) from `scripts/py-venv`; broken bodies refused; errors, a silent client, a taken address, stop.
 //! - `layers`: the module layering of src/ (each module uses only lower layers, no cycles); `scripts/deps` prints it.
 
 mod backfill;
@@ -49,6 +50,7 @@ mod hook;
 mod kills;
 mod layers;
 mod malformed;
+mod metrics;
 mod migrate_tracker;
 mod migrate_waldur;
 mod odd_input;
