@@ -10,6 +10,7 @@
 pub mod activate;
 pub mod http;
 pub mod jsonl;
+pub mod nats;
 pub mod waldur;
 
 use crate::delivery::consumer::{Consumer, EnginePolicy};
@@ -179,5 +180,6 @@ macro_rules! registry {
 registry! {
     activate => activate::Activate,
     jsonl => jsonl::Jsonl,
+    nats => nats::Nats,
     waldur => waldur::Waldur,
 }
