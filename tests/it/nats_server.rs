@@ -123,7 +123,6 @@ impl Drop for NatsServer {
 /// One message of the stream as a subscriber reads it.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    pub seq: u64,
     pub msg_id: Option<String>,
     pub payload: String,
 }
@@ -138,10 +137,15 @@ impl Admin {
     pub fn connect(url: &str, opts: async_nats::ConnectOptions) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let client = rt
-            .block_on(tokio::time::timeout(Duration::from_secs(10), opts.connect(url)))
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), opts.connect(url)).await })
             .expect("connect within 10 s")
             .expect("connect");
-        Admin { js: jetstream::new(client), rt }
+        // The context spawns its acker task: it needs the runtime entered.
+        let js = {
+            let _in = rt.enter();
+            jetstream::new(client)
+        };
+        Admin { js, rt }
     }
 
     /// A file-backed stream capturing `subject`, with a de-duplication window.
@@ -173,13 +177,11 @@ impl Admin {
                 let mut batch = c.fetch().max_messages(500).expires(Duration::from_secs(2)).messages().await.unwrap();
                 while let Some(m) = tokio::time::timeout_at(deadline, batch.next()).await.expect("read within 10 s") {
                     let m = m.unwrap();
-                    let seq = m.info().unwrap().stream_sequence;
                     out.push(Stored {
-                        seq,
                         msg_id: m
                             .headers
                             .as_ref()
-                            .and_then(|h| h.get("Nats-Msg-Id"))
+                            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
                             .map(|v| v.as_str().to_string()),
                         payload: String::from_utf8(m.payload.to_vec()).unwrap(),
                     });
@@ -210,7 +212,6 @@ pub enum Fault {
 /// A loopback TCP proxy to a server, faulty once as told.
 pub struct Proxy {
     pub port: u16,
-    fault: Arc<Mutex<Fault>>,
     fired: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
@@ -220,9 +221,9 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (fault, fired, stop) =
+        let (f, fired, stop) =
             (Arc::new(Mutex::new(fault)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-        let (f, fi, st) = (fault.clone(), fired.clone(), stop.clone());
+        let (fi, st) = (fired.clone(), stop.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -234,7 +235,7 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, fault, fired, stop }
+        Proxy { port, fired, stop }
     }
 
     pub fn url(&self) -> String {
@@ -244,10 +245,6 @@ impl Proxy {
     /// How many times the fault hit.
     pub fn fired(&self) -> usize {
         self.fired.load(Ordering::SeqCst)
-    }
-
-    pub fn set(&self, fault: Fault) {
-        *self.fault.lock().unwrap() = fault;
     }
 }
 

@@ -138,7 +138,11 @@ impl NatsSender {
             .block_on(async { tokio::time::timeout(timeout * 2, opts.connect(self.cfg.servers.as_slice())).await })
             .map_err(|_| format!("cannot reach NATS at {servers}: no answer within {}s", timeout.as_secs() * 2))?
             .map_err(|e| connect_error(&servers, &self.creds, e))?;
-        let js = jetstream::ContextBuilder::new().timeout(timeout).build(client);
+        // The context spawns its acker task on the runtime: it must be entered.
+        let js = {
+            let _in = rt.enter();
+            jetstream::ContextBuilder::new().timeout(timeout).build(client)
+        };
         let stream = rt.block_on(js.get_stream(&self.cfg.stream)).map_err(|e| self.stream_error(e))?;
         let subjects = &stream.cached_info().config.subjects;
         if !subjects.iter().any(|f| captures(f, &self.cfg.subject)) {
