@@ -1,7 +1,9 @@
 //! The NATS sender: publishes a batch to JetStream with each item's id as `Nats-Msg-Id`, and
 //! looks items up by reading the stream. It owns a small current-thread tokio runtime (the engine
 //! is synchronous) and a connection made on first use in a pass; any answer it cannot trust (an
-//! ack that did not come) drops both, so nothing queued on an old connection goes out later.
+//! ack that did not come) drops both, so nothing queued on an old connection goes out later. A
+//! connection that cannot be made fails the pass's later batches at once (`Retry`, same reason)
+//! instead of each waiting out its own timeout; the next pass tries again.
 //!
 //! Outcomes (the engine's one retry classifier, [`Outcome`]):
 //! - `Delivered`: JetStream acknowledged the message (`PubAck`), new or `duplicate` (it was
@@ -65,7 +67,7 @@ impl Credentials {
     pub fn describe(&self) -> String {
         match self {
             Self::None => "no credentials".into(),
-            Self::UserPassword { user, .. } => format!("user {user:?} with its password"),
+            Self::UserPassword { user, .. } => format!("user {user:?} and its password"),
             Self::Token(_) => "a token".into(),
             Self::Nkey(_) => "an nkey seed".into(),
             Self::Creds(_) => "a creds file".into(),
@@ -79,19 +81,29 @@ struct Conn {
     js: jetstream::Context,
 }
 
+/// Where the sender's connection stands in this pass.
+enum Link {
+    /// Not tried yet (or dropped after an answer that did not come): connect on next use.
+    None,
+    Up(Conn),
+    /// Connecting failed in this pass: the rest of the pass fails fast with this reason instead
+    /// of waiting for each batch's own timeout (a new pass tries again).
+    Down(String),
+}
+
 /// Publishes events to JetStream and looks them up in the stream.
 pub struct NatsSender {
     cfg: NatsSettings,
     creds: Credentials,
     hostname: String,
-    conn: Mutex<Option<Conn>>,
+    conn: Mutex<Link>,
 }
 
 impl NatsSender {
     /// `creds`: loaded from the environment or files (none for a dry run); `hostname`: the line
     /// protocol's tag.
     pub fn new(cfg: NatsSettings, creds: Credentials, hostname: String) -> Self {
-        Self { cfg, creds, hostname, conn: Mutex::new(None) }
+        Self { cfg, creds, hostname, conn: Mutex::new(Link::None) }
     }
 
     fn timeout(&self) -> Duration {
@@ -175,16 +187,25 @@ impl NatsSender {
         }
     }
 
-    /// Runs `f` on the connection, made now if there is none; `Err`: no connection (why).
+    /// Runs `f` on the connection, made now if there is none and none failed in this pass;
+    /// `Err`: no connection (why). `f` says whether the connection may be kept.
     fn with_conn<T>(&self, f: impl FnOnce(&Conn) -> (T, bool)) -> Result<T, String> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.connect()?);
+        if let Link::None = *guard {
+            *guard = match self.connect() {
+                Ok(c) => Link::Up(c),
+                Err(why) => Link::Down(why),
+            };
         }
-        let (out, keep) = f(guard.as_ref().expect("connected above"));
+        let conn = match &*guard {
+            Link::Up(c) => c,
+            Link::Down(why) => return Err(why.clone()),
+            Link::None => unreachable!("connected above"),
+        };
+        let (out, keep) = f(conn);
         if !keep {
             // An answer that did not come: nothing queued on this connection may go out later.
-            *guard = None;
+            *guard = Link::None;
         }
         Ok(out)
     }
@@ -313,8 +334,8 @@ fn connect_error(servers: &str, creds: &Credentials, e: async_nats::ConnectError
     use async_nats::ConnectErrorKind as K;
     match e.kind() {
         K::AuthorizationViolation | K::Authentication => format!(
-            "NATS at {servers} refused the login ({e}) with {}: check sinks.nats's credentials and the server's \
-             authorization",
+            "NATS at {servers} refused the login with {} ({e}): check the credentials sinks.nats names against the \
+             server's authorization",
             creds.describe()
         ),
         K::TimedOut => format!("cannot reach NATS at {servers}: timed out"),
@@ -392,9 +413,9 @@ impl Sender for NatsSender {
     }
 
     /// A new connection each pass: one kept idle between passes (the daemon) may have been
-    /// dropped by the server without this process noticing.
+    /// dropped by the server without this process noticing; one that failed is tried again.
     fn begin_pass(&self, _now: UnixTime) {
-        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Link::None;
     }
 
     fn batch_size(&self) -> usize {

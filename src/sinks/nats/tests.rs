@@ -218,6 +218,26 @@ fn what_cannot_become_a_message_is_rejected_and_a_server_that_is_down_is_a_retry
 }
 
 #[test]
+fn a_server_that_does_not_answer_costs_one_timeout_a_pass() {
+    // Accepts connections (the kernel's backlog) and never says INFO.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut s = settings(Format::Json);
+    s.servers = vec![format!("nats://127.0.0.1:{}", silent.local_addr().unwrap().port())];
+    let sender = NatsSender::new(s, Credentials::None, String::new());
+    let (r, d) = (run(), item("start:c:7:1700000000", DeliveryState::Pending));
+    let timed = |what: &str| {
+        let t = std::time::Instant::now();
+        let out = sender.send_batch(&[(&d, Some(&r))]);
+        assert!(matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("cannot reach NATS")), "{what}: {out:?}");
+        t.elapsed()
+    };
+    assert!(timed("first batch") >= std::time::Duration::from_millis(900), "waited for the server");
+    assert!(timed("second batch") < std::time::Duration::from_millis(300), "the pass knows the server is not answering");
+    sender.begin_pass(UnixTime(0));
+    assert!(timed("next pass") >= std::time::Duration::from_millis(900), "a new pass tries again");
+}
+
+#[test]
 fn dry_run_shows_subject_header_and_payload() {
     let sender = NatsSender::new(settings(Format::Json), Credentials::None, String::new());
     let d = item("start:c:7:1700000000", DeliveryState::Pending);
