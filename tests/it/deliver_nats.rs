@@ -250,6 +250,40 @@ fn a_server_down_for_a_pass_leaves_every_item_waiting_then_each_goes_once() {
     assert_eq!(stored_ids(&admin.read_all(STREAM)), owed);
 }
 
+#[test]
+fn a_missing_stream_a_stream_without_the_subject_and_no_jetstream_are_named_with_the_fix() {
+    let server = NatsServer::start();
+    let site = site();
+    write_cfg(&site, &server.url(), "");
+    let (_, owed) = owed(&site);
+    let n = owed.len() as u64;
+    let (pass, text) = deliver(&site, &[]);
+    assert_eq!(pass, Pass { new: n, retry: n, ..Pass::default() }, "{text}");
+    let (_, status, _) = run(&site, &["status"], &[]);
+    assert!(
+        status.contains(&format!("JetStream stream {STREAM} does not exist"))
+            && status.contains(&format!("nats stream add {STREAM} --subjects {SUBJECT}")),
+        "{status}"
+    );
+
+    let admin = Admin::connect(&server.url(), async_nats::ConnectOptions::new());
+    admin.create_stream(STREAM, "other.>", DUP_WINDOW);
+    later();
+    let (pass, text) = deliver(&site, &[]);
+    assert_eq!(pass, Pass { retry: n, ..Pass::default() }, "{text}");
+    let (_, status, _) = run(&site, &["status"], &[]);
+    assert!(status.contains(&format!("captures [\"other.>\"], not subject \"{SUBJECT}\"")), "{status}");
+    assert!(admin.read_all(STREAM).is_empty());
+
+    let core = NatsServer::start_core_only();
+    write_cfg(&site, &core.url(), "");
+    later();
+    let (pass, text) = deliver(&site, &[]);
+    assert_eq!(pass, Pass { retry: n, ..Pass::default() }, "{text}");
+    let (_, status, _) = run(&site, &["status"], &[]);
+    assert!(status.contains(&format!("JetStream is not enabled on {}", core.url())), "{status}");
+}
+
 /// A server whose config adds `auth` (an `authorization { … }` block), with the stream made by
 /// a client logged in with `opts`.
 fn auth_server(auth: &str, opts: async_nats::ConnectOptions) -> NatsServer {

@@ -41,6 +41,8 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     /// Lines added to the server's config file (an `authorization { … }` block).
     extra: String,
+    /// JetStream on (`-js`).
+    js: bool,
 }
 
 impl NatsServer {
@@ -51,7 +53,15 @@ impl NatsServer {
 
     /// With a config file holding `extra` (for auth).
     pub fn start_with(extra: &str) -> Self {
-        let mut s = NatsServer { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), extra: extra.into() };
+        let mut s =
+            NatsServer { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), extra: extra.into(), js: true };
+        s.launch();
+        s
+    }
+
+    /// Without JetStream.
+    pub fn start_core_only() -> Self {
+        let mut s = NatsServer { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), extra: String::new(), js: false };
         s.launch();
         s
     }
@@ -66,7 +76,10 @@ impl NatsServer {
         let store = self.dir.path().join("store");
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
         let mut cmd = Command::new(binary());
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"]).arg(&store);
+        if self.js {
+            cmd.arg("-js").arg("-sd").arg(&store);
+        }
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if !self.extra.is_empty() {
             let conf = self.dir.path().join("server.conf");
             std::fs::write(&conf, &self.extra).unwrap();
@@ -148,7 +161,8 @@ impl Admin {
         Admin { js, rt }
     }
 
-    /// A file-backed stream capturing `subject`, with a de-duplication window.
+    /// A file-backed stream capturing `subject` (which may be a filter such as `other.>`), with a
+    /// de-duplication window.
     pub fn create_stream(&self, name: &str, subject: &str, duplicate_window: Duration) {
         let cfg = stream::Config {
             name: name.into(),
