@@ -140,7 +140,10 @@ fn each_run_gets_one_start_and_one_stop_and_a_second_pass_sends_nothing() {
     let (code, out, err) = run(&site, &["deliver", "--dry-run"], &[]);
     assert_eq!(code, 0, "{out}\n{err}");
     let first = owed.iter().next().unwrap();
-    assert!(out.contains(&format!("publish to subject {SUBJECT} (stream {STREAM})\nNats-Msg-Id: {first}\n{{")), "{out}");
+    assert!(
+        out.contains(&format!("publish to subject {SUBJECT} (stream {STREAM})\nNats-Msg-Id: {first}\n{{")),
+        "{out}"
+    );
     assert_eq!(admin.last_seq(STREAM), 0, "a dry run publishes nothing");
 
     let (pass, text) = deliver(&site, &[]);
@@ -155,7 +158,10 @@ fn each_run_gets_one_start_and_one_stop_and_a_second_pass_sends_nothing() {
         let kind = EventKind::of_id(id).unwrap();
         assert_eq!(v["event"], kind.as_str());
         let run = runs.iter().find(|r| event_id(kind, &r.key) == id).unwrap();
-        assert_eq!((v["cluster"].as_str(), v["jobIdRaw"].as_u64()), (Some(run.key.cluster.as_str()), Some(run.key.job_id_raw)));
+        assert_eq!(
+            (v["cluster"].as_str(), v["jobIdRaw"].as_u64()),
+            (Some(run.key.cluster.as_str()), Some(run.key.job_id_raw))
+        );
         assert_eq!((v["user"].as_str(), v["account"].as_str()), (Some(run.user.as_str()), Some(run.account.as_str())));
         assert_eq!(v["startEpoch"].as_i64(), run.start.map(|t| t.0));
         assert_eq!(v["endEpoch"].as_i64(), if kind == EventKind::Stop { run.end.map(|t| t.0) } else { None }, "{v}");
@@ -282,6 +288,27 @@ fn a_missing_stream_a_stream_without_the_subject_and_no_jetstream_are_named_with
     assert_eq!(pass, Pass { retry: n, ..Pass::default() }, "{text}");
     let (_, status, _) = run(&site, &["status"], &[]);
     assert!(status.contains(&format!("JetStream is not enabled on {}", core.url())), "{status}");
+}
+
+#[test]
+fn a_secret_in_the_config_is_refused_and_not_shown() {
+    let site = site();
+    for (key, value) in [("password", "hunter2-pw"), ("token", "s3cr3t-t0ken"), ("nkey_seed", "SUAB-seed")] {
+        let url = "nats://127.0.0.1:4222";
+        write_cfg(&site, url, &format!("{key} = \"{value}\""));
+        let (code, out, err) = run(&site, &["config", "check"], &[]);
+        assert_eq!(code, 2, "{out}\n{err}");
+        assert!(err.contains(&format!("unknown field `{key}`")), "{err}");
+        assert!(
+            !out.contains(value) && !err.contains(value),
+            "the value of a misplaced key was printed:\n{out}\n{err}"
+        );
+    }
+    write_cfg(&site, "nats://ledger:hunter2-pw@127.0.0.1:4222", "");
+    let (code, out, err) = run(&site, &["config", "check"], &[]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("sinks.nats.url") && err.contains("holds credentials"), "{err}");
+    assert!(!out.contains("hunter2") && !err.contains("hunter2"), "{out}\n{err}");
 }
 
 /// A server whose config adds `auth` (an `authorization { … }` block), with the stream made by
@@ -446,7 +473,9 @@ fn parse_line(s: &str) -> Result<Line, String> {
 #[test]
 fn the_line_protocol_format_reads_as_line_protocol() {
     // The reader itself refuses what line protocol refuses.
-    for bad in [r#"job event="a"b" 1"#, "job event=\"a\" x", "job,t event=\"a\" 1", "job event=1 1", "job  event=\"a\" 1"] {
+    for bad in
+        [r#"job event="a"b" 1"#, "job event=\"a\" x", "job,t event=\"a\" 1", "job event=1 1", "job  event=\"a\" 1"]
+    {
         assert!(parse_line(bad).is_err(), "{bad}");
     }
     let server = NatsServer::start();
@@ -465,14 +494,16 @@ fn the_line_protocol_format_reads_as_line_protocol() {
         let line = parse_line(&m.payload).unwrap_or_else(|e| panic!("{e}: {}", m.payload));
         assert_eq!(line.measurement, "job");
         let function = if kind == EventKind::Start { "start_job" } else { "stop_job" };
-        let want: Vec<(String, String)> = [("function", function), ("hostname", "head1"), ("type", "node"), ("type-id", "0")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let want: Vec<(String, String)> =
+            [("function", function), ("hostname", "head1"), ("type", "node"), ("type-id", "0")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         assert_eq!(line.tags, want);
         assert_eq!(line.fields.len(), 1);
         assert_eq!(line.fields[0].0, "event");
-        let body: Value = serde_json::from_str(&line.fields[0].1).unwrap_or_else(|e| panic!("{e}: {}", line.fields[0].1));
+        let body: Value =
+            serde_json::from_str(&line.fields[0].1).unwrap_or_else(|e| panic!("{e}: {}", line.fields[0].1));
         assert_eq!(body["cluster"], run.key.cluster.as_str());
         let at = if kind == EventKind::Start { run.start.unwrap() } else { run.end.unwrap_or(run.start.unwrap()) };
         assert_eq!(line.ns, i128::from(at.0) * 1_000_000_000, "{}", m.payload);

@@ -26,7 +26,9 @@ fn binary() -> PathBuf {
             return p;
         }
     }
-    panic!("nats-server is not installed: run `bash scripts/nats-server install` as root (Debian's nats-server package)")
+    panic!(
+        "nats-server is not installed: run `bash scripts/nats-server install` as root (Debian's nats-server package)"
+    )
 }
 
 /// A free loopback port (bound and released: a server started next takes it).
@@ -53,15 +55,26 @@ impl NatsServer {
 
     /// With a config file holding `extra` (for auth).
     pub fn start_with(extra: &str) -> Self {
-        let mut s =
-            NatsServer { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), extra: extra.into(), js: true };
+        let mut s = NatsServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            extra: extra.into(),
+            js: true,
+        };
         s.launch();
         s
     }
 
     /// Without JetStream.
     pub fn start_core_only() -> Self {
-        let mut s = NatsServer { child: None, port: free_port(), dir: tempfile::tempdir().unwrap(), extra: String::new(), js: false };
+        let mut s = NatsServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            extra: String::new(),
+            js: false,
+        };
         s.launch();
         s
     }
@@ -97,14 +110,21 @@ impl NatsServer {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("nats-server exited ({status}) before it answered:\n{}", self.log());
             }
-            if let Ok(mut c) = TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_millis(200)) {
+            if let Ok(mut c) =
+                TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_millis(200))
+            {
                 c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
                 let mut buf = [0u8; 4];
                 if c.read_exact(&mut buf).is_ok() && &buf == b"INFO" {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "nats-server did not answer on port {} within 15 s:\n{}", self.port, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not answer on port {} within 15 s:\n{}",
+                self.port,
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -170,7 +190,10 @@ impl Admin {
             duplicate_window,
             ..Default::default()
         };
-        self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), self.js.create_stream(cfg)).await }).unwrap().unwrap();
+        self.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), self.js.create_stream(cfg)).await })
+            .unwrap()
+            .unwrap();
     }
 
     /// Every message of the stream, in order (bounded: 10 s).
@@ -179,10 +202,7 @@ impl Admin {
             let mut s = self.js.get_stream(name).await.unwrap();
             let n = s.info().await.unwrap().state.messages;
             let c = s
-                .create_consumer(consumer::pull::Config {
-                    ack_policy: consumer::AckPolicy::None,
-                    ..Default::default()
-                })
+                .create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::None, ..Default::default() })
                 .await
                 .unwrap();
             let mut out = Vec::new();
@@ -276,7 +296,8 @@ fn pump(client: TcpStream, upstream: u16, fault: Arc<Mutex<Fault>>, fired: Arc<A
     let mute = Arc::new(AtomicBool::new(false));
     // Server → client, unless muted.
     {
-        let (mut from, mut to, mute, stop) = (server.try_clone().unwrap(), client.try_clone().unwrap(), mute.clone(), stop.clone());
+        let (mut from, mut to, mute, stop) =
+            (server.try_clone().unwrap(), client.try_clone().unwrap(), mute.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             while !stop.load(Ordering::SeqCst) {

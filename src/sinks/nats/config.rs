@@ -69,10 +69,19 @@ pub enum Format {
 pub enum Auth {
     /// Nothing configured: a token from env `SLURM_LEDGER_NATS_TOKEN` when it is set, else none.
     Default,
-    UserPassword { user: String, password_file: Option<PathBuf> },
-    Token { token_file: PathBuf },
-    Nkey { seed_file: PathBuf },
-    Creds { file: PathBuf },
+    UserPassword {
+        user: String,
+        password_file: Option<PathBuf>,
+    },
+    Token {
+        token_file: PathBuf,
+    },
+    Nkey {
+        seed_file: PathBuf,
+    },
+    Creds {
+        file: PathBuf,
+    },
 }
 
 /// `[sinks.nats]`, validated.
@@ -155,7 +164,11 @@ pub fn validate(n: RawNats, problems: &mut Problems) -> NatsSettings {
     };
     let hostname = match n.hostname {
         Some(h) if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '=') => {
-            push(problems, key("hostname"), format!("{h:?} is not a host name; give one such as \"head1\" or remove the key"));
+            push(
+                problems,
+                key("hostname"),
+                format!("{h:?} is not a host name; give one such as \"head1\" or remove the key"),
+            );
             None
         }
         other => other,

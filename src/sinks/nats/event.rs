@@ -42,7 +42,8 @@ pub fn payload(format: Format, hostname: &str, d: &Delivery, run: Option<&JobRun
     match format {
         Format::Json => Ok(job_event(kind, &d.id, run).to_string()),
         Format::LineProtocol => {
-            let body = adapter_body(kind, &d.id, run).map_err(|reason| EventError::Body { id: d.id.clone(), reason })?;
+            let body =
+                adapter_body(kind, &d.id, run).map_err(|reason| EventError::Body { id: d.id.clone(), reason })?;
             Ok(line_protocol(kind, hostname, &body.to_string(), at))
         }
     }

@@ -138,7 +138,10 @@ fn credentials(
             let (seed, warn) = load("NATS nkey seed", &[ENV_NKEY_SEED], Some(seed_file), "sinks.nats.nkey_seed_file")?;
             // A user seed is 58 base32 characters starting `SU`; say so now rather than at connect.
             let s = seed.expose();
-            if !(s.len() == 58 && s.starts_with("SU") && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())) {
+            if !(s.len() == 58
+                && s.starts_with("SU")
+                && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+            {
                 return Err(SinkError::Config {
                     sink: NAME,
                     message: format!(

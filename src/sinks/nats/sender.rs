@@ -55,7 +55,10 @@ const FETCH: usize = 1000;
 #[derive(Clone)]
 pub enum Credentials {
     None,
-    UserPassword { user: String, password: Secret },
+    UserPassword {
+        user: String,
+        password: Secret,
+    },
     Token(Secret),
     Nkey(Secret),
     /// A creds file's text (a user JWT and its nkey seed).
@@ -85,7 +88,7 @@ struct Conn {
 enum Link {
     /// Not tried yet (or dropped after an answer that did not come): connect on next use.
     None,
-    Up(Conn),
+    Up(Box<Conn>),
     /// Connecting failed in this pass: the rest of the pass fails fast with this reason instead
     /// of waiting for each batch's own timeout (a new pass tries again).
     Down(String),
@@ -193,7 +196,7 @@ impl NatsSender {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if let Link::None = *guard {
             *guard = match self.connect() {
-                Ok(c) => Link::Up(c),
+                Ok(c) => Link::Up(Box::new(c)),
                 Err(why) => Link::Down(why),
             };
         }
@@ -211,7 +214,12 @@ impl NatsSender {
     }
 
     /// Publishes every message, then awaits the acks (pipelined: about one round trip a batch).
-    async fn publish_all(js: &jetstream::Context, subject: &str, msgs: Vec<(&str, String)>, timeout: Duration) -> Vec<Outcome> {
+    async fn publish_all(
+        js: &jetstream::Context,
+        subject: &str,
+        msgs: Vec<(&str, String)>,
+        timeout: Duration,
+    ) -> Vec<Outcome> {
         let mut acks = Vec::with_capacity(msgs.len());
         for (id, payload) in msgs {
             let p = PublishMessage::build().payload(bytes::Bytes::from(payload)).message_id(id);
@@ -222,7 +230,10 @@ impl NatsSender {
         for ack in acks {
             out.push(match ack {
                 // Not queued: it never left.
-                Err(e) => Outcome::Retry { reason: format!("the NATS client did not take the message: {e}"), after_secs: None },
+                Err(e) => Outcome::Retry {
+                    reason: format!("the NATS client did not take the message: {e}"),
+                    after_secs: None,
+                },
                 Ok(fut) => match tokio::time::timeout_at(deadline, fut.into_future()).await {
                     Err(_) => Outcome::Unknown { reason: format!("no JetStream ack within {}s", timeout.as_secs()) },
                     Ok(Ok(ack)) => Outcome::Delivered { remote_id: Some(format!("{}:{}", ack.stream, ack.sequence)) },
@@ -352,9 +363,9 @@ fn publish_error(subject: &str, e: jetstream::context::PublishError) -> Outcome 
         }
         PublishErrorKind::TimedOut => Outcome::Unknown { reason: format!("no JetStream ack: {e}") },
         PublishErrorKind::BrokenPipe => Outcome::Unknown { reason: "the connection was lost before the ack".into() },
-        PublishErrorKind::MaxAckPending | PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => {
-            retry(format!("JetStream did not take the message: {e}"))
-        }
+        PublishErrorKind::MaxAckPending
+        | PublishErrorKind::WrongLastMessageId
+        | PublishErrorKind::WrongLastSequence => retry(format!("JetStream did not take the message: {e}")),
         PublishErrorKind::Other => {
             let js = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<jetstream::Error>());
             match js {
