@@ -197,7 +197,11 @@ impl NatsSender {
         if let Link::None = *guard {
             *guard = match self.connect() {
                 Ok(c) => Link::Up(Box::new(c)),
-                Err(why) => Link::Down(why),
+                Err(why) => {
+                    // Once a pass: the batches after this one fail fast with the same reason.
+                    tracing::warn!(sink = "nats", reason = %why, "no connection to NATS");
+                    Link::Down(why)
+                }
             };
         }
         let conn = match &*guard {
@@ -410,7 +414,6 @@ impl Sender for NatsSender {
             Ok(outcomes) => outcomes.into_iter(),
             Err(reason) => {
                 // No connection: nothing left.
-                tracing::warn!(sink = "nats", %reason, "not sent");
                 let n = out.iter().filter(|o| o.is_none()).count();
                 vec![Outcome::Retry { reason, after_secs: None }; n].into_iter()
             }
