@@ -72,7 +72,11 @@ struct Pass {
 }
 
 fn deliver(site: &Site, env: &[(&str, &str)]) -> (Pass, String) {
-    let (code, out, err) = run(site, &["deliver"], env);
+    deliver_args(site, &["deliver"], env)
+}
+
+fn deliver_args(site: &Site, args: &[&str], env: &[(&str, &str)]) -> (Pass, String) {
+    let (code, out, err) = run(site, args, env);
     assert!(matches!(code, 0 | 1 | 3), "deliver exit {code}: {out}\n{err}");
     let line = out.lines().find(|l| l.starts_with("nats:")).unwrap_or_else(|| panic!("no nats line:\n{out}\n{err}"));
     let num = |before: &str| -> u64 {
@@ -320,11 +324,12 @@ fn auth_server(auth: &str, opts: async_nats::ConnectOptions) -> NatsServer {
 }
 
 /// `deliver` with a wrong login, then the right one: the first refused and named, no secret
-/// shown; the second delivers everything.
+/// shown even at `-vv` (async-nats traces its CONNECT line, credentials included); the second
+/// delivers everything.
 fn wrong_then_right(site: &Site, wrong: &[(&str, &str)], right: &[(&str, &str)], how: &str) {
     let (_, owed) = owed(site);
     let n = owed.len() as u64;
-    let (pass, text) = deliver(site, wrong);
+    let (pass, text) = deliver_args(site, &["-vv", "deliver"], wrong);
     assert_eq!(pass, Pass { new: n, retry: n, ..Pass::default() }, "{text}");
     let (_, status, _) = run(site, &["status"], &[]);
     assert!(status.contains("refused the login") && status.contains(how), "{status}");
