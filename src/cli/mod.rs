@@ -106,6 +106,8 @@ pub fn init_logging(cli: &Cli) {
     } else {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
     };
+    // async-nats traces the CONNECT line it writes, password or token included: never below debug.
+    let filter = filter.add_directive("async_nats::connection=debug".parse().expect("a valid directive"));
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt()

@@ -12,6 +12,7 @@ pub mod cc_backend;
 pub mod cc_job;
 pub mod http;
 pub mod jsonl;
+pub mod nats;
 pub mod waldur;
 
 use crate::delivery::consumer::{Consumer, EnginePolicy};
@@ -181,6 +182,7 @@ macro_rules! registry {
 registry! {
     activate => activate::Activate,
     jsonl => jsonl::Jsonl,
+    nats => nats::Nats,
     waldur => waldur::Waldur,
     cc_backend => cc_backend::CcBackend,
 }

@@ -12,6 +12,8 @@
 //! - `fake_cc_backend`: the cc-backend fake itself: `X-Auth-Token` auth, Go's strict decoding (unknown fields, wrong types), the sanity checks, 422 on duplicates and on a second stop, a stop matched by startTime, running jobs listed, node states, faults.
 //! - `deliver_activate`: `deliver`/`retry`/`status` against the ACTIVATE fake, on a recorded poll: exact totals, faults, dry run, held, rejected.
 //! - `deliver_cc_backend`: `deliver` to the cc-backend fake on the recorded poll: each started run started once, each ended run stopped once by its start time, faults, the duplicate rule shown.
+//! - `deliver_nats`: `deliver` to Debian's real nats-server (JetStream) on the recorded poll: one start and one stop per run with their bodies, nothing twice when acks or publishes are lost or the server is down, user/password, token and nkey logins (a wrong one named without its secret), the line protocol read strictly, `--dry-run`.
+//! - `nats_server`: a real nats-server per test (free loopback port, killed on drop), a faulty loopback proxy, a JetStream admin client.
 //! - `deliver_waldur`: `deliver` to the Waldur fake on the recorded poll: month totals per resource, component and user exact to the cent, nothing posted twice, faults, an account without a resource.
 //! - `waldur_oidc`: `deliver` to the Waldur fake with OIDC client credentials: exact totals, one token per pass, a revoked token renewed once on 401, a wrong secret named by its token URL and never shown, a readable secret file warned about.
 //! - `migrate_tracker`: the switch from slurm-tracker (crontab args, config.json, state DB): nothing billed twice.
@@ -41,6 +43,7 @@ mod collect_replay;
 mod common;
 mod deliver_activate;
 mod deliver_cc_backend;
+mod deliver_nats;
 mod deliver_waldur;
 mod fake_activate;
 mod fake_cc_backend;
@@ -53,6 +56,7 @@ mod malformed;
 mod metrics;
 mod migrate_tracker;
 mod migrate_waldur;
+mod nats_server;
 mod odd_input;
 mod parsers;
 mod terms_change;
