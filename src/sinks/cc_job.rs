@@ -21,6 +21,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::delivery::events::EventFilter;
 use crate::model::{JobRun, JobState};
 use crate::slurm::hostlist;
 
@@ -125,4 +126,25 @@ fn requested_mb(run: &JobRun) -> Option<u64> {
     let per =
         if run.req_mem_per_cpu { u64::from(run.req_cpus.max(run.alloc_cpus)) } else { u64::from(run.nnodes.max(1)) };
     Some(bytes.saturating_mul(per) / (1024 * 1024)).filter(|mb| *mb > 0 && *mb <= i32::MAX as u64)
+}
+
+/// The event filter of ClusterCockpit's consumers: a run with no host to report (none assigned,
+/// or all matching the ignore rule) gets no events, as cc-backend refuses a job without resources.
+pub struct HostFilter(Option<regex::Regex>);
+
+impl HostFilter {
+    pub fn new(ignore: Option<regex::Regex>) -> Self {
+        Self(ignore)
+    }
+}
+
+impl EventFilter for HostFilter {
+    fn skip(&self, run: &JobRun) -> Option<String> {
+        let ignore = |h: &str| self.0.as_ref().is_some_and(|re| re.is_match(h));
+        match hosts(run, &ignore) {
+            Ok(h) if h.is_empty() => Some(format!("no host to report (node list {:?})", run.nodelist)),
+            // A node list that does not read is refused when sent, where `status` shows it.
+            _ => None,
+        }
+    }
 }

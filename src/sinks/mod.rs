@@ -81,7 +81,7 @@ pub struct Built {
 pub enum SinkError {
     #[error("--sink {name}: no [sinks.{name}] table in the config ({have}); see `slurm-ledger config example`")]
     NotConfigured { name: String, have: String },
-    #[error("no sink is configured: add a [sinks.activate], [sinks.jsonl], [sinks.waldur] or [sinks.cc_backend] table to the config (see `slurm-ledger config example`)")]
+    #[error("no sink is configured: add a [sinks.activate], [sinks.jsonl], [sinks.waldur], [sinks.cc_backend] or [sinks.nats] table to the config (see `slurm-ledger config example`)")]
     NoneConfigured,
     #[error(transparent)]
     Secret(#[from] SecretError),

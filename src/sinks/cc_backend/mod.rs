@@ -15,10 +15,9 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::delivery::consumer::Consumer;
-use crate::delivery::events::{EventFilter, EventPlanner};
-use crate::model::JobRun;
+use crate::delivery::events::EventPlanner;
 use crate::secret::{load_secret, SecretSource};
-use crate::sinks::cc_job::hosts;
+use crate::sinks::cc_job::HostFilter;
 
 use super::{BuildCtx, Built, SinkError, SinkKind};
 use client::CcClient;
@@ -68,22 +67,8 @@ impl SinkKind for CcBackend {
             Err(e) if ctx.online => return Err(e.into()),
             Err(_) => None,
         };
-        let planner = EventPlanner::new(HostFilter(ignore.clone()));
+        let planner = EventPlanner::new(HostFilter::new(ignore.clone()));
         let sender = CcSender::new(s.clone(), ignore, client);
         Ok(Built { consumer: Consumer::new(NAME, Box::new(planner), Box::new(sender), ctx.policy), warnings })
-    }
-}
-
-/// Runs with no host to report get no events.
-struct HostFilter(Option<Regex>);
-
-impl EventFilter for HostFilter {
-    fn skip(&self, run: &JobRun) -> Option<String> {
-        let ignore = |h: &str| self.0.as_ref().is_some_and(|re| re.is_match(h));
-        match hosts(run, &ignore) {
-            Ok(h) if h.is_empty() => Some(format!("no host to report (node list {:?})", run.nodelist)),
-            // A node list that does not read is refused when sent, where `status` shows it.
-            _ => None,
-        }
     }
 }

@@ -10,6 +10,7 @@ use crate::model::{JobRun, UnixTime};
 use crate::slurm::hostlist;
 
 use super::config::Format;
+use crate::sinks::cc_job;
 
 /// Why an item cannot become a message (the item is refused with this reason, never sent).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,11 +50,16 @@ pub fn payload(format: Format, hostname: &str, d: &Delivery, run: Option<&JobRun
     }
 }
 
-/// The `event` JSON of the line protocol: what cc-slurm-adapter put there (cc-backend's
-/// `start_job`/`stop_job` request body). Until the shared ClusterCockpit bodies exist in this
-/// tree, the JSON event of this sink stands in; switching is this one function.
-pub fn adapter_body(kind: EventKind, id: &str, run: &JobRun) -> Result<Value, String> {
-    Ok(job_event(kind, id, run))
+/// The `event` JSON of the line protocol: what cc-slurm-adapter put there, cc-backend's
+/// `start_job`/`stop_job` request body (`sinks::cc_job`), with the run's own cluster name and
+/// every host of its node list.
+pub fn adapter_body(kind: EventKind, _id: &str, run: &JobRun) -> Result<Value, String> {
+    let cluster = run.key.cluster.as_str();
+    let body = match kind {
+        EventKind::Start => cc_job::start_job_body(run, cluster, &|_| false),
+        EventKind::Stop => cc_job::stop_job_body(run, cluster),
+    };
+    body.map_err(|e| e.to_string())
 }
 
 /// The JSON event (see the module doc of `sinks::nats` for each field).

@@ -27,7 +27,9 @@
 //! `job,function=start_job|stop_job,hostname=<host>,type=node,type-id=0 event="<JSON>" <ns>`:
 //! tags sorted by key, `hostname` this machine's name (or `hostname` in the section), the
 //! `event` string field the JSON with `"` and `\` escaped, the time the event's instant (start;
-//! end for a stop) in Unix nanoseconds. The JSON is [`event::adapter_body`].
+//! end for a stop) in Unix nanoseconds. The JSON is cc-backend's `start_job`/`stop_job` body
+//! (`sinks::cc_job`, as the cc-backend sink posts it); a run with no host gets no events in this
+//! format (cc-backend refuses a job without resources).
 //!
 //! # Exactly once
 //! A delivery counts only after JetStream's `PubAck` (new, or `duplicate: true`: already
@@ -66,6 +68,7 @@ pub mod sender;
 use crate::delivery::consumer::Consumer;
 use crate::delivery::events::{AllRuns, EventPlanner};
 use crate::secret::{load_secret, Secret, SecretSource};
+use crate::sinks::cc_job::HostFilter;
 
 use super::{BuildCtx, Built, SinkError, SinkKind};
 use config::{Auth, Format, NatsSettings, ENV_CREDS, ENV_NKEY_SEED, ENV_PASSWORD, ENV_TOKEN};
@@ -105,9 +108,14 @@ impl SinkKind for Nats {
                     .into(),
             })?,
         };
-        let planner = EventPlanner::new(AllRuns);
+        // The line protocol carries cc-backend's bodies, which need a host: runs without one get no
+        // events there (as cc-slurm-adapter skipped them); the JSON events report every started run.
+        let planner: Box<dyn crate::delivery::consumer::Planner> = match s.format {
+            Format::Json => Box::new(EventPlanner::new(AllRuns)),
+            Format::LineProtocol => Box::new(EventPlanner::new(HostFilter::new(None))),
+        };
         let sender = NatsSender::new(s.clone(), creds, hostname);
-        Ok(Built { consumer: Consumer::new(NAME, Box::new(planner), Box::new(sender), ctx.policy), warnings })
+        Ok(Built { consumer: Consumer::new(NAME, planner, Box::new(sender), ctx.policy), warnings })
     }
 }
 

@@ -182,7 +182,8 @@ fn a_stop_event_renders_and_its_line_carries_the_same_json() {
     let (field, ns) = rest.rsplit_once("\" ").unwrap();
     assert_eq!(ns, "1700000400000000000", "the stop's instant");
     let unescaped = field.replace("\\\\", "\u{0}").replace("\\\"", "\"").replace('\u{0}', "\\");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&unescaped).unwrap(), v, "the adapter body stands in");
+    let cc = crate::sinks::cc_job::stop_job_body(&r, r.key.cluster.as_str()).unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&unescaped).unwrap(), cc, "cc-backend's stop_job body");
     // A start has no end.
     let start = NatsSender::new(settings(Format::Json), Credentials::None, String::new())
         .payload(&item("start:c:7:1700000000", DeliveryState::Pending), Some(&r))
