@@ -56,21 +56,45 @@ fn write_cfg(site: &Site, url: &str, accounts: &str) {
 }
 
 pub fn slurm_ledger(site: &Site, args: &[&str], key: Option<&str>) -> (i32, String, String) {
+    let env: Vec<(&str, &str)> = key.map(|k| ("SLURM_LEDGER_ACTIVATE_API_KEY", k)).into_iter().collect();
+    run_site(site, args, &env, &[], "warn")
+}
+
+/// Every variable a sink reads a secret or its platform from: unset for the binary unless a test
+/// sets it.
+const SINK_ENV: &[&str] = &[
+    "PW_API_KEY",
+    "PW_PLATFORM_HOST",
+    "SLURM_LEDGER_ACTIVATE_API_KEY",
+    "SLURM_LEDGER_WALDUR_TOKEN",
+    "SLURM_LEDGER_WALDUR_OIDC_SECRET",
+    "SLURM_LEDGER_CC_BACKEND_TOKEN",
+    "SLURM_LEDGER_NATS_PASSWORD",
+    "SLURM_LEDGER_NATS_TOKEN",
+    "SLURM_LEDGER_NATS_NKEY_SEED",
+    "SLURM_LEDGER_NATS_CREDS",
+];
+
+/// Runs the binary on the site's config and ledger with `env` set (and no other sink variable),
+/// logging at `log`; none of `secrets` may appear in what it prints.
+pub(crate) fn run_site(
+    site: &Site,
+    args: &[&str],
+    env: &[(&str, &str)],
+    secrets: &[&str],
+    log: &str,
+) -> (i32, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"));
     c.arg("--config").arg(&site.cfg).arg("--ledger").arg(&site.db).args(args);
-    c.env_remove("PW_API_KEY")
-        .env_remove("SLURM_LEDGER_ACTIVATE_API_KEY")
-        .env_remove("PW_PLATFORM_HOST")
-        .env("RUST_LOG", "warn");
-    if let Some(k) = key {
-        c.env("SLURM_LEDGER_ACTIVATE_API_KEY", k);
+    for name in SINK_ENV {
+        c.env_remove(name);
     }
-    let o = c.output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let o = c.envs(env.iter().copied()).env("RUST_LOG", log).output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+    for secret in secrets {
+        assert!(!out.contains(secret) && !err.contains(secret), "{secret} leaked:\n{out}\n{err}");
+    }
+    (o.status.code().unwrap_or(-1), out, err)
 }
 
 pub fn deliver(site: &Site) -> String {

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 
 use slurm_ledger::ledger::{JobFilter, Ledger};
 
-use crate::deliver_activate::{site, Site};
-use crate::deliver_waldur::slurm_ledger_env;
+use crate::deliver_activate::{run_site, site, Site};
 use crate::fakes::cc_backend::{CcConfig, FakeCcBackend, Fault, FaultMix, START_JOB, STOP_JOB};
 
 const TOKEN: &str = "eyJhbGciOiJFZERTQSJ9.cc-test-jwt.sig";
@@ -27,7 +26,7 @@ fn write_cfg(site: &Site, url: &str) {
 }
 
 fn run(site: &Site, args: &[&str]) -> (i32, String, String) {
-    slurm_ledger_env(site, args, &[("SLURM_LEDGER_CC_BACKEND_TOKEN", TOKEN)], TOKEN)
+    run_site(site, args, &[("SLURM_LEDGER_CC_BACKEND_TOKEN", TOKEN)], &[TOKEN], "warn")
 }
 
 /// The ledger's runs: (job id, start) → (final, state, end), for started runs with hosts (jobs 3

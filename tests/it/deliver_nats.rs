@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,7 +17,7 @@ use slurm_ledger::delivery::events::{event_id, EventKind};
 use slurm_ledger::ledger::{JobFilter, Ledger};
 use slurm_ledger::model::JobRun;
 
-use crate::deliver_activate::{site, Site};
+use crate::deliver_activate::{run_site, site, Site};
 use crate::nats_server::{Admin, Fault, NatsServer, Proxy, Stored};
 
 const STREAM: &str = "SLURM_JOBS";
@@ -39,25 +38,8 @@ fn write_cfg(site: &Site, url: &str, extra: &str) {
 /// Runs the binary with `env` (and no other NATS secret); no secret, and no value of `env`, may
 /// appear in its output.
 fn run(site: &Site, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
-        .arg("--config")
-        .arg(&site.cfg)
-        .arg("--ledger")
-        .arg(&site.db)
-        .args(args)
-        .env_remove("SLURM_LEDGER_NATS_PASSWORD")
-        .env_remove("SLURM_LEDGER_NATS_TOKEN")
-        .env_remove("SLURM_LEDGER_NATS_NKEY_SEED")
-        .env_remove("SLURM_LEDGER_NATS_CREDS")
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
-    for secret in [PASSWORD, TOKEN].into_iter().chain(env.iter().map(|(_, v)| *v)) {
-        assert!(!out.contains(secret) && !err.contains(secret), "{secret} leaked:\n{out}\n{err}");
-    }
-    (o.status.code().unwrap_or(-1), out, err)
+    let secrets: Vec<&str> = [PASSWORD, TOKEN].into_iter().chain(env.iter().map(|(_, v)| *v)).collect();
+    run_site(site, args, env, &secrets, "info")
 }
 
 /// The numbers of `deliver`'s line for the sink.

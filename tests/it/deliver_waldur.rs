@@ -4,12 +4,11 @@
 //! faults the totals end the same; an account without a resource waits in `status`, not dropped.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use slurm_ledger::ledger::{JobFilter, Ledger};
 use slurm_ledger::meter::{billed_count, Basis};
 
-use crate::deliver_activate::{site, Site};
+use crate::deliver_activate::{run_site, site, Site};
 use crate::fakes::waldur::{FakeWaldur, Fault, FaultMix, WaldurConfig};
 
 pub(crate) const TOKEN: &str = "tok-3a7f-secret";
@@ -45,29 +44,7 @@ fn write_cfg_grace(site: &Site, url: &str, grace: &str) {
 }
 
 pub(crate) fn slurm_ledger(site: &Site, args: &[&str]) -> (i32, String, String) {
-    slurm_ledger_env(site, args, &[("SLURM_LEDGER_WALDUR_TOKEN", TOKEN)], TOKEN)
-}
-
-/// Runs the binary on the site with these environment variables; `secret` must not be printed.
-pub(crate) fn slurm_ledger_env(
-    site: &Site,
-    args: &[&str],
-    env: &[(&str, &str)],
-    secret: &str,
-) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
-        .arg("--config")
-        .arg(&site.cfg)
-        .arg("--ledger")
-        .arg(&site.db)
-        .args(args)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
-    assert!(!out.contains(secret) && !err.contains(secret), "the secret leaked:\n{out}\n{err}");
-    (o.status.code().unwrap_or(-1), out, err)
+    run_site(site, args, &[("SLURM_LEDGER_WALDUR_TOKEN", TOKEN)], &[TOKEN], "warn")
 }
 
 /// The ledger's exact totals, independently: per (account, "2026-11", component) and per user,

@@ -4,9 +4,8 @@
 //! named with the token URL, never shown; a secret file others can read is used with a warning.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
-use crate::deliver_activate::{site, Site};
+use crate::deliver_activate::{run_site, site, Site};
 use crate::deliver_waldur::{expected, fake, open_grace, ACCOUNTS, OFFERING};
 use crate::fakes::waldur::{FakeWaldur, FaultMix, Outcome, OIDC_TOKEN_PATH};
 
@@ -37,23 +36,7 @@ fn write_cfg(site: &Site, fake: &FakeWaldur, extra: &str) {
 /// Runs the binary with `env` (no Waldur token in it); neither the secret nor an access token
 /// may appear in its output.
 fn run(site: &Site, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"))
-        .arg("--config")
-        .arg(&site.cfg)
-        .arg("--ledger")
-        .arg(&site.db)
-        .args(args)
-        .env_remove("SLURM_LEDGER_WALDUR_TOKEN")
-        .env_remove("SLURM_LEDGER_WALDUR_OIDC_SECRET")
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
-    for secret in [SECRET, "wrong-secret-9", "at-0000000b-"] {
-        assert!(!out.contains(secret) && !err.contains(secret), "{secret} leaked:\n{out}\n{err}");
-    }
-    (o.status.code().unwrap_or(-1), out, err)
+    run_site(site, args, env, &[SECRET, "wrong-secret-9", "at-0000000b-"], "info")
 }
 
 fn token_requests(fake: &FakeWaldur) -> usize {
