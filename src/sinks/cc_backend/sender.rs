@@ -21,10 +21,10 @@ pub struct CcSender {
     client: Option<CcClient>,
 }
 
-/// An item as cc-backend takes it.
-struct Request {
+/// Which run and call an item is, as cc-backend names a job: its job id, cluster and start time.
+struct Target<'r> {
     call: Call,
-    body: Value,
+    run: &'r JobRun,
     job_id: u64,
     cluster: String,
     start: i64,
@@ -35,18 +35,26 @@ impl CcSender {
         Self { cfg, ignore, client }
     }
 
-    fn request(&self, d: &Delivery, run: Option<&JobRun>) -> Result<Request, String> {
+    fn target<'r>(&self, d: &Delivery, run: Option<&'r JobRun>) -> Result<Target<'r>, String> {
         let run = run.ok_or_else(|| RenderError::NoRun { id: d.id.clone() }.to_string())?;
-        let cluster = self.cfg.cc_cluster(run.key.cluster.as_str()).to_string();
-        let ignore = |h: &str| self.ignore.as_ref().is_some_and(|re| re.is_match(h));
-        let (call, body) = match EventKind::of_id(&d.id) {
-            Some(EventKind::Start) => (Call::Start, start_job_body(run, &cluster, &ignore)),
-            Some(EventKind::Stop) => (Call::Stop, stop_job_body(run, &cluster)),
+        let call = match EventKind::of_id(&d.id) {
+            Some(EventKind::Start) => Call::Start,
+            Some(EventKind::Stop) => Call::Stop,
             None => return Err(RenderError::BadRoute { id: d.id.clone(), route: d.route.clone() }.to_string()),
         };
-        let body = body.map_err(|e| e.to_string())?;
-        let start = run.start.map_or(0, |s| s.0);
-        Ok(Request { call, body, job_id: run.key.job_id_raw, cluster, start })
+        let cluster = self.cfg.cc_cluster(run.key.cluster.as_str()).to_string();
+        Ok(Target { call, run, job_id: run.key.job_id_raw, cluster, start: run.start.map_or(0, |s| s.0) })
+    }
+
+    /// An item's target and request body (a look-up needs only the target).
+    fn request<'r>(&self, d: &Delivery, run: Option<&'r JobRun>) -> Result<(Target<'r>, Value), String> {
+        let t = self.target(d, run)?;
+        let ignore = |h: &str| self.ignore.as_ref().is_some_and(|re| re.is_match(h));
+        let body = match t.call {
+            Call::Start => start_job_body(t.run, &t.cluster, &ignore),
+            Call::Stop => stop_job_body(t.run, &t.cluster),
+        };
+        body.map(|b| (t, b)).map_err(|e| e.to_string())
     }
 }
 
@@ -59,7 +67,7 @@ impl Sender for CcSender {
             };
         };
         match self.request(d, run) {
-            Ok(r) => client.post(r.call, &r.body, r.job_id, &r.cluster, r.start),
+            Ok((t, body)) => client.post(t.call, &body, t.job_id, &t.cluster, t.start),
             Err(reason) => Outcome::Rejected { reason },
         }
     }
@@ -68,15 +76,15 @@ impl Sender for CcSender {
         let Some(client) = &self.client else {
             return Lookup::Failed { reason: "the cc-backend sink has no token loaded (dry run)".into() };
         };
-        match self.request(d, run) {
-            Ok(r) => client.lookup(r.call, r.job_id, &r.cluster, r.start),
+        match self.target(d, run) {
+            Ok(t) => client.lookup(t.call, t.job_id, &t.cluster, t.start),
             Err(reason) => Lookup::Failed { reason },
         }
     }
 
     fn describe(&self, d: &Delivery, run: Option<&JobRun>) -> String {
         match self.request(d, run) {
-            Ok(r) => format!("POST {}/{}\n{}", self.cfg.url, r.call.path(), r.body),
+            Ok((t, body)) => format!("POST {}/{}\n{body}", self.cfg.url, t.call.path()),
             Err(e) => format!("(cannot render: {e})"),
         }
     }

@@ -43,8 +43,7 @@ pub fn payload(format: Format, hostname: &str, d: &Delivery, run: Option<&JobRun
     match format {
         Format::Json => Ok(job_event(kind, &d.id, run).to_string()),
         Format::LineProtocol => {
-            let body =
-                adapter_body(kind, &d.id, run).map_err(|reason| EventError::Body { id: d.id.clone(), reason })?;
+            let body = adapter_body(kind, run).map_err(|reason| EventError::Body { id: d.id.clone(), reason })?;
             Ok(line_protocol(kind, hostname, &body.to_string(), at))
         }
     }
@@ -53,7 +52,7 @@ pub fn payload(format: Format, hostname: &str, d: &Delivery, run: Option<&JobRun
 /// The `event` JSON of the line protocol: what cc-slurm-adapter put there, cc-backend's
 /// `start_job`/`stop_job` request body (`sinks::cc_job`), with the run's own cluster name and
 /// every host of its node list.
-pub fn adapter_body(kind: EventKind, _id: &str, run: &JobRun) -> Result<Value, String> {
+pub fn adapter_body(kind: EventKind, run: &JobRun) -> Result<Value, String> {
     let cluster = run.key.cluster.as_str();
     let body = match kind {
         EventKind::Start => cc_job::start_job_body(run, cluster, &|_| false),
