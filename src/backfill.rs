@@ -117,7 +117,7 @@ pub fn report_month(
     for id in ledger.rejected_in(&c.name, from, to)? {
         requeued += engine::retry_rejected(ledger, c, Some(&id), clock())?;
     }
-    let limits = PassLimits { time: None, max_items: None, clock: Some(clock) };
+    let limits = PassLimits { clock: Some(clock), ..Default::default() };
     let Some(outcome) = pass::deliver_all(ledger, std::slice::from_ref(c), limits, clock(), &mut |_, _, _| {}).pop()
     else {
         return Ok(Err("the sink was not delivered to".into()));

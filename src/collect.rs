@@ -109,6 +109,8 @@ pub struct CollectReport {
     pub cursor_kept: Option<UnixTime>,
     /// Open runs the window did not show, asked for by job id, and what that read.
     pub settled: Option<Settled>,
+    /// sacct commands run: one per window part, and the by-id asks (the load put on slurmdbd).
+    pub sacct_calls: u64,
 }
 
 /// Open runs settled by job id after a poll.
@@ -122,6 +124,8 @@ pub struct Settled {
     pub counts: Counts,
     /// Why asking failed; the runs not settled are asked again next collect.
     pub error: Option<String>,
+    /// `sacct --jobs` commands run.
+    pub calls: u64,
 }
 
 /// (JobIDRaw, submit) of the runs a poll saw that are not final.
@@ -178,13 +182,15 @@ pub fn collect_cluster(
     let cursor = ledger.cursor(cluster)?;
     let window = window_for(cursor, since, now, policy);
     let cursor_kept = cursor.filter(|c| window.start > *c);
-    let (mut counts, mut open_seen) = (Counts::default(), OpenSeen::new());
+    let (mut counts, mut open_seen, mut sacct_calls) = (Counts::default(), OpenSeen::new(), 0);
     for part in window.split(policy.max_window_secs) {
+        sacct_calls += 1;
         let (c, seen) = poll_window(source, info, ledger, cluster, part, cursor_kept.is_none(), now)?;
         counts.add(&c);
         open_seen.extend(seen);
     }
     let settled = settle_open_runs(source, info, ledger, cluster, &open_seen, now)?;
+    sacct_calls += settled.as_ref().map_or(0, |s| s.calls);
     Ok(CollectReport {
         cluster: cluster.clone(),
         window: Some((window.start, window.end)),
@@ -192,6 +198,7 @@ pub fn collect_cluster(
         slurm_version: Some(info.version.to_string()),
         cursor_kept,
         settled,
+        sacct_calls,
     })
 }
 
@@ -261,6 +268,41 @@ fn poll_window(
     outcome
 }
 
+/// The source name of a look at given jobs (the daemon's, after a prolog/epilog hook message) in
+/// the ledger's collect history and quarantine.
+pub const HOOK_SOURCE: &str = "sacct --jobs (hook)";
+
+/// Reads `job_ids` of `cluster` by id (one `sacct --jobs` call per [`SETTLE_IDS_PER_CALL`] ids)
+/// and stores what sacct says, as a poll would: the daemon's fast path after a prolog or epilog
+/// hook message. The cursor never moves (the next poll still reads its whole window), and the
+/// collect history is left to the polls (one line per job start and end would bury them); the
+/// caller logs and counts. Complete rows are kept even when sacct then fails.
+pub fn collect_jobs(
+    source: &SlurmSource<'_>,
+    info: &SlurmInfo,
+    ledger: &mut Ledger,
+    cluster: &ClusterName,
+    job_ids: &[u64],
+    now: UnixTime,
+) -> Result<Counts, CollectError> {
+    let mut counts = Counts::default();
+    for chunk in job_ids.chunks(SETTLE_IDS_PER_CALL) {
+        let (reader, handle) = source.poll_jobs(info, cluster, chunk)?;
+        let sacct_error = |source| CollectError::Sacct { cluster: cluster.clone(), source };
+        let result = match ingest(ledger, reader, cluster, HOOK_SOURCE, now) {
+            Ok((c, _, w)) => {
+                let finished = handle.finish().map_err(sacct_error);
+                w.commit()?;
+                counts.add(&c);
+                finished
+            }
+            Err(e) => Err(handle.finish().map_err(sacct_error).err().unwrap_or(e)),
+        };
+        result?;
+    }
+    Ok(counts)
+}
+
 /// Asks sacct by job id for the open runs of `cluster` the poll did not show and that are due
 /// (see the module doc); `None` when there were none. A failure of sacct or of its output is
 /// reported in [`Settled::error`]; only a ledger failure is an error.
@@ -284,6 +326,7 @@ fn settle_open_runs(
     let ids: Vec<u64> = due.iter().map(|r| r.job_id_raw).filter(|id| seen_ids.insert(*id)).collect();
     for chunk in ids.chunks(SETTLE_IDS_PER_CALL) {
         let chunk_ids: HashSet<u64> = chunk.iter().copied().collect();
+        settled.calls += 1;
         let keys: Vec<(u64, UnixTime)> =
             due.iter().filter(|r| chunk_ids.contains(&r.job_id_raw)).map(|r| (r.job_id_raw, r.submit)).collect();
         match ask_by_id(source, info, ledger, cluster, chunk, &keys, now) {
@@ -388,7 +431,15 @@ pub fn import_items(
     let (counts, _, mut w) = ingest(ledger, items, &cluster, label, now)?;
     w.record_collect(&history(&cluster, label, None, None, now, &counts, None))?;
     w.commit()?;
-    Ok(CollectReport { cluster, window: None, counts, slurm_version: None, cursor_kept: None, settled: None })
+    Ok(CollectReport {
+        cluster,
+        window: None,
+        counts,
+        slurm_version: None,
+        cursor_kept: None,
+        settled: None,
+        sacct_calls: 0,
+    })
 }
 
 /// What [`ingest`] reads: job runs and quarantined records as a reader yields them, and where

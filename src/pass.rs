@@ -14,7 +14,7 @@ use crate::ledger::Ledger;
 use crate::model::{ClusterName, UnixTime};
 use crate::sinks::SinkSettings;
 use crate::slurm::runner::Runner;
-use crate::slurm::source::{SlurmSource, SourceError};
+use crate::slurm::source::{SlurmInfo, SlurmSource, SourceError};
 use crate::tracker::TrackerSeeds;
 
 /// Why a pass could not run at all.
@@ -142,12 +142,17 @@ impl PassReport {
 /// [`check_billed_tres`]).
 pub type Preflight<'a> = dyn FnMut(&Ledger) -> Result<(), Vec<ConfigProblem>> + 'a;
 
-/// Collects each cluster of the plan; a failing cluster does not stop the others.
-pub fn collect_all(
-    ledger: &mut Ledger,
-    plan: &CollectPlan<'_>,
-    now: UnixTime,
-) -> Result<Vec<ClusterOutcome>, PassError> {
+/// What a pass learns from Slurm before it reads: the version and fields sacct has, and the
+/// clusters to collect. The daemon asks once and keeps it (asked again after a failed collect).
+#[derive(Debug, Clone)]
+pub struct Detected {
+    pub info: SlurmInfo,
+    pub clusters: Vec<ClusterName>,
+}
+
+/// Asks sacct for its version and fields, and `scontrol` for the local cluster's name when the
+/// plan names no cluster.
+pub fn detect(plan: &CollectPlan<'_>) -> Result<Detected, PassError> {
     let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
     let info = source.detect().map_err(PassError::Detect)?;
     tracing::info!(version = %info.version, fields = info.fields.len(), "Slurm detected");
@@ -156,6 +161,29 @@ pub fn collect_all(
     } else {
         plan.clusters.clone()
     };
+    Ok(Detected { info, clusters })
+}
+
+/// Collects each cluster of the plan; a failing cluster does not stop the others.
+pub fn collect_all(
+    ledger: &mut Ledger,
+    plan: &CollectPlan<'_>,
+    now: UnixTime,
+) -> Result<Vec<ClusterOutcome>, PassError> {
+    let detected = detect(plan)?;
+    collect_detected(ledger, plan, &detected, now)
+}
+
+/// [`collect_all`] with what [`detect`] found.
+pub fn collect_detected(
+    ledger: &mut Ledger,
+    plan: &CollectPlan<'_>,
+    detected: &Detected,
+    now: UnixTime,
+) -> Result<Vec<ClusterOutcome>, PassError> {
+    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let info = &detected.info;
+    let clusters = detected.clusters.clone();
     // A named cluster slurmdbd does not know would read nothing, exit 0 and leave a cursor for a
     // cluster that does not exist: ask slurmdbd which it knows (when it can be asked), once per
     // pass and only for clusters never collected (one with a cursor was known then).
@@ -192,7 +220,7 @@ pub fn collect_all(
             out.push(ClusterOutcome::Failed { cluster, error });
             continue;
         }
-        match collect_cluster(&source, &info, ledger, &cluster, plan.since, now, policy) {
+        match collect_cluster(&source, info, ledger, &cluster, plan.since, now, policy) {
             Ok(report) => {
                 if let Some(e) = report.settled.as_ref().and_then(|s| s.error.as_ref()) {
                     tracing::error!(cluster = %cluster, error = %e, "asking sacct for open runs by job id failed");
@@ -208,15 +236,31 @@ pub fn collect_all(
     Ok(out)
 }
 
+/// Reads given jobs of `cluster` by id into the ledger (the daemon's look after a hook message);
+/// see [`crate::collect::collect_jobs`].
+pub fn collect_jobs(
+    ledger: &mut Ledger,
+    plan: &CollectPlan<'_>,
+    detected: &Detected,
+    cluster: &ClusterName,
+    job_ids: &[u64],
+    now: UnixTime,
+) -> Result<crate::collect::Counts, crate::collect::CollectError> {
+    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    crate::collect::collect_jobs(&source, &detected.info, ledger, cluster, job_ids, now)
+}
+
 /// How long a deliver pass may send, and (optionally) how many items per sink. The time is
 /// shared: each sink in turn gets the time left divided by the sinks still to go, so one slow
 /// platform cannot starve the others; what a sink leaves goes to the next pass. `clock` is the
 /// caller's clock, which sends are stamped with (see [`Budget`]); without one, the pass's `now`.
+/// `stop`: once set, no further batch starts (see [`Budget`]).
 #[derive(Clone, Copy, Default)]
 pub struct PassLimits<'a> {
     pub time: Option<Duration>,
     pub max_items: Option<u64>,
     pub clock: Option<&'a dyn Fn() -> UnixTime>,
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// What a pass reports while it sends: the sink, items handled so far, items due at its start.
@@ -247,30 +291,86 @@ fn deliver_each(
     progress: &mut Progress<'_>,
 ) -> Vec<SinkOutcome> {
     let end = limits.time.map(|t| Instant::now() + t);
+    let count = consumers.len();
     let mut out = Vec::new();
-    let count = consumers.len() as u32;
     for (i, c) in consumers.into_iter().enumerate() {
-        let mut o =
-            SinkOutcome { sink: c.name.clone(), plan: PlanReport::default(), exec: ExecReport::default(), error: None };
-        let result = engine::plan(ledger, c, Some(&TrackerSeeds), now).map(|p| o.plan = p).and_then(|()| {
-            let start = Instant::now();
-            let deadline = end.map(|end| start + end.saturating_duration_since(start) / (count - i as u32));
-            let budget = Budget { deadline, max_items: limits.max_items, clock: limits.clock };
-            engine::execute(ledger, c, now, budget, &mut |done, total| progress(&c.name, done, total))
-        });
-        let result = result.map(|e| o.exec = e);
-        if let Err(e) = result {
-            tracing::error!(sink = %c.name, error = %e, "delivery stopped");
-            o.error = Some(match &e {
-                engine::EngineError::TermsChanged { now, .. } => {
-                    SinkFailure::TermsChanged { message: e.to_string(), now: now.clone() }
-                }
-                _ => SinkFailure::Other(e.to_string()),
-            });
+        let mut o = plan_one(ledger, c, now);
+        if o.error.is_none() {
+            execute_one(ledger, c, &mut o, budget_of(limits, end, count - i), now, progress);
         }
         out.push(o);
     }
     out
+}
+
+/// [`deliver_all`] for the daemon woken by the hook: every consumer is planned first, then they
+/// send in the order of the fewest items due, so that a job's start event is not stuck behind
+/// another sink's backlog. The outcomes keep the consumers' order.
+pub fn deliver_fewest_first(
+    ledger: &mut Ledger,
+    consumers: &[&Consumer],
+    limits: PassLimits<'_>,
+    now: UnixTime,
+    progress: &mut Progress<'_>,
+) -> Vec<SinkOutcome> {
+    let end = limits.time.map(|t| Instant::now() + t);
+    let mut out: Vec<SinkOutcome> = consumers.iter().map(|c| plan_one(ledger, c, now)).collect();
+    let mut order: Vec<(u64, usize)> = Vec::new();
+    for (i, c) in consumers.iter().enumerate() {
+        if out[i].error.is_none() {
+            // A count that fails sends last; its execute reports the error.
+            order.push((ledger.due_count(&c.name, now, 0).unwrap_or(u64::MAX), i));
+        }
+    }
+    order.sort();
+    let count = order.len();
+    for (k, (_, i)) in order.into_iter().enumerate() {
+        execute_one(ledger, consumers[i], &mut out[i], budget_of(limits, end, count - k), now, progress);
+    }
+    out
+}
+
+/// The budget of a sink when `left` sinks (this one included) share the time up to `end`.
+fn budget_of<'a>(limits: PassLimits<'a>, end: Option<Instant>, left: usize) -> Budget<'a> {
+    let start = Instant::now();
+    let deadline = end.map(|end| start + end.saturating_duration_since(start) / left.max(1) as u32);
+    Budget { deadline, max_items: limits.max_items, clock: limits.clock, stop: limits.stop }
+}
+
+/// Plans one consumer; a failure is kept in the outcome.
+fn plan_one(ledger: &mut Ledger, c: &Consumer, now: UnixTime) -> SinkOutcome {
+    let mut o =
+        SinkOutcome { sink: c.name.clone(), plan: PlanReport::default(), exec: ExecReport::default(), error: None };
+    match engine::plan(ledger, c, Some(&TrackerSeeds), now) {
+        Ok(p) => o.plan = p,
+        Err(e) => o.error = Some(failure(c, e)),
+    }
+    o
+}
+
+/// Sends one planned consumer's due items within `budget`; a failure is kept in the outcome.
+fn execute_one(
+    ledger: &mut Ledger,
+    c: &Consumer,
+    o: &mut SinkOutcome,
+    budget: Budget<'_>,
+    now: UnixTime,
+    progress: &mut Progress<'_>,
+) {
+    match engine::execute(ledger, c, now, budget, &mut |done, total| progress(&c.name, done, total)) {
+        Ok(e) => o.exec = e,
+        Err(e) => o.error = Some(failure(c, e)),
+    }
+}
+
+fn failure(c: &Consumer, e: engine::EngineError) -> SinkFailure {
+    tracing::error!(sink = %c.name, error = %e, "delivery stopped");
+    match &e {
+        engine::EngineError::TermsChanged { now, .. } => {
+            SinkFailure::TermsChanged { message: e.to_string(), now: now.clone() }
+        }
+        _ => SinkFailure::Other(e.to_string()),
+    }
 }
 
 /// Checks, before anything is planned, that each sink bills a TRES that exists: one some run in
@@ -365,12 +465,25 @@ pub fn run(
     progress: &mut Progress<'_>,
 ) -> Result<PassReport, PassError> {
     let clusters = collect_all(ledger, collect, now)?;
-    // A sink the config does not fit is left out; the others deliver what they owe.
+    let (sinks, refused) = deliver_checked(ledger, consumers, limits, now, preflight, progress);
+    Ok(PassReport { clusters, sinks, refused })
+}
+
+/// The delivery half of [`run`]: checks the config against the ledger (`preflight`), then
+/// delivers to every consumer it fits. A sink the config does not fit is left out (its problems
+/// are returned); the others deliver what they owe.
+pub fn deliver_checked(
+    ledger: &mut Ledger,
+    consumers: &[Consumer],
+    limits: PassLimits<'_>,
+    now: UnixTime,
+    preflight: &mut Preflight<'_>,
+    progress: &mut Progress<'_>,
+) -> (Vec<SinkOutcome>, Vec<ConfigProblem>) {
     let refused = preflight(ledger).err().unwrap_or_default();
     let skip = refused_sinks(&refused);
     let consumers = consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
-    let sinks = deliver_each(ledger, consumers, limits, now, progress);
-    Ok(PassReport { clusters, sinks, refused })
+    (deliver_each(ledger, consumers, limits, now, progress), refused)
 }
 
 #[cfg(test)]

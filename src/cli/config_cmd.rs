@@ -37,6 +37,9 @@ fn check_everything(cli: &Cli) -> anyhow::Result<(Settings, Option<std::path::Pa
     if let Some(p) = &cli.ledger {
         s.ledger_path = p.clone();
     }
+    if let Err(p) = crate::daemon::settings::DaemonSettings::from_raw(&s.daemon) {
+        problems.extend(p);
+    }
     let env = |name: &str| std::env::var(name).ok();
     let ctx = BuildCtx { online: true, env: &env, policy: EnginePolicy::default() };
     for name in s.sinks.names() {
@@ -96,6 +99,14 @@ pub fn run(cli: &Cli, c: &ConfigCommand) -> anyhow::Result<ExitCode> {
             println!("slurm.overlap          = {} s", sl.overlap_secs);
             println!("slurm.initial_lookback = {} s", sl.initial_lookback_secs);
             println!("log.level              = {}", s.log_level);
+            // Valid: checked above.
+            if let Ok(d) = crate::daemon::settings::DaemonSettings::from_raw(&s.daemon) {
+                let none = || "none".to_string();
+                println!("daemon.interval        = {} s", d.interval.as_secs());
+                println!("daemon.hook_socket     = {}", d.hook_socket.as_ref().map_or_else(none, |a| a.to_string()));
+                println!("daemon.hook_delay      = {} ms", d.hook_delay.as_millis());
+                println!("daemon.metrics_listen  = {}", d.metrics_listen.map_or_else(none, |a| a.to_string()));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

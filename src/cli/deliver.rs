@@ -67,6 +67,7 @@ impl DeliverArgs {
             clock: Some(&system_now),
             time: Some(Duration::from_secs(self.time_limit.unwrap_or(s.delivery.pass_time_secs))),
             max_items: self.limit.or(s.delivery.batch),
+            stop: None,
         }
     }
 }

@@ -4,11 +4,11 @@
 mod backfill;
 mod collect;
 mod config_cmd;
+mod daemon;
 mod deliver;
 mod demo;
 pub mod hook;
 mod jobs;
-mod lock;
 mod migrate;
 mod status;
 mod timeargs;
@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Settings, ENV_CONFIG, ENV_LEDGER};
 use crate::delivery::consumer::{Consumer, EnginePolicy};
-use crate::ledger::Ledger;
+use crate::ledger::{lock, Ledger};
 use crate::sinks::BuildCtx;
 use crate::slurm::runner::CommandRunner;
 use crate::slurm::source::SlurmSource;
@@ -91,6 +91,8 @@ pub enum Command {
     Migrate(migrate::MigrateCommand),
     /// Run the whole pipeline on recorded real Slurm 22.05 output (no Slurm needed) and show the result.
     Demo(demo::DemoArgs),
+    /// Run as a service: collect and deliver every interval, at once for jobs the hook names; /metrics.
+    Daemon(daemon::DaemonArgs),
     /// For slurm.conf's PrologSlurmctld/EpilogSlurmctld: tell the daemon a job started or ended (always exits 0).
     #[command(long_about = hook::LONG_ABOUT)]
     Hook(hook::HookArgs),
@@ -270,6 +272,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backfill(a) => backfill::run(&cli, a),
         Command::Migrate(c) => migrate::run(&cli, c),
         Command::Demo(a) => demo::run(a),
+        Command::Daemon(a) => daemon::run(&cli, a),
         // `main` runs it before any set-up; here for completeness.
         Command::Hook(a) => Ok(hook::run(&cli, a)),
     };

@@ -8,7 +8,7 @@ mod raw;
 use std::path::{Path, PathBuf};
 
 pub use crate::validate::{parse_duration_secs, ConfigProblem};
-pub use raw::RawConfig;
+pub use raw::{RawConfig, RawDaemon};
 
 /// Config file used when none is named.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/slurm-ledger/config.toml";
@@ -28,6 +28,8 @@ pub struct Settings {
     pub log_level: String,
     pub sinks: crate::sinks::SinkSettings,
     pub delivery: DeliverySettings,
+    /// `[daemon]` as written; `daemon::settings` validates it.
+    pub daemon: RawDaemon,
 }
 
 /// `[delivery]`, validated.
@@ -270,6 +272,7 @@ impl Settings {
                 pass_time_secs,
                 batch: batch.map(|b| b.max(1) as u64),
             },
+            daemon: raw.daemon,
         };
         (settings, problems)
     }
@@ -326,6 +329,21 @@ pass_time = "4m"
 # Optional cap on deliveries sent per sink in one pass (default: none; pass_time bounds a pass).
 # batch = 100000
 
+[daemon]
+# `slurm-ledger daemon`: how often it collects (one sacct per cluster) and delivers.
+interval = "60s"
+# Where the prolog/epilog hook (`slurm-ledger hook`) reaches it: a unix socket path, or
+# tcp:HOST:PORT for hooks on other controllers; "none": no hook, polls only.
+hook_socket = "/run/slurm-ledger/hook.sock"
+# The unix socket's mode and group: SlurmUser (slurm) must be able to write it.
+hook_socket_mode = "0620"
+# hook_socket_group = "slurm"
+# How long after a hook message the daemon asks sacct for the job (slurmctld tells slurmdbd
+# a moment later); asked again, longer after, while sacct does not show the change yet.
+hook_delay = "1s"
+# /metrics and /healthz; "none": not served. Loopback by default.
+metrics_listen = "127.0.0.1:19464"
+
 # Sinks: a platform receives usage when its table is present. `slurm-ledger deliver` (or `run`)
 # meters every run in the ledger and reports each second of it exactly once per sink.
 #
@@ -337,7 +355,10 @@ mod tests {
 
     #[test]
     fn example_is_valid_and_matches_defaults() {
-        let s = Settings::from_toml(&example(), "example").unwrap();
+        let mut s = Settings::from_toml(&example(), "example").unwrap();
+        // `[daemon]` is kept as written (the daemon checks that its example gives its defaults).
+        assert!(s.daemon.interval.is_some());
+        s.daemon = Default::default();
         assert_eq!(s, Settings::validate(RawConfig::default()).unwrap());
         assert_eq!(s.slurm.overlap_secs, 900);
     }

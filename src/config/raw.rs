@@ -15,6 +15,21 @@ pub struct RawConfig {
     pub sinks: crate::sinks::RawSinks,
     #[serde(default)]
     pub delivery: RawDelivery,
+    #[serde(default)]
+    pub daemon: RawDaemon,
+}
+
+/// `[daemon]`, as written: validated by `daemon::settings` (its values are the daemon's types),
+/// by `slurm-ledger daemon` at start and by `config check`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub interval: Option<String>,
+    pub hook_socket: Option<String>,
+    pub hook_socket_mode: Option<String>,
+    pub hook_socket_group: Option<String>,
+    pub hook_delay: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// `[delivery]`: retry timing and how much a pass sends, shared by every sink.

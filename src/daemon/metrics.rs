@@ -298,6 +298,12 @@ impl Metrics {
         }
     }
 
+    /// The daemon asked sacct `calls` more times on `cluster` for jobs named by hook messages
+    /// (not a collect: the cursor does not move).
+    pub fn hook_sacct_calls(&self, cluster: &str, calls: u64) {
+        self.sacct_calls.get_or_create(&ClusterLabel { cluster: cluster.to_string() }).inc_by(calls);
+    }
+
     /// `cluster`'s collect cursor is now at `cursor_unix` (UTC seconds).
     pub fn set_cursor(&self, cluster: &str, cursor_unix: i64) {
         let mut cursors = self.cursors.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -391,12 +391,20 @@ fn run_of(ledger: &Ledger, d: &Delivery) -> Result<Option<JobRun>, EngineError> 
 /// How much one [`execute`] may do: it drains the consumer's due items batch after batch until
 /// none is left, the deadline passes (a batch under way finishes), or `max_items` were handled.
 /// `clock` tells the time transitions are stamped with (the caller's clock: the library reads
-/// none); without one, the pass's `now`.
+/// none); without one, the pass's `now`. `stop`: once set (a daemon told to stop), no further
+/// batch starts; the batch under way finishes and records its outcomes.
 #[derive(Clone, Copy, Default)]
 pub struct Budget<'a> {
     pub deadline: Option<Instant>,
     pub max_items: Option<u64>,
     pub clock: Option<&'a dyn Fn() -> UnixTime>,
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+}
+
+impl Budget<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 /// Sends the consumer's due items (those due at `now`), in batches of the sender's
@@ -424,7 +432,7 @@ pub fn execute(
     progress(0, total);
     loop {
         let room = budget.max_items.map_or(batch, |m| m.saturating_sub(done).min(batch));
-        if room == 0 {
+        if room == 0 || budget.stopped() {
             break;
         }
         let due = ledger.due_deliveries(name, now, after, room)?;

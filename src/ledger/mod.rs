@@ -20,6 +20,7 @@ mod backfill;
 mod consumers;
 mod imports;
 mod jobs;
+pub mod lock;
 mod migrations;
 mod outbox;
 mod quarantine;
