@@ -41,6 +41,7 @@ mod chaos_waldur;
 mod cli;
 mod collect_replay;
 mod common;
+mod daemon;
 mod deliver_activate;
 mod deliver_cc_backend;
 mod deliver_nats;

@@ -89,10 +89,10 @@ fn sample(families: &[Value], family_name: &str, sample: &str, labels: &[(&str, 
         .unwrap()
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub body: String,
 }
 
 impl Reply {
@@ -128,7 +128,7 @@ fn exchange(addr: SocketAddr, raw: &[u8]) -> Reply {
     reply
 }
 
-fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Reply {
+pub(crate) fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Reply {
     let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
     exchange(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}\r\n").as_bytes())
 }
