@@ -303,6 +303,37 @@ pub fn collect_jobs(
     Ok(counts)
 }
 
+/// The source name of a look at slurmctld's live view of given jobs (the daemon's, when sacct
+/// does not show yet what a hook message said).
+pub const LIVE_SOURCE: &str = "scontrol show job (hook)";
+
+/// Reads `job_ids` of `cluster` from slurmctld's live view (`scontrol show job`, one call per
+/// id) and stores them as a poll would: the daemon's fallback when slurmdbd has not heard of a
+/// job's start or end yet. sacct's record replaces it at the next look or poll (it has what
+/// slurmctld's view lacks: CPU time, memory high-water mark, energy). A job slurmctld no longer
+/// holds is skipped (logged); the cursor never moves.
+pub fn collect_live_jobs(
+    source: &SlurmSource<'_>,
+    ledger: &mut Ledger,
+    cluster: &ClusterName,
+    job_ids: &[u64],
+    now: UnixTime,
+) -> Result<Counts, CollectError> {
+    let mut items = Vec::new();
+    for &id in job_ids {
+        match source.show_job(cluster, id) {
+            Ok(found) => items.extend(found),
+            Err(e) => tracing::debug!(cluster = %cluster, job_id = id, error = %e, "scontrol does not show the job"),
+        }
+    }
+    if items.is_empty() {
+        return Ok(Counts::default());
+    }
+    let (counts, _, w) = ingest(ledger, items.into_iter(), cluster, LIVE_SOURCE, now)?;
+    w.commit()?;
+    Ok(counts)
+}
+
 /// Asks sacct by job id for the open runs of `cluster` the poll did not show and that are due
 /// (see the module doc); `None` when there were none. A failure of sacct or of its output is
 /// reported in [`Settled::error`]; only a ledger failure is an error.

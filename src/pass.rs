@@ -250,6 +250,19 @@ pub fn collect_jobs(
     crate::collect::collect_jobs(&source, &detected.info, ledger, cluster, job_ids, now)
 }
 
+/// Reads given jobs of `cluster` from slurmctld's live view into the ledger; see
+/// [`crate::collect::collect_live_jobs`].
+pub fn collect_live_jobs(
+    ledger: &mut Ledger,
+    plan: &CollectPlan<'_>,
+    cluster: &ClusterName,
+    job_ids: &[u64],
+    now: UnixTime,
+) -> Result<crate::collect::Counts, crate::collect::CollectError> {
+    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    crate::collect::collect_live_jobs(&source, ledger, cluster, job_ids, now)
+}
+
 /// How long a deliver pass may send, and (optionally) how many items per sink. The time is
 /// shared: each sink in turn gets the time left divided by the sinks still to go, so one slow
 /// platform cannot starve the others; what a sink leaves goes to the next pass. `clock` is the

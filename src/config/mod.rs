@@ -338,9 +338,10 @@ hook_socket = "/run/slurm-ledger/hook.sock"
 # The unix socket's mode and group: SlurmUser (slurm) must be able to write it.
 hook_socket_mode = "0620"
 # hook_socket_group = "slurm"
-# How long after a hook message the daemon asks sacct for the job (slurmctld tells slurmdbd
-# a moment later); asked again, longer after, while sacct does not show the change yet.
-hook_delay = "1s"
+# How long after a hook message the daemon asks for the job: sacct, then slurmctld's live view
+# (scontrol show job) for what slurmdbd has not heard of yet; asked again, doubling from 250 ms,
+# while neither shows the change. "0s": at once.
+hook_delay = "0s"
 # /metrics and /healthz; "none": not served. Loopback by default.
 metrics_listen = "127.0.0.1:19464"
 

@@ -8,7 +8,8 @@
 //!   next poll is backed off (doubling from the interval up to [`MAX_BACKOFF`]) while what the
 //!   ledger already holds is still delivered. Slurm's version is asked again after a failure.
 //! - A hook message only brings a job's look forward: the job is asked for by id after
-//!   `hook_delay` and again (doubling) while sacct does not show the change yet, at most
+//!   `hook_delay` (`sacct --jobs`, then slurmctld's live view, `scontrol show job`, for what
+//!   slurmdbd has not heard of yet), and again (doubling) while neither shows the change, at most
 //!   [`HOOK_TRIES`] times; the polls see it anyway. At most [`MAX_WAITING`] jobs wait; more are
 //!   left to the next poll.
 //! - A hook message during a full pass's sending ends that pass after its current batch, so that
@@ -37,11 +38,13 @@ use super::settings::DaemonSettings;
 /// The longest wait between polls while collects fail.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// Looks at a job named by a hook message before it is left to the polls.
-pub const HOOK_TRIES: u32 = 5;
+pub const HOOK_TRIES: u32 = 6;
 /// Jobs waiting for their look at most.
 pub const MAX_WAITING: usize = 10_000;
 /// Longest a hook pass sends (the rest goes on in the next pass).
 pub const HOOK_PASS_TIME: Duration = Duration::from_secs(30);
+/// Jobs asked of slurmctld's live view (`scontrol show job`, one call each) per hook pass at most.
+pub const LIVE_LOOKS: usize = 50;
 /// How often the loop wakes to check the stop flag while it waits.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -393,6 +396,27 @@ fn hook_pass(
             Err(e) => tracing::warn!(cluster = %cluster, error = %e, "asking sacct for the jobs the hook named failed"),
         }
     }
+    // What sacct does not show yet (slurmdbd hears of a start or end a moment after slurmctld),
+    // slurmctld's live view does: asked for those jobs only, a few per pass.
+    let mut live: BTreeMap<ClusterName, Vec<u64>> = BTreeMap::new();
+    for ((named, job_id), w) in waiting.iter().filter(|(_, w)| w.due <= now_i) {
+        let Some(cluster) = named.clone().or_else(|| found.clusters.first().cloned()) else { continue };
+        if live.values().map(Vec::len).sum::<usize>() < LIVE_LOOKS
+            && !shows(&d.ledger, &(named.clone(), *job_id), &w.context)?
+        {
+            live.entry(cluster).or_default().push(*job_id);
+        }
+    }
+    for (cluster, ids) in &live {
+        match pass::collect_live_jobs(&mut d.ledger, &d.collect, cluster, ids, now) {
+            Ok(c) => {
+                tracing::debug!(cluster = %cluster, jobs = ids.len(), new = c.runs_new, updated = c.runs_updated, "looked at slurmctld's view of the jobs sacct does not show yet")
+            }
+            Err(e) => {
+                tracing::warn!(cluster = %cluster, error = %e, "asking scontrol for the jobs the hook named failed")
+            }
+        }
+    }
     let due = |w: &Waiting| w.due <= now_i;
     looked_at(d, waiting, &mut |w| due(w))?;
     let consumers: Vec<&Consumer> = d.consumers.iter().collect();
@@ -418,9 +442,10 @@ fn retry_later(d: &Daemon<'_>, waiting: &mut WaitingJobs, now: Instant) {
     });
 }
 
-/// The wait before the `tries`-th look again.
+/// The wait before the `tries`-th look again (`tries` ≥ 1): from a quarter second (slurmctld
+/// tells slurmdbd within a moment, mostly), doubling.
 fn backoff(delay: Duration, tries: u32) -> Duration {
-    delay.max(Duration::from_millis(500)).saturating_mul(1 << tries.min(10))
+    delay.max(Duration::from_millis(250)).saturating_mul(1 << tries.saturating_sub(1).min(10))
 }
 
 /// After a look: a waiting job whose change the ledger shows (a prolog's job has started, an

@@ -34,7 +34,7 @@ impl Default for DaemonSettings {
             interval: Duration::from_secs(60),
             hook_socket: Some(HookAddr::Unix(DEFAULT_HOOK_SOCKET.into())),
             hook_perms: SocketPerms::default(),
-            hook_delay: Duration::from_secs(1),
+            hook_delay: Duration::ZERO,
             metrics_listen: Some(DEFAULT_ADDR),
         }
     }

@@ -86,7 +86,7 @@ impl DaemonProcess {
     pub(crate) fn start(site: &Site, env: &[(&str, &str)]) -> DaemonProcess {
         let mut c = Command::new(env!("CARGO_BIN_EXE_slurm-ledger"));
         c.arg("--config").arg(&site.cfg).arg("--ledger").arg(&site.db).arg("daemon");
-        c.envs(env.iter().copied()).env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped());
+        c.env("RUST_LOG", "info").envs(env.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();

@@ -237,12 +237,12 @@ pub(crate) fn testbed_hook_socket() -> HookSocketGuard {
 }
 
 /// Points the testbed's wrapper at this build and a dump file; undone on drop.
-struct WrapperConf {
+pub(crate) struct WrapperConf {
     dump: PathBuf,
 }
 
 impl WrapperConf {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dump = PathBuf::from(format!("/var/lib/slurm-testbed/hook-env-{}.txt", std::process::id()));
         std::fs::write(&dump, "").unwrap();
         // slurmctld runs the wrapper as SlurmUser; the file only gets variable names.

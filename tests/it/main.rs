@@ -42,6 +42,7 @@ mod cli;
 mod collect_replay;
 mod common;
 mod daemon;
+mod daemon_live;
 mod deliver_activate;
 mod deliver_cc_backend;
 mod deliver_nats;

@@ -354,3 +354,61 @@ fn pump(client: TcpStream, upstream: u16, fault: Arc<Mutex<Fault>>, fired: Arc<A
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
+
+/// A plain (core NATS) subscriber on a subject, as a site's consumer of job events is: each
+/// message with the time it arrived (unix seconds). Stops when dropped.
+pub struct Subscriber {
+    got: Arc<Mutex<Vec<(f64, Stored)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Subscriber {
+    /// Subscribes (the subscription is in place when this returns; bounded: 10 s).
+    pub fn start(url: &str, subject: &str) -> Self {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (g, s, url, subject) = (Arc::clone(&got), Arc::clone(&stop), url.to_string(), subject.to_string());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let client = async_nats::connect(&url).await.expect("subscriber connect");
+                let mut sub = client.subscribe(subject).await.expect("subscribe");
+                client.flush().await.expect("flush");
+                ready_tx.send(()).unwrap();
+                while !s.load(Ordering::SeqCst) {
+                    if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
+                        let at = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs_f64();
+                        let msg_id = m
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                            .map(|v| v.as_str().to_string());
+                        let payload = String::from_utf8_lossy(&m.payload).into_owned();
+                        g.lock().unwrap().push((at, Stored { msg_id, payload }));
+                    }
+                }
+            });
+        });
+        ready.recv_timeout(Duration::from_secs(10)).expect("the subscriber is ready within 10 s");
+        Subscriber { got, stop, thread: Some(thread) }
+    }
+
+    /// Every message so far, with its arrival time.
+    pub fn received(&self) -> Vec<(f64, Stored)> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

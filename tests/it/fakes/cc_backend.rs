@@ -172,6 +172,8 @@ pub struct CcRequest {
     pub auth: bool,
     pub outcome: Outcome,
     pub fault: Option<Fault>,
+    /// When the request was read whole (unix seconds).
+    pub received_at: f64,
 }
 
 pub struct FakeCcBackend {
@@ -326,6 +328,8 @@ impl Shared {
     }
 
     fn handle(&self, req: &Request) -> Reply {
+        let received_at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
         let (reply, fault) = self.answer(req);
         let outcome = match &reply {
             Reply::Drop => Outcome::Dropped,
@@ -339,6 +343,7 @@ impl Shared {
             auth: req.header("X-Auth-Token").is_some(),
             outcome,
             fault,
+            received_at,
         });
         reply
     }
