@@ -2,7 +2,10 @@
 //! What `run`, `demo` and the coming daemon repeat; it returns what happened and prints nothing.
 //!
 //! A failing cluster does not stop the others, nor the delivery of what the ledger already holds;
-//! a failing sink does not stop the other sinks' delivery.
+//! a failing sink does not stop the other sinks' delivery. Side tasks for the sinks that want more
+//! of Slurm (allocation detail before delivery, node states after): `side`.
+
+pub mod side;
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +123,8 @@ pub struct PassReport {
     /// Sinks left out after the collect because the config does not fit the ledger (a TRES no
     /// run carries). Each names its key and the fix.
     pub refused: Vec<ConfigProblem>,
+    /// Allocation asks and node-state reports (their failures never stop a delivery).
+    pub side: side::SideReport,
 }
 
 impl PassReport {
@@ -365,12 +370,14 @@ pub fn run(
     progress: &mut Progress<'_>,
 ) -> Result<PassReport, PassError> {
     let clusters = collect_all(ledger, collect, now)?;
+    let allocations = side::ask_allocations(ledger, collect, &clusters, consumers, now);
     // A sink the config does not fit is left out; the others deliver what they owe.
     let refused = preflight(ledger).err().unwrap_or_default();
     let skip = refused_sinks(&refused);
-    let consumers = consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
-    let sinks = deliver_each(ledger, consumers, limits, now, progress);
-    Ok(PassReport { clusters, sinks, refused })
+    let consumers: Vec<&Consumer> = consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
+    let sinks = deliver_each(ledger, consumers.clone(), limits, now, progress);
+    let node_states = side::report_node_states(collect, &clusters, &consumers);
+    Ok(PassReport { clusters, sinks, refused, side: side::SideReport { allocations, node_states } })
 }
 
 #[cfg(test)]

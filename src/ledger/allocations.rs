@@ -32,9 +32,9 @@ impl Ledger {
 
     /// Whether a run was asked for already (with or without an answer).
     pub fn allocation_asked(&self, key: &JobKey) -> Result<bool, LedgerError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT 1 FROM run_allocations WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3",
-        )?;
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT 1 FROM run_allocations WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3")?;
         Ok(stmt
             .query_row(rusqlite::params![key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], |_| Ok(()))
             .optional()?

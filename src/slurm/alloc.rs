@@ -64,7 +64,11 @@ pub fn read_allocations_text(text: &str, default_cluster: &ClusterName, tz: &Tim
     out
 }
 
-fn text_record(lines: &[&str], default_cluster: &ClusterName, tz: &TimeZone) -> Result<Option<FoundAllocation>, String> {
+fn text_record(
+    lines: &[&str],
+    default_cluster: &ClusterName,
+    tz: &TimeZone,
+) -> Result<Option<FoundAllocation>, String> {
     let mut job: Vec<(&str, &str)> = Vec::new();
     let mut nodes = Vec::new();
     for line in lines {
@@ -222,7 +226,8 @@ fn json_job(job: &Value, default_cluster: &ClusterName) -> Result<Option<FoundAl
         let per_socket = sockets.first().and_then(|s| s.get("cores")).and_then(Value::as_array).map_or(0, Vec::len);
         let mut hwthreads = Vec::new();
         for s in sockets {
-            let si = s.get("index").and_then(Value::as_u64).ok_or_else(|| format!("job {raw}: a socket has no index"))?;
+            let si =
+                s.get("index").and_then(Value::as_u64).ok_or_else(|| format!("job {raw}: a socket has no index"))?;
             for c in s.get("cores").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
                 let allocated = match c.get("status") {
                     Some(Value::String(s)) => s == "ALLOCATED",
@@ -230,7 +235,10 @@ fn json_job(job: &Value, default_cluster: &ClusterName) -> Result<Option<FoundAl
                     _ => false,
                 };
                 if allocated {
-                    let ci = c.get("index").and_then(Value::as_u64).ok_or_else(|| format!("job {raw}: a core has no index"))?;
+                    let ci = c
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| format!("job {raw}: a core has no index"))?;
                     let id = si * per_socket as u64 + ci;
                     hwthreads.push(u32::try_from(id).map_err(|_| format!("job {raw}: hwthread {id} is too large"))?);
                 }
@@ -324,7 +332,10 @@ mod tests {
         node_line(&[("Nodes", "n[01-02]"), ("CPU_IDs", "0-1"), ("Mem", "10"), ("GRES", "gpu:1(IDX:3)")], &mut nodes)
             .unwrap();
         assert_eq!(nodes.len(), 2);
-        assert_eq!((nodes[1].hostname.as_str(), nodes[1].hwthreads.as_slice(), nodes[1].gpus.as_slice()), ("n02", &[0, 1][..], &[3][..]));
+        assert_eq!(
+            (nodes[1].hostname.as_str(), nodes[1].hwthreads.as_slice(), nodes[1].gpus.as_slice()),
+            ("n02", &[0, 1][..], &[3][..])
+        );
     }
 
     /// Slurm-web's recording of `/slurm/v0.0.43/job/4739` (Slurm 25.05.4; the same document as

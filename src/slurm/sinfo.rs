@@ -18,7 +18,9 @@ pub const SINFO_FORMAT: &str = "NodeList:0|,StateComplete:0|,CPUsState:0|,AllocM
 
 /// Why sinfo's output cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("sinfo line {line}: {reason} in {text:?}; expected `name|state|A/I/O/T|MB|gres|` (sinfo --Format={SINFO_FORMAT})")]
+#[error(
+    "sinfo line {line}: {reason} in {text:?}; expected `name|state|A/I/O/T|MB|gres|` (sinfo --Format={SINFO_FORMAT})"
+)]
 pub struct SinfoError {
     pub line: usize,
     pub text: String,

@@ -24,9 +24,9 @@ use crate::model::{ClusterName, NodeState, UnixTime};
 use super::alloc::{read_allocations_json, read_allocations_text, AllocRead};
 use super::fields::{request_fields, Field};
 use super::json::JsonError;
-use super::sinfo::{read_sinfo_nodes, SinfoError, SINFO_FORMAT};
 use super::parsable::{ParsableError, ReadOptions, SacctReader};
 use super::runner::{Invocation, RunError, Runner, Started};
+use super::sinfo::{read_sinfo_nodes, SinfoError, SINFO_FORMAT};
 use super::values::{format_sacct_time, TimeZone};
 
 /// The field delimiter slurm-ledger asks sacct for: ASCII unit separator, never in job data.
