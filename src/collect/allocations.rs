@@ -162,6 +162,23 @@ mod tests {
         assert_eq!(runner.calls().len(), 1, "nothing new: no call");
     }
 
+    /// Candidates: started on nodes, not ended before the bound, never asked; a limit cuts the
+    /// list and the cursor stops at the last one returned, else it moves to the ledger's end.
+    #[test]
+    fn candidates_follow_the_change_sequence() {
+        let l = ledger();
+        let ids = |keys: &[JobKey]| keys.iter().map(|k| k.job_id_raw).collect::<Vec<_>>();
+        let end_of_1299 = 1_796_475_559; // 2026-12-05T12:59:19
+        let (all, last) = l.allocation_candidates(&cluster(), UnixTime(end_of_1299), 10).unwrap();
+        assert_eq!(ids(&all), [1252, 1299, 1302, 1303]);
+        assert_eq!(last, Some(l.change_seq().unwrap()));
+        let (recent, _) = l.allocation_candidates(&cluster(), UnixTime(end_of_1299 + 1), 10).unwrap();
+        assert_eq!(ids(&recent), [1252, 1302, 1303], "1299 ended before the bound");
+        let (one, last) = l.allocation_candidates(&cluster(), UnixTime(0), 1).unwrap();
+        assert_eq!(ids(&one), [1252]);
+        assert!(last < Some(l.change_seq().unwrap()), "cut by the limit: the cursor stops at 1252");
+    }
+
     /// A run slurmctld no longer knows (asked by id: scontrol fails with `Invalid job id`, as
     /// recorded) is stored without detail, not asked again, and its run keeps sacct's facts.
     #[test]

@@ -43,8 +43,9 @@ impl Ledger {
 
     /// Runs of `cluster` to ask the allocation of: changed since the cluster's cursor, started on
     /// nodes, not ended before `ended_since`, never asked; at most `limit`, in `change_seq`
-    /// order. Also the `change_seq` the cursor may move to once they are asked (the last run
-    /// considered), `None` when nothing changed.
+    /// order (one range scan of `job_runs_by_change` from the cursor). Also the `change_seq` the
+    /// cursor may move to once they are asked (the last run returned when `limit` cut the list,
+    /// else the ledger's latest), `None` when nothing changed since the cursor.
     pub fn allocation_candidates(
         &self,
         cluster: &ClusterName,
@@ -57,21 +58,26 @@ impl Ledger {
             .optional()?
             .unwrap_or(0);
         let mut stmt = self.conn().prepare_cached(
-            "SELECT j.job_id_raw, j.submit, j.change_seq, \
-                    (j.start IS NOT NULL AND j.nodelist <> '' AND (j.end IS NULL OR j.end >= ?3) \
-                     AND NOT EXISTS (SELECT 1 FROM run_allocations a WHERE a.cluster = j.cluster \
-                                     AND a.job_id_raw = j.job_id_raw AND a.submit = j.submit)) \
-             FROM job_runs j WHERE j.change_seq > ?2 AND j.cluster = ?1 ORDER BY j.change_seq LIMIT ?4",
+            "SELECT j.job_id_raw, j.submit, j.change_seq FROM job_runs j \
+             WHERE j.change_seq > ?2 AND j.cluster = ?1 AND j.start IS NOT NULL AND j.nodelist <> '' \
+               AND (j.end IS NULL OR j.end >= ?3) \
+               AND NOT EXISTS (SELECT 1 FROM run_allocations a WHERE a.cluster = j.cluster \
+                               AND a.job_id_raw = j.job_id_raw AND a.submit = j.submit) \
+             ORDER BY j.change_seq LIMIT ?4",
         )?;
         let mut keys = Vec::new();
         let mut last = None;
         let mut rows = stmt.query(rusqlite::params![cluster.as_str(), cursor, ended_since.0, limit as i64])?;
         while let Some(r) = rows.next()? {
             last = Some(r.get::<_, i64>(2)?);
-            if r.get::<_, bool>(3)? {
-                let raw: i64 = r.get(0)?;
-                keys.push(JobKey { cluster: cluster.clone(), job_id_raw: raw as u64, submit: UnixTime(r.get(1)?) });
-            }
+            let raw: i64 = r.get(0)?;
+            keys.push(JobKey { cluster: cluster.clone(), job_id_raw: raw as u64, submit: UnixTime(r.get(1)?) });
+        }
+        drop(rows);
+        if (keys.len() as u64) < limit {
+            // Every run changed so far was considered: the cursor may move to the ledger's end.
+            let seq = self.change_seq()?;
+            last = (seq > cursor).then_some(seq);
         }
         Ok((keys, last))
     }
