@@ -21,6 +21,12 @@
 //! `ledger::settle`), so no run stays open forever unnoticed and none costs a query on every
 //! collect. A failed ask is reported with the collect (exit 1) and asked again next time; the
 //! window is stored and its cursor moved all the same.
+//!
+//! Allocation detail (`allocations`): for the sinks that report it, the runs that started since
+//! the last ask are asked of slurmctld (one `scontrol` call) after the collect, and the daemon asks
+//! for the job ids its hook names; see that module.
+
+pub mod allocations;
 
 use std::collections::HashSet;
 use std::io::BufRead;

@@ -528,6 +528,45 @@ pub struct JobRun {
     /// Said on the collect line; not stored.
     #[serde(skip)]
     pub job_id_raw_from_job_id: bool,
+    /// What slurmctld allocated the run node by node (`scontrol show job -d`), when it was asked
+    /// while it still knew the job; `None`: not asked, or asked too late. Stored apart from the
+    /// run's content (it never changes its hash or `change_seq`) and filled by `Ledger::job`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<Allocation>,
+}
+
+/// A run's allocation detail as slurmctld holds it while it knows the job (until MinJobAge after
+/// its end): which hardware threads and GPUs on which node. slurmdbd keeps none of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// One entry per node, in Slurm's order.
+    pub nodes: Vec<NodeAllocation>,
+    /// The job's comment (some sites list the GPUs' addresses there; cc-slurm-adapter's fallback).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+}
+
+/// One node of an [`Allocation`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAllocation {
+    pub hostname: String,
+    /// Slurm's CPU ids on the node (its abstract numbering: `CPU_IDs` of `scontrol -d`), sorted.
+    pub hwthreads: Vec<u32>,
+    /// GPU indices on the node (GRES `IDX`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<u32>,
+}
+
+/// One node as `sinfo` shows it now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// The node name (as job node lists name it).
+    pub name: String,
+    /// Slurm's state words, lower case, base state first, then its flags (`idle`, `drain`).
+    pub states: Vec<String>,
+    pub cpus_allocated: u32,
+    pub memory_allocated_bytes: u64,
+    pub gpus_allocated: u32,
 }
 
 impl JobRun {
@@ -580,6 +619,7 @@ impl JobRun {
             db_index: None,
             elapsed_derived: false,
             job_id_raw_from_job_id: false,
+            allocation: None,
         }
     }
 

@@ -2,7 +2,10 @@
 //! What `run`, `demo` and the coming daemon repeat; it returns what happened and prints nothing.
 //!
 //! A failing cluster does not stop the others, nor the delivery of what the ledger already holds;
-//! a failing sink does not stop the other sinks' delivery.
+//! a failing sink does not stop the other sinks' delivery. Side tasks for the sinks that want more
+//! of Slurm (allocation detail before delivery, node states after): `side`.
+
+pub mod side;
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +123,8 @@ pub struct PassReport {
     /// Sinks left out after the collect because the config does not fit the ledger (a TRES no
     /// run carries). Each names its key and the fix.
     pub refused: Vec<ConfigProblem>,
+    /// Allocation asks and node-state reports (their failures never stop a delivery).
+    pub side: side::SideReport,
 }
 
 impl PassReport {
@@ -261,6 +266,20 @@ pub fn collect_live_jobs(
 ) -> Result<crate::collect::Counts, crate::collect::CollectError> {
     let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
     crate::collect::collect_live_jobs(&source, ledger, cluster, job_ids, now)
+}
+
+/// Asks slurmctld for the allocation detail of given jobs of `cluster` (the daemon, at a job's
+/// start); see [`crate::collect::allocations::fetch_allocations`].
+pub fn fetch_allocations(
+    ledger: &mut Ledger,
+    plan: &CollectPlan<'_>,
+    detected: &Detected,
+    cluster: &ClusterName,
+    job_ids: &[u64],
+    now: UnixTime,
+) -> Result<crate::collect::allocations::AllocReport, crate::collect::CollectError> {
+    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    crate::collect::allocations::fetch_allocations(&source, detected.info.version, ledger, cluster, job_ids, now)
 }
 
 /// How long a deliver pass may send, and (optionally) how many items per sink. The time is
@@ -478,8 +497,12 @@ pub fn run(
     progress: &mut Progress<'_>,
 ) -> Result<PassReport, PassError> {
     let clusters = collect_all(ledger, collect, now)?;
+    let allocations = side::ask_allocations(ledger, collect, &clusters, consumers, now);
     let (sinks, refused) = deliver_checked(ledger, consumers, limits, now, preflight, progress);
-    Ok(PassReport { clusters, sinks, refused })
+    let skip = refused_sinks(&refused);
+    let consumers: Vec<&Consumer> = consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
+    let node_states = side::report_node_states(collect, &clusters, &consumers);
+    Ok(PassReport { clusters, sinks, refused, side: side::SideReport { allocations, node_states } })
 }
 
 /// The delivery half of [`run`]: checks the config against the ledger (`preflight`), then

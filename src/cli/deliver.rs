@@ -174,10 +174,24 @@ pub fn run_collect_and_deliver(cli: &Cli, a: &RunArgs) -> anyhow::Result<ExitCod
     // After the collect's report: a sink that could not be built is the operator's to fix.
     sinks?;
     print_sinks(out, &report.sinks, cli.quiet)?;
+    print_side(out, &report.side)?;
     if !report.refused.is_empty() {
         return Err(UsageError(problems_text(&report.refused)).into());
     }
     Ok(super::pass_exit(report.failed(), report.needs_a_hand()))
+}
+
+/// The side tasks' failures (allocation asks, node-state reports): said, never fatal.
+fn print_side(out: &mut dyn std::io::Write, side: &pass::side::SideReport) -> anyhow::Result<()> {
+    for (cluster, r) in &side.allocations {
+        if let Err(e) = r {
+            writeln!(out, "{cluster}: allocation detail not read ({e}); runs are reported with what sacct says")?;
+        }
+    }
+    for o in side.node_states.iter().filter(|o| o.error.is_some()) {
+        writeln!(out, "{}: node states of {} not reported: {}", o.sink, o.cluster, o.error.as_deref().unwrap_or(""))?;
+    }
+    Ok(())
 }
 
 pub fn retry(cli: &Cli, a: &RetryArgs) -> anyhow::Result<ExitCode> {

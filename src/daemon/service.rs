@@ -29,7 +29,7 @@ use crate::config::ConfigProblem;
 use crate::delivery::consumer::Consumer;
 use crate::ledger::{lock, JobFilter, Ledger};
 use crate::model::{ClusterName, UnixTime};
-use crate::pass::{self, ClusterOutcome, CollectPlan, Detected, PassLimits, Preflight, SinkOutcome};
+use crate::pass::{self, side, ClusterOutcome, CollectPlan, Detected, PassLimits, Preflight, SinkOutcome};
 
 use super::hook::{HookContext, HookMessage};
 use super::metrics::Metrics;
@@ -265,6 +265,7 @@ fn full_pass(d: &mut Daemon<'_>, detected: &mut Option<Detected>, flags: &Flags)
     let started = Instant::now();
     let now = (d.clock)();
     let mut errors: Vec<String> = Vec::new();
+    let mut outcomes: Vec<ClusterOutcome> = Vec::new();
     match detect(d, detected) {
         Ok(found) => {
             let found = found.clone();
@@ -277,9 +278,9 @@ fn full_pass(d: &mut Daemon<'_>, detected: &mut Option<Detected>, flags: &Flags)
                 };
                 let secs = t.elapsed().as_secs_f64();
                 let at = (d.clock)().0;
-                match outcome {
-                    Some(ClusterOutcome::Collected(r)) => {
-                        let ok = !ClusterOutcome::Collected(r.clone()).failed();
+                match &outcome {
+                    Some(o @ ClusterOutcome::Collected(r)) => {
+                        let ok = !o.failed();
                         d.metrics.collect_finished(cluster.as_str(), ok, r.counts.runs_seen, r.sacct_calls, secs, at);
                         if let Some(e) = r.settled.as_ref().and_then(|s| s.error.clone()) {
                             errors.push(format!("{cluster}: asking sacct for open runs by id: {e}"));
@@ -299,6 +300,7 @@ fn full_pass(d: &mut Daemon<'_>, detected: &mut Option<Detected>, flags: &Flags)
                     }
                     None => {}
                 }
+                outcomes.extend(outcome);
                 if let Some(c) = d.ledger.cursor(cluster)? {
                     d.metrics.set_cursor(cluster.as_str(), c.0);
                 }
@@ -323,9 +325,21 @@ fn full_pass(d: &mut Daemon<'_>, detected: &mut Option<Detected>, flags: &Flags)
         clock: Some(d.clock),
         stop: Some(&flags.interrupt),
     };
+    // Allocation detail before the sends (a start goes out with it), node states after them.
+    let allocations = side::ask_allocations(&mut d.ledger, &d.collect, &outcomes, &d.consumers, now);
     let (sinks, refused) =
         pass::deliver_checked(&mut d.ledger, &d.consumers, limits, now, &mut *d.preflight, &mut |_, _, _| {});
     record_sinks(d, &sinks)?;
+    let skip = pass::refused_sinks(&refused);
+    let reporting: Vec<&Consumer> = d.consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
+    let node_states = side::report_node_states(&d.collect, &outcomes, &reporting);
+    let side_report = side::SideReport { allocations, node_states };
+    if side_report.failures() > 0 {
+        tracing::warn!(
+            failures = side_report.failures(),
+            "allocation detail or node states not read or reported (above)"
+        );
+    }
     for p in &refused {
         errors.push(format!("{}: {}", p.key, p.message));
     }
@@ -414,6 +428,19 @@ fn hook_pass(
             }
             Err(e) => {
                 tracing::warn!(cluster = %cluster, error = %e, "asking scontrol for the jobs the hook named failed")
+            }
+        }
+    }
+    if d.consumers.iter().any(|c| c.sender.wants_allocations()) {
+        let mut started: BTreeMap<ClusterName, Vec<u64>> = BTreeMap::new();
+        for ((named, job_id), _) in waiting.iter().filter(|(_, w)| w.due <= now_i && w.context == HookContext::Prolog) {
+            if let Some(cluster) = named.clone().or_else(|| found.clusters.first().cloned()) {
+                started.entry(cluster).or_default().push(*job_id);
+            }
+        }
+        for (cluster, ids) in &started {
+            if let Err(e) = pass::fetch_allocations(&mut d.ledger, &d.collect, &found, cluster, ids, now) {
+                tracing::warn!(cluster = %cluster, error = %e, "asking scontrol for the allocation detail failed; the start goes out with what sacct says");
             }
         }
     }

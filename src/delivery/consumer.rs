@@ -7,7 +7,7 @@
 //! sender returns.
 
 use crate::ledger::{Delivery, NewItem, RunMark};
-use crate::model::{JobRun, UnixTime};
+use crate::model::{ClusterName, JobRun, NodeState, UnixTime};
 
 /// What planning one run decides, before anything is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,23 @@ pub trait Sender {
     }
     /// The request an item becomes, as `--dry-run` prints it (no secrets).
     fn describe(&self, item: &Delivery, run: Option<&JobRun>) -> String;
+    /// Whether this sender renders runs' allocation detail (`JobRun::allocation`: which CPUs and
+    /// GPUs of which node). A pass then asks slurmctld for it, once per run that started, before
+    /// it delivers; without any such sender nobody asks.
+    fn wants_allocations(&self) -> bool {
+        false
+    }
+    /// Whether this sender reports node states: a pass then reads them (one `sinfo` per cluster)
+    /// after delivering and hands them to [`Sender::node_states`].
+    fn wants_node_states(&self) -> bool {
+        false
+    }
+    /// Reports `cluster`'s node states as read now (a side task of the pass: not an outbox item,
+    /// nothing is retried; the next pass sends newer ones). An error is logged and counted by the
+    /// pass and never holds up deliveries.
+    fn node_states(&self, _cluster: &ClusterName, _nodes: &[NodeState]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Why a sender cannot report past months.

@@ -641,13 +641,17 @@ impl Ledger {
         Ok(names.into_iter().filter(|n| !n.is_empty()).collect())
     }
 
-    /// One run by its key.
+    /// One run by its key, with its allocation detail when one is stored.
     pub fn job(&self, key: &JobKey) -> Result<Option<JobRun>, LedgerError> {
         let sql = format!("{SELECT} WHERE cluster = ?1 AND job_id_raw = ?2 AND submit = ?3");
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let mut rows =
             stmt.query_map(rusqlite::params![key.cluster.as_str(), key.job_id_raw as i64, key.submit.0], row_to_job)?;
-        rows.next().transpose()?.transpose()
+        let mut run = rows.next().transpose()?.transpose()?;
+        if let Some(r) = run.as_mut() {
+            r.allocation = self.allocation(key)?;
+        }
+        Ok(run)
     }
 }
 

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_consumer_terms", include_str!("../../migrations/0006_consumer_terms.sql")),
     ("0007_outbox_queue", include_str!("../../migrations/0007_outbox_queue.sql")),
     ("0008_backfill", include_str!("../../migrations/0008_backfill.sql")),
+    ("0009_run_allocations", include_str!("../../migrations/0009_run_allocations.sql")),
 ];
 
 /// Brings the schema up to date inside one transaction per migration.

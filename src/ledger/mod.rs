@@ -5,7 +5,8 @@
 //! `collect_runs` (history), `meta` (the change sequence), `settle_asks` (open runs asked for
 //! by id); for the consumers: `consumers` (one cursor each), `consumer_runs` (per run: mark,
 //! done, hold), `outbox` (items and their state machine), `imported_frontiers` (seeds from a
-//! replaced tool); `backfill` (what `backfill` did, month by month).
+//! replaced tool); `backfill` (what `backfill` did, month by month); `run_allocations` (runs'
+//! allocation detail from slurmctld, asked once per run) and `allocation_cursors`.
 //!
 //! Invariants:
 //! - Upserts are idempotent: the same record written twice changes nothing (a content hash
@@ -16,6 +17,7 @@
 //! - Writes happen in `BEGIN IMMEDIATE` transactions with `synchronous=FULL`: what a commit
 //!   returned survives a crash or power loss.
 
+mod allocations;
 mod backfill;
 mod consumers;
 mod imports;
@@ -33,6 +35,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::model::{ClusterName, UnixTime};
 
+pub use allocations::ALLOCATION_RECENT_SECS;
 pub use backfill::{BackfillPart, ItemsIn};
 pub use consumers::{MarkedRun, PlanStatements, RunMark};
 pub use imports::{ImportOutcome, ImportedRow};

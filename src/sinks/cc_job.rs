@@ -10,7 +10,12 @@
 //!   `submitTime`/`startTime` epoch seconds; `numHwthreads` the allocated CPUs (AllocTRES `cpu`,
 //!   else AllocCPUS), `numAcc` the allocated GPUs; `requestedMemory` MB when Slurm gives one.
 //! - `resources`: one per host of the node list, expanded, in order, except hosts matching the
-//!   sink's ignore rule; `hwthreads`/`accelerators` only when an allocation detail is known.
+//!   sink's ignore rule; `hwthreads`/`accelerators` only when the run's allocation detail is
+//!   known (`JobRun::allocation`, from slurmctld; without it, as cc-slurm-adapter after
+//!   MinJobAge, hostnames only). `hwthreads`: the node's CPU ids. `accelerators`: the node's GPU
+//!   indices mapped to PCI addresses by the caller's map (cc-slurm-adapter's `gpuPciAddrs`:
+//!   every index of the node must be mapped); unmapped, the job's comment split at `,` (the
+//!   adapter's fallback); else none. A node without GPU indices gets none.
 //!   cc-backend requires `len(resources) == numNodes`, so `numNodes` is the hosts sent.
 //! - `metaData`: `jobName`, and `slurmInfo` (a short text of what the ledger knows).
 //! - The stop names the run by `jobId`, `cluster` and its `startTime` (the adapter left it out,
@@ -63,15 +68,24 @@ pub fn hosts(run: &JobRun, ignore: &dyn Fn(&str) -> bool) -> Result<Vec<String>,
     Ok(all.into_iter().filter(|h| !ignore(h)).collect())
 }
 
-/// The `start_job` body of a started run (`cluster`: the name cc-backend knows the cluster by).
-pub fn start_job_body(run: &JobRun, cluster: &str, ignore: &dyn Fn(&str) -> bool) -> Result<Value, BodyError> {
+/// Maps a host's GPU indices to their PCI addresses (`None`: no mapping covers them all).
+pub type PciMap<'a> = &'a dyn Fn(&str, &[u32]) -> Option<Vec<String>>;
+
+/// The `start_job` body of a started run (`cluster`: the name cc-backend knows the cluster by;
+/// `pci`: GPU addresses of a host, see the module doc).
+pub fn start_job_body(
+    run: &JobRun,
+    cluster: &str,
+    ignore: &dyn Fn(&str) -> bool,
+    pci: PciMap<'_>,
+) -> Result<Value, BodyError> {
     let start = run.start.ok_or_else(|| BodyError::NotStarted { run: run.key.to_string() })?;
     let hosts = hosts(run, ignore)?;
     if hosts.is_empty() {
         let ignored = if run.nodelist.is_empty() || run.nodelist == "None assigned" { "" } else { ", all ignored" };
         return Err(BodyError::NoHosts { run: run.key.to_string(), nodes: run.nodelist.clone(), ignored });
     }
-    let resources: Vec<Value> = hosts.iter().map(|h| json!({ "hostname": h })).collect();
+    let resources: Vec<Value> = hosts.iter().map(|h| resource(run, h, pci)).collect();
     let hwthreads = run.alloc_tres.get("cpu").unwrap_or(u64::from(run.alloc_cpus));
     let mut body = Map::new();
     body.insert("jobId".into(), json!(run.key.job_id_raw));
@@ -105,6 +119,26 @@ pub fn start_job_body(run: &JobRun, cluster: &str, ignore: &dyn Fn(&str) -> bool
     );
     body.insert("metaData".into(), json!({ "jobName": run.name, "slurmInfo": info }));
     Ok(Value::Object(body))
+}
+
+/// One `schema.Resource`: the host, and what the allocation detail says of it.
+fn resource(run: &JobRun, host: &str, pci: PciMap<'_>) -> Value {
+    let mut r = Map::new();
+    r.insert("hostname".into(), json!(host));
+    let Some(a) = &run.allocation else { return Value::Object(r) };
+    let Some(node) = a.nodes.iter().find(|n| n.hostname == host) else { return Value::Object(r) };
+    if !node.hwthreads.is_empty() {
+        r.insert("hwthreads".into(), json!(node.hwthreads));
+    }
+    if !node.gpus.is_empty() {
+        let accelerators = pci(host, &node.gpus).unwrap_or_else(|| {
+            a.comment.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+        });
+        if !accelerators.is_empty() {
+            r.insert("accelerators".into(), json!(accelerators));
+        }
+    }
+    Value::Object(r)
 }
 
 /// The `stop_job` body of a final run.
@@ -146,5 +180,70 @@ impl EventFilter for HostFilter {
             // A node list that does not read is refused when sent, where `status` shows it.
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Allocation, ClusterName, JobKey, NodeAllocation, Tres, UnixTime};
+
+    /// Job 1252 as the testbed's sacct and `scontrol -d show job 1252` recorded it on 2026-12-05
+    /// (own-sacct-poll-alloc.txt, own-scontrol-show-job-d-gpu.txt): 4 CPUs, gpu:2 on vm.
+    fn run() -> JobRun {
+        let key = JobKey {
+            cluster: ClusterName::new("testcluster").unwrap(),
+            job_id_raw: 1252,
+            submit: UnixTime(1_796_474_219),
+        };
+        let mut r = JobRun::new(key, "1252".into());
+        r.start = Some(UnixTime(1_796_474_220));
+        r.state = JobState::Running;
+        r.nodelist = "vm".into();
+        r.alloc_tres = Tres::from_pairs([("cpu".to_string(), 4), ("gres/gpu".to_string(), 2)]);
+        r
+    }
+
+    fn detail(comment: &str) -> Allocation {
+        Allocation {
+            nodes: vec![NodeAllocation { hostname: "vm".into(), hwthreads: vec![1, 2, 3, 4], gpus: vec![0, 1] }],
+            comment: comment.into(),
+        }
+    }
+
+    fn pci(host: &str, gpus: &[u32]) -> Option<Vec<String>> {
+        let addrs = ["00000000:07:00.0", "00000000:0B:00.0"];
+        (host == "vm").then(|| gpus.iter().map(|&g| addrs.get(g as usize).map(|s| s.to_string())).collect()).flatten()
+    }
+
+    #[test]
+    fn the_allocation_detail_gives_hwthreads_and_pci_addresses() {
+        let mut r = run();
+        r.allocation = Some(detail(""));
+        let b = start_job_body(&r, "c", &|_| false, &pci).unwrap();
+        assert_eq!(
+            b["resources"],
+            json!([{"hostname": "vm", "hwthreads": [1, 2, 3, 4], "accelerators": ["00000000:07:00.0", "00000000:0B:00.0"]}])
+        );
+        assert_eq!(
+            (b["numHwthreads"].as_u64(), b["numAcc"].as_u64(), b["numNodes"].as_u64()),
+            (Some(4), Some(2), Some(1))
+        );
+    }
+
+    #[test]
+    fn unmapped_gpus_take_the_comment_and_no_detail_gives_hostnames_only() {
+        let mut r = run();
+        r.allocation = Some(detail("gpu-a, gpu-b"));
+        let b = start_job_body(&r, "c", &|_| false, &|_, _| None).unwrap();
+        assert_eq!(b["resources"][0]["accelerators"], json!(["gpu-a", "gpu-b"]), "cc-slurm-adapter's fallback");
+        r.allocation = Some(detail(""));
+        let b = start_job_body(&r, "c", &|_| false, &|_, _| None).unwrap();
+        assert_eq!(b["resources"][0], json!({"hostname": "vm", "hwthreads": [1, 2, 3, 4]}));
+        // slurmctld forgot the run (MinJobAge) before it was asked: what sacct says, never dropped.
+        r.allocation = None;
+        let b = start_job_body(&r, "c", &|_| false, &pci).unwrap();
+        assert_eq!(b["resources"], json!([{"hostname": "vm"}]));
+        assert_eq!((b["numHwthreads"].as_u64(), b["numAcc"].as_u64()), (Some(4), Some(2)));
     }
 }

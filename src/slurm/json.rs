@@ -431,7 +431,7 @@ impl Fields<'_> {
 // ---------------------------------------------------------------------------------------------
 
 /// Parses a document and takes out its `jobs` array, with the line each job starts on.
-fn parse_document(text: &str, what: &'static str) -> Result<(Vec<Value>, Vec<u64>), JsonError> {
+pub(super) fn parse_document(text: &str, what: &'static str) -> Result<(Vec<Value>, Vec<u64>), JsonError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(JsonError::Empty { what });

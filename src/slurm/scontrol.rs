@@ -238,7 +238,7 @@ fn key_byte(b: u8) -> bool {
 }
 
 /// Splits one line into `(key, value)` pairs (see the module doc for the rules).
-fn split_pairs<'a>(line: &'a str, out: &mut Vec<(&'a str, &'a str)>) {
+pub(super) fn split_pairs<'a>(line: &'a str, out: &mut Vec<(&'a str, &'a str)>) {
     let b = line.as_bytes();
     // Candidate key starts: (key start, '=' position). Only ASCII bytes are inspected, so every
     // index is a char boundary.

@@ -11,14 +11,22 @@
 //! steady state.
 //! `sacct --version`, `sacct --helpformat` and `scontrol show config` are local calls that do
 //! not query slurmdbd.
+//!
+//! For the sinks that want them (cc-backend), slurmctld is asked two more things: a run's
+//! allocation detail (`scontrol -d show job <id>`, one call: scontrol takes one job id, so
+//! several ids are one `scontrol -d show job` of every job slurmctld holds; `--json` from 23.11,
+//! see [`ALLOC_JSON_SINCE`]), and the node states (`sinfo`, one call, [`SINFO_FORMAT`]).
 
 use std::time::Duration;
 
-use crate::model::{ClusterName, UnixTime};
+use crate::model::{ClusterName, NodeState, UnixTime};
 
+use super::alloc::{read_allocations_json, read_allocations_text, AllocRead};
 use super::fields::{request_fields, Field};
+use super::json::JsonError;
 use super::parsable::{ParsableError, ReadOptions, SacctReader};
 use super::runner::{Invocation, RunError, Runner, Started};
+use super::sinfo::{read_sinfo_nodes, SinfoError, SINFO_FORMAT};
 use super::values::{format_sacct_time, TimeZone};
 
 /// The field delimiter slurm-ledger asks sacct for: ASCII unit separator, never in job data.
@@ -69,7 +77,15 @@ pub enum SourceError {
     BadClusterName(String),
     #[error(transparent)]
     Parse(#[from] ParsableError),
+    #[error("reading `{command}`: {source}")]
+    Json { command: String, source: JsonError },
+    #[error("reading `{command}`: {source}")]
+    Sinfo { command: String, source: SinfoError },
 }
+
+/// The first Slurm whose `scontrol --json show job` prints `job_resources.nodes.allocation`
+/// (data_parser v0.0.40); older ones are read from `scontrol -d show job` text.
+pub const ALLOC_JSON_SINCE: SlurmVersion = SlurmVersion { major: 23, minor: 11, micro: 0 };
 
 /// What the installed Slurm is and can print.
 #[derive(Debug, Clone)]
@@ -206,6 +222,61 @@ impl<'r> SlurmSource<'r> {
         args.extend(selection);
         args.push(format!("--clusters={cluster}"));
         Invocation { program: "sacct".into(), args, env: pinned_env(), timeout: self.timeout }
+    }
+
+    /// The one scontrol call that reads the allocation detail of `job_ids` (see the module doc):
+    /// by id when there is one, else every job slurmctld holds (scontrol takes one id).
+    pub fn allocations_invocation(&self, version: SlurmVersion, cluster: &ClusterName, job_ids: &[u64]) -> Invocation {
+        let mut args = vec![format!("--clusters={cluster}")];
+        args.push(if version >= ALLOC_JSON_SINCE { "--json".to_string() } else { "--details".to_string() });
+        args.extend(["show".to_string(), "job".to_string()]);
+        if let [one] = job_ids {
+            args.push(one.to_string());
+        }
+        Invocation { program: "scontrol".into(), args, env: pinned_env(), timeout: self.timeout }
+    }
+
+    /// Reads the allocation detail of `job_ids` (one call). A job slurmctld no longer knows
+    /// (MinJobAge passed) is simply absent; asked for by id, scontrol then fails with `Invalid
+    /// job id specified`, which reads as nothing found.
+    pub fn allocations(
+        &self,
+        version: SlurmVersion,
+        cluster: &ClusterName,
+        job_ids: &[u64],
+    ) -> Result<AllocRead, SourceError> {
+        let inv = self.allocations_invocation(version, cluster, job_ids);
+        let text = match self.runner.run_to_string(&inv) {
+            Ok(t) => t,
+            Err(RunError::Failed { stderr, .. }) if job_ids.len() == 1 && stderr.contains("Invalid job id") => {
+                return Ok(AllocRead::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if version >= ALLOC_JSON_SINCE {
+            read_allocations_json(&text, cluster).map_err(|source| SourceError::Json { command: inv.display(), source })
+        } else {
+            Ok(read_allocations_text(&text, cluster, &TimeZone::Utc))
+        }
+    }
+
+    /// The one sinfo call of a pass: every node of `cluster`, once.
+    pub fn node_states_invocation(&self, cluster: &ClusterName) -> Invocation {
+        let args = [
+            format!("--clusters={cluster}"),
+            "--all".into(),
+            "--noheader".into(),
+            "--Node".into(),
+            format!("--Format={SINFO_FORMAT}"),
+        ];
+        Invocation { program: "sinfo".into(), args: args.into(), env: pinned_env(), timeout: self.timeout }
+    }
+
+    /// Reads every node's state (one `sinfo` call).
+    pub fn node_states(&self, cluster: &ClusterName) -> Result<Vec<NodeState>, SourceError> {
+        let inv = self.node_states_invocation(cluster);
+        let text = self.runner.run_to_string(&inv)?;
+        read_sinfo_nodes(&text).map_err(|source| SourceError::Sinfo { command: inv.display(), source })
     }
 
     /// Starts the poll's sacct and returns a streaming reader over its job runs.

@@ -4,12 +4,19 @@
 //! injected faults (5xx, 429, drops and timeouts after the write) the end state is the same and no
 //! start or stop is accepted twice; the requeued job's second run, which cc-backend's duplicate
 //! rule refuses, is shown as rejected with the rule named, its stop too.
+//!
+//! `run` with Slurm played by `sacct`, `scontrol` and `sinfo` scripts in `[slurm] bin_dir` that
+//! answer with outputs recorded on the testbed in the same minute (2026-12-05: a running GPU job
+//! 1252, two CPU jobs): the started runs' allocation detail is asked in one `scontrol` call and
+//! the GPU job's start carries its hwthreads and PCI addresses; the node states read from
+//! sinfo are posted to `/api/nodestate/` each pass; a second pass asks scontrol nothing.
 
 use std::collections::BTreeMap;
 
 use slurm_ledger::ledger::{JobFilter, Ledger};
 
-use crate::deliver_activate::{run_site, site, Site};
+use crate::common::fixture;
+use crate::deliver_activate::{empty_site, run_site, site, Site};
 use crate::fakes::cc_backend::{CcConfig, FakeCcBackend, Fault, FaultMix, START_JOB, STOP_JOB};
 
 const TOKEN: &str = "eyJhbGciOiJFZERTQSJ9.cc-test-jwt.sig";
@@ -139,4 +146,120 @@ fn under_faults_each_run_is_started_and_stopped_exactly_once() {
     }
     assert!(cc.fault_counts().values().sum::<u64>() > 5, "faults were injected: {:?}", cc.fault_counts());
     check_against_ledger(&site, &cc);
+}
+
+/// `sacct`, `scontrol` and `sinfo` in `bin` answering with the recordings of 2026-12-05
+/// (tests/fixtures/testbed/own-*-alloc/-d-/-nodes files, commands and dates in their `.cmd`);
+/// each call appends its program and arguments to `calls.log`.
+fn fake_slurm(bin: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let f = |name: &str| fixture(&format!("testbed/{name}")).display().to_string();
+    let scripts = [
+        (
+            "sacct",
+            format!(
+                "case \"$*\" in\n*--version*) cat '{}' ;;\n*--helpformat*) cat '{}' ;;\n*--parsable2*) cat '{}' ;;\n\
+                 *) echo \"fake sacct: unexpected $*\" >&2; exit 1 ;;\nesac\n",
+                f("own-sacct-version.txt"),
+                f("sacct-helpformat.txt"),
+                f("own-sacct-poll-alloc.txt")
+            ),
+        ),
+        (
+            "scontrol",
+            format!(
+                "case \"$*\" in\n\"--clusters=testcluster --details show job\") cat '{}' ;;\n\
+                 *) echo \"fake scontrol: unexpected $*\" >&2; exit 1 ;;\nesac\n",
+                f("own-scontrol-show-job-d-all.txt")
+            ),
+        ),
+        ("sinfo", format!("case \"$*\" in\n*--Node*) cat '{}' ;;\n*) exit 1 ;;\nesac\n", f("own-sinfo-nodes.txt"))),
+    ];
+    for (name, body) in scripts {
+        let path = bin.join(name);
+        let text = format!("#!/bin/sh\necho \"{name} $*\" >> \"$(dirname \"$0\")/calls.log\"\n{body}");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+const PCI: [&str; 2] = ["00000000:07:00.0", "00000000:0B:00.0"];
+
+#[test]
+fn a_pass_sends_the_allocation_detail_and_posts_the_node_states() {
+    let site = empty_site();
+    let bin = site.cfg.parent().unwrap().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    fake_slurm(&bin);
+    let cc = FakeCcBackend::start(CcConfig { seed: 3, ..CcConfig::new(TOKEN, "testcluster", &["vm"]) });
+    std::fs::write(
+        &site.cfg,
+        format!(
+            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\n[sinks.cc_backend]\nurl = \"{}\"\ntimeout_secs = 2\n\
+             [sinks.cc_backend.gpu_pci_addrs]\n\"^vm$\" = [\"{}\", \"{}\"]\n",
+            bin.display(),
+            cc.base_url(),
+            PCI[0],
+            PCI[1]
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&site, &["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let calls = std::fs::read_to_string(bin.join("calls.log")).unwrap();
+    let scontrol: Vec<&str> = calls.lines().filter(|l| l.starts_with("scontrol")).collect();
+    assert_eq!(scontrol, ["scontrol --clusters=testcluster --details show job"], "one call for every started run");
+
+    // The GPU job: its CPU ids and GPUs from scontrol; the CPU job its CPU ids.
+    let job =
+        |id: i64| cc.jobs().into_iter().find(|j| j.job_id == id).unwrap_or_else(|| panic!("job {id} not started"));
+    assert_eq!(
+        job(1252).job["resources"],
+        serde_json::json!([{"hostname": "vm", "hwthreads": [1, 2, 3, 4], "accelerators": PCI}])
+    );
+    assert_eq!((job(1252).job["numHwthreads"].as_i64(), job(1252).job["numAcc"].as_i64()), (Some(4), Some(2)));
+    assert_eq!(job(1302).job["resources"], serde_json::json!([{"hostname": "vm", "hwthreads": [0, 5]}]));
+
+    // The node states as sinfo printed them: vm, mixed, 7 CPUs, 1792 MB, both GPUs.
+    let posts = cc.node_states();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].cluster, "testcluster");
+    assert_eq!(
+        serde_json::Value::Array(posts[0].nodes.clone()),
+        serde_json::json!([{"hostname": "vm", "states": ["mixed"], "cpusAllocated": 7, "memoryAllocated": 1792, "gpusAllocated": 2}])
+    );
+
+    // The next pass: nothing started since, so scontrol is not asked; node states are posted again.
+    let (code, out, err) = run(&site, &["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let calls = std::fs::read_to_string(bin.join("calls.log")).unwrap();
+    assert_eq!(calls.lines().filter(|l| l.starts_with("scontrol")).count(), 1, "{calls}");
+    assert_eq!(cc.node_states().len(), 2);
+}
+
+/// Node states that cannot be read (no sinfo) are said, counted and never stop the pass's job
+/// deliveries.
+#[test]
+fn a_node_state_failure_does_not_stop_deliveries() {
+    let site = empty_site();
+    let bin = site.cfg.parent().unwrap().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    fake_slurm(&bin);
+    let cc = FakeCcBackend::start(CcConfig { seed: 3, ..CcConfig::new(TOKEN, "testcluster", &["vm"]) });
+    std::fs::write(
+        &site.cfg,
+        format!(
+            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\n[sinks.cc_backend]\nurl = \"{}\"\ntimeout_secs = 2\n\
+             [sinks.cc_backend.clusters]\ntestcluster = \"testcluster\"\n",
+            bin.display(),
+            cc.base_url()
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(bin.join("sinfo")).unwrap();
+    let (code, out, err) = run(&site, &["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("node states of testcluster not reported"), "{out}");
+    assert!(cc.node_states().is_empty());
+    assert!(cc.jobs().iter().any(|j| j.job_id == 1252), "deliveries went on");
 }

@@ -623,3 +623,37 @@ fn random_faults_follow_the_seed_and_are_counted() {
     f.set_mix(FaultMix::default());
     assert_eq!(post(&f, NODE_STATE, &json!({"cluster": "fritz", "nodes": []})).status, 200);
 }
+
+/// cc-backend decodes node states as `api.UpdateNodeStatesRequest` with unknown fields refused:
+/// a field `schema.NodePayload` lacks (older cc-backends had `cpusTotal`), a count as text, or
+/// states as one string are 400 naming the field, and nothing is recorded.
+#[test]
+fn a_bad_node_state_body_is_400_naming_the_field() {
+    let f = FakeCcBackend::start(config());
+    let node = json!({"hostname": "f0101", "states": ["mixed"], "cpusAllocated": 7, "memoryAllocated": 1792, "gpusAllocated": 2});
+    let body = |n: Value| json!({"cluster": "fritz", "nodes": [n]});
+    assert_refused(
+        &post(&f, NODE_STATE, &body(with(node.clone(), "cpusTotal", json!(8)))),
+        400,
+        "unknown field \"cpusTotal\"",
+    );
+    assert_refused(
+        &post(&f, NODE_STATE, &body(with(node.clone(), "cpusAllocated", json!("7")))),
+        400,
+        "cannot unmarshal string into Go struct field NodePayload.nodes.cpusAllocated of type int",
+    );
+    assert_refused(&post(&f, NODE_STATE, &body(with(node.clone(), "states", json!("mixed")))), 400, "of type []string");
+    assert_refused(
+        &post(&f, NODE_STATE, &with(body(node.clone()), "nodeList", json!([]))),
+        400,
+        "unknown field \"nodeList\"",
+    );
+    assert!(f.node_states().is_empty(), "nothing refused is recorded");
+    assert_eq!(post(&f, NODE_STATE, &body(node)).status, 200);
+    assert_eq!(
+        post(&f, "/api/nodestats/", &json!({"cluster": "fritz", "nodes": []})).status,
+        404,
+        "the swagger's path"
+    );
+    assert_eq!(f.node_states().len(), 1);
+}

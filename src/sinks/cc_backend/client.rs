@@ -1,4 +1,7 @@
-//! The cc-backend HTTP client: `start_job`, `stop_job`, and the job list a look-up reads.
+//! The cc-backend HTTP client: `start_job`, `stop_job`, the job list a look-up reads, and the
+//! node states (`POST /api/nodestate/`, the router's path; the swagger's `/api/nodestats/` is a
+//! 404): any 2xx is taken, anything else is an error for the pass to log (no retry: the next
+//! pass sends newer states).
 //!
 //! Every answer is classified here into the engine's [`Outcome`] (contract §3.1):
 //! - start: 201 → delivered; 422 → delivered when the stored job is this run (the same job id and
@@ -43,6 +46,9 @@ impl Call {
         }
     }
 }
+
+/// The node-state route, as cc-backend's router registers it.
+pub const NODE_STATE_PATH: &str = "api/nodestate/";
 
 /// A job as cc-backend lists it (the fields a look-up needs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +139,25 @@ impl CcClient {
                 Err(reason) => Outcome::Retry { reason: format!("404, and the look-up failed: {reason}"), after_secs: None },
             },
             _ => classify(status, resp, &url),
+        }
+    }
+
+    /// POSTs `{cluster, nodes}` (`api.UpdateNodeStatesRequest`) to the node-state route.
+    pub fn post_node_states(&self, body: &Value) -> Result<(), String> {
+        let url = self.url(NODE_STATE_PATH);
+        let resp = self
+            .http
+            .post(url.clone())
+            .header("X-Auth-Token", self.token.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| format!("POST {}: {}", strip(&url), describe(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("POST {} answered {status}: {}", strip(&url), error_message(resp)))
         }
     }
 

@@ -13,6 +13,9 @@ pub const EXAMPLE: &str = r#"# [sinks.cc_backend]                    # ClusterCo
 # token_file = "/etc/slurm-ledger/cc-backend.jwt"  # mode 0600; else env SLURM_LEDGER_CC_BACKEND_TOKEN
 # ignore_hosts = "^login[0-9]+$"        # regex: hosts left out of a job's resources (a job with only such hosts is not reported)
 # timeout_secs = 30                     # per HTTP request
+# node_states = true                    # post sinfo's node states to /api/nodestate/ each pass
+# [sinks.cc_backend.gpu_pci_addrs]      # host regex -> PCI address of GPU index 0, 1, … (cc-slurm-adapter's gpuPciAddrs)
+# "^gpu[0-9]+$" = ["00000000:07:00.0", "00000000:0B:00.0"]
 # [sinks.cc_backend.clusters]           # Slurm cluster name -> cc-backend's cluster name (default: the same)
 # mycluster = "mycluster"
 "#;
@@ -25,8 +28,11 @@ pub struct RawCcBackend {
     pub token_file: Option<String>,
     pub ignore_hosts: Option<String>,
     pub timeout_secs: Option<i64>,
+    pub node_states: Option<bool>,
     #[serde(default)]
     pub clusters: BTreeMap<String, String>,
+    #[serde(default)]
+    pub gpu_pci_addrs: BTreeMap<String, Vec<String>>,
 }
 
 /// `[sinks.cc_backend]`, validated.
@@ -40,6 +46,11 @@ pub struct CcBackendSettings {
     pub timeout_secs: u64,
     /// Slurm cluster → cc-backend cluster.
     pub clusters: BTreeMap<String, String>,
+    /// Post node states each pass.
+    pub node_states: bool,
+    /// Host regex (checked) → PCI addresses by GPU index; the first pattern (in name order)
+    /// matching a host applies.
+    pub gpu_pci_addrs: BTreeMap<String, Vec<String>>,
 }
 
 impl CcBackendSettings {
@@ -96,6 +107,19 @@ pub fn validate(raw: RawCcBackend, problems: &mut Problems) -> CcBackendSettings
             );
         }
     }
+    for (re, addrs) in &raw.gpu_pci_addrs {
+        let key = format!("sinks.cc_backend.gpu_pci_addrs.{re:?}");
+        if let Err(e) = regex::Regex::new(re) {
+            push(problems, key.clone(), format!("{re:?} is not a regular expression: {e}"));
+        }
+        if addrs.is_empty() || addrs.iter().any(|a| a.trim().is_empty() || a.contains(char::is_whitespace)) {
+            push(
+                problems,
+                key,
+                "give the GPUs' PCI addresses in GRES index order, e.g. [\"00000000:07:00.0\", \"00000000:0B:00.0\"]",
+            );
+        }
+    }
     let timeout_secs = raw.timeout_secs.unwrap_or(30);
     if !(1..=600).contains(&timeout_secs) {
         push(
@@ -110,6 +134,8 @@ pub fn validate(raw: RawCcBackend, problems: &mut Problems) -> CcBackendSettings
         ignore_hosts: raw.ignore_hosts,
         timeout_secs: timeout_secs.clamp(1, 600) as u64,
         clusters: raw.clusters,
+        node_states: raw.node_states.unwrap_or(true),
+        gpu_pci_addrs: raw.gpu_pci_addrs,
     }
 }
 
@@ -134,9 +160,17 @@ mod tests {
 
     #[test]
     fn every_problem_names_its_key() {
-        let (_, p) = check("url = \"cc.example.org\"\nignore_hosts = \"(\"\ntimeout_secs = 0\ntoken_file = \"k\"\n[clusters]\na = \"\"");
+        let (_, p) = check("url = \"cc.example.org\"\nignore_hosts = \"(\"\ntimeout_secs = 0\ntoken_file = \"k\"\n[clusters]\na = \"\"\n[gpu_pci_addrs]\n\"^n(\" = [\"00000000:07:00.0\"]\n\"^m$\" = []");
         let all = p.join("\n");
-        for key in ["sinks.cc_backend.url", "ignore_hosts", "timeout_secs", "token_file", "clusters.a"] {
+        for key in [
+            "sinks.cc_backend.url",
+            "ignore_hosts",
+            "timeout_secs",
+            "token_file",
+            "clusters.a",
+            "gpu_pci_addrs.\"^n(\"",
+            "gpu_pci_addrs.\"^m$\"",
+        ] {
             assert!(all.contains(key), "{key} not named in {all}");
         }
     }

@@ -1,6 +1,10 @@
 //! Sends a cc-backend item: the start or stop body is rendered from the run as the ledger holds
 //! it when the item leaves, then POSTed; a look-up lists the jobs with the run's start time.
 //! Without a client (dry run, no token) it can only describe.
+//!
+//! It wants runs' allocation detail (hwthreads, accelerators: `gpu_pci_addrs` maps a host's GPU
+//! indices to PCI addresses) and, unless `node_states = false`, the node states of each pass,
+//! which it posts as `{cluster, nodes: [schema.NodePayload]}`.
 
 use regex::Regex;
 use serde_json::Value;
@@ -8,7 +12,7 @@ use serde_json::Value;
 use crate::delivery::consumer::{Lookup, Outcome, RenderError, Sender};
 use crate::delivery::events::EventKind;
 use crate::ledger::Delivery;
-use crate::model::JobRun;
+use crate::model::{ClusterName, JobRun, NodeState};
 use crate::sinks::cc_job::{start_job_body, stop_job_body};
 
 use super::client::{Call, CcClient};
@@ -19,6 +23,8 @@ pub struct CcSender {
     cfg: CcBackendSettings,
     ignore: Option<Regex>,
     client: Option<CcClient>,
+    /// `gpu_pci_addrs`, compiled, in name order.
+    pci: Vec<(Regex, Vec<String>)>,
 }
 
 /// Which run and call an item is, as cc-backend names a job: its job id, cluster and start time.
@@ -32,7 +38,48 @@ struct Target<'r> {
 
 impl CcSender {
     pub fn new(cfg: CcBackendSettings, ignore: Option<Regex>, client: Option<CcClient>) -> Self {
-        Self { cfg, ignore, client }
+        // Checked by the config's validation; a pattern that does not compile maps nothing.
+        let pci = cfg
+            .gpu_pci_addrs
+            .iter()
+            .filter_map(|(re, addrs)| Regex::new(re).ok().map(|re| (re, addrs.clone())))
+            .collect();
+        Self { cfg, ignore, client, pci }
+    }
+
+    /// The PCI addresses of `gpus` (GRES indices) on `host`: the first pattern matching the host
+    /// must list every index, else `None` (the body falls back, see `cc_job`).
+    pub fn pci_addrs(&self, host: &str, gpus: &[u32]) -> Option<Vec<String>> {
+        let (_, addrs) = self.pci.iter().find(|(re, _)| re.is_match(host))?;
+        let out: Option<Vec<String>> = gpus.iter().map(|&i| addrs.get(i as usize).cloned()).collect();
+        if out.is_none() {
+            tracing::warn!(
+                host,
+                ?gpus,
+                listed = addrs.len(),
+                "gpu_pci_addrs lists fewer GPUs than the host has; sending no PCI addresses for it"
+            );
+        }
+        out
+    }
+
+    /// The node-state body: `schema.NodePayload` per node, Slurm's state words as cc-backend
+    /// reads them (it lower-cases and looks for allocated, reserved, idle, down, mixed), memory
+    /// in MB.
+    pub fn node_state_body(cluster: &str, nodes: &[NodeState]) -> Value {
+        let nodes: Vec<Value> = nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "hostname": n.name,
+                    "states": n.states,
+                    "cpusAllocated": n.cpus_allocated,
+                    "memoryAllocated": n.memory_allocated_bytes / (1 << 20),
+                    "gpusAllocated": n.gpus_allocated,
+                })
+            })
+            .collect();
+        serde_json::json!({ "cluster": cluster, "nodes": nodes })
     }
 
     fn target<'r>(&self, d: &Delivery, run: Option<&'r JobRun>) -> Result<Target<'r>, String> {
@@ -51,7 +98,7 @@ impl CcSender {
         let t = self.target(d, run)?;
         let ignore = |h: &str| self.ignore.as_ref().is_some_and(|re| re.is_match(h));
         let body = match t.call {
-            Call::Start => start_job_body(t.run, &t.cluster, &ignore),
+            Call::Start => start_job_body(t.run, &t.cluster, &ignore, &|h, g| self.pci_addrs(h, g)),
             Call::Stop => stop_job_body(t.run, &t.cluster),
         };
         body.map(|b| (t, b)).map_err(|e| e.to_string())
@@ -80,6 +127,21 @@ impl Sender for CcSender {
             Ok(t) => client.lookup(t.call, t.job_id, &t.cluster, t.start),
             Err(reason) => Lookup::Failed { reason },
         }
+    }
+
+    fn wants_allocations(&self) -> bool {
+        true
+    }
+
+    fn wants_node_states(&self) -> bool {
+        self.cfg.node_states
+    }
+
+    fn node_states(&self, cluster: &ClusterName, nodes: &[NodeState]) -> Result<(), String> {
+        let Some(client) = &self.client else { return Err("the cc-backend sink has no token loaded".into()) };
+        let ignore = |h: &str| self.ignore.as_ref().is_some_and(|re| re.is_match(h));
+        let kept: Vec<NodeState> = nodes.iter().filter(|n| !ignore(&n.name)).cloned().collect();
+        client.post_node_states(&Self::node_state_body(self.cfg.cc_cluster(cluster.as_str()), &kept))
     }
 
     fn describe(&self, d: &Delivery, run: Option<&JobRun>) -> String {

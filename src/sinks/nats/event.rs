@@ -55,7 +55,7 @@ pub fn payload(format: Format, hostname: &str, d: &Delivery, run: Option<&JobRun
 pub fn adapter_body(kind: EventKind, run: &JobRun) -> Result<Value, String> {
     let cluster = run.key.cluster.as_str();
     let body = match kind {
-        EventKind::Start => cc_job::start_job_body(run, cluster, &|_| false),
+        EventKind::Start => cc_job::start_job_body(run, cluster, &|_| false, &|_, _| None),
         EventKind::Stop => cc_job::stop_job_body(run, cluster),
     };
     body.map_err(|e| e.to_string())
