@@ -21,7 +21,7 @@ use slurm_ledger::model::ClusterName;
 
 use crate::common::fixture;
 use crate::deliver_activate::{empty_site, run_site, Site};
-use crate::metrics::get;
+use crate::metrics::{get, parse, python, sample};
 
 /// A `sacct` that answers from the recordings and appends `<unix time> <arguments>` to
 /// `calls.log`; while the file `fail` exists, every accounting query fails as slurmdbd down does.
@@ -204,6 +204,31 @@ fn the_daemon_polls_delivers_looks_at_hooked_jobs_and_stops_on_sigterm() {
     assert!(cursor.is_some());
     let health = get(d.metrics.unwrap(), "/healthz", None);
     assert_eq!((health.status, health.body.trim()), (200, "ok"));
+    // What the running daemon serves, read by an independent parser (Python's prometheus_client).
+    if let Some(py) = python() {
+        let families = parse(&py, "text", &m).unwrap_or_else(|e| panic!("{e}\n{m}"));
+        let runs = sample(
+            &families,
+            "slurm_ledger_collect_runs_read",
+            "slurm_ledger_collect_runs_read_total",
+            &[("cluster", "testcluster")],
+        );
+        assert_eq!(runs, 28.0);
+        let sent = sample(
+            &families,
+            "slurm_ledger_delivered_items",
+            "slurm_ledger_delivered_items_total",
+            &[("sink", "jsonl")],
+        );
+        assert_eq!(sent, delivered.len() as f64);
+        let lag = sample(
+            &families,
+            "slurm_ledger_cursor_lag_seconds",
+            "slurm_ledger_cursor_lag_seconds",
+            &[("cluster", "testcluster")],
+        );
+        assert!((0.0..60.0).contains(&lag), "{lag}");
+    }
 
     // A hook message: sacct is asked for that job by id at once, not at the next poll (1 h).
     let socket = site.cfg.parent().unwrap().join("hook.sock");

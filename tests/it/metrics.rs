@@ -24,7 +24,7 @@ const OPENMETRICS_CT: &str = "application/openmetrics-text; version=1.0.0; chars
 const ODD: &str = "odd \"quoted\" C:\\slurm\nnext line";
 
 /// The test venv's python, or None (SKIPPED) when scripts/test did not provide one.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     match std::env::var_os("SLURM_LEDGER_PYTHON") {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
@@ -58,7 +58,7 @@ json.dump(families, sys.stdout, allow_nan=False)
 
 /// The families `prometheus_client` reads from `body` in `format` ("text" or "openmetrics"), or
 /// its error.
-fn parse(py: &PathBuf, format: &str, body: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn parse(py: &PathBuf, format: &str, body: &str) -> Result<Vec<Value>, String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("body.txt");
     std::fs::write(&path, body).unwrap();
@@ -75,7 +75,7 @@ fn family<'a>(families: &'a [Value], name: &str) -> &'a Value {
 }
 
 /// The value of `family`'s sample `sample` with exactly these labels.
-fn sample(families: &[Value], family_name: &str, sample: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(families: &[Value], family_name: &str, sample: &str, labels: &[(&str, &str)]) -> f64 {
     let f = family(families, family_name);
     let want: serde_json::Map<String, Value> =
         labels.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
