@@ -496,13 +496,15 @@ pub fn run(
     preflight: &mut Preflight<'_>,
     progress: &mut Progress<'_>,
 ) -> Result<PassReport, PassError> {
-    let clusters = collect_all(ledger, collect, now)?;
+    let detected = detect(collect)?;
+    let clusters = collect_detected(ledger, collect, &detected, now)?;
     let allocations = side::ask_allocations(ledger, collect, &clusters, consumers, now);
+    let reconciled = side::reconcile(ledger, collect, &detected, &clusters, consumers, now);
     let (sinks, refused) = deliver_checked(ledger, consumers, limits, now, preflight, progress);
     let skip = refused_sinks(&refused);
     let consumers: Vec<&Consumer> = consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
     let node_states = side::report_node_states(collect, &clusters, &consumers);
-    Ok(PassReport { clusters, sinks, refused, side: side::SideReport { allocations, node_states } })
+    Ok(PassReport { clusters, sinks, refused, side: side::SideReport { allocations, node_states, reconciled } })
 }
 
 /// The delivery half of [`run`]: checks the config against the ledger (`preflight`), then

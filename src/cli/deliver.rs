@@ -191,6 +191,23 @@ fn print_side(out: &mut dyn std::io::Write, side: &pass::side::SideReport) -> an
     for o in side.node_states.iter().filter(|o| o.error.is_some()) {
         writeln!(out, "{}: node states of {} not reported: {}", o.sink, o.cluster, o.error.as_deref().unwrap_or(""))?;
     }
+    for o in &side.reconciled {
+        let cluster = o.cluster.as_ref().map_or("-", |c| c.as_str());
+        if let Some(e) = &o.error {
+            writeln!(out, "{}: running jobs of {cluster} not reconciled: {e}", o.sink)?;
+        }
+        if !o.asked.is_empty() {
+            writeln!(
+                out,
+                "{}: {} job(s) of {cluster} it shows running were not in the ledger; asked sacct for them",
+                o.sink,
+                o.asked.len()
+            )?;
+        }
+        if !o.stale.is_empty() {
+            writeln!(out, "{}: {} job(s) of {cluster} it shows running ended over an hour ago (first: {:?}); their stop went to another row or was refused", o.sink, o.stale.len(), &o.stale[..o.stale.len().min(10)])?;
+        }
+    }
     Ok(())
 }
 

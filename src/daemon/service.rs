@@ -327,13 +327,17 @@ fn full_pass(d: &mut Daemon<'_>, detected: &mut Option<Detected>, flags: &Flags)
     };
     // Allocation detail before the sends (a start goes out with it), node states after them.
     let allocations = side::ask_allocations(&mut d.ledger, &d.collect, &outcomes, &d.consumers, now);
+    let reconciled = match detected.as_ref() {
+        Some(found) => side::reconcile(&mut d.ledger, &d.collect, found, &outcomes, &d.consumers, now),
+        None => Vec::new(),
+    };
     let (sinks, refused) =
         pass::deliver_checked(&mut d.ledger, &d.consumers, limits, now, &mut *d.preflight, &mut |_, _, _| {});
     record_sinks(d, &sinks)?;
     let skip = pass::refused_sinks(&refused);
     let reporting: Vec<&Consumer> = d.consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
     let node_states = side::report_node_states(&d.collect, &outcomes, &reporting);
-    let side_report = side::SideReport { allocations, node_states };
+    let side_report = side::SideReport { allocations, node_states, reconciled };
     if side_report.failures() > 0 {
         tracing::warn!(
             failures = side_report.failures(),

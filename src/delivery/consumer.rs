@@ -132,6 +132,19 @@ pub trait Sender {
     fn node_states(&self, _cluster: &ClusterName, _nodes: &[NodeState]) -> Result<(), String> {
         Ok(())
     }
+    /// The jobs of `cluster` the platform shows as running, for the pass to reconcile with the
+    /// ledger (a job the ledger does not hold is asked of sacct by id, so its stop is planned);
+    /// `None`: this sender keeps no such list, or need not be asked again yet.
+    fn running_jobs(&self, _cluster: &ClusterName) -> Option<Result<Vec<RunningJob>, String>> {
+        None
+    }
+}
+
+/// A job a platform shows as running: its id and start (what names a run of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningJob {
+    pub job_id: u64,
+    pub start: UnixTime,
 }
 
 /// Why a sender cannot report past months.

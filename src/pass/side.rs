@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use crate::collect::allocations::{fetch_new_allocations, AllocReport};
-use crate::delivery::consumer::Consumer;
-use crate::ledger::Ledger;
+use crate::delivery::consumer::{Consumer, RunningJob};
+use crate::ledger::{JobFilter, Ledger};
 use crate::model::{ClusterName, UnixTime};
 use crate::slurm::source::{SlurmSource, SlurmVersion};
 
-use super::{ClusterOutcome, CollectPlan};
+use super::{ClusterOutcome, CollectPlan, Detected};
 
 /// What the side tasks of a pass did.
 #[derive(Debug, Default)]
@@ -22,6 +22,26 @@ pub struct SideReport {
     pub allocations: Vec<(ClusterName, Result<AllocReport, String>)>,
     /// Per consumer and cluster, the node states reported.
     pub node_states: Vec<NodeStatesOutcome>,
+    /// Per consumer and cluster, the platform's running jobs reconciled with the ledger.
+    pub reconciled: Vec<Reconciled>,
+}
+
+/// One consumer's reconciliation of one cluster: the jobs the platform shows as running, checked
+/// against the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub sink: String,
+    pub cluster: Option<ClusterName>,
+    /// Jobs the platform shows as running.
+    pub running: usize,
+    /// Of them, those whose run the ledger did not hold: asked of sacct by id (so that their
+    /// stop is planned once Slurm has them ended).
+    pub asked: Vec<u64>,
+    /// Of them, those the ledger has ended over an hour ago: their stop went to another row of
+    /// the platform (a requeued job under cc-backend's duplicate rule) or was refused; `status`
+    /// shows the refused ones.
+    pub stale: Vec<u64>,
+    pub error: Option<String>,
 }
 
 /// One consumer's node-state report of one cluster.
@@ -39,6 +59,7 @@ impl SideReport {
     pub fn failures(&self) -> usize {
         self.allocations.iter().filter(|(_, r)| r.is_err()).count()
             + self.node_states.iter().filter(|o| o.error.is_some()).count()
+            + self.reconciled.iter().filter(|o| o.error.is_some()).count()
     }
 }
 
@@ -105,4 +126,97 @@ pub fn report_node_states(
         }
     }
     out
+}
+
+/// Job ids asked of sacct per cluster and reconciliation at most.
+const RECONCILE_ASKS: usize = 1_000;
+/// How long after its end a run the platform still shows running is reported as stale.
+const STALE_AFTER_SECS: i64 = 3_600;
+
+/// Reconciles the jobs each consumer's platform shows as running with the ledger, per collected
+/// cluster: a job whose run the ledger does not hold (a poll window missed it, the ledger was
+/// replaced, another tool started it) is asked of sacct by id, so the pass plans its stop (and
+/// its start, which the platform then answers as already there); a run ended over an hour ago
+/// that the platform still shows running is reported, not guessed at. One job that cannot be
+/// asked never stops the others.
+pub fn reconcile(
+    ledger: &mut Ledger,
+    plan: &CollectPlan<'_>,
+    detected: &Detected,
+    clusters: &[ClusterOutcome],
+    consumers: &[Consumer],
+    now: UnixTime,
+) -> Vec<Reconciled> {
+    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let mut out = Vec::new();
+    for consumer in consumers {
+        for c in clusters {
+            let ClusterOutcome::Collected(r) = c else { continue };
+            let Some(listed) = consumer.sender.running_jobs(&r.cluster) else { continue };
+            let mut o =
+                Reconciled { sink: consumer.name.clone(), cluster: Some(r.cluster.clone()), ..Default::default() };
+            match listed
+                .and_then(|jobs| check_running(ledger, &r.cluster, &jobs, now, &mut o).map_err(|e| e.to_string()))
+            {
+                Ok(()) => {}
+                Err(e) => o.error = Some(e),
+            }
+            if !o.asked.is_empty() {
+                match crate::collect::collect_jobs(&source, &detected.info, ledger, &r.cluster, &o.asked, now) {
+                    Ok(counts) => tracing::info!(
+                        sink = %consumer.name,
+                        cluster = %r.cluster,
+                        asked = o.asked.len(),
+                        new = counts.runs_new,
+                        "jobs the platform shows running and the ledger did not hold, asked of sacct"
+                    ),
+                    Err(e) => {
+                        o.error =
+                            Some(format!("asking sacct for {} job(s) the platform shows running: {e}", o.asked.len()))
+                    }
+                }
+            }
+            if !o.stale.is_empty() {
+                tracing::warn!(
+                    sink = %consumer.name,
+                    cluster = %r.cluster,
+                    jobs = ?o.stale.iter().take(10).collect::<Vec<_>>(),
+                    count = o.stale.len(),
+                    "the platform shows jobs running that ended in Slurm over an hour ago; their stop went to another row or was refused (see `slurm-ledger status`)"
+                );
+            }
+            if let Some(e) = &o.error {
+                tracing::warn!(sink = %consumer.name, cluster = %r.cluster, error = %e, "running jobs not reconciled");
+            }
+            out.push(o);
+        }
+    }
+    out
+}
+
+/// Sorts the platform's running jobs into those to ask of sacct and the stale ones.
+fn check_running(
+    ledger: &Ledger,
+    cluster: &ClusterName,
+    jobs: &[RunningJob],
+    now: UnixTime,
+    o: &mut Reconciled,
+) -> Result<(), crate::ledger::LedgerError> {
+    o.running = jobs.len();
+    for j in jobs {
+        let runs = ledger.jobs(&JobFilter {
+            cluster: Some(cluster.clone()),
+            job_id_raw: Some(j.job_id),
+            ..Default::default()
+        })?;
+        match runs.iter().find(|r| r.start == Some(j.start)) {
+            None if o.asked.len() < RECONCILE_ASKS && !o.asked.contains(&j.job_id) => o.asked.push(j.job_id),
+            None => {}
+            Some(r) if r.state.is_final() && r.end.is_some_and(|e| e.0 + STALE_AFTER_SECS < now.0) => {
+                o.stale.push(j.job_id)
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }

@@ -165,12 +165,14 @@ impl<'r> SlurmSource<'r> {
             .collect())
     }
 
-    /// `scontrol -M CLUSTER show job ID`: slurmctld's live view of a job, which it has a moment
+    /// `scontrol --clusters=CLUSTER show job ID`: slurmctld's live view of a job, which it has a moment
     /// before slurmdbd (and sacct) does. A job slurmctld no longer holds (older than its
     /// MinJobAge) is an error: sacct has it by then.
     pub fn show_job(&self, cluster: &ClusterName, job_id: u64) -> Result<Vec<super::parsable::Item>, SourceError> {
         let id = job_id.to_string();
-        let text = self.runner.run_to_string(&self.inv("scontrol", &["-M", cluster.as_str(), "show", "job", &id]))?;
+        let text = self
+            .runner
+            .run_to_string(&self.inv("scontrol", &[&format!("--clusters={cluster}"), "show", "job", &id]))?;
         Ok(super::scontrol::read_scontrol_jobs(&text, cluster, &TimeZone::Utc))
     }
 

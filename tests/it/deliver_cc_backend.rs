@@ -263,3 +263,71 @@ fn a_node_state_failure_does_not_stop_deliveries() {
     assert!(cc.node_states().is_empty());
     assert!(cc.jobs().iter().any(|j| j.job_id == 1252), "deliveries went on");
 }
+
+/// cc-backend shows job 1299 running, but the ledger never held it (a poll window missed it, or
+/// the ledger was replaced): the pass lists cc-backend's running jobs, asks sacct for that job by
+/// id, and the run's stop goes out (its start is answered as already there). The window poll here
+/// reads nothing; only `sacct --jobs` answers with the recording.
+#[test]
+fn a_job_cc_backend_shows_running_that_the_ledger_lacks_is_asked_of_sacct_and_stopped() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = empty_site();
+    let bin = site.cfg.parent().unwrap().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    fake_slurm(&bin);
+    let recording = fixture("testbed/own-sacct-poll-alloc.txt");
+    let text = std::fs::read_to_string(&recording).unwrap();
+    let header = bin.join("header-only.txt");
+    std::fs::write(&header, format!("{}\n", text.lines().next().unwrap())).unwrap();
+    let f = |name: &str| fixture(&format!("testbed/{name}")).display().to_string();
+    std::fs::write(
+        bin.join("sacct"),
+        format!(
+            "#!/bin/sh\necho \"sacct $*\" >> \"$(dirname \"$0\")/calls.log\"\ncase \"$*\" in\n\
+             *--version*) cat '{}' ;;\n*--helpformat*) cat '{}' ;;\n*--jobs=*) cat '{}' ;;\n*--parsable2*) cat '{}' ;;\n\
+             *) echo \"fake sacct: unexpected $*\" >&2; exit 1 ;;\nesac\n",
+            f("own-sacct-version.txt"),
+            f("sacct-helpformat.txt"),
+            recording.display(),
+            header.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("sacct"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Job 1299 as the recording has it, started in cc-backend by someone else.
+    let mut o = crate::common::opts("testcluster");
+    o.delimiter = 0x1f;
+    let (runs, _) = crate::common::parse(text.as_bytes(), o);
+    let job = runs.iter().find(|r| r.key.job_id_raw == 1299).expect("job 1299 in the recording");
+    let (start, end) = (job.start.unwrap().0, job.end.unwrap().0);
+    let cc = FakeCcBackend::start(CcConfig { seed: 5, ..CcConfig::new(TOKEN, "testcluster", &["vm"]) });
+    let body = serde_json::json!({"jobId": 1299, "user": "root", "project": "research-team", "cluster": "testcluster",
+        "numNodes": 1, "numHwthreads": 2, "numAcc": 0, "walltime": 120, "startTime": start,
+        "resources": [{"hostname": "vm"}]});
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/jobs/start_job/", cc.base_url()))
+        .header("X-Auth-Token", TOKEN)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    std::fs::write(
+        &site.cfg,
+        format!(
+            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\n[sinks.cc_backend]\nurl = \"{}\"\ntimeout_secs = 2\nnode_states = false\n",
+            bin.display(),
+            cc.base_url()
+        ),
+    )
+    .unwrap();
+
+    let (code, out, err) = run(&site, &["run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let calls = std::fs::read_to_string(bin.join("calls.log")).unwrap();
+    assert!(calls.lines().any(|l| l.contains("--jobs=1299 ")), "{calls}");
+    assert!(out.contains("1 job(s) of testcluster it shows running were not in the ledger"), "{out}");
+    let rows: Vec<_> = cc.jobs().into_iter().filter(|j| j.job_id == 1299).collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].start_time, rows[0].state.as_str(), rows[0].stop_time), (start, "completed", Some(end)));
+}

@@ -30,6 +30,8 @@ use crate::sinks::http::{self, describe, error_message, retry_after, strip, tran
 /// one job id's runs: a page is plenty).
 const PAGE_SIZE: u32 = 100;
 const MAX_PAGES: u32 = 10;
+/// Pages of running jobs read for a reconciliation at most (100,000 jobs).
+const MAX_RUNNING_PAGES: u32 = 1000;
 
 /// Which request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,12 +170,29 @@ impl CcClient {
 
     /// Every job of `cluster` started in `[from, to]` (both inclusive), all pages.
     fn list(&self, cluster: &str, from: i64, to: i64) -> Result<Vec<ListedJob>, String> {
+        self.list_where(cluster, ("start-time", format!("{from}-{to}")), MAX_PAGES, &format!("started in {from}-{to}"))
+    }
+
+    /// Every job of `cluster` cc-backend shows as running, up to [`MAX_RUNNING_PAGES`] pages.
+    pub fn running(&self, cluster: &str) -> Result<Vec<ListedJob>, String> {
+        self.list_where(cluster, ("state", "running".to_string()), MAX_RUNNING_PAGES, "running")
+    }
+
+    /// The jobs of `cluster` matching `filter` (`what` names it in an error), all pages (at most
+    /// `pages`).
+    fn list_where(
+        &self,
+        cluster: &str,
+        filter: (&str, String),
+        pages: u32,
+        what: &str,
+    ) -> Result<Vec<ListedJob>, String> {
         let url = self.url("api/jobs/");
         let mut out = Vec::new();
-        for page in 1..=MAX_PAGES {
+        for page in 1..=pages {
             let req = self.http.get(url.clone()).header("X-Auth-Token", self.token.expose()).query(&[
                 ("cluster", cluster.to_string()),
-                ("start-time", format!("{from}-{to}")),
+                (filter.0, filter.1.clone()),
                 ("items-per-page", PAGE_SIZE.to_string()),
                 ("page", page.to_string()),
             ]);
@@ -196,7 +215,7 @@ impl CcClient {
                 return Ok(out);
             }
         }
-        Err(format!("more than {} jobs of {cluster} started in {from}-{to}; cannot decide", MAX_PAGES * PAGE_SIZE))
+        Err(format!("more than {} jobs of {cluster} {what}; cannot decide", pages * PAGE_SIZE))
     }
 
     /// The start time of another run of this job id that cc-backend holds within the 24 h before

@@ -4,15 +4,20 @@
 //!
 //! It wants runs' allocation detail (hwthreads, accelerators: `gpu_pci_addrs` maps a host's GPU
 //! indices to PCI addresses) and, unless `node_states = false`, the node states of each pass,
-//! which it posts as `{cluster, nodes: [schema.NodePayload]}`.
+//! which it posts as `{cluster, nodes: [schema.NodePayload]}`. It lists the jobs cc-backend shows
+//! running (at most every 10 min per cluster) for the pass to reconcile with the ledger.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use regex::Regex;
 use serde_json::Value;
 
-use crate::delivery::consumer::{Lookup, Outcome, RenderError, Sender};
+use crate::delivery::consumer::{Lookup, Outcome, RenderError, RunningJob, Sender};
 use crate::delivery::events::EventKind;
 use crate::ledger::Delivery;
-use crate::model::{ClusterName, JobRun, NodeState};
+use crate::model::{ClusterName, JobRun, NodeState, UnixTime};
 use crate::sinks::cc_job::{start_job_body, stop_job_body};
 
 use super::client::{Call, CcClient};
@@ -25,7 +30,13 @@ pub struct CcSender {
     client: Option<CcClient>,
     /// `gpu_pci_addrs`, compiled, in name order.
     pci: Vec<(Regex, Vec<String>)>,
+    /// When each cluster's running jobs were last listed for reconciliation.
+    reconciled: Mutex<HashMap<String, Instant>>,
 }
+
+/// How often the running jobs are listed for reconciliation at most: a list of every running
+/// job is a heavy query for cc-backend (cc-slurm-adapter refreshes it every 6 h).
+const RECONCILE_EVERY: Duration = Duration::from_secs(600);
 
 /// Which run and call an item is, as cc-backend names a job: its job id, cluster and start time.
 struct Target<'r> {
@@ -44,7 +55,7 @@ impl CcSender {
             .iter()
             .filter_map(|(re, addrs)| Regex::new(re).ok().map(|re| (re, addrs.clone())))
             .collect();
-        Self { cfg, ignore, client, pci }
+        Self { cfg, ignore, client, pci, reconciled: Mutex::new(HashMap::new()) }
     }
 
     /// The PCI addresses of `gpus` (GRES indices) on `host`: the first pattern matching the host
@@ -135,6 +146,22 @@ impl Sender for CcSender {
 
     fn wants_node_states(&self) -> bool {
         self.cfg.node_states
+    }
+
+    fn running_jobs(&self, cluster: &ClusterName) -> Option<Result<Vec<RunningJob>, String>> {
+        let client = self.client.as_ref()?;
+        {
+            // At most once per RECONCILE_EVERY per cluster (a daemon asks every pass).
+            let mut last = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if last.get(cluster.as_str()).is_some_and(|t| now.duration_since(*t) < RECONCILE_EVERY) {
+                return None;
+            }
+            last.insert(cluster.to_string(), now);
+        }
+        Some(client.running(self.cfg.cc_cluster(cluster.as_str())).map(|jobs| {
+            jobs.into_iter().map(|j| RunningJob { job_id: j.job_id, start: UnixTime(j.start_time) }).collect()
+        }))
     }
 
     fn node_states(&self, cluster: &ClusterName, nodes: &[NodeState]) -> Result<(), String> {
