@@ -110,6 +110,11 @@ impl SinkOutcome {
     pub fn failed(&self) -> bool {
         self.exec.rejected > 0 || self.stalled() || self.error.is_some()
     }
+
+    /// The platform asked the sink to slow down (HTTP 429): send it nothing before this time.
+    pub fn paused_until(&self) -> Option<UnixTime> {
+        self.exec.paused_until
+    }
 }
 
 /// What a pass did.

@@ -1,10 +1,9 @@
 //! The engine against an in-process platform that fails at random, with crashes (panics) at
 //! every dangerous point: what the platform recorded per run equals the run's total, once.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 
@@ -36,8 +35,8 @@ impl Pricing for CpuPricing {
 }
 
 struct FakeSink {
-    platform: RefCell<Platform>,
-    rng: RefCell<u64>,
+    platform: Mutex<Platform>,
+    rng: Mutex<u64>,
     /// Per-mille chance of each fault.
     fault_rate: u64,
     /// Items per batch the engine hands over (1 to 7, from the seed): a kill may fall anywhere
@@ -55,21 +54,21 @@ enum Fault {
 }
 
 impl FakeSink {
-    fn new(seed: u64, fault_rate: u64) -> Rc<Self> {
-        Rc::new(FakeSink {
-            platform: RefCell::default(),
-            rng: RefCell::new(seed),
+    fn new(seed: u64, fault_rate: u64) -> Arc<Self> {
+        Arc::new(FakeSink {
+            platform: Mutex::default(),
+            rng: Mutex::new(seed),
             fault_rate,
             batch: 1 + (seed % 7) as usize,
         })
     }
 
     fn roll(&self) -> u64 {
-        let mut x = *self.rng.borrow();
+        let mut x = *self.rng.lock().unwrap();
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        *self.rng.borrow_mut() = x;
+        *self.rng.lock().unwrap() = x;
         x % 1000
     }
 
@@ -88,12 +87,12 @@ impl FakeSink {
     fn record(&self, d: &Delivery) {
         let micro: u128 = d.amount.as_deref().unwrap().replace('.', "").parse().unwrap();
         let (start, end) = d.span.unwrap();
-        self.platform.borrow_mut().recorded.push((d.id.clone(), d.run_text(), micro, start.0, end.0));
+        self.platform.lock().unwrap().recorded.push((d.id.clone(), d.run_text(), micro, start.0, end.0));
     }
 }
 
 /// The test keeps one handle on the platform, the consumer the other.
-struct Shared(Rc<FakeSink>);
+struct Shared(Arc<FakeSink>);
 
 impl Sender for Shared {
     fn send(&self, d: &Delivery, _run: Option<&JobRun>) -> Outcome {
@@ -101,7 +100,7 @@ impl Sender for Shared {
         match s.fault() {
             Fault::None => {
                 s.record(d);
-                Outcome::Delivered { remote_id: Some(format!("r-{}", s.platform.borrow().recorded.len())) }
+                Outcome::Delivered { remote_id: Some(format!("r-{}", s.platform.lock().unwrap().recorded.len())) }
             }
             Fault::RefuseBefore => Outcome::Retry { reason: "503".into(), after_secs: Some(5) },
             Fault::CrashBefore => panic!("agent killed before the request left"),
@@ -120,7 +119,7 @@ impl Sender for Shared {
         if s.roll() < s.fault_rate {
             return Lookup::Failed { reason: "502 on look-up".into() };
         }
-        match s.platform.borrow().recorded.iter().find(|r| r.0 == d.id) {
+        match s.platform.lock().unwrap().recorded.iter().find(|r| r.0 == d.id) {
             Some(_) => Lookup::Found { remote_id: None },
             None => Lookup::NotFound,
         }
@@ -135,7 +134,7 @@ impl Sender for Shared {
 
 /// The consumer under test: slices of allocated CPUs per UTC day, every new second planned at
 /// once, sent to the fake platform.
-fn consumer(sink: &Rc<FakeSink>) -> Consumer {
+fn consumer(sink: &Arc<FakeSink>) -> Consumer {
     let policy = EnginePolicy { base_backoff_secs: 5, max_backoff_secs: 60 };
     Consumer::new("fake", Box::new(cpu_day_planner()), Box::new(Shared(sink.clone())), policy)
 }
@@ -204,7 +203,7 @@ fn drain_and_check(
         }
     }
     prop_assert!(ledger.due_count("fake", UnixTime(now + 3600), 0).unwrap() == 0, "work left after 200 passes");
-    let p = sink.platform.borrow();
+    let p = sink.platform.lock().unwrap();
     let mut ids: Vec<&String> = p.recorded.iter().map(|r| &r.0).collect();
     ids.sort();
     let n = ids.len();
@@ -363,23 +362,23 @@ proptest! {
 /// Answers every send with `answer`, counting the batches it was handed and the look-up calls.
 struct Scripted {
     answer: Outcome,
-    batches: RefCell<Vec<usize>>,
-    lookup_calls: RefCell<usize>,
+    batches: Mutex<Vec<usize>>,
+    lookup_calls: Mutex<usize>,
 }
 
 impl Sender for Scripted {
     fn send(&self, _d: &Delivery, _run: Option<&JobRun>) -> Outcome {
         self.answer.clone()
     }
-    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
-        self.batches.borrow_mut().push(items.len());
-        items.iter().map(|_| self.answer.clone()).collect()
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Option<Vec<Outcome>> {
+        self.batches.lock().unwrap().push(items.len());
+        Some(items.iter().map(|_| self.answer.clone()).collect())
     }
     fn lookup(&self, _d: &Delivery, _run: Option<&JobRun>) -> Lookup {
         Lookup::NotFound
     }
     fn lookup_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Lookup> {
-        *self.lookup_calls.borrow_mut() += 1;
+        *self.lookup_calls.lock().unwrap() += 1;
         items.iter().map(|_| Lookup::NotFound).collect()
     }
     fn describe(&self, d: &Delivery, _run: Option<&JobRun>) -> String {
@@ -390,13 +389,13 @@ impl Sender for Scripted {
     }
 }
 
-struct ScriptedRef(Rc<Scripted>);
+struct ScriptedRef(Arc<Scripted>);
 
 impl Sender for ScriptedRef {
     fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
         self.0.send(d, run)
     }
-    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Option<Vec<Outcome>> {
         self.0.send_batch(items)
     }
     fn lookup(&self, d: &Delivery, run: Option<&JobRun>) -> Lookup {
@@ -414,8 +413,8 @@ impl Sender for ScriptedRef {
 }
 
 /// 100 finished runs, one item each, planned for a consumer whose sender answers `answer`.
-fn backlog_of_100(answer: Outcome) -> (Ledger, Consumer, Rc<Scripted>) {
-    let sender = Rc::new(Scripted { answer, batches: RefCell::default(), lookup_calls: RefCell::default() });
+fn backlog_of_100(answer: Outcome) -> (Ledger, Consumer, Arc<Scripted>) {
+    let sender = Arc::new(Scripted { answer, batches: Mutex::default(), lookup_calls: Mutex::default() });
     let consumer = Consumer::new(
         "fake",
         Box::new(cpu_day_planner()),
@@ -441,10 +440,10 @@ fn a_pass_drains_the_whole_backlog_in_batches_with_progress() {
     let r = execute(&mut ledger, &consumer, UnixTime(1_795_310_000), Budget::default(), &mut |d, t| seen.push((d, t)))
         .unwrap();
     assert_eq!((r.delivered, r.left), (100, 0));
-    assert_eq!(*sender.batches.borrow(), [8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 4]);
+    assert_eq!(*sender.batches.lock().unwrap(), [8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 4]);
     // No item had left before: nothing to look up, and the sender is not asked (a JSONL look-up
     // reads its whole file: once per batch, a day's backlog took minutes instead of seconds).
-    assert_eq!(*sender.lookup_calls.borrow(), 0);
+    assert_eq!(*sender.lookup_calls.lock().unwrap(), 0);
     assert_eq!(seen.first(), Some(&(0, 100)));
     assert_eq!(seen.last(), Some(&(100, 100)));
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
@@ -462,7 +461,7 @@ fn a_pass_stops_at_its_deadline_or_cap_and_says_what_is_left() {
     let capped = Budget { max_items: Some(10), ..Default::default() };
     let r = execute(&mut ledger, &consumer, now, capped, &mut |_, _| {}).unwrap();
     assert_eq!((r.delivered, r.left), (10, 82));
-    assert_eq!(*sender.batches.borrow(), [8, 8, 2]);
+    assert_eq!(*sender.batches.lock().unwrap(), [8, 8, 2]);
 }
 
 #[test]
@@ -470,7 +469,7 @@ fn a_failing_item_is_tried_once_per_pass_whatever_time_is_left() {
     let (mut ledger, consumer, sender) = backlog_of_100(Outcome::Retry { reason: "503".into(), after_secs: Some(0) });
     let r = execute(&mut ledger, &consumer, UnixTime(1_795_310_000), Budget::default(), &mut |_, _| {}).unwrap();
     assert_eq!((r.retry, r.delivered, r.left), (100, 0, 0));
-    assert_eq!(sender.batches.borrow().iter().sum::<usize>(), 100);
+    assert_eq!(sender.batches.lock().unwrap().iter().sum::<usize>(), 100);
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub const EXAMPLE: &str = r#"# [sinks.cc_backend]                    # ClusterCo
 # token_file = "/etc/slurm-ledger/cc-backend.jwt"  # mode 0600; else env SLURM_LEDGER_CC_BACKEND_TOKEN
 # ignore_hosts = "^login[0-9]+$"        # regex: hosts left out of a job's resources (a job with only such hosts is not reported)
 # timeout_secs = 30                     # per HTTP request
+# concurrency = 4                       # requests in flight at once (1 to 64); a 429 pauses them all
 # [sinks.cc_backend.clusters]           # Slurm cluster name -> cc-backend's cluster name (default: the same)
 # mycluster = "mycluster"
 "#;
@@ -25,6 +26,7 @@ pub struct RawCcBackend {
     pub token_file: Option<String>,
     pub ignore_hosts: Option<String>,
     pub timeout_secs: Option<i64>,
+    pub concurrency: Option<i64>,
     #[serde(default)]
     pub clusters: BTreeMap<String, String>,
 }
@@ -38,6 +40,8 @@ pub struct CcBackendSettings {
     /// A regex (checked) of hosts left out.
     pub ignore_hosts: Option<String>,
     pub timeout_secs: u64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
     /// Slurm cluster → cc-backend cluster.
     pub clusters: BTreeMap<String, String>,
 }
@@ -104,11 +108,13 @@ pub fn validate(raw: RawCcBackend, problems: &mut Problems) -> CcBackendSettings
             format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"),
         );
     }
+    let concurrency = crate::validate::concurrency(problems, "sinks.cc_backend.concurrency", raw.concurrency);
     CcBackendSettings {
         url,
         token_file,
         ignore_hosts: raw.ignore_hosts,
         timeout_secs: timeout_secs.clamp(1, 600) as u64,
+        concurrency,
         clusters: raw.clusters,
     }
 }
