@@ -416,3 +416,15 @@ impl SendProgress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_time_is_the_time_of_day_unless_it_is_another_day() {
+        let now = UnixTime(1_796_428_800 + 13 * 3600); // 2026-12-05T13:00:00Z
+        assert_eq!(resume_time(UnixTime(now.0 + 311), now), "13:05:11Z");
+        assert_eq!(resume_time(UnixTime(now.0 + 86_400), now), "2026-12-06T13:00:00Z");
+    }
+}
