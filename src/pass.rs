@@ -113,6 +113,11 @@ impl SinkOutcome {
     pub fn failed(&self) -> bool {
         self.exec.rejected > 0 || self.stalled() || self.error.is_some()
     }
+
+    /// The platform asked the sink to slow down (HTTP 429): send it nothing before this time.
+    pub fn paused_until(&self) -> Option<UnixTime> {
+        self.exec.paused_until
+    }
 }
 
 /// What a pass did.
@@ -500,7 +505,8 @@ pub fn run(
     let clusters = collect_detected(ledger, collect, &detected, now)?;
     let allocations = side::ask_allocations(ledger, collect, &clusters, consumers, now);
     let reconciled = side::reconcile(ledger, collect, &detected, &clusters, consumers, now);
-    let (sinks, refused) = deliver_checked(ledger, consumers, limits, now, preflight, progress);
+    let all: Vec<&Consumer> = consumers.iter().collect();
+    let (sinks, refused) = deliver_checked(ledger, &all, limits, now, preflight, progress);
     let skip = refused_sinks(&refused);
     let consumers: Vec<&Consumer> = consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
     let node_states = side::report_node_states(collect, &clusters, &consumers);
@@ -512,7 +518,7 @@ pub fn run(
 /// are returned); the others deliver what they owe.
 pub fn deliver_checked(
     ledger: &mut Ledger,
-    consumers: &[Consumer],
+    consumers: &[&Consumer],
     limits: PassLimits<'_>,
     now: UnixTime,
     preflight: &mut Preflight<'_>,
@@ -520,7 +526,7 @@ pub fn deliver_checked(
 ) -> (Vec<SinkOutcome>, Vec<ConfigProblem>) {
     let refused = preflight(ledger).err().unwrap_or_default();
     let skip = refused_sinks(&refused);
-    let consumers = consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
+    let consumers = consumers.iter().copied().filter(|c| !skip.contains(&c.name.as_str())).collect();
     (deliver_each(ledger, consumers, limits, now, progress), refused)
 }
 

@@ -39,6 +39,33 @@ pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too long"))
 }
 
+/// Requests a sink has in flight at once unless its `concurrency` key says otherwise: few enough
+/// for any platform that is not rate-limited, enough to hide tens of ms a round trip.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// The most requests a sink may have in flight at once (each is a thread during a batch).
+pub const MAX_CONCURRENCY: i64 = 64;
+
+/// A sink's `concurrency` key (requests in flight at once): 1 to [`MAX_CONCURRENCY`], default
+/// [`DEFAULT_CONCURRENCY`]; out of range is a problem (and the default is used).
+pub fn concurrency(problems: &mut Problems, key: &str, v: Option<i64>) -> usize {
+    match v {
+        None => DEFAULT_CONCURRENCY,
+        Some(n) if (1..=MAX_CONCURRENCY).contains(&n) => n as usize,
+        Some(n) => {
+            push(
+                problems,
+                key,
+                format!(
+                    "is {n}; use 1 to {MAX_CONCURRENCY} requests in flight at once (default {DEFAULT_CONCURRENCY}; 1 sends one \
+                     after another)"
+                ),
+            );
+            DEFAULT_CONCURRENCY
+        }
+    }
+}
+
 /// An optional non-empty name: an empty one is a problem (and dropped).
 pub fn non_empty(problems: &mut Problems, key: &str, v: Option<String>, example: &str) -> Option<String> {
     match v {

@@ -121,6 +121,7 @@ pub fn run(cli: &Cli, _a: &DaemonArgs) -> anyhow::Result<ExitCode> {
         metrics,
         health,
         clock: &system_now,
+        paused: Default::default(),
     };
     let refused = || listener.as_ref().map_or(0, |l| l.counters().refused);
     service::run(&mut d, hook_rx, &refused, &FLAGS)?;

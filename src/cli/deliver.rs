@@ -281,7 +281,17 @@ pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome], quiet: boo
             exec.unknown,
             exec.rejected
         )?;
-        if exec.left > 0 {
+        if let Some(at) = exec.paused_until {
+            writeln!(
+                out,
+                "  {name}: the platform asked to slow down (429); sending resumes after {}{}",
+                resume_time(at, system_now()),
+                match exec.left {
+                    0 => String::new(),
+                    n => format!(" ({n} deliveries still due wait for it)"),
+                }
+            )?;
+        } else if exec.left > 0 {
             writeln!(
                 out,
                 "  {name}: {} deliveries still due when this pass reached its limit ([delivery] pass_time, --time-limit or --limit); the next pass sends them (`status` shows the backlog)",
@@ -319,6 +329,15 @@ pub(crate) fn print_sinks(out: &mut dyn Write, sinks: &[SinkOutcome], quiet: boo
         }
     }
     Ok(sinks.iter().any(SinkOutcome::failed))
+}
+
+/// `HH:MM:SSZ` of `at`, with its date in front when that is not `now`'s (UTC).
+fn resume_time(at: UnixTime, now: UnixTime) -> String {
+    let (at_text, now_text) = (at.to_rfc3339(), now.to_rfc3339());
+    match (at_text.split_once('T'), now_text.split_once('T')) {
+        (Some((day, time)), Some((today, _))) if day == today => time.to_string(),
+        _ => at_text,
+    }
 }
 
 /// Prints, for each sink, every request a pass would send now: what is already planned and
@@ -427,5 +446,17 @@ impl SendProgress {
         if let Some((_, bar)) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_time_is_the_time_of_day_unless_it_is_another_day() {
+        let now = UnixTime(1_796_428_800 + 13 * 3600); // 2026-12-05T13:00:00Z
+        assert_eq!(resume_time(UnixTime(now.0 + 311), now), "13:05:11Z");
+        assert_eq!(resume_time(UnixTime(now.0 + 86_400), now), "2026-12-06T13:00:00Z");
     }
 }

@@ -436,6 +436,36 @@ mod sink_tests {
         assert!(!e.contains("pwt_secret"), "the value of a misplaced key was printed: {e}");
     }
 
+    /// Each HTTP sink's `concurrency`: 1 to 64, default 4; anything else named with its key and
+    /// the range. The sinks that write a batch at once have no such key.
+    #[test]
+    fn concurrency_is_validated_per_http_sink() {
+        for sink in ["activate", "waldur", "cc_backend"] {
+            let key = format!("sinks.{sink}.concurrency");
+            let problems = |extra: &str| {
+                let (s, p) = Settings::check_toml(&format!("[sinks.{sink}]\n{extra}"));
+                (s, p.into_iter().filter(|p| p.key == key).map(|p| p.message).collect::<Vec<_>>())
+            };
+            for bad in ["0", "65", "-1"] {
+                let (_, p) = problems(&format!("concurrency = {bad}\n"));
+                assert!(p.len() == 1 && p[0].contains(&format!("is {bad}; use 1 to 64")), "{key} = {bad}: {p:?}");
+            }
+            let (s, p) = problems("concurrency = 16\n");
+            assert!(p.is_empty(), "{p:?}");
+            let (d, _) = problems("");
+            let got = |s: &Settings| match sink {
+                "activate" => s.sinks.activate.as_ref().map(|a| a.concurrency),
+                "waldur" => s.sinks.waldur.as_ref().map(|w| w.concurrency),
+                _ => s.sinks.cc_backend.as_ref().map(|c| c.concurrency),
+            };
+            assert_eq!((got(&s), got(&d)), (Some(16), Some(4)), "{sink}");
+        }
+        for sink in ["jsonl", "nats"] {
+            let (_, p) = Settings::check_toml(&format!("[sinks.{sink}]\nconcurrency = 4\n"));
+            assert!(p.iter().any(|p| p.message.contains("unknown field `concurrency`")), "{sink}: {p:?}");
+        }
+    }
+
     #[test]
     fn defaults() {
         let s = Settings::from_toml("[sinks.activate]\norganization = \"acme\"\n", "c.toml").unwrap();

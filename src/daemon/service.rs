@@ -72,6 +72,23 @@ pub struct Daemon<'a> {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub clock: &'a dyn Fn() -> UnixTime,
+    /// Sinks paused by a 429; empty at start.
+    pub paused: Paused,
+}
+
+/// Sinks paused by their platform (a 429 with `Retry-After`), until when.
+#[derive(Debug, Default)]
+pub struct Paused(BTreeMap<String, UnixTime>);
+
+impl Paused {
+    fn pause(&mut self, sink: &str, until: UnixTime) {
+        self.0.insert(sink.to_string(), until);
+    }
+
+    /// Whether `sink` is paused at `now` .
+    fn paused(&self, sink: &str, now: UnixTime) -> bool {
+        self.0.get(sink).is_some_and(|until| *until > now)
+    }
 }
 
 /// What the loop is told from outside: stop (a signal), or cut a long pass short (a hook message
@@ -331,8 +348,10 @@ fn full_pass(d: &mut Daemon<'_>, detected: &mut Option<Detected>, flags: &Flags)
         Some(found) => side::reconcile(&mut d.ledger, &d.collect, found, &outcomes, &d.consumers, now),
         None => Vec::new(),
     };
+    // A sink the platform asked to slow down (429) waits until the time it gave.
+    let sending: Vec<&Consumer> = d.consumers.iter().filter(|c| !d.paused.paused(&c.name, now)).collect();
     let (sinks, refused) =
-        pass::deliver_checked(&mut d.ledger, &d.consumers, limits, now, &mut *d.preflight, &mut |_, _, _| {});
+        pass::deliver_checked(&mut d.ledger, &sending, limits, now, &mut *d.preflight, &mut |_, _, _| {});
     record_sinks(d, &sinks)?;
     let skip = pass::refused_sinks(&refused);
     let reporting: Vec<&Consumer> = d.consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
@@ -450,7 +469,7 @@ fn hook_pass(
     }
     let due = |w: &Waiting| w.due <= now_i;
     looked_at(d, waiting, &mut |w| due(w))?;
-    let consumers: Vec<&Consumer> = d.consumers.iter().collect();
+    let consumers: Vec<&Consumer> = d.consumers.iter().filter(|c| !d.paused.paused(&c.name, now)).collect();
     let limits = PassLimits {
         time: Some(HOOK_PASS_TIME.min(d.pass_time)),
         max_items: d.max_items,
@@ -522,8 +541,12 @@ fn shows(ledger: &Ledger, key: &(Option<ClusterName>, u64), context: &HookContex
 }
 
 /// Counts what each sink delivered and what waits in its outbox.
-fn record_sinks(d: &Daemon<'_>, sinks: &[SinkOutcome]) -> Result<(), DaemonError> {
+fn record_sinks(d: &mut Daemon<'_>, sinks: &[SinkOutcome]) -> Result<(), DaemonError> {
     for o in sinks {
+        if let Some(until) = o.paused_until() {
+            tracing::warn!(sink = %o.sink, until = until.0, "the platform asked to slow down (429); the sink waits");
+            d.paused.pause(&o.sink, until);
+        }
         let e = &o.exec;
         d.metrics.delivered(&o.sink, e.delivered + e.found_already_delivered);
         d.metrics.send_failed(&o.sink, e.retry + e.unknown);

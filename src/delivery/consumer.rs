@@ -3,8 +3,9 @@
 //! A consumer is a [`Planner`] (pure: a changed run and the consumer's mark for it → new outbox
 //! items and the next mark) and a [`Sender`] (I/O: send an item, look one up). The engine knows
 //! neither what an item means nor where it goes: it keeps the cursor loop, the marks, held runs,
-//! the outbox state machine and backoff. Retryability is decided in one place, the [`Outcome`] a
-//! sender returns.
+//! the outbox state machine, backoff, and how many requests a sink has in flight at once
+//! ([`Sender::concurrency`]). Retryability is decided in one place, the [`Outcome`] a sender
+//! returns; a sink-wide slow-down is one of them ([`Outcome::Throttled`]).
 
 use crate::ledger::{Delivery, NewItem, RunMark};
 use crate::model::{ClusterName, JobRun, NodeState, UnixTime};
@@ -41,9 +42,15 @@ pub trait Planner {
 pub enum Outcome {
     /// The platform recorded it.
     Delivered { remote_id: Option<String> },
-    /// The platform certainly did not record it (refused connection, 429, 503 before
-    /// processing); try again, not before `after_secs` if the platform said so.
+    /// The platform certainly did not record it (refused connection, 503 before processing);
+    /// try again, not before `after_secs` if the platform said so.
     Retry { reason: String, after_secs: Option<u64> },
+    /// The platform asked the whole sink to slow down (HTTP 429) and did not record the item.
+    /// The engine starts no other send to the sink in this pass, puts back as they were the
+    /// items of the batch that had not left, and retries this one not before `after_secs` (the
+    /// platform's `Retry-After`; without one, its backoff). The pass reports when the sink may
+    /// be sent to again ([`ExecReport::paused_until`](super::engine::ExecReport::paused_until)).
+    Throttled { reason: String, after_secs: Option<u64> },
     /// The request may have been recorded (timeout after sending, dropped connection, 5xx):
     /// look it up before sending again.
     Unknown { reason: String },
@@ -75,14 +82,33 @@ pub enum RenderError {
 
 /// I/O: where items go. `run` is the item's run as the ledger holds it now (`None` for an item
 /// of no run, or a run the ledger no longer has).
-pub trait Sender {
+///
+/// `Sync`: the engine calls [`Sender::send`] from up to [`Sender::concurrency`] threads at once,
+/// so what a sender caches sits behind a lock.
+pub trait Sender: Sync {
     /// Sends one item.
     fn send(&self, item: &Delivery, run: Option<&JobRun>) -> Outcome;
-    /// Sends a batch: one outcome per item, in order. The engine recorded every item's intent
-    /// before this call and records the outcomes after it, so a sender that can write a batch at
-    /// once (one append and one sync) does; the default sends one by one.
-    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
-        items.iter().map(|(d, run)| self.send(d, *run)).collect()
+    /// Sends a whole batch at once, for a sender that does better than one request per item
+    /// (JSONL: one append and one sync): one outcome per item, in order. The engine recorded
+    /// every item's intent before this call and records the outcomes after it. `None` (the
+    /// default): the engine sends the items itself with [`Sender::send`], up to
+    /// [`Sender::concurrency`] at once, and stops starting new ones at a
+    /// [`Outcome::Throttled`].
+    fn send_batch(&self, _items: &[(&Delivery, Option<&JobRun>)]) -> Option<Vec<Outcome>> {
+        None
+    }
+    /// How many items the engine sends at once when it sends them one by one (no
+    /// [`Sender::send_batch`]): each a blocking request on its own thread. 1 (the default): one
+    /// after another.
+    fn concurrency(&self) -> usize {
+        1
+    }
+    /// When an item may leave within its batch: the engine sends a batch phase by phase, lowest
+    /// first, and starts a phase only once every item of the earlier ones has answered. For a
+    /// platform where one item needs another in (Waldur: a user's part needs its total; cc-backend:
+    /// a stop needs its start). 0 (the default) for all: one phase, in outbox order.
+    fn phase(&self, _item: &Delivery) -> u8 {
+        0
     }
     /// Called when a pass starts sending, with the time: a sender that caches what the platform
     /// holds forgets it here, so a sender kept across passes (the daemon) never answers from what

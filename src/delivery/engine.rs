@@ -12,8 +12,18 @@
 //! An item found in `sent` (crash, timeout, dropped connection), or any item that ever left, is
 //! looked up on the platform before it is sent again: found → delivered, not found → sent. So a
 //! platform without idempotency keys still records each item once.
+//!
+//! Sends go out up to the sender's [`concurrency`](super::consumer::Sender::concurrency) at once
+//! (scoped threads, one blocking request each), phase by phase within a batch, in outbox order;
+//! outcomes are recorded per item whatever order they came back in. A sender that writes a batch
+//! at once (`send_batch`) does so instead. A [`Outcome::Throttled`] answer (HTTP 429) pauses the
+//! whole sink: no new send starts, no further batch is taken in this pass, the batch's items that
+//! had not left go back to the state they were in before their intent (they never left, so
+//! nothing needs looking up), and [`ExecReport::paused_until`] tells the caller when to come back.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::ledger::{
@@ -21,7 +31,7 @@ use crate::ledger::{
 };
 use crate::model::{JobKey, JobRun, UnixTime};
 
-use super::consumer::{Consumer, Decision, EnginePolicy, Lookup, Outcome};
+use super::consumer::{Consumer, Decision, EnginePolicy, Lookup, Outcome, Sender};
 use super::seed::SeedRule;
 
 /// Runs planned per transaction. Runs stream through (none is held in memory), so a larger
@@ -106,8 +116,13 @@ pub struct ExecReport {
     pub retry: u64,
     pub unknown: u64,
     pub rejected: u64,
-    /// Due items the budget left for the next pass (0: the backlog was drained).
+    /// Due items the budget left for the next pass (0: the backlog was drained), or that wait
+    /// for the pause below.
     pub left: u64,
+    /// The platform asked the sink to slow down ([`Outcome::Throttled`], HTTP 429): nothing more
+    /// was sent to it in this pass, and a caller should send it nothing before this time (the
+    /// platform's `Retry-After`, at most a day; without one, the throttled item's backoff).
+    pub paused_until: Option<UnixTime>,
 }
 
 /// Retry delay: exponential with a deterministic jitter (from the id), so tests are repeatable
@@ -413,7 +428,9 @@ impl Budget<'_> {
 /// handled at most once per call: one that fails waits for its backoff, whatever time is left.
 ///
 /// Per batch: look-ups of items that ever left; one transaction with their answers and the
-/// intent (`→ sent`) of every item to send; the sends; one transaction with the outcomes.
+/// intent (`→ sent`) of every item to send; the sends (up to the sender's concurrency at once);
+/// one transaction with the outcomes. A throttled send ends the pass after its batch (see
+/// [`ExecReport::paused_until`]).
 pub fn execute(
     ledger: &mut Ledger,
     consumer: &Consumer,
@@ -439,26 +456,32 @@ pub fn execute(
         let Some(last) = due.last() else { break };
         after = last.seq;
         done += due.len() as u64;
-        execute_batch(ledger, consumer, clock, due, &mut report)?;
-        progress(done, total.max(done));
+        let unsent = execute_batch(ledger, consumer, clock, due, &mut report)?;
+        progress(done - unsent, total.max(done));
+        if report.paused_until.is_some() {
+            // Due again as they were: counted with what is left.
+            report.left += unsent;
+            break;
+        }
         if budget.deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
     }
-    report.left = ledger.due_count(name, now, after)?;
+    report.left += ledger.due_count(name, now, after)?;
     Ok(report)
 }
 
 /// One batch of [`execute`]. Transitions are stamped with `clock` when they are written (the
 /// intents before the sends, the outcomes after them), not with the pass's start: an item sent
-/// late in a long pass is not looked up before its backoff has run from its own send.
+/// late in a long pass is not looked up before its backoff has run from its own send. Returns
+/// how many items were put back unsent (the sink was throttled before their turn).
 fn execute_batch(
     ledger: &mut Ledger,
     consumer: &Consumer,
     clock: &dyn Fn() -> UnixTime,
     due: Vec<Delivery>,
     report: &mut ExecReport,
-) -> Result<(), EngineError> {
+) -> Result<u64, EngineError> {
     let now = clock();
     let name = consumer.name.as_str();
     let policy = &consumer.policy;
@@ -503,7 +526,7 @@ fn execute_batch(
         to_send.push(i);
     }
     let wait = |d: &Delivery, attempts: u32, after: Option<u64>| {
-        UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64)
+        UnixTime(now.0 + after.unwrap_or(0).min(MAX_WAIT_SECS).max(backoff_secs(policy, &d.id, attempts)) as i64)
     };
     // Intent first, for the whole batch: if we die after this, a later pass looks each item up,
     // not before its backoff (a platform may list an event a little after it accepted it). Each
@@ -535,20 +558,34 @@ fn execute_batch(
         w.commit()?;
     }
     if sending.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let items: Vec<(&Delivery, Option<&JobRun>)> = sending.iter().map(|&i| (&due[i], runs[i].as_ref())).collect();
-    let mut outcomes = sender.send_batch(&items);
-    // A sender that answered fewer items than it was given: the rest may have left.
-    outcomes.resize(items.len(), Outcome::Unknown { reason: "the sender gave no answer for this item".into() });
+    let outcomes: Vec<Option<Outcome>> = match sender.send_batch(&items) {
+        Some(mut all) => {
+            // A sender that answered fewer items than it was given: the rest may have left.
+            all.resize(items.len(), Outcome::Unknown { reason: "the sender gave no answer for this item".into() });
+            all.into_iter().map(Some).collect()
+        }
+        None => send_each(sender, &items),
+    };
     let now = clock();
     let wait = |d: &Delivery, attempts: u32, after: Option<u64>| {
-        UnixTime(now.0 + after.unwrap_or(0).min(86_400).max(backoff_secs(policy, &d.id, attempts)) as i64)
+        UnixTime(now.0 + after.unwrap_or(0).min(MAX_WAIT_SECS).max(backoff_secs(policy, &d.id, attempts)) as i64)
     };
+    let mut unsent = 0;
     let mut w = ledger.writer(now)?;
     for ((d, _), outcome) in items.iter().zip(&outcomes) {
         let attempts = d.attempts + 1;
         let sent = (DeliveryState::Sent, attempts);
+        let Some(outcome) = outcome else {
+            // Never left (the sink was throttled before its turn): back as it was before its
+            // intent, due now, with nothing to look up.
+            unsent += 1;
+            let back = Transition::new(d.state, d.attempts, d.next_attempt_at).error(d.last_error.as_deref());
+            mark_in(&mut w, name, d, sent, back)?;
+            continue;
+        };
         let to = match outcome {
             Outcome::Delivered { remote_id } => {
                 report.delivered += 1;
@@ -557,6 +594,15 @@ fn execute_batch(
             Outcome::Retry { reason, after_secs } => {
                 report.retry += 1;
                 Transition::new(DeliveryState::Retry, attempts, wait(d, attempts, *after_secs)).error(Some(reason))
+            }
+            Outcome::Throttled { reason, after_secs } => {
+                report.retry += 1;
+                let next = wait(d, attempts, *after_secs);
+                // The sink's pause is what the platform asked for; the item itself also waits
+                // out its backoff.
+                let until = after_secs.map_or(next, |a| UnixTime(now.0 + a.min(MAX_WAIT_SECS) as i64));
+                report.paused_until = report.paused_until.max(Some(until));
+                Transition::new(DeliveryState::Retry, attempts, next).error(Some(reason))
             }
             Outcome::Unknown { reason } => {
                 report.unknown += 1;
@@ -570,7 +616,83 @@ fn execute_batch(
         mark_in(&mut w, name, d, sent, to)?;
     }
     w.commit()?;
-    Ok(())
+    Ok(unsent)
+}
+
+/// The longest a platform's `Retry-After` is honoured: a day.
+const MAX_WAIT_SECS: u64 = 86_400;
+
+/// Sends `items` one request each with [`Sender::send`], up to the sender's
+/// [`concurrency`](Sender::concurrency) at once: phase by phase ([`Sender::phase`]), each phase in
+/// the items' order (an item starts only after every earlier one of its phase started). Once an
+/// answer is [`Outcome::Throttled`] (or a send panicked) no new send starts; the sends in flight
+/// finish. One answer per item, in the items' order: `None` for an item that never left.
+///
+/// With a concurrency of 1 the sends run on the caller's thread, one after another.
+fn send_each(sender: &dyn Sender, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Option<Outcome>> {
+    let n = sender.concurrency().max(1);
+    let mut out: Vec<Option<Outcome>> = vec![None; items.len()];
+    let mut order: Vec<(u8, usize)> = items.iter().enumerate().map(|(i, (d, _))| (sender.phase(d), i)).collect();
+    order.sort_unstable();
+    let stop = AtomicBool::new(false);
+    let send = |i: usize| {
+        let (d, run) = items[i];
+        let outcome = sender.send(d, run);
+        if matches!(outcome, Outcome::Throttled { .. }) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        outcome
+    };
+    for phase in order.chunk_by(|a, b| a.0 == b.0) {
+        let todo: Vec<usize> = phase.iter().map(|&(_, i)| i).collect();
+        if n == 1 || todo.len() == 1 {
+            for &i in &todo {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                out[i] = Some(send(i));
+            }
+            continue;
+        }
+        let next = AtomicUsize::new(0);
+        let answers = Mutex::new(&mut out);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..n.min(todo.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        // A send that panics stops the others from starting new ones (a crash
+                        // loses the batch's answers; its intents are recorded).
+                        let _stop_on_panic = StopOnPanic(&stop);
+                        loop {
+                            if stop.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { break };
+                            let outcome = send(i);
+                            answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
+                        }
+                    })
+                })
+                .collect();
+            // Every worker joined; the first panic goes on up as the caller's own.
+            let panics: Vec<_> = workers.into_iter().filter_map(|w| w.join().err()).collect();
+            if let Some(p) = panics.into_iter().next() {
+                std::panic::resume_unwind(p);
+            }
+        });
+    }
+    out
+}
+
+/// Sets the flag when dropped by a panicking thread.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What a look-up found, for its transition.

@@ -10,7 +10,7 @@ use slurm_ledger::model::{JobState, UnixTime};
 use crate::deliver_activate::{site, slurm_ledger, Site};
 
 /// Copies of the recorded run with the most CPU time, `n` of them, stored in the site's ledger.
-fn copies_of_a_recorded_run(site: &Site, n: u64) {
+pub(crate) fn copies_of_a_recorded_run(site: &Site, n: u64) {
     let mut ledger = Ledger::open(&site.db).unwrap();
     let recorded = ledger.jobs(&JobFilter { limit: None, ..Default::default() }).unwrap();
     let model = recorded

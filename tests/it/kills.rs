@@ -1,22 +1,23 @@
 //! What the kill-and-fault tests share: a seeded die (xorshift, repeatable per proptest case) and
 //! a panic hook that keeps simulated kills (`panic!("agent killed …")`) out of the test output.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A seeded die: `roll()` gives 0..1000 (per mille), the same sequence for the same seed.
-pub struct Dice(Cell<u64>);
+/// A seeded die: `roll()` gives 0..1000 (per mille), the same sequence for the same seed. Atomic,
+/// as a sender is `Sync`; the engine rolls it from one thread at a concurrency of 1.
+pub struct Dice(AtomicU64);
 
 impl Dice {
     pub fn new(seed: u64) -> Self {
-        Self(Cell::new(seed.max(1)))
+        Self(AtomicU64::new(seed.max(1)))
     }
 
     pub fn roll(&self) -> u64 {
-        let mut x = self.0.get();
+        let mut x = self.0.load(Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.0.set(x);
+        self.0.store(x, Ordering::Relaxed);
         x % 1000
     }
 }

@@ -46,6 +46,7 @@ mod daemon_live;
 mod deliver_activate;
 mod deliver_cc_backend;
 mod deliver_nats;
+mod deliver_throttle;
 mod deliver_waldur;
 mod fake_activate;
 mod fake_cc_backend;

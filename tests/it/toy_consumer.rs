@@ -4,10 +4,9 @@
 //! random points (a panic unwinds mid-pass; the ledger file is reopened as after a restart),
 //! every finished run is recorded exactly once and no other run is.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 
@@ -38,12 +37,12 @@ impl Planner for FinishedRuns {
 
 /// The far side: what it recorded, and a die for faults (per mille) and kills.
 struct Far {
-    recorded: RefCell<Vec<String>>,
+    recorded: Mutex<Vec<String>>,
     dice: Dice,
     fault_rate: u64,
 }
 
-struct ToSender(Rc<Far>);
+struct ToSender(Arc<Far>);
 
 impl Sender for ToSender {
     fn send(&self, item: &Delivery, _run: Option<&JobRun>) -> Outcome {
@@ -54,7 +53,7 @@ impl Sender for ToSender {
         if r < 2 * f {
             return Outcome::Retry { reason: "503".into(), after_secs: None };
         }
-        far.recorded.borrow_mut().push(item.id.clone());
+        far.recorded.lock().unwrap().push(item.id.clone());
         if r < 3 * f {
             panic!("agent killed after the far side recorded");
         }
@@ -67,7 +66,7 @@ impl Sender for ToSender {
         if self.0.dice.roll() < self.0.fault_rate {
             return Lookup::Failed { reason: "look-up failed".into() };
         }
-        match self.0.recorded.borrow().contains(&item.id) {
+        match self.0.recorded.lock().unwrap().contains(&item.id) {
             true => Lookup::Found { remote_id: None },
             false => Lookup::NotFound,
         }
@@ -103,7 +102,7 @@ proptest! {
         quiet_kills();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
-        let far = Rc::new(Far { recorded: RefCell::default(), dice: Dice::new(seed), fault_rate });
+        let far = Arc::new(Far { recorded: Mutex::default(), dice: Dice::new(seed), fault_rate });
         let consumer = Consumer::new(
             "finished",
             Box::new(FinishedRuns),
@@ -153,7 +152,7 @@ proptest! {
         }
         let ledger = Ledger::open(&path).unwrap();
         prop_assert!(ledger.due_count("finished", UnixTime(now + 600), 0).unwrap() == 0, "work left");
-        let recorded = far.recorded.borrow().clone();
+        let recorded = far.recorded.lock().unwrap().clone();
         let mut counts: BTreeMap<&String, u32> = BTreeMap::new();
         for id in &recorded {
             *counts.entry(id).or_default() += 1;

@@ -5,10 +5,9 @@
 //! ledger reopened as after a restart), the far side ends with every account's exact total, and a
 //! total that did not change is not sent again.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 
@@ -43,14 +42,14 @@ impl Planner for CpuSecondsPerAccount {
 
 struct Far {
     /// key → the value last set.
-    values: RefCell<BTreeMap<String, i64>>,
+    values: Mutex<BTreeMap<String, i64>>,
     /// Every set, in order.
-    history: RefCell<Vec<(String, i64)>>,
+    history: Mutex<Vec<(String, i64)>>,
     dice: Dice,
     fault_rate: u64,
 }
 
-struct SetSender(Rc<Far>);
+struct SetSender(Arc<Far>);
 
 impl Sender for SetSender {
     fn send(&self, item: &Delivery, run: Option<&JobRun>) -> Outcome {
@@ -62,8 +61,8 @@ impl Sender for SetSender {
         if r < 2 * f {
             return Outcome::Retry { reason: "503".into(), after_secs: None };
         }
-        far.values.borrow_mut().insert(item.id.clone(), item.total.unwrap());
-        far.history.borrow_mut().push((item.id.clone(), item.total.unwrap()));
+        far.values.lock().unwrap().insert(item.id.clone(), item.total.unwrap());
+        far.history.lock().unwrap().push((item.id.clone(), item.total.unwrap()));
         if r < 3 * f {
             panic!("agent killed after the far side set it");
         }
@@ -74,7 +73,7 @@ impl Sender for SetSender {
     }
     /// The far side has this item when it holds this total.
     fn lookup(&self, item: &Delivery, _run: Option<&JobRun>) -> Lookup {
-        match self.0.values.borrow().get(&item.id) {
+        match self.0.values.lock().unwrap().get(&item.id) {
             Some(v) if Some(*v) == item.total => Lookup::Found { remote_id: None },
             _ => Lookup::NotFound,
         }
@@ -113,7 +112,7 @@ proptest! {
         quiet_kills();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
-        let far = Rc::new(Far { values: RefCell::default(), history: RefCell::default(), dice: Dice::new(seed), fault_rate });
+        let far = Arc::new(Far { values: Mutex::default(), history: Mutex::default(), dice: Dice::new(seed), fault_rate });
         let policy = EnginePolicy { base_backoff_secs: 1, max_backoff_secs: 5 };
         let consumer = Consumer::new("totals", Box::new(CpuSecondsPerAccount), Box::new(SetSender(far.clone())), policy);
         let cluster = ClusterName::new("c").unwrap();
@@ -151,12 +150,12 @@ proptest! {
         prop_assert!(Ledger::open(&path).unwrap().due_count("totals", UnixTime(now + 600), 0).unwrap() == 0, "work left");
         // Accounts whose total is 0 were never worth a request.
         want.retain(|_, v| *v != 0);
-        prop_assert_eq!(&*far.values.borrow(), &want);
+        prop_assert_eq!(&*far.values.lock().unwrap(), &want);
         // A total is set again only when it changed (a run that ended without new seconds, a
         // quiet pass: nothing is sent).
         pass(&path, &consumer, now + 3600);
         let mut last: BTreeMap<&String, i64> = BTreeMap::new();
-        let history = far.history.borrow();
+        let history = far.history.lock().unwrap();
         for (key, value) in history.iter() {
             prop_assert!(last.insert(key, *value) != Some(*value), "{} = {} set twice in a row: {:?}", key, value, history);
         }

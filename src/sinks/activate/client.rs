@@ -2,7 +2,7 @@
 //!
 //! Every answer is classified here into the engine's [`Outcome`]:
 //! - 2xx with a usage event (JSON with an `id`) → delivered; any other 2xx or a 3xx → unknown;
-//! - 429 → retry (honouring `Retry-After`); 401/403 → retry after the key is fixed (nothing was
+//! - 429 → throttled: the whole sink waits out `Retry-After`; 401/403 → retry after the key is fixed (nothing was
 //!   recorded, and a fixed key should deliver without a manual step);
 //! - 408, 5xx, a timeout or a connection dropped after the request left → unknown: the event may
 //!   have been recorded, so it is looked up before any resend;
@@ -182,7 +182,7 @@ fn classify(resp: Response) -> Outcome {
     let retry_after = retry_after(&resp);
     let message = error_message(resp);
     match status {
-        StatusCode::TOO_MANY_REQUESTS => Outcome::Retry { reason: format!("429 Too Many Requests: {message}"), after_secs: retry_after },
+        StatusCode::TOO_MANY_REQUESTS => Outcome::Throttled { reason: format!("429 Too Many Requests: {message}"), after_secs: retry_after },
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Retry {
             reason: format!("{status}: the platform refused the API key ({message}); check PW_API_KEY / api_key_file and the organization"),
             after_secs: retry_after,

@@ -21,6 +21,7 @@ pub const EXAMPLE: &str = r#"# [sinks.activate]                      # Parallel 
 # timezone = "UTC"
 # running_slice = "15m"                 # report running jobs once this much new time accrued
 # timeout_secs = 30                     # per HTTP request
+# concurrency = 4                       # requests in flight at once (1 to 64); a 429 pauses them all
 # [sinks.activate.partition_sku]
 # compute = "standard-compute"
 # [sinks.activate.account_allocation]
@@ -46,6 +47,7 @@ pub struct RawActivate {
     pub timezone: Option<String>,
     pub running_slice: Option<String>,
     pub timeout_secs: Option<i64>,
+    pub concurrency: Option<i64>,
 }
 
 /// `[sinks.activate]`, validated.
@@ -62,6 +64,8 @@ pub struct ActivateSettings {
     pub account_allocation: BTreeMap<String, String>,
     pub metering: Metering,
     pub timeout_secs: u64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
 }
 
 /// A name that goes into a URL path as one segment.
@@ -144,6 +148,7 @@ pub fn validate(a: RawActivate, problems: &mut Problems) -> ActivateSettings {
     if !(1..=600).contains(&timeout_secs) {
         push(problems, "sinks.activate.timeout_secs", format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"));
     }
+    let concurrency = crate::validate::concurrency(problems, "sinks.activate.concurrency", a.concurrency);
     let metering = Metering::validate(problems, "activate", a.tres, a.basis, a.period, a.timezone, a.running_slice);
     ActivateSettings {
         organization,
@@ -155,6 +160,7 @@ pub fn validate(a: RawActivate, problems: &mut Problems) -> ActivateSettings {
         account_allocation: a.account_allocation,
         metering,
         timeout_secs: timeout_secs.clamp(1, 600) as u64,
+        concurrency,
     }
 }
 

@@ -58,6 +58,11 @@ impl Sender for ActivateSender {
         }
     }
 
+    /// `[sinks.activate] concurrency`: one POST per item, the platform's round trip each.
+    fn concurrency(&self) -> usize {
+        self.cfg.concurrency
+    }
+
     fn lookup(&self, d: &Delivery, _run: Option<&JobRun>) -> Lookup {
         let client = match self.client() {
             Ok(c) => c,

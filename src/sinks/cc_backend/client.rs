@@ -10,7 +10,7 @@
 //! - stop: 200 → delivered; 422 (already stopped) → delivered; 404 → rejected when cc-backend holds
 //!   another run of the job id within the 24 h before (its duplicate rule refused this run's
 //!   start), else retry: this run's start is not delivered yet (it is sent first, so it comes);
-//! - 429 → retry (honouring `Retry-After`); 401/403 → retry after the token is fixed;
+//! - 429 → throttled: the whole sink waits out `Retry-After`; 401/403 → retry after the token is fixed;
 //! - 408, 5xx, a timeout or a dropped connection → unknown: looked up before any resend;
 //! - a connection never made → retry; any other 4xx → rejected with cc-backend's message.
 //!
@@ -248,7 +248,7 @@ fn classify(status: StatusCode, resp: Response, url: &Url) -> Outcome {
     let after = retry_after(&resp);
     let message = error_message(resp);
     match status {
-        StatusCode::TOO_MANY_REQUESTS => Outcome::Retry { reason: format!("429 Too Many Requests: {message}"), after_secs: after },
+        StatusCode::TOO_MANY_REQUESTS => Outcome::Throttled { reason: format!("429 Too Many Requests: {message}"), after_secs: after },
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Retry {
             reason: format!("{status}: cc-backend refused the token ({message}); check SLURM_LEDGER_CC_BACKEND_TOKEN / token_file (a JWT with the api role)"),
             after_secs: after,

@@ -13,6 +13,7 @@ pub const EXAMPLE: &str = r#"# [sinks.cc_backend]                    # ClusterCo
 # token_file = "/etc/slurm-ledger/cc-backend.jwt"  # mode 0600; else env SLURM_LEDGER_CC_BACKEND_TOKEN
 # ignore_hosts = "^login[0-9]+$"        # regex: hosts left out of a job's resources (a job with only such hosts is not reported)
 # timeout_secs = 30                     # per HTTP request
+# concurrency = 4                       # requests in flight at once (1 to 64); a 429 pauses them all
 # node_states = true                    # post sinfo's node states to /api/nodestate/ each pass
 # [sinks.cc_backend.gpu_pci_addrs]      # host regex -> PCI address of GPU index 0, 1, … (cc-slurm-adapter's gpuPciAddrs)
 # "^gpu[0-9]+$" = ["00000000:07:00.0", "00000000:0B:00.0"]
@@ -29,6 +30,7 @@ pub struct RawCcBackend {
     pub ignore_hosts: Option<String>,
     pub timeout_secs: Option<i64>,
     pub node_states: Option<bool>,
+    pub concurrency: Option<i64>,
     #[serde(default)]
     pub clusters: BTreeMap<String, String>,
     #[serde(default)]
@@ -44,6 +46,8 @@ pub struct CcBackendSettings {
     /// A regex (checked) of hosts left out.
     pub ignore_hosts: Option<String>,
     pub timeout_secs: u64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
     /// Slurm cluster → cc-backend cluster.
     pub clusters: BTreeMap<String, String>,
     /// Post node states each pass.
@@ -128,11 +132,13 @@ pub fn validate(raw: RawCcBackend, problems: &mut Problems) -> CcBackendSettings
             format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"),
         );
     }
+    let concurrency = crate::validate::concurrency(problems, "sinks.cc_backend.concurrency", raw.concurrency);
     CcBackendSettings {
         url,
         token_file,
         ignore_hosts: raw.ignore_hosts,
         timeout_secs: timeout_secs.clamp(1, 600) as u64,
+        concurrency,
         clusters: raw.clusters,
         node_states: raw.node_states.unwrap_or(true),
         gpu_pci_addrs: raw.gpu_pci_addrs,

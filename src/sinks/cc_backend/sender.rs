@@ -130,6 +130,17 @@ impl Sender for CcSender {
         }
     }
 
+    /// `[sinks.cc_backend] concurrency`: one POST per item.
+    fn concurrency(&self) -> usize {
+        self.cfg.concurrency
+    }
+
+    /// A batch's starts (0) before its stops (1): cc-backend answers 404 to the stop of a run
+    /// whose start it does not hold yet.
+    fn phase(&self, d: &Delivery) -> u8 {
+        u8::from(EventKind::of_id(&d.id) == Some(EventKind::Stop))
+    }
+
     fn lookup(&self, d: &Delivery, run: Option<&JobRun>) -> Lookup {
         let Some(client) = &self.client else {
             return Lookup::Failed { reason: "the cc-backend sink has no token loaded (dry run)".into() };

@@ -160,12 +160,9 @@ impl JsonlSink {
     }
 }
 
-impl Sender for JsonlSink {
-    fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
-        self.send_batch(&[(d, run)]).remove(0)
-    }
-
-    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
+impl JsonlSink {
+    /// A batch's records in one append and one sync; one outcome per item, in order.
+    fn write_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
         let rendered: Vec<Result<String, RenderError>> = items.iter().map(|(d, run)| self.render(d, *run)).collect();
         let records: Vec<&str> = rendered.iter().filter_map(|r| r.as_deref().ok()).collect();
         let written = if records.is_empty() { Ok(()) } else { self.append(&records) };
@@ -178,6 +175,19 @@ impl Sender for JsonlSink {
                 (Ok(_), Err(e)) => Outcome::Unknown { reason: format!("writing {}: {e}", self.cfg.path.display()) },
             })
             .collect()
+    }
+}
+
+impl Sender for JsonlSink {
+    fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
+        self.write_batch(&[(d, run)]).remove(0)
+    }
+
+    /// Its own batch write, not the engine's sends one by one: a file takes a batch in one
+    /// append and one fsync (concurrent appends would only contend for it and sync once each),
+    /// and nothing here ever throttles. So the default concurrency (1) is never used.
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Option<Vec<Outcome>> {
+        Some(self.write_batch(items))
     }
 
     fn batch_size(&self) -> usize {

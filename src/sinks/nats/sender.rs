@@ -384,12 +384,9 @@ fn publish_error(subject: &str, e: jetstream::context::PublishError) -> Outcome 
     }
 }
 
-impl Sender for NatsSender {
-    fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
-        self.send_batch(&[(d, run)]).remove(0)
-    }
-
-    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
+impl NatsSender {
+    /// A batch published, then its acks awaited; one outcome per item, in order.
+    fn publish_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = Vec::with_capacity(items.len());
         let mut msgs = Vec::with_capacity(items.len());
         for (d, run) in items {
@@ -424,6 +421,20 @@ impl Sender for NatsSender {
                     .unwrap_or(Outcome::Unknown { reason: "the NATS client gave no answer for this item".into() })
             })
             .collect()
+    }
+}
+
+impl Sender for NatsSender {
+    fn send(&self, d: &Delivery, run: Option<&JobRun>) -> Outcome {
+        self.publish_batch(&[(d, run)]).remove(0)
+    }
+
+    /// Its own batch, not the engine's sends one by one: the whole batch is published on one
+    /// connection without waiting, then the acks are awaited together, so a batch already costs
+    /// about one round trip; threads would only queue on the one connection and runtime.
+    /// JetStream has no 429 (a full stream is an error per message), so nothing here throttles.
+    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Option<Vec<Outcome>> {
+        Some(self.publish_batch(items))
     }
 
     /// A new connection each pass: one kept idle between passes (the daemon) may have been

@@ -201,7 +201,7 @@ fn what_cannot_become_a_message_is_rejected_and_a_server_that_is_down_is_a_retry
         item("start:c:7:1700000000", DeliveryState::Pending),
         item("stop:c:7:1700000000", DeliveryState::Pending),
     );
-    let out = sender.send_batch(&[(&a, Some(&r)), (&b, None), (&c, Some(&r))]);
+    let out = sender.send_batch(&[(&a, Some(&r)), (&b, None), (&c, Some(&r))]).expect("its own batch");
     assert!(matches!(&out[0], Outcome::Rejected { reason } if reason.contains("not a start or stop")), "{out:?}");
     assert!(matches!(&out[1], Outcome::Rejected { reason } if reason.contains("run the ledger does not have")));
     // Nothing listens on port 1: certainly not sent.
@@ -225,7 +225,7 @@ fn a_server_that_does_not_answer_costs_one_timeout_a_pass() {
     let (r, d) = (run(), item("start:c:7:1700000000", DeliveryState::Pending));
     let timed = |what: &str| {
         let t = std::time::Instant::now();
-        let out = sender.send_batch(&[(&d, Some(&r))]);
+        let out = sender.send_batch(&[(&d, Some(&r))]).expect("its own batch");
         assert!(
             matches!(&out[0], Outcome::Retry { reason, .. } if reason.contains("cannot reach NATS")),
             "{what}: {out:?}"

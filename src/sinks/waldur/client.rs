@@ -6,10 +6,11 @@
 //! token and sends the request once more (a 401 means Waldur did not process it, so a write is
 //! safe to resend). A token endpoint that fails means nothing was sent: retry.
 //!
-//! Answers become outcomes here: 200/201 → delivered; 429 → retry after `Retry-After`; 401/403 →
-//! retry once the credentials are fixed; 408, 5xx, a timeout or a connection dropped after the request
-//! left → unknown (looked up before a resend); no connection → retry; any other 4xx → rejected
-//! with Waldur's message (a past month needs a staff token: the message says so).
+//! Answers become outcomes here: 200/201 → delivered; 429 → throttled (the whole sink waits out
+//! `Retry-After`); 401/403 → retry once the credentials are fixed; 408, 5xx, a timeout or a
+//! connection dropped after the request left → unknown (looked up before a resend); no
+//! connection → retry; any other 4xx → rejected with Waldur's message (a past month needs a
+//! staff token: the message says so).
 //!
 //! Lists are Django REST pages: a JSON array with a `Link: <…>; rel="next"` header (or a
 //! `{results, next}` envelope), followed to the end, at most [`MAX_PAGES`] pages.
@@ -288,7 +289,7 @@ fn classify(resp: Response, url: &Url, auth: &Auth) -> Outcome {
     let message = error_message(resp);
     let at = strip(url);
     match status {
-        StatusCode::TOO_MANY_REQUESTS => Outcome::Retry { reason: format!("POST {at}: 429: {message}"), after_secs: after },
+        StatusCode::TOO_MANY_REQUESTS => Outcome::Throttled { reason: format!("POST {at}: 429: {message}"), after_secs: after },
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Retry {
             reason: format!(
                 "POST {at}: {status}: Waldur refused the credentials ({message}); {}",

@@ -35,6 +35,7 @@ pub const EXAMPLE: &str = r#"# [sinks.waldur]                        # Waldur mo
 # grace = "7d"                          # the previous month is still reported this long after it ends
 # allow_decrease = false                # a total that would go down (re-accounted jobs) is held and shown, not posted
 # timeout_secs = 30                     # per HTTP request
+# concurrency = 4                       # requests in flight at once (1 to 64); a 429 pauses them all
 # ca_bundle = "/etc/ssl/certs/site-ca.pem"  # extra CA for the Waldur host (TLS is always verified)
 # [sinks.waldur.components.cpu]
 # unit_factor = 60000                   # TRES-minutes per Waldur unit: cpu-minutes → k-Hours
@@ -72,6 +73,7 @@ pub struct RawWaldur {
     pub allow_decrease: Option<bool>,
     pub grace: Option<String>,
     pub timeout_secs: Option<i64>,
+    pub concurrency: Option<i64>,
     pub ca_bundle: Option<String>,
     #[serde(default)]
     pub components: BTreeMap<String, RawComponent>,
@@ -104,6 +106,8 @@ pub struct WaldurSettings {
     /// How long after a month ends its totals are still reported (the previous month's grace).
     pub grace_secs: i64,
     pub timeout_secs: u64,
+    /// Requests in flight at once (a busy month has thousands of totals, one request each).
+    pub concurrency: usize,
     pub ca_bundle: Option<PathBuf>,
     /// Usage components, in TRES order.
     pub components: Vec<Component>,
@@ -210,6 +214,7 @@ pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
     if !(1..=600).contains(&timeout_secs) {
         push(problems, key("timeout_secs"), format!("is {timeout_secs}; use 1 to 600 seconds (default 30)"));
     }
+    let concurrency = crate::validate::concurrency(problems, &key("concurrency"), w.concurrency);
     let components = components(w.components, problems);
     for (from, to) in &w.users {
         if to.trim().is_empty() {
@@ -227,6 +232,7 @@ pub fn validate(w: RawWaldur, problems: &mut Problems) -> WaldurSettings {
         allow_decrease: w.allow_decrease.unwrap_or(false),
         grace_secs,
         timeout_secs: timeout_secs.clamp(1, 600) as u64,
+        concurrency,
         ca_bundle,
         components,
         users: w.users,

@@ -4,6 +4,11 @@
 //! and `retry` after `allow_decrease = true` posts it. A user's part needs the resource's
 //! component usage for the month, which the total creates; until then it waits (retry).
 //! Without a client (dry run, no token) it can only describe.
+//!
+//! The engine sends a batch's totals first, then its users' parts ([`Sender::phase`]), each up to
+//! `concurrency` requests at once: Waldur is usually far away (tens of ms a round trip), and a
+//! busy month has thousands of totals to set one request each. What a pass caches is behind
+//! locks, shared by those requests.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,10 +22,6 @@ use super::amount::{cents_text, parse_cents};
 use super::client::{Resource, Stored, WaldurClient};
 use super::config::WaldurSettings;
 use super::planner::Route;
-
-/// Requests in flight at once within a batch: Waldur is usually far away (tens of ms a round
-/// trip), and a busy month has thousands of totals to set one request each.
-const IN_FLIGHT: usize = 4;
 
 /// Waldur's [`Sender`].
 pub struct WaldurSender {
@@ -295,9 +296,12 @@ impl Sender for WaldurSender {
         match self.stored(client, &r) {
             Ok((_, Some(s))) if parse_cents(&s.usage) == Some(r.cents) => Lookup::Found { remote_id: Some(s.uuid) },
             Ok(_) => Lookup::NotFound,
-            Err(Outcome::Retry { reason, .. } | Outcome::Rejected { reason } | Outcome::Unknown { reason }) => {
-                Lookup::Failed { reason }
-            }
+            Err(
+                Outcome::Retry { reason, .. }
+                | Outcome::Throttled { reason, .. }
+                | Outcome::Rejected { reason }
+                | Outcome::Unknown { reason },
+            ) => Lookup::Failed { reason },
             Err(Outcome::Delivered { .. }) => Lookup::NotFound,
         }
     }
@@ -332,32 +336,14 @@ impl Sender for WaldurSender {
         }
     }
 
-    /// The batch's totals first, then its users' parts (a part needs its total's uuid), each
-    /// with up to [`IN_FLIGHT`] requests at once. Outcomes come back in the items' order.
-    fn send_batch(&self, items: &[(&Delivery, Option<&JobRun>)]) -> Vec<Outcome> {
-        let is_part = |d: &Delivery| Route::decode(d).is_ok_and(|r| r.user.is_some());
-        let out: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-        for parts in [false, true] {
-            let todo: Vec<usize> = (0..items.len()).filter(|&i| is_part(items[i].0) == parts).collect();
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            std::thread::scope(|scope| {
-                for _ in 0..IN_FLIGHT.min(todo.len()) {
-                    scope.spawn(|| loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&i) = todo.get(k) else { break };
-                        let outcome = self.send(items[i].0, items[i].1);
-                        out.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
-                    });
-                }
-            });
-        }
-        out.into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or(Outcome::Unknown { reason: "the send's outcome was lost (its thread stopped)".into() })
-            })
-            .collect()
+    /// `[sinks.waldur] concurrency`: totals are set one request each.
+    fn concurrency(&self) -> usize {
+        self.cfg.concurrency
+    }
+
+    /// A batch's totals (0) before its users' parts (1): a part needs its total's uuid.
+    fn phase(&self, d: &Delivery) -> u8 {
+        u8::from(Route::decode(d).is_ok_and(|r| r.user.is_some()))
     }
 
     /// Totals go one request each, so a batch bounds only the transactions around them (two
