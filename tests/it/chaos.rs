@@ -1,4 +1,5 @@
-//! What the chaos tests over the live Slurm testbed share (`chaos_activate`, `chaos_waldur`): a
+//! What the chaos tests over the live Slurm testbed share (`chaos_activate`, `chaos_waldur`,
+//! `daemon_chaos`): a
 //! seeded [`Rng`] (`CHAOS_SEED` replays it), the job mix and its operators ([`Mix`]), what
 //! `sacct` says of its runs ([`SacctRun`]), and the two phases: [`chaos_phase`] runs
 //! `slurm-ledger run` again and again, SIGKILLing about half of the runs at a random point, until
@@ -228,7 +229,7 @@ impl Mix {
     }
 
     /// The operators are done (a failed one fails the test) and every job is final in `sacct`.
-    fn all_final(&mut self) -> bool {
+    pub fn all_final(&mut self) -> bool {
         if self.operators.iter().all(|h| h.is_finished()) {
             for h in self.operators.drain(..) {
                 match h.join().expect("operator thread") {

@@ -372,6 +372,24 @@ fn a_start_within_a_day_of_a_stored_one_is_422_and_a_second_stop_too() {
     assert_eq!((j.state.as_str(), j.stop_time), ("failed", Some(T0 + 60)), "the first stop stays");
 }
 
+/// An outage: stopped, the port refuses connections; resumed, the same port answers with what
+/// was stored before.
+#[test]
+fn stopped_it_refuses_connections_and_resumed_on_its_port_it_kept_its_jobs() {
+    let mut f = FakeCcBackend::start(config());
+    let url = f.base_url();
+    assert_eq!(post(&f, START_JOB, &job_body(7, T0, &["f0101"])).status, 201);
+    f.stop();
+    let refused = send_with(&http(Duration::from_secs(2)), &f, "GET", JOBS, Some(TOKEN), None);
+    assert!(refused.as_ref().is_err_and(|e| e.is_connect()), "{:?}", refused.map(|r| r.status));
+    f.resume();
+    assert_eq!(f.base_url(), url);
+    assert_refused(&post(&f, START_JOB, &job_body(7, T0, &["f0101"])), 422, "already exists");
+    assert_eq!(post(&f, STOP_JOB, &stop_body(7, T0, "completed", T0 + 60)).status, 200);
+    assert_eq!(f.jobs().len(), 1);
+    assert_eq!(f.requests().len(), 3, "the refused connection reached nothing");
+}
+
 #[test]
 fn a_stop_stops_the_row_its_start_time_names() {
     let f = FakeCcBackend::start(lax());

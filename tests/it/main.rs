@@ -29,6 +29,7 @@
 //! - `chaos`: what the chaos tests share: the seeded job mix on the testbed, `sacct`'s view of it, the SIGKILL loop and the clean passes.
 //! - `chaos_activate`: exactly-once to the ACTIVATE fake under injected faults and SIGKILLed runs, over real jobs on the testbed.
 //! - `chaos_waldur`: the Waldur fake's month totals per resource, component and user under faults and SIGKILLed runs, over real jobs on the testbed: exact to the cent against the ledger and `sacct`, nothing posted twice.
+//! - `daemon_chaos`: the daemon over the live testbed with the hook, SIGKILLed at random and restarted, cc-backend and nats-server stopped and started again, cc-backend's faults on and off: each run's start and stop once in cc-backend (one row per requeued job) and in the NATS stream, against `sacct`.
 //! - `metrics`: the daemon's `/metrics` and `/healthz` over TCP; what it serves read by Python's `prometheus_client` parsers (text 0.0.4, OpenMetrics) from `scripts/py-venv`; broken bodies refused; errors, a silent client, a taken address, stop.
 //! - `layers`: the module layering of src/ (each module uses only lower layers, no cycles); `scripts/deps` prints it.
 
@@ -42,6 +43,7 @@ mod cli;
 mod collect_replay;
 mod common;
 mod daemon;
+mod daemon_chaos;
 mod daemon_live;
 mod deliver_activate;
 mod deliver_cc_backend;

@@ -129,6 +129,21 @@ impl NatsServer {
         }
     }
 
+    /// Stops the server as an admin does (SIGTERM: it flushes its store and exits; SIGKILL after
+    /// 10 s); its store stays for [`NatsServer::launch`].
+    pub fn shutdown(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Kills the server (its store stays for [`NatsServer::launch`]).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -231,7 +246,8 @@ impl Admin {
     }
 }
 
-/// What the proxy does to the first connection that publishes (`HPUB`), once.
+/// What the proxy does to the first connection that publishes (`HPUB`), once (again after
+/// [`Proxy::arm`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// Pass everything.
@@ -246,6 +262,7 @@ pub enum Fault {
 /// A loopback TCP proxy to a server, faulty once as told.
 pub struct Proxy {
     pub port: u16,
+    fault: Arc<Mutex<Fault>>,
     fired: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
@@ -257,19 +274,24 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let (f, fired, stop) =
             (Arc::new(Mutex::new(fault)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-        let (fi, st) = (fired.clone(), stop.clone());
+        let (fa, fi, st) = (f.clone(), fired.clone(), stop.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        let (f, fi, st) = (f.clone(), fi.clone(), st.clone());
+                        let (f, fi, st) = (fa.clone(), fi.clone(), st.clone());
                         std::thread::spawn(move || pump(client, upstream, f, fi, st));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
-        Proxy { port, fired, stop }
+        Proxy { port, fault: f, fired, stop }
+    }
+
+    /// Arms `fault` again, for the next connection that publishes (whichever connection it is).
+    pub fn arm(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
     }
 
     pub fn url(&self) -> String {

@@ -192,10 +192,24 @@ impl FakeCcBackend {
         );
         let state = State { faults: Faults::new(cfg.faults.clone(), cfg.seed), ..State::default() };
         let shared = Arc::new(Shared { cfg, state: Mutex::new(state) });
-        let s = shared.clone();
-        let server =
-            Server::start(Arc::new(move |req: &Request| s.handle(req))).expect("fake cc-backend: bind 127.0.0.1:0");
+        let server = Server::start(handler(&shared)).expect("fake cc-backend: bind 127.0.0.1:0");
         FakeCcBackend { shared, server }
+    }
+
+    /// Back after [`FakeCcBackend::stop`] (an outage): listens again on the same port, with the same jobs,
+    /// requests and fault plan. Retries the bind for at most 5 s (the port is briefly in use).
+    pub fn resume(&mut self) {
+        let addr = self.server.addr();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        self.server = loop {
+            match Server::start_at(addr, handler(&self.shared)) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(std::time::Instant::now() < deadline, "fake cc-backend: bind {addr} again: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
     }
 
     /// `http://127.0.0.1:<port>`, without a trailing slash (the adapter's `ccRestUrl`).
@@ -241,10 +255,17 @@ impl FakeCcBackend {
         self.shared.state().faults.counts()
     }
 
-    /// Closes the port now; connection threads end within tens of milliseconds. Also on drop.
+    /// Closes the port now (connections to it are refused; delayed answers are never sent);
+    /// connection threads end within tens of milliseconds. What the fake stored stays for
+    /// [`FakeCcBackend::resume`]. Also on drop.
     pub fn stop(&mut self) {
         self.server.stop();
     }
+}
+
+fn handler(shared: &Arc<Shared>) -> super::http::Handler {
+    let s = shared.clone();
+    Arc::new(move |req: &Request| s.handle(req))
 }
 
 // ---------------------------------------------------------------------------------------------

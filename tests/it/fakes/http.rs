@@ -131,7 +131,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(handler: Handler) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        Server::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), handler)
+    }
+
+    /// Listens on `addr` (a loopback address; port 0: a free one), e.g. again on the port of a
+    /// stopped server.
+    pub fn start_at(addr: SocketAddr, handler: Handler) -> std::io::Result<Server> {
+        assert!(addr.ip().is_loopback(), "fake HTTP server: {addr} is not a loopback address");
+        let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
