@@ -176,6 +176,13 @@ impl<'r> SlurmSource<'r> {
         Ok(super::scontrol::read_scontrol_jobs(&text, cluster, &TimeZone::Utc))
     }
 
+    /// `scontrol --clusters=CLUSTER show job`: every job slurmctld holds, as [`Self::show_job`].
+    pub fn show_jobs(&self, cluster: &ClusterName) -> Result<Vec<super::parsable::Item>, SourceError> {
+        let text =
+            self.runner.run_to_string(&self.inv("scontrol", &[&format!("--clusters={cluster}"), "show", "job"]))?;
+        Ok(super::scontrol::read_scontrol_jobs(&text, cluster, &TimeZone::Utc))
+    }
+
     /// The local cluster's name, from `scontrol show config` (asks slurmctld, not slurmdbd).
     pub fn local_cluster(&self) -> Result<ClusterName, SourceError> {
         let text = self.runner.run_to_string(&self.inv("scontrol", &["show", "config"]))?;
