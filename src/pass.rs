@@ -40,6 +40,13 @@ pub struct CollectPlan<'a> {
     pub since: Since,
 }
 
+impl CollectPlan<'_> {
+    /// The Slurm source of this plan (its runner, `[slurm] timeout_secs`).
+    pub fn source(&self) -> SlurmSource<'_> {
+        SlurmSource::new(self.runner, Duration::from_secs(self.slurm.timeout_secs))
+    }
+}
+
 /// What one cluster's collect did.
 #[derive(Debug)]
 pub enum ClusterOutcome {
@@ -163,7 +170,7 @@ pub struct Detected {
 /// Asks sacct for its version and fields, and `scontrol` for the local cluster's name when the
 /// plan names no cluster.
 pub fn detect(plan: &CollectPlan<'_>) -> Result<Detected, PassError> {
-    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let source = plan.source();
     let info = source.detect().map_err(PassError::Detect)?;
     tracing::info!(version = %info.version, fields = info.fields.len(), "Slurm detected");
     let clusters = if plan.clusters.is_empty() {
@@ -191,7 +198,7 @@ pub fn collect_detected(
     detected: &Detected,
     now: UnixTime,
 ) -> Result<Vec<ClusterOutcome>, PassError> {
-    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let source = plan.source();
     let info = &detected.info;
     let clusters = detected.clusters.clone();
     // A named cluster slurmdbd does not know would read nothing, exit 0 and leave a cursor for a
@@ -256,7 +263,7 @@ pub fn collect_jobs(
     job_ids: &[u64],
     now: UnixTime,
 ) -> Result<crate::collect::Counts, crate::collect::CollectError> {
-    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let source = plan.source();
     crate::collect::collect_jobs(&source, &detected.info, ledger, cluster, job_ids, now)
 }
 
@@ -269,7 +276,7 @@ pub fn collect_live_jobs(
     job_ids: &[u64],
     now: UnixTime,
 ) -> Result<crate::collect::Counts, crate::collect::CollectError> {
-    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let source = plan.source();
     crate::collect::collect_live_jobs(&source, ledger, cluster, job_ids, now)
 }
 
@@ -283,7 +290,7 @@ pub fn fetch_allocations(
     job_ids: &[u64],
     now: UnixTime,
 ) -> Result<crate::collect::allocations::AllocReport, crate::collect::CollectError> {
-    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let source = plan.source();
     crate::collect::allocations::fetch_allocations(&source, detected.info.version, ledger, cluster, job_ids, now)
 }
 

@@ -5,13 +5,11 @@
 //! Neither is asked when no consumer wants it. A failure is logged and counted here; it never
 //! holds up deliveries (a run without detail is reported with what sacct said).
 
-use std::time::Duration;
-
 use crate::collect::allocations::{fetch_new_allocations, AllocReport};
 use crate::delivery::consumer::{Consumer, RunningJob};
 use crate::ledger::{JobFilter, Ledger};
 use crate::model::{ClusterName, UnixTime};
-use crate::slurm::source::{SlurmSource, SlurmVersion};
+use crate::slurm::source::SlurmVersion;
 
 use super::{ClusterOutcome, CollectPlan, Detected};
 
@@ -75,7 +73,7 @@ pub fn ask_allocations(
     if !consumers.iter().any(|c| c.sender.wants_allocations()) {
         return Vec::new();
     }
-    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let source = plan.source();
     let mut out = Vec::new();
     for c in clusters {
         let ClusterOutcome::Collected(r) = c else { continue };
@@ -106,7 +104,7 @@ pub fn report_node_states(
     if wanting.is_empty() {
         return Vec::new();
     }
-    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let source = plan.source();
     let mut out = Vec::new();
     for c in clusters {
         let cluster = match c {
@@ -147,7 +145,7 @@ pub fn reconcile(
     consumers: &[Consumer],
     now: UnixTime,
 ) -> Vec<Reconciled> {
-    let source = SlurmSource::new(plan.runner, Duration::from_secs(plan.slurm.timeout_secs));
+    let source = plan.source();
     let mut out = Vec::new();
     for consumer in consumers {
         for c in clusters {

@@ -6,32 +6,12 @@
 //! with only what failed, and a third run reads and posts nothing. The fake's November totals end
 //! exact to the cent.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::common::fixture;
+use crate::common::fake_sacct;
 use crate::deliver_activate::{empty_site, Site};
 use crate::deliver_waldur::{expected, fake, slurm_ledger, Totals, ACCOUNTS, OFFERING};
 use crate::fakes::waldur::{FakeWaldur, FaultMix};
-
-/// A `sacct` that answers from the recordings and appends its arguments to `calls.log`; a window
-/// whose arguments contain the text of `fail` (when that file exists) fails as slurmdbd does.
-fn fake_sacct(dir: &Path) {
-    let f = |name: &str| fixture(&format!("testbed/{name}")).display().to_string();
-    let script = format!(
-        "#!/bin/sh\nd=$(dirname \"$0\")\necho \"$*\" >> \"$d/calls.log\"\ncase \"$*\" in\n\
-         *--version*) cat '{}' ;;\n*--helpformat*) cat '{}' ;;\n\
-         *--parsable2*) if [ -f \"$d/fail\" ] && echo \"$*\" | grep -q -- \"$(cat \"$d/fail\")\"; then \
-         echo 'sacct: error: slurmdbd: Query took too long' >&2; exit 1; fi; cat '{}' ;;\n\
-         *) echo \"fake sacct: unexpected $*\" >&2; exit 1 ;;\nesac\n",
-        f("own-sacct-version.txt"),
-        f("sacct-helpformat.txt"),
-        f("own-sacct-poll.txt")
-    );
-    let path = dir.join("sacct");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 /// The window polls logged so far (`--parsable2` calls), each as its `--starttime`.
 fn polls(dir: &Path) -> Vec<String> {

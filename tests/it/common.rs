@@ -77,3 +77,25 @@ pub fn poll_text(header: &[String], records: &[Vec<String>], order: &[usize]) ->
     let row = |f: &[String]| order.iter().map(|&i| f[i].as_str()).collect::<Vec<_>>().join("\u{1f}") + "\n";
     std::iter::once(row(header)).chain(records.iter().map(|r| row(r))).collect()
 }
+
+/// A `sacct` in `dir` that answers from the recorded testbed poll (tests/fixtures/testbed/
+/// own-sacct-poll.txt, 28 runs of 2026-11-22, with its version and helpformat) and appends
+/// `<unix time> <arguments>` to `calls.log`; while the file `fail` exists, a query whose
+/// arguments contain its text fails as slurmdbd does when it is down.
+pub fn fake_sacct(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let f = |name: &str| fixture(&format!("testbed/{name}")).display().to_string();
+    let script = format!(
+        "#!/bin/sh\nd=$(dirname \"$0\")\necho \"$(date +%s.%N) $*\" >> \"$d/calls.log\"\ncase \"$*\" in\n\
+         *--version*) cat '{}' ;;\n*--helpformat*) cat '{}' ;;\n\
+         *--parsable2*) if [ -f \"$d/fail\" ] && echo \"$*\" | grep -q -- \"$(cat \"$d/fail\")\"; then \
+         echo 'sacct: error: slurmdbd: Query took too long' >&2; exit 1; fi; cat '{}' ;;\n\
+         *) echo \"fake sacct: unexpected $*\" >&2; exit 1 ;;\nesac\n",
+        f("own-sacct-version.txt"),
+        f("sacct-helpformat.txt"),
+        f("own-sacct-poll.txt")
+    );
+    let path = dir.join("sacct");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -10,7 +10,6 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -19,28 +18,9 @@ use std::time::{Duration, Instant};
 use slurm_ledger::ledger::Ledger;
 use slurm_ledger::model::ClusterName;
 
-use crate::common::fixture;
+use crate::common::{fake_sacct, fixture};
 use crate::deliver_activate::{empty_site, run_site, Site};
 use crate::metrics::{get, parse, python, sample};
-
-/// A `sacct` that answers from the recordings and appends `<unix time> <arguments>` to
-/// `calls.log`; while the file `fail` exists, every accounting query fails as slurmdbd down does.
-pub(crate) fn fake_sacct(dir: &Path) {
-    let f = |name: &str| fixture(&format!("testbed/{name}")).display().to_string();
-    let script = format!(
-        "#!/bin/sh\nd=$(dirname \"$0\")\necho \"$(date +%s.%N) $*\" >> \"$d/calls.log\"\ncase \"$*\" in\n\
-         *--version*) cat '{}' ;;\n*--helpformat*) cat '{}' ;;\n\
-         *--parsable2*) if [ -f \"$d/fail\" ]; then \
-         echo 'sacct: error: Problem talking to the database: Connection refused' >&2; exit 1; fi; cat '{}' ;;\n\
-         *) echo \"fake sacct: unexpected $*\" >&2; exit 1 ;;\nesac\n",
-        f("own-sacct-version.txt"),
-        f("sacct-helpformat.txt"),
-        f("own-sacct-poll.txt")
-    );
-    let path = dir.join("sacct");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 /// The accounting queries logged so far: (time, arguments).
 fn queries(bin: &Path) -> Vec<(f64, String)> {
@@ -276,7 +256,7 @@ fn while_sacct_fails_the_daemon_backs_off_keeps_the_cursor_still_delivers_and_re
     let cluster = ClusterName::new("testcluster").unwrap();
     let cursor_before = Ledger::open(&site.db).unwrap().cursor(&cluster).unwrap();
     assert_eq!(cursor_before, None);
-    std::fs::write(bin.join("fail"), "").unwrap();
+    std::fs::write(bin.join("fail"), "--parsable2").unwrap();
     let mut d = DaemonProcess::start(&site, &[]);
     // What the ledger holds goes out although Slurm cannot be read.
     wait_until("the ledger's runs delivered", Duration::from_secs(20), || !jsonl_ids(&site).is_empty());
@@ -297,7 +277,7 @@ fn while_sacct_fails_the_daemon_backs_off_keeps_the_cursor_still_delivers_and_re
     assert_eq!(metric(&m, "slurm_ledger_collects_total{cluster=\"testcluster\",result=\"ok\"}"), Some(0.0), "{m}");
     let health = get(d.metrics.unwrap(), "/healthz", None);
     assert_eq!(health.status, 503, "{}", health.body);
-    assert!(health.body.contains("Connection refused"), "{}", health.body);
+    assert!(health.body.contains("Query took too long"), "{}", health.body);
 
     // slurmdbd is back: the next poll reads and moves the cursor.
     std::fs::remove_file(bin.join("fail")).unwrap();
