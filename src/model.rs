@@ -544,7 +544,14 @@ pub struct Allocation {
     /// The job's comment (some sites list the GPUs' addresses there; cc-slurm-adapter's fallback).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub comment: String,
+    /// The batch script (`scontrol write batch_script`), when a sink wants it (cc-backend's
+    /// `job_script`) and the job has one; at most [`MAX_SCRIPT`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
 }
+
+/// The longest batch script kept (longer ones are cut, with a note).
+pub const MAX_SCRIPT: usize = 1 << 20;
 
 /// One node of an [`Allocation`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -281,17 +281,27 @@ pub fn collect_live_jobs(
 }
 
 /// Asks slurmctld for the allocation detail of given jobs of `cluster` (the daemon, at a job's
-/// start); see [`crate::collect::allocations::fetch_allocations`].
+/// start); see [`crate::collect::allocations::fetch_allocations`]. `scripts`: the batch scripts
+/// too.
 pub fn fetch_allocations(
     ledger: &mut Ledger,
     plan: &CollectPlan<'_>,
     detected: &Detected,
     cluster: &ClusterName,
     job_ids: &[u64],
+    scripts: bool,
     now: UnixTime,
 ) -> Result<crate::collect::allocations::AllocReport, crate::collect::CollectError> {
     let source = plan.source();
-    crate::collect::allocations::fetch_allocations(&source, detected.info.version, ledger, cluster, job_ids, now)
+    crate::collect::allocations::fetch_allocations(
+        &source,
+        detected.info.version,
+        ledger,
+        cluster,
+        job_ids,
+        scripts,
+        now,
+    )
 }
 
 /// How long a deliver pass may send, and (optionally) how many items per sink. The time is

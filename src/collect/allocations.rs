@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use crate::ledger::{Ledger, ALLOCATION_RECENT_SECS};
-use crate::model::{Allocation, ClusterName, JobKey, UnixTime};
+use crate::model::{Allocation, ClusterName, JobKey, UnixTime, MAX_SCRIPT};
 use crate::slurm::source::{SlurmSource, SlurmVersion};
 
 use super::CollectError;
@@ -38,9 +38,10 @@ pub fn fetch_allocations(
     ledger: &mut Ledger,
     cluster: &ClusterName,
     job_ids: &[u64],
+    scripts: bool,
     now: UnixTime,
 ) -> Result<AllocReport, CollectError> {
-    ask(source, version, ledger, cluster, job_ids, &[], None, now)
+    ask(source, version, ledger, cluster, job_ids, &[], None, scripts, now)
 }
 
 /// Asks for the allocation detail of the runs of `cluster` that started since the last ask
@@ -51,6 +52,7 @@ pub fn fetch_new_allocations(
     version: SlurmVersion,
     ledger: &mut Ledger,
     cluster: &ClusterName,
+    scripts: bool,
     now: UnixTime,
 ) -> Result<AllocReport, CollectError> {
     let (runs, last) = ledger.allocation_candidates(cluster, UnixTime(now.0 - ALLOCATION_RECENT_SECS), MAX_ASK)?;
@@ -65,8 +67,11 @@ pub fn fetch_new_allocations(
     let mut ids: Vec<u64> = runs.iter().map(|k| k.job_id_raw).collect();
     ids.sort_unstable();
     ids.dedup();
-    ask(source, version, ledger, cluster, &ids, &runs, last, now)
+    ask(source, version, ledger, cluster, &ids, &runs, last, scripts, now)
 }
+
+/// Batch scripts read per ask at most (one `scontrol write batch_script` each).
+const MAX_SCRIPTS: usize = 200;
 
 #[allow(clippy::too_many_arguments)]
 fn ask(
@@ -77,6 +82,7 @@ fn ask(
     job_ids: &[u64],
     expected: &[JobKey],
     cursor: Option<i64>,
+    scripts: bool,
     now: UnixTime,
 ) -> Result<AllocReport, CollectError> {
     let read = source.allocations(version, cluster, job_ids)?;
@@ -87,6 +93,27 @@ fn ask(
         .filter(|f| f.key.cluster == *cluster && wanted.contains(&f.key.job_id_raw))
         .map(|f| (f.key, f.allocation))
         .collect();
+    let mut found = found;
+    if scripts {
+        // One scontrol call per job, at most MAX_SCRIPTS an ask; a job without a batch script
+        // (srun, salloc) has none.
+        for (key, alloc) in found.iter_mut().take(MAX_SCRIPTS) {
+            match source.batch_script(cluster, key.job_id_raw) {
+                Ok(mut text) => {
+                    if text.len() > MAX_SCRIPT {
+                        let mut cut = MAX_SCRIPT;
+                        while !text.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        text.truncate(cut);
+                        text.push_str("\n# (cut by slurm-ledger at 1 MiB)\n");
+                    }
+                    alloc.script = Some(text);
+                }
+                Err(e) => tracing::debug!(cluster = %cluster, job_id = key.job_id_raw, error = %e, "no batch script"),
+            }
+        }
+    }
     let shown: HashSet<&JobKey> = found.iter().map(|(k, _)| k).collect();
     let gone: Vec<JobKey> = expected.iter().filter(|k| !shown.contains(k)).cloned().collect();
     let mut w = ledger.writer(now)?;
@@ -148,7 +175,7 @@ mod tests {
         let runner = ReplayRunner::new(vec![Recording::ok("scontrol", &["--details", "show", "job"], ALL)]);
         let src = SlurmSource::new(&runner, Duration::from_secs(5));
         let now = UnixTime(1_796_475_700);
-        let r = fetch_new_allocations(&src, V22, &mut l, &cluster(), now).unwrap();
+        let r = fetch_new_allocations(&src, V22, &mut l, &cluster(), false, now).unwrap();
         assert_eq!((r.asked, r.found, r.gone), (4, 4, 0), "{r:?}");
         let calls = runner.calls();
         assert_eq!(calls.len(), 1);
@@ -157,7 +184,7 @@ mod tests {
         let a = run.allocation.expect("stored and read with the run");
         assert_eq!((a.nodes[0].hwthreads.as_slice(), a.nodes[0].gpus.as_slice()), (&[1, 2, 3, 4][..], &[0, 1][..]));
         assert!(l.job(&key(&l, 1253)).unwrap().unwrap().allocation.is_none(), "pending: not asked");
-        let again = fetch_new_allocations(&src, V22, &mut l, &cluster(), now).unwrap();
+        let again = fetch_new_allocations(&src, V22, &mut l, &cluster(), false, now).unwrap();
         assert_eq!(again, AllocReport::default());
         assert_eq!(runner.calls().len(), 1, "nothing new: no call");
     }
@@ -195,11 +222,14 @@ mod tests {
         failed.exit_code = 1;
         let runner = ReplayRunner::new(vec![failed]);
         let src = SlurmSource::new(&runner, Duration::from_secs(5));
-        let r = fetch_new_allocations(&src, V22, &mut l, &cluster(), UnixTime(1_796_475_700)).unwrap();
+        let r = fetch_new_allocations(&src, V22, &mut l, &cluster(), false, UnixTime(1_796_475_700)).unwrap();
         assert_eq!((r.asked, r.found, r.gone), (1, 0, 1), "{r:?}");
         let k = key(&l, 1302);
         assert!(l.allocation_asked(&k).unwrap() && l.allocation(&k).unwrap().is_none());
-        assert_eq!(fetch_new_allocations(&src, V22, &mut l, &cluster(), UnixTime(1_796_475_700)).unwrap().asked, 0);
+        assert_eq!(
+            fetch_new_allocations(&src, V22, &mut l, &cluster(), false, UnixTime(1_796_475_700)).unwrap().asked,
+            0
+        );
         assert_eq!(runner.calls().len(), 1);
     }
 
@@ -210,9 +240,31 @@ mod tests {
         let one = include_bytes!("../../tests/fixtures/testbed/own-scontrol-show-job-d-gpu.txt");
         let runner = ReplayRunner::new(vec![Recording::ok("scontrol", &["show", "job", "1252"], &one[..])]);
         let src = SlurmSource::new(&runner, Duration::from_secs(5));
-        let r = fetch_allocations(&src, V22, &mut l, &cluster(), &[1252], UnixTime(5)).unwrap();
+        let r = fetch_allocations(&src, V22, &mut l, &cluster(), &[1252], false, UnixTime(5)).unwrap();
         assert_eq!((r.asked, r.found), (1, 1));
         let k = JobKey { cluster: cluster(), job_id_raw: 1252, submit: UnixTime(1_796_474_219) };
         assert_eq!(l.allocation(&k).unwrap().unwrap().nodes[0].gpus, [0, 1]);
+    }
+
+    /// With `scripts`, each job found gets its batch script (one `scontrol write batch_script`
+    /// each; the recording is of another testbed job's script, see its `.cmd`); without, none is
+    /// asked.
+    #[test]
+    fn batch_scripts_are_read_only_when_wanted() {
+        let one = include_bytes!("../../tests/fixtures/testbed/own-scontrol-show-job-d-gpu.txt");
+        let script = include_str!("../../tests/fixtures/testbed/own-scontrol-write-batch-script.txt");
+        let k = JobKey { cluster: cluster(), job_id_raw: 1252, submit: UnixTime(1_796_474_219) };
+        for wanted in [false, true] {
+            let mut l = Ledger::open_in_memory().unwrap();
+            let runner = ReplayRunner::new(vec![
+                Recording::ok("scontrol", &["show", "job", "1252"], &one[..]),
+                Recording::ok("scontrol", &["write", "batch_script", "1252"], script.as_bytes()),
+            ]);
+            let src = SlurmSource::new(&runner, Duration::from_secs(5));
+            fetch_allocations(&src, V22, &mut l, &cluster(), &[1252], wanted, UnixTime(5)).unwrap();
+            let stored = l.allocation(&k).unwrap().unwrap();
+            assert_eq!(stored.script.as_deref(), wanted.then_some(script), "wanted: {wanted}");
+            assert_eq!(runner.calls().len(), if wanted { 2 } else { 1 });
+        }
     }
 }

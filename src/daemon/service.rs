@@ -459,6 +459,7 @@ fn hook_pass(
         }
     }
     if d.consumers.iter().any(|c| c.sender.wants_allocations()) {
+        let scripts = d.consumers.iter().any(|c| c.sender.wants_job_scripts());
         let mut started: BTreeMap<ClusterName, Vec<u64>> = BTreeMap::new();
         for ((named, job_id), _) in waiting.iter().filter(|(_, w)| w.due <= now_i && w.context == HookContext::Prolog) {
             if let Some(cluster) = named.clone().or_else(|| found.clusters.first().cloned()) {
@@ -466,7 +467,7 @@ fn hook_pass(
             }
         }
         for (cluster, ids) in &started {
-            if let Err(e) = pass::fetch_allocations(&mut d.ledger, &d.collect, &found, cluster, ids, now) {
+            if let Err(e) = pass::fetch_allocations(&mut d.ledger, &d.collect, &found, cluster, ids, scripts, now) {
                 tracing::warn!(cluster = %cluster, error = %e, "asking scontrol for the allocation detail failed; the start goes out with what sacct says");
             }
         }

@@ -147,6 +147,11 @@ pub trait Sender: Sync {
     fn wants_allocations(&self) -> bool {
         false
     }
+    /// Whether this sender renders runs' batch scripts (asked with the allocation detail, one
+    /// `scontrol write batch_script` per run).
+    fn wants_job_scripts(&self) -> bool {
+        false
+    }
     /// Whether this sender reports node states: a pass then reads them (one `sinfo` per cluster)
     /// after delivering and hands them to [`Sender::node_states`].
     fn wants_node_states(&self) -> bool {

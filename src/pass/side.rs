@@ -73,12 +73,14 @@ pub fn ask_allocations(
     if !consumers.iter().any(|c| c.sender.wants_allocations()) {
         return Vec::new();
     }
+    let scripts = consumers.iter().any(|c| c.sender.wants_job_scripts());
     let source = plan.source();
     let mut out = Vec::new();
     for c in clusters {
         let ClusterOutcome::Collected(r) = c else { continue };
         let Some(version) = r.slurm_version.as_deref().and_then(SlurmVersion::parse) else { continue };
-        let result = fetch_new_allocations(&source, version, ledger, &r.cluster, now).map_err(|e| e.to_string());
+        let result =
+            fetch_new_allocations(&source, version, ledger, &r.cluster, scripts, now).map_err(|e| e.to_string());
         match &result {
             Ok(a) if !a.problems.is_empty() => {
                 tracing::warn!(cluster = %r.cluster, problems = ?a.problems, "some allocation records of scontrol were not read")

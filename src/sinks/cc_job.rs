@@ -17,7 +17,8 @@
 //!   every index of the node must be mapped); unmapped, the job's comment split at `,` (the
 //!   adapter's fallback); else none. A node without GPU indices gets none.
 //!   cc-backend requires `len(resources) == numNodes`, so `numNodes` is the hosts sent.
-//! - `metaData`: `jobName`, and `slurmInfo` (a short text of what the ledger knows).
+//! - `metaData`: `jobName`, `slurmInfo` (a short text of what the ledger knows), and `jobScript`
+//!   when the allocation detail carries the batch script (`job_script = true`).
 //! - The stop names the run by `jobId`, `cluster` and its `startTime` (the adapter left it out,
 //!   so cc-backend stopped the newest row of that job id: a requeued job's wrong run).
 //! - States map to `schema.JobState`; Slurm states with no match there (REQUEUED, RESIZING,
@@ -117,7 +118,11 @@ pub fn start_job_body(
         run.nodelist,
         run.alloc_tres.to_canonical()
     );
-    body.insert("metaData".into(), json!({ "jobName": run.name, "slurmInfo": info }));
+    let mut meta = json!({ "jobName": run.name, "slurmInfo": info });
+    if let Some(script) = run.allocation.as_ref().and_then(|a| a.script.as_ref()) {
+        meta["jobScript"] = json!(script);
+    }
+    body.insert("metaData".into(), meta);
     Ok(Value::Object(body))
 }
 
@@ -208,6 +213,7 @@ mod tests {
         Allocation {
             nodes: vec![NodeAllocation { hostname: "vm".into(), hwthreads: vec![1, 2, 3, 4], gpus: vec![0, 1] }],
             comment: comment.into(),
+            script: None,
         }
     }
 
@@ -245,5 +251,18 @@ mod tests {
         let b = start_job_body(&r, "c", &|_| false, &pci).unwrap();
         assert_eq!(b["resources"], json!([{"hostname": "vm"}]));
         assert_eq!((b["numHwthreads"].as_u64(), b["numAcc"].as_u64()), (Some(4), Some(2)));
+    }
+
+    #[test]
+    fn the_batch_script_goes_in_metadata_when_the_detail_has_it() {
+        let mut r = run();
+        let mut d = detail("");
+        r.allocation = Some(d.clone());
+        let body = start_job_body(&r, "c", &|_| false, &|_, _| None).unwrap();
+        assert!(body["metaData"].get("jobScript").is_none(), "{body}");
+        d.script = Some("#!/bin/sh\nsleep 1\n".into());
+        r.allocation = Some(d);
+        let body = start_job_body(&r, "c", &|_| false, &|_, _| None).unwrap();
+        assert_eq!(body["metaData"]["jobScript"], "#!/bin/sh\nsleep 1\n");
     }
 }

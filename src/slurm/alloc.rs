@@ -97,7 +97,7 @@ fn text_record(
     };
     Ok(Some(FoundAllocation {
         key: JobKey { cluster, job_id_raw: raw, submit },
-        allocation: Allocation { nodes, comment: comment.trim().to_string() },
+        allocation: Allocation { nodes, comment: comment.trim().to_string(), script: None },
     }))
 }
 
@@ -256,7 +256,7 @@ fn json_job(job: &Value, default_cluster: &ClusterName) -> Result<Option<FoundAl
     let comment = slurm_string(job.get("comment")).unwrap_or_default();
     Ok(Some(FoundAllocation {
         key: JobKey { cluster, job_id_raw: raw, submit: UnixTime(submit) },
-        allocation: Allocation { nodes, comment: comment.trim().to_string() },
+        allocation: Allocation { nodes, comment: comment.trim().to_string(), script: None },
     }))
 }
 

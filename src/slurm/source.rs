@@ -183,6 +183,15 @@ impl<'r> SlurmSource<'r> {
         Ok(super::scontrol::read_scontrol_jobs(&text, cluster, &TimeZone::Utc))
     }
 
+    /// `scontrol --clusters=CLUSTER write batch_script ID -`: the job's batch script, as slurmctld
+    /// holds it (until MinJobAge after the end). A job without one (srun, salloc) is an error.
+    pub fn batch_script(&self, cluster: &ClusterName, job_id: u64) -> Result<String, SourceError> {
+        let id = job_id.to_string();
+        Ok(self.runner.run_to_string(
+            &self.inv("scontrol", &[&format!("--clusters={cluster}"), "write", "batch_script", &id, "-"]),
+        )?)
+    }
+
     /// The local cluster's name, from `scontrol show config` (asks slurmctld, not slurmdbd).
     pub fn local_cluster(&self) -> Result<ClusterName, SourceError> {
         let text = self.runner.run_to_string(&self.inv("scontrol", &["show", "config"]))?;

@@ -14,6 +14,7 @@ pub const EXAMPLE: &str = r#"# [sinks.cc_backend]                    # ClusterCo
 # ignore_hosts = "^login[0-9]+$"        # regex: hosts left out of a job's resources (a job with only such hosts is not reported)
 # timeout_secs = 30                     # per HTTP request
 # concurrency = 4                       # requests in flight at once (1 to 64); a 429 pauses them all
+# job_script = false                    # send each job's batch script in metaData.jobScript (scontrol write batch_script)
 # node_states = true                    # post sinfo's node states to /api/nodestate/ each pass
 # [sinks.cc_backend.gpu_pci_addrs]      # host regex -> PCI address of GPU index 0, 1, … (cc-slurm-adapter's gpuPciAddrs)
 # "^gpu[0-9]+$" = ["00000000:07:00.0", "00000000:0B:00.0"]
@@ -30,6 +31,7 @@ pub struct RawCcBackend {
     pub ignore_hosts: Option<String>,
     pub timeout_secs: Option<i64>,
     pub node_states: Option<bool>,
+    pub job_script: Option<bool>,
     pub concurrency: Option<i64>,
     #[serde(default)]
     pub clusters: BTreeMap<String, String>,
@@ -52,6 +54,8 @@ pub struct CcBackendSettings {
     pub clusters: BTreeMap<String, String>,
     /// Post node states each pass.
     pub node_states: bool,
+    /// Send each job's batch script in `metaData.jobScript`.
+    pub job_script: bool,
     /// Host regex (checked) → PCI addresses by GPU index; the first pattern (in name order)
     /// matching a host applies.
     pub gpu_pci_addrs: BTreeMap<String, Vec<String>>,
@@ -141,6 +145,7 @@ pub fn validate(raw: RawCcBackend, problems: &mut Problems) -> CcBackendSettings
         concurrency,
         clusters: raw.clusters,
         node_states: raw.node_states.unwrap_or(true),
+        job_script: raw.job_script.unwrap_or(false),
         gpu_pci_addrs: raw.gpu_pci_addrs,
     }
 }

@@ -159,6 +159,10 @@ impl Sender for CcSender {
         self.cfg.node_states
     }
 
+    fn wants_job_scripts(&self) -> bool {
+        self.cfg.job_script
+    }
+
     fn running_jobs(&self, cluster: &ClusterName) -> Option<Result<Vec<RunningJob>, String>> {
         let client = self.client.as_ref()?;
         {
