@@ -94,10 +94,14 @@ fn submit_and_collect_running(db: &std::path::Path, name: &str, script: &str, de
 #[test]
 fn live_collect_gives_the_facts_an_admin_checks() {
     let Some(seed) = testbed() else { return };
-    // No other test may submit a job between the two collects compared below.
+    // No other test of this process may submit a job between the two collects compared below
+    // (other processes and late requeues may: see `first_at`).
     let _slurm = exclusive_slurm();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("l.db");
+    // Runs that first exist after this instant (a job another test process submitted, a late
+    // requeue of an earlier test's job) may appear at the second collect; nothing older may.
+    let first_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 1;
     let first = collect(&db, &["--lookback", "2d"]);
     assert!(!first.contains("quarantined"), "our own sacct call quarantines nothing: {first}");
 
@@ -152,7 +156,12 @@ fn live_collect_gives_the_facts_an_admin_checks() {
     let open = before.iter().filter(|j| !j.state.is_final()).count();
     drop(ledger);
     let second = collect(&db, &["--lookback", "2d"]);
-    assert!(second.contains("(0 new,"), "{second}");
+    let after: Vec<JobRun> = Ledger::open(&db).unwrap().jobs(&JobFilter::default()).unwrap();
+    let new: Vec<&JobRun> = after.iter().filter(|a| !before.iter().any(|b| b.key == a.key)).collect();
+    assert!(second.contains(&format!("({} new,", new.len())), "{second}");
+    for n in &new {
+        assert!(n.key.submit.0 >= first_at, "a run submitted before the first collect appeared only now: {n:#?}");
+    }
     let updated: usize = second
         .split(" updated")
         .next()
@@ -160,7 +169,6 @@ fn live_collect_gives_the_facts_an_admin_checks() {
         .and_then(|n| n.parse().ok())
         .expect("updated count");
     assert!(updated <= open + 2, "only open runs (and jobs that started since) may change: {second}");
-    let after: Vec<JobRun> = Ledger::open(&db).unwrap().jobs(&JobFilter::default()).unwrap();
     for b in before.iter().filter(|j| j.state.is_final()) {
         let a = after.iter().find(|a| a.key == b.key).expect("run still there");
         assert_eq!(a, b, "finished run changed on re-collect");
