@@ -183,10 +183,9 @@ fn fake_slurm(bin: &std::path::Path) {
     }
 }
 
-const PCI: [&str; 2] = ["00000000:07:00.0", "00000000:0B:00.0"];
-
-#[test]
-fn a_pass_sends_the_allocation_detail_and_posts_the_node_states() {
+/// A fresh site whose Slurm is [`fake_slurm`] (in `<site>/bin`), the cc-backend fake, and a
+/// config with `[sinks.cc_backend]` pointed at it, `extra` appended (more keys or tables).
+fn slurm_site(extra: &str) -> (Site, std::path::PathBuf, FakeCcBackend) {
     let site = empty_site();
     let bin = site.cfg.parent().unwrap().join("bin");
     std::fs::create_dir(&bin).unwrap();
@@ -195,15 +194,21 @@ fn a_pass_sends_the_allocation_detail_and_posts_the_node_states() {
     std::fs::write(
         &site.cfg,
         format!(
-            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\n[sinks.cc_backend]\nurl = \"{}\"\ntimeout_secs = 2\n\
-             [sinks.cc_backend.gpu_pci_addrs]\n\"^vm$\" = [\"{}\", \"{}\"]\n",
+            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\n[sinks.cc_backend]\nurl = \"{}\"\ntimeout_secs = 2\n{extra}",
             bin.display(),
-            cc.base_url(),
-            PCI[0],
-            PCI[1]
+            cc.base_url()
         ),
     )
     .unwrap();
+    (site, bin, cc)
+}
+
+const PCI: [&str; 2] = ["00000000:07:00.0", "00000000:0B:00.0"];
+
+#[test]
+fn a_pass_sends_the_allocation_detail_and_posts_the_node_states() {
+    let (site, bin, cc) =
+        slurm_site(&format!("[sinks.cc_backend.gpu_pci_addrs]\n\"^vm$\" = [\"{}\", \"{}\"]\n", PCI[0], PCI[1]));
     let (code, out, err) = run(&site, &["run"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let calls = std::fs::read_to_string(bin.join("calls.log")).unwrap();
@@ -241,21 +246,7 @@ fn a_pass_sends_the_allocation_detail_and_posts_the_node_states() {
 /// deliveries.
 #[test]
 fn a_node_state_failure_does_not_stop_deliveries() {
-    let site = empty_site();
-    let bin = site.cfg.parent().unwrap().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    fake_slurm(&bin);
-    let cc = FakeCcBackend::start(CcConfig { seed: 3, ..CcConfig::new(TOKEN, "testcluster", &["vm"]) });
-    std::fs::write(
-        &site.cfg,
-        format!(
-            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\n[sinks.cc_backend]\nurl = \"{}\"\ntimeout_secs = 2\n\
-             [sinks.cc_backend.clusters]\ntestcluster = \"testcluster\"\n",
-            bin.display(),
-            cc.base_url()
-        ),
-    )
-    .unwrap();
+    let (site, bin, cc) = slurm_site("[sinks.cc_backend.clusters]\ntestcluster = \"testcluster\"\n");
     std::fs::remove_file(bin.join("sinfo")).unwrap();
     let (code, out, err) = run(&site, &["run"]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -271,10 +262,7 @@ fn a_node_state_failure_does_not_stop_deliveries() {
 #[test]
 fn a_job_cc_backend_shows_running_that_the_ledger_lacks_is_asked_of_sacct_and_stopped() {
     use std::os::unix::fs::PermissionsExt;
-    let site = empty_site();
-    let bin = site.cfg.parent().unwrap().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    fake_slurm(&bin);
+    let (site, bin, cc) = slurm_site("node_states = false\n");
     let recording = fixture("testbed/own-sacct-poll-alloc.txt");
     let text = std::fs::read_to_string(&recording).unwrap();
     let header = bin.join("header-only.txt");
@@ -301,7 +289,6 @@ fn a_job_cc_backend_shows_running_that_the_ledger_lacks_is_asked_of_sacct_and_st
     let (runs, _) = crate::common::parse(text.as_bytes(), o);
     let job = runs.iter().find(|r| r.key.job_id_raw == 1299).expect("job 1299 in the recording");
     let (start, end) = (job.start.unwrap().0, job.end.unwrap().0);
-    let cc = FakeCcBackend::start(CcConfig { seed: 5, ..CcConfig::new(TOKEN, "testcluster", &["vm"]) });
     let body = serde_json::json!({"jobId": 1299, "user": "root", "project": "research-team", "cluster": "testcluster",
         "numNodes": 1, "numHwthreads": 2, "numAcc": 0, "walltime": 120, "startTime": start,
         "resources": [{"hostname": "vm"}]});
@@ -312,15 +299,6 @@ fn a_job_cc_backend_shows_running_that_the_ledger_lacks_is_asked_of_sacct_and_st
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    std::fs::write(
-        &site.cfg,
-        format!(
-            "[slurm]\nclusters = [\"testcluster\"]\nbin_dir = \"{}\"\n[sinks.cc_backend]\nurl = \"{}\"\ntimeout_secs = 2\nnode_states = false\n",
-            bin.display(),
-            cc.base_url()
-        ),
-    )
-    .unwrap();
 
     let (code, out, err) = run(&site, &["run"]);
     assert_eq!(code, 0, "{out}\n{err}");
