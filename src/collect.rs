@@ -47,8 +47,8 @@ pub const MAX_SETTLE: usize = 2_000;
 /// The source name of the by-id asks in the ledger (quarantine and collect history).
 pub const BY_ID_SOURCE: &str = "sacct --jobs";
 
-/// Job ids per `sacct --jobs` call when settling (keeps the command line short).
-const SETTLE_IDS_PER_CALL: usize = 200;
+/// Job ids per `sacct --jobs` call (settling, the daemon's looks): keeps the command line short.
+pub const IDS_PER_CALL: usize = 200;
 
 /// Errors that stop a collect. The ledger keeps what was committed; the cursor stays.
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +278,7 @@ fn poll_window(
 /// the ledger's collect history and quarantine.
 pub const HOOK_SOURCE: &str = "sacct --jobs (hook)";
 
-/// Reads `job_ids` of `cluster` by id (one `sacct --jobs` call per [`SETTLE_IDS_PER_CALL`] ids)
+/// Reads `job_ids` of `cluster` by id (one `sacct --jobs` call per [`IDS_PER_CALL`] ids)
 /// and stores what sacct says, as a poll would: the daemon's fast path after a prolog or epilog
 /// hook message. The cursor never moves (the next poll still reads its whole window), and the
 /// collect history is left to the polls (one line per job start and end would bury them); the
@@ -292,7 +292,7 @@ pub fn collect_jobs(
     now: UnixTime,
 ) -> Result<Counts, CollectError> {
     let mut counts = Counts::default();
-    for chunk in job_ids.chunks(SETTLE_IDS_PER_CALL) {
+    for chunk in job_ids.chunks(IDS_PER_CALL) {
         let (reader, handle) = source.poll_jobs(info, cluster, chunk)?;
         let sacct_error = |source| CollectError::Sacct { cluster: cluster.clone(), source };
         let result = match ingest(ledger, reader, cluster, HOOK_SOURCE, now) {
@@ -379,7 +379,7 @@ fn settle_open_runs(
     // A requeued job's runs share one id: each id is asked once.
     let mut seen_ids = HashSet::new();
     let ids: Vec<u64> = due.iter().map(|r| r.job_id_raw).filter(|id| seen_ids.insert(*id)).collect();
-    for chunk in ids.chunks(SETTLE_IDS_PER_CALL) {
+    for chunk in ids.chunks(IDS_PER_CALL) {
         let chunk_ids: HashSet<u64> = chunk.iter().copied().collect();
         settled.calls += 1;
         let keys: Vec<(u64, UnixTime)> =

@@ -253,57 +253,6 @@ pub fn collect_detected(
     Ok(out)
 }
 
-/// Reads given jobs of `cluster` by id into the ledger (the daemon's look after a hook message);
-/// see [`crate::collect::collect_jobs`].
-pub fn collect_jobs(
-    ledger: &mut Ledger,
-    plan: &CollectPlan<'_>,
-    detected: &Detected,
-    cluster: &ClusterName,
-    job_ids: &[u64],
-    now: UnixTime,
-) -> Result<crate::collect::Counts, crate::collect::CollectError> {
-    let source = plan.source();
-    crate::collect::collect_jobs(&source, &detected.info, ledger, cluster, job_ids, now)
-}
-
-/// Reads given jobs of `cluster` from slurmctld's live view into the ledger; see
-/// [`crate::collect::collect_live_jobs`].
-pub fn collect_live_jobs(
-    ledger: &mut Ledger,
-    plan: &CollectPlan<'_>,
-    cluster: &ClusterName,
-    job_ids: &[u64],
-    now: UnixTime,
-) -> Result<crate::collect::Counts, crate::collect::CollectError> {
-    let source = plan.source();
-    crate::collect::collect_live_jobs(&source, ledger, cluster, job_ids, now)
-}
-
-/// Asks slurmctld for the allocation detail of given jobs of `cluster` (the daemon, at a job's
-/// start); see [`crate::collect::allocations::fetch_allocations`]. `scripts`: the batch scripts
-/// too.
-pub fn fetch_allocations(
-    ledger: &mut Ledger,
-    plan: &CollectPlan<'_>,
-    detected: &Detected,
-    cluster: &ClusterName,
-    job_ids: &[u64],
-    scripts: bool,
-    now: UnixTime,
-) -> Result<crate::collect::allocations::AllocReport, crate::collect::CollectError> {
-    let source = plan.source();
-    crate::collect::allocations::fetch_allocations(
-        &source,
-        detected.info.version,
-        ledger,
-        cluster,
-        job_ids,
-        scripts,
-        now,
-    )
-}
-
 /// How long a deliver pass may send, and (optionally) how many items per sink. The time is
 /// shared: each sink in turn gets the time left divided by the sinks still to go, so one slow
 /// platform cannot starve the others; what a sink leaves goes to the next pass. `clock` is the

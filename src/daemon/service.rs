@@ -25,6 +25,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::collect::{self, allocations::fetch_allocations};
 use crate::config::ConfigProblem;
 use crate::delivery::consumer::Consumer;
 use crate::ledger::{lock, JobFilter, Ledger};
@@ -164,6 +165,9 @@ struct Waiting {
 
 /// Jobs named by hook messages, by (cluster as the message named it, job id).
 type WaitingJobs = BTreeMap<(Option<ClusterName>, u64), Waiting>;
+
+/// A waiting job due for its look: the cluster it is asked on, its key and its state.
+type Due<'w> = (ClusterName, &'w (Option<ClusterName>, u64), &'w Waiting);
 
 /// Runs the loop until `flags.stop` is set. Messages from the hook arrive on `hook` (the
 /// listener's channel); `refused` tells how many messages the listener refused so far.
@@ -353,6 +357,7 @@ fn full_pass(d: &mut Daemon<'_>, detected: &mut Option<Detected>, flags: &Flags)
     let (sinks, refused) =
         pass::deliver_checked(&mut d.ledger, &sending, limits, now, &mut *d.preflight, &mut |_, _, _| {});
     record_sinks(d, &sinks)?;
+    record_outbox(d)?;
     let skip = pass::refused_sinks(&refused);
     let reporting: Vec<&Consumer> = d.consumers.iter().filter(|c| !skip.contains(&c.name.as_str())).collect();
     let node_states = side::report_node_states(&d.collect, &outcomes, &reporting);
@@ -400,32 +405,28 @@ fn hook_pass(
             return Ok(());
         }
     };
-    let mut by_cluster: BTreeMap<ClusterName, Vec<u64>> = BTreeMap::new();
-    waiting.retain(|(cluster, job_id), w| {
-        if w.due > now_i {
-            return true;
-        }
-        match cluster.clone().or_else(|| found.clusters.first().cloned()) {
-            Some(c) if found.clusters.contains(&c) => {
-                // At a job's start slurmdbd has not heard of it yet (measured on the testbed:
-                // never on the first look): slurmctld's view is asked at once, below.
-                if w.context != HookContext::Prolog || w.tries > 0 {
-                    by_cluster.entry(c).or_default().push(*job_id);
-                }
-                true
-            }
+    // The due jobs, each with the cluster it is asked on (a message without one: the first
+    // collected); a job of a cluster this daemon does not collect is dropped.
+    let mut due: Vec<Due<'_>> = Vec::new();
+    let mut foreign = Vec::new();
+    for (key, w) in waiting.iter().filter(|(_, w)| w.due <= now_i) {
+        match key.0.clone().or_else(|| found.clusters.first().cloned()) {
+            Some(c) if found.clusters.contains(&c) => due.push((c, key, w)),
             other => {
-                tracing::debug!(cluster = ?other, job_id, "a hook message names a cluster this daemon does not collect");
-                false
+                tracing::debug!(cluster = ?other, job_id = key.1, "a hook message names a cluster this daemon does not collect");
+                foreign.push(key.clone());
             }
         }
-    });
+    }
     let now = (d.clock)();
-    for (cluster, ids) in &by_cluster {
+    let source = d.collect.source();
+    // At a job's start slurmdbd has not heard of it yet (measured on the testbed: never on the
+    // first look): slurmctld's view is asked at once, below.
+    let asked = by_cluster(due.iter().filter(|(_, _, w)| w.context != HookContext::Prolog || w.tries > 0));
+    for (cluster, ids) in &asked {
         let t = Instant::now();
-        let calls = ids.len().div_ceil(200) as u64;
-        d.metrics.hook_sacct_calls(cluster.as_str(), calls);
-        match pass::collect_jobs(&mut d.ledger, &d.collect, &found, cluster, ids, now) {
+        d.metrics.hook_sacct_calls(cluster.as_str(), ids.len().div_ceil(collect::IDS_PER_CALL) as u64);
+        match collect::collect_jobs(&source, &found.info, &mut d.ledger, cluster, ids, now) {
             Ok(c) => tracing::debug!(
                 cluster = %cluster,
                 jobs = ids.len(),
@@ -439,17 +440,14 @@ fn hook_pass(
     }
     // What sacct does not show yet (slurmdbd hears of a start or end a moment after slurmctld),
     // slurmctld's live view does: asked for those jobs only, a few per pass.
-    let mut live: BTreeMap<ClusterName, Vec<u64>> = BTreeMap::new();
-    for ((named, job_id), w) in waiting.iter().filter(|(_, w)| w.due <= now_i) {
-        let Some(cluster) = named.clone().or_else(|| found.clusters.first().cloned()) else { continue };
-        if live.values().map(Vec::len).sum::<usize>() < LIVE_LOOKS
-            && !shows(&d.ledger, &(named.clone(), *job_id), &w.context)?
-        {
-            live.entry(cluster).or_default().push(*job_id);
+    let mut unshown = Vec::new();
+    for entry in &due {
+        if unshown.len() < LIVE_LOOKS && !shows(&d.ledger, entry.1, &entry.2.context)? {
+            unshown.push(entry);
         }
     }
-    for (cluster, ids) in &live {
-        match pass::collect_live_jobs(&mut d.ledger, &d.collect, cluster, ids, now) {
+    for (cluster, ids) in &by_cluster(unshown.into_iter()) {
+        match collect::collect_live_jobs(&source, &mut d.ledger, cluster, ids, now) {
             Ok(c) => {
                 tracing::debug!(cluster = %cluster, jobs = ids.len(), new = c.runs_new, updated = c.runs_updated, "looked at slurmctld's view of the jobs sacct does not show yet")
             }
@@ -460,17 +458,16 @@ fn hook_pass(
     }
     if d.consumers.iter().any(|c| c.sender.wants_allocations()) {
         let scripts = d.consumers.iter().any(|c| c.sender.wants_job_scripts());
-        let mut started: BTreeMap<ClusterName, Vec<u64>> = BTreeMap::new();
-        for ((named, job_id), _) in waiting.iter().filter(|(_, w)| w.due <= now_i && w.context == HookContext::Prolog) {
-            if let Some(cluster) = named.clone().or_else(|| found.clusters.first().cloned()) {
-                started.entry(cluster).or_default().push(*job_id);
-            }
-        }
+        let started = by_cluster(due.iter().filter(|(_, _, w)| w.context == HookContext::Prolog));
         for (cluster, ids) in &started {
-            if let Err(e) = pass::fetch_allocations(&mut d.ledger, &d.collect, &found, cluster, ids, scripts, now) {
+            let version = found.info.version;
+            if let Err(e) = fetch_allocations(&source, version, &mut d.ledger, cluster, ids, scripts, now) {
                 tracing::warn!(cluster = %cluster, error = %e, "asking scontrol for the allocation detail failed; the start goes out with what sacct says");
             }
         }
+    }
+    for key in foreign {
+        waiting.remove(&key);
     }
     let due = |w: &Waiting| w.due <= now_i;
     looked_at(d, waiting, &mut |w| due(w))?;
@@ -483,6 +480,15 @@ fn hook_pass(
     };
     let sinks = pass::deliver_fewest_first(&mut d.ledger, &consumers, limits, now, &mut |_, _, _| {});
     record_sinks(d, &sinks)
+}
+
+/// The job ids of `due` entries, by the cluster they are asked on.
+fn by_cluster<'e, 'w: 'e>(due: impl Iterator<Item = &'e Due<'w>>) -> BTreeMap<ClusterName, Vec<u64>> {
+    let mut out: BTreeMap<ClusterName, Vec<u64>> = BTreeMap::new();
+    for (cluster, key, _) in due {
+        out.entry(cluster.clone()).or_default().push(key.1);
+    }
+    out
 }
 
 /// Puts off every due waiting job after a failed look.
@@ -545,7 +551,7 @@ fn shows(ledger: &Ledger, key: &(Option<ClusterName>, u64), context: &HookContex
     })
 }
 
-/// Counts what each sink delivered and what waits in its outbox.
+/// Counts what each sink delivered; remembers a sink paused by a 429.
 fn record_sinks(d: &mut Daemon<'_>, sinks: &[SinkOutcome]) -> Result<(), DaemonError> {
     for o in sinks {
         if let Some(until) = o.paused_until() {
@@ -568,6 +574,12 @@ fn record_sinks(d: &mut Daemon<'_>, sinks: &[SinkOutcome]) -> Result<(), DaemonE
             );
         }
     }
+    Ok(())
+}
+
+/// Sets the outbox gauges from the ledger's counts (a scan of the outbox: once per full pass,
+/// not on the hook path).
+fn record_outbox(d: &Daemon<'_>) -> Result<(), DaemonError> {
     for s in d.ledger.sink_status(0)? {
         let n = |state: &str| s.deliveries.iter().filter(|(st, _)| st == state).map(|(_, n)| *n).sum::<u64>();
         d.metrics.set_outbox(&s.sink, n("pending"), n("sent") + n("retry"), n("rejected"));
